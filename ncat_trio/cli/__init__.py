@@ -1,0 +1,113 @@
+"""The command line (typer only): argv → frozen options → ``runner.run`` → exit code.
+
+``main`` also accepts the nc spellings people type (``ncat-trio HOST PORT``,
+``ncat-trio -l [HOST] PORT``, ``ncat-trio -lvk -p PORT``) by rewriting them into the
+``connect``/``listen`` subcommands before typer sees them.  Usage errors are one line
+on stderr and exit 2; help goes to stdout and exits 0.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+from .. import diag
+from ..errors import ExitCode, NcatError
+from . import netcat
+
+app = typer.Typer(
+    name="ncat-trio",
+    help="A netcat, relay and network-test tool built on Trio. Stdout is data only; "
+    "diagnostics go to stderr.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+netcat.register(app)
+
+#: Words that name a subcommand; anything else first on the line is nc shorthand.
+SUBCOMMANDS = {"connect", "listen", "demo"}
+
+
+def _version(value: bool) -> None:
+    if value:
+        import platform
+
+        import trio
+
+        from .. import __version__
+
+        print(f"ncat-trio {__version__} (Python {platform.python_version()}, Trio {trio.__version__})")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print versions and exit."),
+    ] = False,
+) -> None:
+    """ncat-trio: connect, listen, relay, measure."""
+
+
+def rewrite_shorthand(args: list[str]) -> list[str]:
+    """Turn nc spellings into subcommands: ``-l`` anywhere means ``listen``, else ``connect``.
+
+    ``-l`` is also pulled out of combined short flags (``-lvk`` → ``-vk``).  Arguments
+    after ``--`` are left alone.  A line starting with a subcommand or a root option
+    (``--help``, ``--version``) is returned unchanged.
+    """
+    if not args or args[0] in SUBCOMMANDS or args[0] in ("-h", "--help", "-V", "--version"):
+        return args
+    if args[0].startswith("--") and "completion" in args[0]:
+        return args
+    listen = False
+    out: list[str] = []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            out.extend(args[index:])
+            break
+        if arg == "--listen":
+            listen = True
+            continue
+        if len(arg) >= 2 and arg[0] == "-" and arg[1] != "-" and arg[1:].isalpha() and "l" in arg:
+            listen = True
+            rest = arg.replace("l", "")
+            if rest != "-":
+                out.append(rest)
+            continue
+        out.append(arg)
+    return ["listen" if listen else "connect", *out]
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Console-script entry point."""
+    sys.exit(run_cli(sys.argv[1:] if argv is None else argv))
+
+
+def run_cli(args: list[str]) -> int:
+    """Parse and run; return the exit code.  One-line errors, no tracebacks for usage."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(
+            rewrite_shorthand(list(args)), prog_name="ncat-trio", standalone_mode=False
+        )
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:  # click's usage errors, vendored by typer
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `ncat-trio` / `ncat-trio listen`
+            sys.stderr.write(exc.format_message() + "\n")
+        else:
+            diag.say(f"{exc.format_message()} (see ncat-trio --help)")
+        return ExitCode.USAGE
+    except typer.Abort:
+        diag.say("aborted")
+        return ExitCode.SIGINT
+    except NcatError as exc:  # raised while building options, before anything runs
+        diag.say(str(exc))
+        return exc.exit_code
+    return int(result or 0)

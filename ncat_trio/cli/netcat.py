@@ -1,0 +1,153 @@
+"""``connect``, ``listen`` and ``demo``: typer signatures → frozen options → run."""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated
+
+import typer
+
+from .. import runner
+from ..errors import UsageError
+from ..modes import netcat
+from ..parse import parse_duration, parse_port
+from ..transport.net import Endpoint
+
+CONN = "Connection"
+TIME = "Timeouts"
+IO = "I/O"
+OUT = "Output"
+
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Log connections on stderr.", rich_help_panel=OUT)]
+IPv4 = Annotated[bool, typer.Option("-4", help="IPv4 only.", rich_help_panel=CONN)]
+IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.", rich_help_panel=CONN)]
+Numeric = Annotated[bool, typer.Option("-n", "--numeric", help="No DNS: hosts are literal addresses.", rich_help_panel=CONN)]
+NoDelay = Annotated[bool, typer.Option("--nodelay", help="Set TCP_NODELAY (Nagle off).", rich_help_panel=CONN)]
+Linger = Annotated[
+    str | None,
+    typer.Option("-q", "--linger", metavar="SECS", help="After stdin EOF, wait at most SECS for the peer's EOF, then close (exit 0).", rich_help_panel=TIME),
+]
+Idle = Annotated[
+    str | None,
+    typer.Option("-i", "--idle-timeout", metavar="SECS", help="Fail (exit 4) when no data moves either way for SECS.", rich_help_panel=TIME),
+]
+Shutdown = Annotated[bool, typer.Option("-N", "--shutdown", help="Send FIN at stdin EOF (the default; accepted for nc compatibility).", rich_help_panel=IO)]
+NoShutdown = Annotated[bool, typer.Option("--no-shutdown", help="Never send FIN; keep reading until the peer closes.", rich_help_panel=IO)]
+NoStdin = Annotated[bool, typer.Option("-d", "--no-stdin", help="Do not read stdin (same as --recv-only).", rich_help_panel=IO)]
+SendOnly = Annotated[bool, typer.Option("--send-only", help="Only send stdin; discard what arrives.", rich_help_panel=IO)]
+RecvOnly = Annotated[bool, typer.Option("--recv-only", help="Only receive to stdout; never send.", rich_help_panel=IO)]
+
+
+def _session(
+    linger: str | None,
+    idle: str | None,
+    no_shutdown: bool,
+    no_stdin: bool,
+    send_only: bool,
+    recv_only: bool,
+) -> netcat.SessionOptions:
+    if send_only and (recv_only or no_stdin):
+        raise UsageError("--send-only", "cannot be combined with --recv-only/-d")
+    return netcat.SessionOptions(
+        send=not (no_stdin or recv_only),
+        receive=not send_only,
+        shutdown=not no_shutdown,
+        linger=None if linger is None else parse_duration(linger, what="linger (-q)"),
+        idle_timeout=None if idle is None else parse_duration(idle, what="idle timeout (-i)"),
+    )
+
+
+def _family(ipv4: bool, ipv6: bool) -> int:
+    if ipv4 and ipv6:
+        raise UsageError("-4 and -6", "choose one")
+    return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
+
+
+def connect(
+    host: Annotated[str, typer.Argument(metavar="HOST", help="Host name or address to connect to.")],
+    port: Annotated[str, typer.Argument(metavar="PORT", help="Port (1-65535).")],
+    source: Annotated[str | None, typer.Option("-s", "--source", metavar="ADDR", help="Local address to connect from.", rich_help_panel=CONN)] = None,
+    source_port: Annotated[str | None, typer.Option("-p", "--source-port", metavar="PORT", help="Local port to connect from.", rich_help_panel=CONN)] = None,
+    connect_timeout: Annotated[str | None, typer.Option("-w", "--connect-timeout", metavar="SECS", help="Give up connecting after SECS (exit 4).", rich_help_panel=TIME)] = None,
+    linger: Linger = None,
+    idle_timeout: Idle = None,
+    shutdown: Shutdown = False,
+    no_shutdown: NoShutdown = False,
+    no_stdin: NoStdin = False,
+    send_only: SendOnly = False,
+    recv_only: RecvOnly = False,
+    ipv4: IPv4 = False,
+    ipv6: IPv6 = False,
+    numeric: Numeric = False,
+    nodelay: NoDelay = False,
+    verbose: Verbose = False,
+) -> int:
+    """Connect to HOST PORT: stdin goes to the socket, the socket goes to stdout."""
+    family = _family(ipv4, ipv6)
+    src = None
+    if source is not None or source_port is not None:
+        sport = 0 if source_port is None else parse_port(source_port, what="source port (-p)")
+        src = Endpoint(source, sport, family, numeric)
+    options = netcat.NetcatOptions(
+        endpoint=Endpoint(host, parse_port(port), family, numeric),
+        session=_session(linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only),
+        source=src,
+        connect_timeout=None if connect_timeout is None else parse_duration(connect_timeout, what="connect timeout (-w)"),
+        nodelay=nodelay,
+        verbose=verbose,
+    )
+    return runner.run(lambda: netcat.connect_main(options))
+
+
+def listen(
+    address: Annotated[list[str] | None, typer.Argument(metavar="[HOST] PORT", help="Address to bind (default: all, dual-stack) and port (0 picks one).")] = None,
+    port_option: Annotated[str | None, typer.Option("-p", "--port", metavar="PORT", help="Port to listen on (nc's -l -p PORT).", rich_help_panel=CONN)] = None,
+    keep_open: Annotated[bool, typer.Option("-k", "--keep-open", help="After a client ends, serve the next one.", rich_help_panel=CONN)] = False,
+    linger: Linger = None,
+    idle_timeout: Idle = None,
+    shutdown: Shutdown = False,
+    no_shutdown: NoShutdown = False,
+    no_stdin: NoStdin = False,
+    send_only: SendOnly = False,
+    recv_only: RecvOnly = False,
+    ipv4: IPv4 = False,
+    ipv6: IPv6 = False,
+    numeric: Numeric = False,
+    nodelay: NoDelay = False,
+    verbose: Verbose = False,
+) -> int:
+    """Listen on [HOST] PORT and serve a client: socket to stdout, stdin to the socket.
+
+    Prints `ncat-trio: listening on ADDR:PORT` on stderr (the real port) once ready.
+    """
+    words = list(address or [])
+    if port_option is not None:
+        words.append(port_option)
+    if not words or len(words) > 2:
+        raise UsageError("listen", "expected [HOST] PORT (or -p PORT)")
+    host = words[0] if len(words) == 2 else None
+    options = netcat.NetcatOptions(
+        endpoint=Endpoint(host, parse_port(words[-1], allow_zero=True), _family(ipv4, ipv6), numeric),
+        session=_session(linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only),
+        keep_open=keep_open,
+        nodelay=nodelay,
+        verbose=verbose,
+    )
+    return runner.run(lambda: netcat.listen_main(options))
+
+
+def demo(
+    size: Annotated[str, typer.Option("--size", metavar="BYTES", help="Payload size each way (e.g. 16M).")] = "16M",
+) -> int:
+    """Run a real loopback demo: a listener and a client, payloads both ways, verified."""
+    from ..modes import demo as demo_mode
+    from ..parse import parse_size
+
+    nbytes = parse_size(size, what="--size")
+    return runner.run(lambda: demo_mode.demo_main(nbytes))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(connect)
+    app.command(no_args_is_help=True)(listen)
+    app.command()(demo)

@@ -1,0 +1,96 @@
+"""The error tree and the one table that maps errors to exit codes.
+
+Every failure a user can cause or meet is an :class:`NcatError` subclass carrying
+*what* failed and *why*; the runner prints ``ncat-trio: <what>: <why>`` and exits
+with the class's code.  Foreign exceptions (``OSError``, ``trio.BrokenResourceError``,
+``socket.gaierror``) are translated once, at the lowest layer, with ``raise … from``.
+Anything else that escapes is a bug and keeps its traceback (exit 70).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+
+class ExitCode(enum.IntEnum):
+    """Documented exit codes (README, "Exit codes")."""
+
+    OK = 0
+    CONNECT = 1  # could not connect / bind / resolve
+    USAGE = 2  # bad flags or arguments (click's own code for usage errors)
+    RESET = 3  # connection reset or aborted mid-transfer: data may be lost
+    TIMEOUT = 4  # connect, idle or protocol timeout
+    LOCAL_IO = 5  # stdin/stdout/file failure, e.g. stdout closed (`| head -c 10`)
+    PROTOCOL = 6  # the peer broke a wire protocol
+    INTEGRITY = 7  # data arrived but failed verification (digest mismatch, short transfer)
+    SOFTWARE = 70  # an unexpected exception: a bug (EX_SOFTWARE), printed with traceback
+    SIGHUP = 129
+    SIGINT = 130
+    SIGTERM = 143
+
+
+class NcatError(Exception):
+    """Base of every expected failure.  ``what`` names the thing, ``why`` the reason."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.SOFTWARE
+
+    def __init__(self, what: str, why: str = "") -> None:
+        super().__init__(what, why)
+        self.what = what
+        self.why = why
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.why}" if self.why else self.what
+
+
+class UsageError(NcatError):
+    """Bad command-line input (ports, hosts, flags, values)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConnectError(NcatError):
+    """Could not establish a connection or a listener: refused, unreachable, DNS, bind."""
+
+    exit_code = ExitCode.CONNECT
+
+
+class ConnectionLost(NcatError):
+    """The connection was reset or aborted while data was in flight."""
+
+    exit_code = ExitCode.RESET
+
+
+class NcatTimeout(NcatError):
+    """A connect, idle or protocol timeout fired."""
+
+    exit_code = ExitCode.TIMEOUT
+
+
+class LocalIOError(NcatError):
+    """A local file or stdio failed: stdout closed, a file that can't be written."""
+
+    exit_code = ExitCode.LOCAL_IO
+
+
+class RemoteProtocolError(NcatError):
+    """The peer sent bytes that break the protocol."""
+
+    exit_code = ExitCode.PROTOCOL
+
+
+class LocalProtocolError(NcatError):
+    """We were asked to send something the protocol does not allow (a bug or bad input)."""
+
+    exit_code = ExitCode.PROTOCOL
+
+
+class IntegrityError(NcatError):
+    """Data arrived but failed verification: digest mismatch, short or missing transfer."""
+
+    exit_code = ExitCode.INTEGRITY
+
+
+#: Exit code for a process ended by a signal after cleanup (128 + signum).
+SIGNAL_EXIT_CODES: dict[int, ExitCode] = {1: ExitCode.SIGHUP, 2: ExitCode.SIGINT, 15: ExitCode.SIGTERM}

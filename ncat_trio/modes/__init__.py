@@ -1,0 +1,1 @@
+"""One module per mode: opens sockets, then runs stream-taking session functions."""

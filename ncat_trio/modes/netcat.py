@@ -1,0 +1,259 @@
+"""connect / listen: stdin → socket and socket → stdout, with half-close done right.
+
+The rules (DESIGN.md §3):
+
+* stdin EOF → finish sending, ``send_eof`` (FIN), keep receiving until the peer's EOF,
+  optionally bounded by ``linger`` (``-q``).
+* peer EOF → stdout is finished, but the upload goes on until stdin's EOF (a pipe or a
+  file must be delivered whole).  Only an interactive TTY stdin stops at peer EOF.
+* both directions finished → close.  Exit 0 only when everything was delivered.
+
+:func:`netcat_session` takes Trio streams, so tests and API users can drive it over
+``trio.testing`` memory streams without sockets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field, replace
+
+import trio
+
+from .. import diag
+from ..errors import ConnectError, LocalIOError, NcatError, NcatTimeout
+from ..transport import net
+from ..transport.pump import Side, pump, send_eof
+from ..transport.stdio import CHUNK, FdKind, fd_kind, open_stdin, open_stdout
+
+STDIN = Side("stdin", local=True)
+STDOUT = Side("stdout", local=True)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How one connection's two directions behave."""
+
+    send: bool = True  # read stdin and send it (False: -d/--no-stdin/--recv-only)
+    receive: bool = True  # write what arrives to stdout (False: --send-only, discarded)
+    shutdown: bool = True  # send FIN at stdin EOF (-N, the default; --no-shutdown)
+    linger: float | None = None  # -q: max seconds to wait for peer EOF after stdin EOF
+    idle_timeout: float | None = None  # -i: fail when nothing moves for this long
+    exit_on_peer_eof: bool = False  # stop uploading at peer EOF (set for a TTY stdin)
+    chunk_size: int = CHUNK
+
+
+@dataclass
+class SessionResult:
+    """What one session moved and how it ended."""
+
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    stdin_eof: bool = False  # all of stdin was read and sent
+    peer_eof: bool = False  # the peer's FIN arrived (all it sent was written out)
+    lingered_out: bool = False  # -q expired before the peer's EOF
+
+
+@dataclass(frozen=True)
+class NetcatOptions:
+    """Everything connect/listen needs; built by the CLI or by API users."""
+
+    endpoint: net.Endpoint
+    session: SessionOptions = field(default_factory=SessionOptions)
+    source: net.Endpoint | None = None  # connect: -s/-p
+    connect_timeout: float | None = None  # connect: -w
+    keep_open: bool = False  # listen: -k, serve the next client after one ends
+    nodelay: bool = False
+    verbose: bool = False
+
+
+async def netcat_session(
+    conn: trio.abc.HalfCloseableStream,
+    stdin: trio.abc.ReceiveStream | None,
+    stdout: trio.abc.SendStream | None,
+    options: SessionOptions = SessionOptions(),
+    *,
+    peer_name: str = "connection",
+) -> SessionResult:
+    """Run both directions between ``conn`` and stdio until both are finished.
+
+    ``stdin=None`` sends nothing (and no FIN); ``stdout=None`` discards what arrives.
+    Raises :class:`NcatError` (never a group): :class:`ConnectionLost` on a reset,
+    :class:`LocalIOError` on a stdio failure, :class:`NcatTimeout` on idle timeout.
+    Does not close ``conn``: see :func:`close_gracefully`.
+    """
+    peer = Side(peer_name, local=False)
+    result = SessionResult()
+    failure: list[NcatError] = []
+    idle = options.idle_timeout
+    idle_scope = trio.CancelScope(deadline=_after(idle))
+    upload_scope = trio.CancelScope()
+    download_scope = trio.CancelScope()
+    sending = options.send and stdin is not None
+
+    def activity(_n: int) -> None:
+        if idle is not None:
+            idle_scope.deadline = trio.current_time() + idle
+
+    async def upload() -> None:
+        with upload_scope:
+            if sending:
+                assert stdin is not None
+                result.bytes_sent = await pump(
+                    stdin, conn, source_side=STDIN, sink_side=peer,
+                    chunk_size=options.chunk_size, on_chunk=activity,
+                )  # fmt: skip
+                result.stdin_eof = True
+                if options.shutdown:
+                    await send_eof(conn, peer)
+                if options.linger is not None:
+                    download_scope.deadline = trio.current_time() + options.linger
+
+    async def download() -> None:
+        with download_scope:
+            sink = stdout if options.receive else None
+            counted = 0
+
+            def on_chunk(n: int) -> None:
+                nonlocal counted
+                counted += n
+                activity(n)
+
+            try:
+                await pump(
+                    conn, sink, source_side=peer, sink_side=STDOUT,
+                    chunk_size=options.chunk_size, on_chunk=on_chunk,
+                )  # fmt: skip
+            finally:
+                result.bytes_received = counted
+            result.peer_eof = True
+            if options.exit_on_peer_eof or not sending:
+                upload_scope.cancel()
+        if download_scope.cancelled_caught:
+            result.lingered_out = True
+
+    async def guarded(direction: Callable[[], Awaitable[None]], both: trio.CancelScope) -> None:
+        # The first failure ends both directions and is raised as itself, not as a group.
+        try:
+            await direction()
+        except NcatError as exc:
+            if not failure:
+                failure.append(exc)
+            both.cancel()
+
+    with idle_scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(guarded, upload, nursery.cancel_scope)
+            nursery.start_soon(guarded, download, nursery.cancel_scope)
+    if failure:
+        raise failure[0]
+    if idle_scope.cancelled_caught:
+        raise NcatTimeout(peer_name, f"idle for {idle:g} s (-i)")
+    return result
+
+
+def _after(seconds: float | None) -> float:
+    return math.inf if seconds is None else trio.current_time() + seconds
+
+
+async def close_gracefully(conn: trio.abc.HalfCloseableStream, result: SessionResult | None) -> None:
+    """Close after a finished session; forcefully (RST possible) if it did not finish."""
+    if result is not None and result.peer_eof:
+        with trio.move_on_after(5) as scope:
+            scope.shield = True
+            await conn.aclose()
+            return
+    await trio.aclose_forcefully(conn)
+
+
+@asynccontextmanager
+async def open_stdio(options: SessionOptions) -> AsyncIterator[
+    tuple[trio.abc.ReceiveStream | None, trio.abc.SendStream | None, SessionOptions]
+]:
+    """Open stdin/stdout as the options need them; a TTY stdin stops at peer EOF."""
+    tty = options.send and fd_kind(0) is FdKind.TTY
+    options = replace(options, exit_on_peer_eof=options.exit_on_peer_eof or tty)
+    async with AsyncExitStack() as stack:
+        stdin = await stack.enter_async_context(open_stdin()) if options.send else None
+        stdout = await stack.enter_async_context(open_stdout()) if options.receive else None
+        yield stdin, stdout, options
+
+
+async def _run_one(
+    conn: trio.SocketStream,
+    stdin: trio.abc.ReceiveStream | None,
+    stdout: trio.abc.SendStream | None,
+    options: SessionOptions,
+    peer_name: str,
+) -> SessionResult:
+    result: SessionResult | None = None
+    try:
+        result = await netcat_session(conn, stdin, stdout, options, peer_name=peer_name)
+    finally:
+        await close_gracefully(conn, result)
+    return result
+
+
+async def connect_main(opts: NetcatOptions) -> int:
+    """``ncat-trio connect HOST PORT``."""
+    target = opts.endpoint
+    with trio.move_on_after(_or_inf(opts.connect_timeout)) as scope:
+        conn = await net.connect_tcp(target, source=opts.source, nodelay=opts.nodelay)
+    if scope.cancelled_caught:
+        raise NcatTimeout(f"connect to {target}", f"timed out after {opts.connect_timeout:g} s (-w)")
+    peer = diag.format_address(net.peer_address(conn))
+    if opts.verbose:
+        diag.say(f"connected to {peer} from {diag.format_address(net.local_address(conn))}")
+    async with open_stdio(opts.session) as (stdin, stdout, session):
+        result = await _run_one(conn, stdin, stdout, session, f"connection to {peer}")
+    _report(opts, result)
+    return 0
+
+
+async def listen_main(opts: NetcatOptions) -> int:
+    """``ncat-trio listen [HOST] PORT``: serve one client (or, with -k, one after another)."""
+    listener = await net.open_tcp_listener(opts.endpoint, backlog=128 if opts.keep_open else 1)
+    async with listener:
+        diag.say(f"listening on {diag.format_address(net.local_address(listener))}")
+        async with open_stdio(opts.session) as (stdin, stdout, session):
+            while True:
+                conn = await listener.accept()
+                if not opts.keep_open:
+                    await listener.aclose()  # like nc: one client, then nobody else gets in
+                conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, opts.nodelay)
+                peer = diag.format_address(net.peer_address(conn))
+                if opts.verbose:
+                    diag.say(f"connection from {peer}")
+                try:
+                    result = await _run_one(conn, stdin, stdout, session, f"connection from {peer}")
+                except NcatError as exc:
+                    if not opts.keep_open or isinstance(exc, LocalIOError):  # stdio is gone
+                        raise
+                    diag.say(str(exc))
+                    continue
+                _report(opts, result)
+                if not opts.keep_open:
+                    return 0
+
+
+def _report(opts: NetcatOptions, result: SessionResult) -> None:
+    if opts.verbose:
+        how = "linger expired" if result.lingered_out else "closed"
+        diag.say(f"{how}: {result.bytes_sent} bytes sent, {result.bytes_received} received")
+
+
+def _or_inf(seconds: float | None) -> float:
+    return math.inf if seconds is None else seconds
+
+
+__all__ = [
+    "ConnectError",
+    "NetcatOptions",
+    "SessionOptions",
+    "SessionResult",
+    "close_gracefully",
+    "connect_main",
+    "listen_main",
+    "netcat_session",
+]

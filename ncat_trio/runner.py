@@ -1,0 +1,135 @@
+"""The one place that runs Trio, watches signals and turns outcomes into exit codes.
+
+* Closed fds 0-2 are pointed at /dev/null before ``trio.run`` (else Trio's epoll fd
+  could become fd 0: DESIGN.md §4).
+* A watcher task receives SIGINT/SIGTERM/SIGHUP, records the signal and cancels the
+  main scope, so every ``finally`` runs and sockets close.  Leaving the receiver
+  restores the previous handlers (SIG_DFL), so a second signal is a hard stop.
+  Signals that were ignored when we started (``nohup``, background jobs) stay ignored.
+* The exit status after a signal is 128 + signum (130, 143, 129): a documented
+  choice (README, "Exit codes") that scripts can test with ``$?``.
+* trio 0.35 has strict exception groups; they are unwrapped here and only here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import trio
+
+from . import diag
+from .errors import SIGNAL_EXIT_CODES, ExitCode, NcatError
+
+MainFn = Callable[[], Awaitable[int | None]]
+
+_WATCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass
+class _RunState:
+    signum: int | None = None
+
+
+def ensure_std_fds() -> None:
+    """Open /dev/null on any of fds 0, 1, 2 that is closed."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            new = os.open(os.devnull, os.O_RDWR)
+            if new != fd:
+                os.dup2(new, fd)
+                os.close(new)
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+async def _supervise(main: MainFn, state: _RunState, signums: list[int]) -> int | None:
+    main_scope = trio.CancelScope()
+
+    async def watch_signals(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(*signums) as receiver:
+            task_status.started()
+            async for signum in receiver:
+                state.signum = signum
+                main_scope.cancel()
+                break
+
+    async with trio.open_nursery() as nursery:
+        if signums:
+            await nursery.start(watch_signals)
+        with main_scope:
+            result = await main()
+        nursery.cancel_scope.cancel()
+    return None if main_scope.cancelled_caught else result
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """Map an escaped exception (or group) to an exit code, printing its one line."""
+    leaves = list(_leaves(exc))
+    for leaf in leaves:
+        if not isinstance(leaf, NcatError | KeyboardInterrupt | SystemExit):
+            traceback.print_exception(exc)
+            diag.say(f"internal error: {leaf!r} (this is a bug)")
+            return ExitCode.SOFTWARE
+    for leaf in leaves:
+        if isinstance(leaf, KeyboardInterrupt):
+            diag.say("interrupted")
+            return ExitCode.SIGINT
+        if isinstance(leaf, SystemExit):
+            code = leaf.code
+            return code if isinstance(code, int) else ExitCode.USAGE
+    first = leaves[0]
+    assert isinstance(first, NcatError)
+    diag.say(str(first))
+    return first.exit_code
+
+
+def _quiet_stdout_on_exit() -> None:
+    """If stdout is broken, point fd 1 at /dev/null so interpreter exit stays quiet."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+
+
+def run(main: MainFn) -> int:
+    """Run ``main`` under Trio with signal handling; return the process exit code."""
+    ensure_std_fds()
+    signums = [s for s in _WATCHED if signal.getsignal(s) is not signal.SIG_IGN]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        # Let our watcher own Ctrl-C; once it stops watching, a second Ctrl-C kills at once.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    state = _RunState()
+    try:
+        result = trio.run(_supervise, main, state, signums)
+    except BaseException as exc:  # unwrap groups here and only here
+        if state.signum is not None and all(
+            isinstance(leaf, NcatError) for leaf in _leaves(exc)
+        ):
+            code: int = _signal_exit(state.signum)
+        else:
+            code = exit_code_for(exc)
+    else:
+        code = _signal_exit(state.signum) if state.signum is not None else int(result or 0)
+    _quiet_stdout_on_exit()
+    return code
+
+
+def _signal_exit(signum: int) -> int:
+    diag.say(f"interrupted by {signal.Signals(signum).name}")
+    return int(SIGNAL_EXIT_CODES.get(signum, 128 + signum))

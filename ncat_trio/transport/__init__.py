@@ -1,0 +1,1 @@
+"""Trio byte movers: stdio streams, pumps, sockets.  Knows no wire format."""

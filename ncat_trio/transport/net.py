@@ -1,0 +1,164 @@
+"""Opening TCP connections and listeners, with OS errors translated once, here.
+
+Trio's ``open_tcp_stream`` cannot bind a source *port* (nc's ``-p``), so connecting is
+done by hand: resolve, then try each address in order with an optional source bind.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as _stdsocket
+from dataclasses import dataclass
+
+import trio
+
+from ..diag import format_address
+from ..errors import ConnectError
+
+AddrInfo = tuple[
+    _stdsocket.AddressFamily, _stdsocket.SocketKind, int, str, tuple[str, int] | tuple[str, int, int, int]
+]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to connect or listen.  ``host=None`` means "any" for a listener."""
+
+    host: str | None
+    port: int
+    family: int = 0  # 0, AF_INET or AF_INET6 (-4/-6)
+    numeric: bool = False  # -n: no DNS, the host must be a literal address
+
+    def __str__(self) -> str:
+        return format_address((self.host or "*", self.port))
+
+
+async def resolve(
+    endpoint: Endpoint, *, passive: bool = False, socktype: int = _stdsocket.SOCK_STREAM
+) -> list[AddrInfo]:
+    """getaddrinfo with -n/-4/-6 applied; failures become :class:`ConnectError`."""
+    flags = _stdsocket.AI_ADDRCONFIG if endpoint.host not in (None, "localhost") else 0
+    if endpoint.numeric:
+        flags |= _stdsocket.AI_NUMERICHOST
+    if passive:
+        flags |= _stdsocket.AI_PASSIVE
+    try:
+        infos = await trio.socket.getaddrinfo(
+            endpoint.host, endpoint.port, endpoint.family, socktype, 0, flags
+        )
+    except _stdsocket.gaierror as exc:
+        why = exc.strerror or str(exc)
+        if endpoint.numeric and exc.errno == _stdsocket.EAI_NONAME:
+            why = "not a numeric address (-n forbids DNS)"
+        raise ConnectError(f"cannot resolve {endpoint.host}", why.lower()) from exc
+    except UnicodeError as exc:
+        raise ConnectError(f"cannot resolve {endpoint.host}", "invalid host name") from exc
+    if not infos:
+        raise ConnectError(f"cannot resolve {endpoint.host}", "no addresses")
+    return infos  # type: ignore[return-value]
+
+
+def _why(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    return text[0].lower() + text[1:] if text else "failed"
+
+
+async def connect_tcp(
+    target: Endpoint,
+    *,
+    source: Endpoint | None = None,
+    nodelay: bool = False,
+) -> trio.SocketStream:
+    """Connect to ``target`` (every resolved address in turn), optionally from ``source``.
+
+    A connection whose local address equals its peer address (TCP simultaneous open
+    onto itself, possible when the source port equals the target port on loopback)
+    is closed and reported as a connect failure.
+    """
+    infos = await resolve(target)
+    last: ConnectError | None = None
+    for family, socktype, proto, _canon, sockaddr in infos:
+        sock = trio.socket.socket(family, socktype, proto)
+        try:
+            if source is not None:
+                await _bind_source(sock, family, source)
+            try:
+                await sock.connect(sockaddr)
+            except OSError as exc:
+                last = ConnectError(f"connect to {format_address(sockaddr)}", _why(exc))
+                last.__cause__ = exc
+                sock.close()
+                continue
+            if sock.getsockname() == sock.getpeername():
+                sock.close()
+                raise ConnectError(
+                    f"connect to {format_address(sockaddr)}",
+                    "connected to itself (local address equals peer address)",
+                )
+        except BaseException:
+            sock.close()
+            raise
+        stream = trio.SocketStream(sock)
+        # trio turns Nagle off on every SocketStream; nc leaves it on unless asked.
+        stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, nodelay)
+        return stream
+    assert last is not None
+    raise last
+
+
+async def _bind_source(sock: trio.socket.SocketType, family: int, source: Endpoint) -> None:
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+    host = source.host
+    if host is None:
+        host = "::" if family == trio.socket.AF_INET6 else "0.0.0.0"
+    infos = await resolve(Endpoint(host, source.port, family, source.numeric), passive=True)
+    try:
+        await sock.bind(infos[0][4])
+    except OSError as exc:
+        raise ConnectError(f"bind to {format_address(infos[0][4])}", _why(exc)) from exc
+
+
+async def open_tcp_listener(endpoint: Endpoint, *, backlog: int = 128) -> trio.SocketListener:
+    """Bind and listen.  With no host: one dual-stack ``::`` socket (IPv4-mapped peers
+    accepted) so that port 0 yields one port for both families, else ``0.0.0.0``."""
+    if endpoint.host is None:
+        candidates: list[tuple[int, tuple[str, int]]] = []
+        if endpoint.family in (0, trio.socket.AF_INET6):
+            candidates.append((trio.socket.AF_INET6, ("::", endpoint.port)))
+        if endpoint.family in (0, trio.socket.AF_INET):
+            candidates.append((trio.socket.AF_INET, ("0.0.0.0", endpoint.port)))
+    else:
+        infos = await resolve(endpoint, passive=True)
+        candidates = [(info[0], info[4][:2]) for info in infos[:1]]  # type: ignore[misc]
+    last: ConnectError | None = None
+    for family, address in candidates:
+        try:
+            sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+        except OSError as exc:  # EAFNOSUPPORT: no IPv6 here
+            last = ConnectError(f"listen on {format_address(address)}", _why(exc))
+            continue
+        try:
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+            if family == trio.socket.AF_INET6:
+                v6only = endpoint.family == trio.socket.AF_INET6
+                sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, v6only)
+            await sock.bind(address)
+            sock.listen(backlog)
+        except OSError as exc:
+            sock.close()
+            last = ConnectError(f"listen on {format_address(address)}", _why(exc))
+            last.__cause__ = exc
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise last from exc
+            continue
+        return trio.SocketListener(sock)
+    assert last is not None
+    raise last
+
+
+def local_address(stream: trio.SocketStream | trio.SocketListener) -> object:
+    return stream.socket.getsockname()
+
+
+def peer_address(stream: trio.SocketStream) -> object:
+    return stream.socket.getpeername()

@@ -1,0 +1,85 @@
+"""The pump: ``receive_some → send_all`` in a loop, and the one error translation for it.
+
+The awaiting ``send_all`` *is* the backpressure: while the sink is slow nothing more
+is read from the source, the kernel buffers fill, and TCP flow control pushes back to
+the sender.  At most one chunk (``chunk_size`` bytes) is held in user space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from ..errors import ConnectionLost, LocalIOError, NcatError
+from .stdio import CHUNK
+
+
+@dataclass(frozen=True)
+class Side:
+    """What to call one end of a pump in messages, and which error its failures become."""
+
+    name: str  # "stdin", "stdout", "connection to 127.0.0.1:80", ...
+    local: bool  # True: failures are LocalIOError; False: ConnectionLost
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The human *why* of a stream failure, taken from the OSError that caused it."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror[0].lower() + cause.strerror[1:]
+    if isinstance(exc, trio.ClosedResourceError):
+        return "closed"
+    return str(exc) or type(exc).__name__
+
+
+def translate(exc: BaseException, where: Side) -> NcatError:
+    """Translate a stream failure at ``where`` into the domain error tree."""
+    cls = LocalIOError if where.local else ConnectionLost
+    return cls(where.name, describe_failure(exc))
+
+
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+async def pump(
+    source: trio.abc.ReceiveStream,
+    sink: trio.abc.SendStream | None,
+    *,
+    source_side: Side,
+    sink_side: Side,
+    chunk_size: int = CHUNK,
+    on_chunk: Callable[[int], None] | None = None,
+) -> int:
+    """Copy ``source`` to ``sink`` until EOF; return the byte count.
+
+    ``sink=None`` reads and discards (``--send-only`` still has to see the peer's EOF
+    or reset).  Errors come out as :class:`NcatError` naming the failing side.
+    """
+    total = 0
+    while True:
+        try:
+            data = await source.receive_some(chunk_size)
+        except _STREAM_ERRORS as exc:
+            raise translate(exc, source_side) from exc
+        if not data:
+            return total
+        if sink is not None:
+            try:
+                await sink.send_all(data)
+            except _STREAM_ERRORS as exc:
+                raise translate(exc, sink_side) from exc
+        total += len(data)
+        if on_chunk is not None:
+            on_chunk(len(data))
+
+
+async def send_eof(stream: trio.abc.HalfCloseableStream, side: Side) -> None:
+    """Half-close ``stream`` (shutdown SHUT_WR), translating failures."""
+    try:
+        await stream.send_eof()
+    except _STREAM_ERRORS as exc:
+        raise translate(exc, side) from exc
