@@ -1,0 +1,1 @@
+"""pytest configuration shared by every test file (trio_mode is set in pyproject)."""
