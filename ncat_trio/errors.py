@@ -93,4 +93,8 @@ class IntegrityError(NcatError):
 
 
 #: Exit code for a process ended by a signal after cleanup (128 + signum).
-SIGNAL_EXIT_CODES: dict[int, ExitCode] = {1: ExitCode.SIGHUP, 2: ExitCode.SIGINT, 15: ExitCode.SIGTERM}
+SIGNAL_EXIT_CODES: dict[int, ExitCode] = {
+    1: ExitCode.SIGHUP,
+    2: ExitCode.SIGINT,
+    15: ExitCode.SIGTERM,
+}

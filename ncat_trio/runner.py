@@ -55,10 +55,12 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
-async def _supervise(main: MainFn, state: _RunState, signums: list[int]) -> int | None:
+async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signals]) -> int | None:
     main_scope = trio.CancelScope()
 
-    async def watch_signals(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def watch_signals(
+        *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         with trio.open_signal_receiver(*signums) as receiver:
             task_status.started()
             async for signum in receiver:
@@ -118,9 +120,7 @@ def run(main: MainFn) -> int:
     try:
         result = trio.run(_supervise, main, state, signums)
     except BaseException as exc:  # unwrap groups here and only here
-        if state.signum is not None and all(
-            isinstance(leaf, NcatError) for leaf in _leaves(exc)
-        ):
+        if state.signum is not None and all(isinstance(leaf, NcatError) for leaf in _leaves(exc)):
             code: int = _signal_exit(state.signum)
         else:
             code = exit_code_for(exc)

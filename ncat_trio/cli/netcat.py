@@ -18,24 +18,71 @@ TIME = "Timeouts"
 IO = "I/O"
 OUT = "Output"
 
-Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Log connections on stderr.", rich_help_panel=OUT)]
+Verbose = Annotated[
+    bool, typer.Option("-v", "--verbose", help="Log connections on stderr.", rich_help_panel=OUT)
+]
 IPv4 = Annotated[bool, typer.Option("-4", help="IPv4 only.", rich_help_panel=CONN)]
 IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.", rich_help_panel=CONN)]
-Numeric = Annotated[bool, typer.Option("-n", "--numeric", help="No DNS: hosts are literal addresses.", rich_help_panel=CONN)]
-NoDelay = Annotated[bool, typer.Option("--nodelay", help="Set TCP_NODELAY (Nagle off).", rich_help_panel=CONN)]
+Numeric = Annotated[
+    bool,
+    typer.Option(
+        "-n", "--numeric", help="No DNS: hosts are literal addresses.", rich_help_panel=CONN
+    ),
+]
+NoDelay = Annotated[
+    bool, typer.Option("--nodelay", help="Set TCP_NODELAY (Nagle off).", rich_help_panel=CONN)
+]
 Linger = Annotated[
     str | None,
-    typer.Option("-q", "--linger", metavar="SECS", help="After stdin EOF, wait at most SECS for the peer's EOF, then close (exit 0).", rich_help_panel=TIME),
+    typer.Option(
+        "-q",
+        "--linger",
+        metavar="SECS",
+        help="After stdin EOF, wait at most SECS for the peer's EOF, then close (exit 0).",
+        rich_help_panel=TIME,
+    ),
 ]
 Idle = Annotated[
     str | None,
-    typer.Option("-i", "--idle-timeout", metavar="SECS", help="Fail (exit 4) when no data moves either way for SECS.", rich_help_panel=TIME),
+    typer.Option(
+        "-i",
+        "--idle-timeout",
+        metavar="SECS",
+        help="Fail (exit 4) when no data moves either way for SECS.",
+        rich_help_panel=TIME,
+    ),
 ]
-Shutdown = Annotated[bool, typer.Option("-N", "--shutdown", help="Send FIN at stdin EOF (the default; accepted for nc compatibility).", rich_help_panel=IO)]
-NoShutdown = Annotated[bool, typer.Option("--no-shutdown", help="Never send FIN; keep reading until the peer closes.", rich_help_panel=IO)]
-NoStdin = Annotated[bool, typer.Option("-d", "--no-stdin", help="Do not read stdin (same as --recv-only).", rich_help_panel=IO)]
-SendOnly = Annotated[bool, typer.Option("--send-only", help="Only send stdin; discard what arrives.", rich_help_panel=IO)]
-RecvOnly = Annotated[bool, typer.Option("--recv-only", help="Only receive to stdout; never send.", rich_help_panel=IO)]
+Shutdown = Annotated[
+    bool,
+    typer.Option(
+        "-N",
+        "--shutdown",
+        help="Send FIN at stdin EOF (the default; accepted for nc compatibility).",
+        rich_help_panel=IO,
+    ),
+]
+NoShutdown = Annotated[
+    bool,
+    typer.Option(
+        "--no-shutdown",
+        help="Never send FIN; keep reading until the peer closes.",
+        rich_help_panel=IO,
+    ),
+]
+NoStdin = Annotated[
+    bool,
+    typer.Option(
+        "-d", "--no-stdin", help="Do not read stdin (same as --recv-only).", rich_help_panel=IO
+    ),
+]
+SendOnly = Annotated[
+    bool,
+    typer.Option("--send-only", help="Only send stdin; discard what arrives.", rich_help_panel=IO),
+]
+RecvOnly = Annotated[
+    bool,
+    typer.Option("--recv-only", help="Only receive to stdout; never send.", rich_help_panel=IO),
+]
 
 
 def _session(
@@ -64,11 +111,40 @@ def _family(ipv4: bool, ipv6: bool) -> int:
 
 
 def connect(
-    host: Annotated[str, typer.Argument(metavar="HOST", help="Host name or address to connect to.")],
+    host: Annotated[
+        str, typer.Argument(metavar="HOST", help="Host name or address to connect to.")
+    ],
     port: Annotated[str, typer.Argument(metavar="PORT", help="Port (1-65535).")],
-    source: Annotated[str | None, typer.Option("-s", "--source", metavar="ADDR", help="Local address to connect from.", rich_help_panel=CONN)] = None,
-    source_port: Annotated[str | None, typer.Option("-p", "--source-port", metavar="PORT", help="Local port to connect from.", rich_help_panel=CONN)] = None,
-    connect_timeout: Annotated[str | None, typer.Option("-w", "--connect-timeout", metavar="SECS", help="Give up connecting after SECS (exit 4).", rich_help_panel=TIME)] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "-s",
+            "--source",
+            metavar="ADDR",
+            help="Local address to connect from.",
+            rich_help_panel=CONN,
+        ),
+    ] = None,
+    source_port: Annotated[
+        str | None,
+        typer.Option(
+            "-p",
+            "--source-port",
+            metavar="PORT",
+            help="Local port to connect from.",
+            rich_help_panel=CONN,
+        ),
+    ] = None,
+    connect_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "-w",
+            "--connect-timeout",
+            metavar="SECS",
+            help="Give up connecting after SECS (exit 4).",
+            rich_help_panel=TIME,
+        ),
+    ] = None,
     linger: Linger = None,
     idle_timeout: Idle = None,
     shutdown: Shutdown = False,
@@ -92,7 +168,9 @@ def connect(
         endpoint=Endpoint(host, parse_port(port), family, numeric),
         session=_session(linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only),
         source=src,
-        connect_timeout=None if connect_timeout is None else parse_duration(connect_timeout, what="connect timeout (-w)"),
+        connect_timeout=None
+        if connect_timeout is None
+        else parse_duration(connect_timeout, what="connect timeout (-w)"),
         nodelay=nodelay,
         verbose=verbose,
     )
@@ -100,9 +178,32 @@ def connect(
 
 
 def listen(
-    address: Annotated[list[str] | None, typer.Argument(metavar="[HOST] PORT", help="Address to bind (default: all, dual-stack) and port (0 picks one).")] = None,
-    port_option: Annotated[str | None, typer.Option("-p", "--port", metavar="PORT", help="Port to listen on (nc's -l -p PORT).", rich_help_panel=CONN)] = None,
-    keep_open: Annotated[bool, typer.Option("-k", "--keep-open", help="After a client ends, serve the next one.", rich_help_panel=CONN)] = False,
+    address: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[HOST] PORT",
+            help="Address to bind (default: all, dual-stack) and port (0 picks one).",
+        ),
+    ] = None,
+    port_option: Annotated[
+        str | None,
+        typer.Option(
+            "-p",
+            "--port",
+            metavar="PORT",
+            help="Port to listen on (nc's -l -p PORT).",
+            rich_help_panel=CONN,
+        ),
+    ] = None,
+    keep_open: Annotated[
+        bool,
+        typer.Option(
+            "-k",
+            "--keep-open",
+            help="After a client ends, serve the next one.",
+            rich_help_panel=CONN,
+        ),
+    ] = False,
     linger: Linger = None,
     idle_timeout: Idle = None,
     shutdown: Shutdown = False,
@@ -127,7 +228,9 @@ def listen(
         raise UsageError("listen", "expected [HOST] PORT (or -p PORT)")
     host = words[0] if len(words) == 2 else None
     options = netcat.NetcatOptions(
-        endpoint=Endpoint(host, parse_port(words[-1], allow_zero=True), _family(ipv4, ipv6), numeric),
+        endpoint=Endpoint(
+            host, parse_port(words[-1], allow_zero=True), _family(ipv4, ipv6), numeric
+        ),
         session=_session(linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only),
         keep_open=keep_open,
         nodelay=nodelay,
@@ -137,7 +240,9 @@ def listen(
 
 
 def demo(
-    size: Annotated[str, typer.Option("--size", metavar="BYTES", help="Payload size each way (e.g. 16M).")] = "16M",
+    size: Annotated[
+        str, typer.Option("--size", metavar="BYTES", help="Payload size each way (e.g. 16M).")
+    ] = "16M",
 ) -> int:
     """Run a real loopback demo: a listener and a client, payloads both ways, verified."""
     from ..modes import demo as demo_mode

@@ -157,7 +157,9 @@ def _after(seconds: float | None) -> float:
     return math.inf if seconds is None else trio.current_time() + seconds
 
 
-async def close_gracefully(conn: trio.abc.HalfCloseableStream, result: SessionResult | None) -> None:
+async def close_gracefully(
+    conn: trio.abc.HalfCloseableStream, result: SessionResult | None
+) -> None:
     """Close after a finished session; forcefully (RST possible) if it did not finish."""
     if result is not None and result.peer_eof:
         with trio.move_on_after(5) as scope:
@@ -168,7 +170,9 @@ async def close_gracefully(conn: trio.abc.HalfCloseableStream, result: SessionRe
 
 
 @asynccontextmanager
-async def open_stdio(options: SessionOptions) -> AsyncIterator[
+async def open_stdio(
+    options: SessionOptions,
+) -> AsyncIterator[
     tuple[trio.abc.ReceiveStream | None, trio.abc.SendStream | None, SessionOptions]
 ]:
     """Open stdin/stdout as the options need them; a TTY stdin stops at peer EOF."""
@@ -201,7 +205,9 @@ async def connect_main(opts: NetcatOptions) -> int:
     with trio.move_on_after(_or_inf(opts.connect_timeout)) as scope:
         conn = await net.connect_tcp(target, source=opts.source, nodelay=opts.nodelay)
     if scope.cancelled_caught:
-        raise NcatTimeout(f"connect to {target}", f"timed out after {opts.connect_timeout:g} s (-w)")
+        raise NcatTimeout(
+            f"connect to {target}", f"timed out after {opts.connect_timeout:g} s (-w)"
+        )
     peer = diag.format_address(net.peer_address(conn))
     if opts.verbose:
         diag.say(f"connected to {peer} from {diag.format_address(net.local_address(conn))}")

@@ -16,7 +16,11 @@ from ..diag import format_address
 from ..errors import ConnectError
 
 AddrInfo = tuple[
-    _stdsocket.AddressFamily, _stdsocket.SocketKind, int, str, tuple[str, int] | tuple[str, int, int, int]
+    _stdsocket.AddressFamily,
+    _stdsocket.SocketKind,
+    int,
+    str,
+    tuple[str, int] | tuple[str, int, int, int],
 ]
 
 
@@ -129,7 +133,7 @@ async def open_tcp_listener(endpoint: Endpoint, *, backlog: int = 128) -> trio.S
             candidates.append((trio.socket.AF_INET, ("0.0.0.0", endpoint.port)))
     else:
         infos = await resolve(endpoint, passive=True)
-        candidates = [(info[0], info[4][:2]) for info in infos[:1]]  # type: ignore[misc]
+        candidates = [(info[0], info[4][:2]) for info in infos[:1]]
     last: ConnectError | None = None
     for family, address in candidates:
         try:
