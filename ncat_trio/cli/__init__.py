@@ -40,7 +40,9 @@ def _version(value: bool) -> None:
 
         from .. import __version__
 
-        print(f"ncat-trio {__version__} (Python {platform.python_version()}, Trio {trio.__version__})")
+        print(
+            f"ncat-trio {__version__} (Python {platform.python_version()}, Trio {trio.__version__})"
+        )
         raise typer.Exit(0)
 
 
@@ -48,7 +50,9 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print versions and exit."),
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print versions and exit."
+        ),
     ] = False,
 ) -> None:
     """ncat-trio: connect, listen, relay, measure."""
