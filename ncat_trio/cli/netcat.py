@@ -253,6 +253,6 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(no_args_is_help=True)(connect)
-    app.command(no_args_is_help=True)(listen)
+    app.command()(connect)
+    app.command()(listen)
     app.command()(demo)
