@@ -1,0 +1,40 @@
+# Recipes for developers. `just` itself comes with the dev extra (rust-just).
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+py := ".venv/bin/python"
+paths := "ncat_trio tests examples benchmarks"
+
+default: test
+
+# Create .venv and install ncat-trio with its dev tools (the README's first command, minus the demo).
+setup:
+    python3 -m venv .venv
+    .venv/bin/pip install -q -e '.[dev]'
+
+# The README's test command.
+test *ARGS:
+    {{py}} -m pytest {{ARGS}}
+
+# Only the fast tests (no interop, no slow).
+quick:
+    {{py}} -m pytest -m "not interop and not slow" -q
+
+lint:
+    .venv/bin/ruff check {{paths}}
+    .venv/bin/ruff format --check {{paths}}
+    .venv/bin/mypy
+
+fmt:
+    .venv/bin/ruff format {{paths}}
+    .venv/bin/ruff check --fix {{paths}}
+
+# Build the reference C peers (ttcp_ref, roundtrip_ref) into build/peers.
+peers:
+    make -s -C ../shared/peers O=$PWD/build/peers
+
+demo:
+    .venv/bin/ncat-trio demo
+
+# Benchmarks against the real peers, same-run ratios (see benchmarks/RESULTS.md).
+bench *ARGS: peers
+    {{py}} benchmarks/run_all.py {{ARGS}}
