@@ -16,6 +16,7 @@ import typer
 from .. import diag
 from ..errors import ExitCode, NcatError
 from . import netcat
+from . import ttcp as ttcp_cli
 
 app = typer.Typer(
     name="ncat-trio",
@@ -27,9 +28,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 netcat.register(app)
+app.add_typer(ttcp_cli.app, name="ttcp")
 
 #: Words that name a subcommand; anything else first on the line is nc shorthand.
-SUBCOMMANDS = {"connect", "listen", "demo"}
+SUBCOMMANDS = {"connect", "listen", "demo", "ttcp"}
 
 
 def _version(value: bool) -> None:

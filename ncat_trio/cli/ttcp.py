@@ -1,0 +1,160 @@
+"""``ttcp receive`` / ``ttcp transmit``, and the classic ``ttcp -r`` / ``ttcp -t HOST``.
+
+The classic spellings are rewritten into the subcommands by :func:`rewrite_classic`,
+which the group runs on its own arguments before typer parses them; nothing outside
+this module knows about them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from .. import runner
+from ..errors import UsageError
+from ..modes import ttcp
+from ..parse import parse_port, parse_size
+from ..proto.ttcp import INT32_MAX, LENGTH_LIMIT
+from ..transport.net import Endpoint
+
+_CLASSIC_FLAGS = "rkD"  # getopt letters without a value that may be bundled: -rk
+_COMMANDS = ("receive", "transmit")
+
+
+def rewrite_classic(args: list[str]) -> list[str]:
+    """``-r …`` → ``receive …``; ``-t HOST …`` / ``-tHOST …`` → ``transmit HOST …``.
+
+    Bundled value-less flags are split as getopt would (``-rk`` → ``receive -k``).
+    Arguments after ``--`` and lines that already name a subcommand are left alone.
+    """
+    if not args or args[0] in _COMMANDS:
+        return args
+    receive = False
+    host: str | None = None
+    out: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg == "--":
+            out.extend(args[index - 1 :])
+            break
+        if len(arg) < 2 or arg[0] != "-" or arg[1] == "-" or not _is_classic_bundle(arg):
+            out.append(arg)
+            continue
+        flags = arg[1:]
+        if "t" in flags:
+            flags, value = flags.split("t", 1)
+            if not value:
+                if index >= len(args):
+                    raise UsageError("ttcp -t", "expected a host: ttcp -t HOST")
+                value = args[index]
+                index += 1
+            if host is not None:
+                raise UsageError("ttcp -t", "given twice")
+            host = value
+        if "r" in flags:
+            receive = True
+            flags = flags.replace("r", "")
+        if flags:
+            out.append("-" + flags)
+    if receive and host is not None:
+        raise UsageError("ttcp", "choose one of -r (receive) and -t HOST (transmit)")
+    if receive:
+        return ["receive", *out]
+    if host is not None:
+        return ["transmit", host, *out]
+    return args
+
+
+def _is_classic_bundle(arg: str) -> bool:
+    """``-r``, ``-rk``, ``-t``, ``-Dt``, ``-tHOST``: value-less letters, optionally ending in t."""
+    head = arg[1:].split("t", 1)[0]
+    return all(letter in _CLASSIC_FLAGS for letter in head) and ("t" in arg or "r" in head)
+
+
+class ClassicSpellings(TyperGroup):
+    """The ``ttcp`` group: rewrites ``-r`` / ``-t HOST`` before parsing."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        result: list[str] = super().parse_args(ctx, rewrite_classic(list(args)))
+        return result
+
+
+app = typer.Typer(
+    name="ttcp",
+    cls=ClassicSpellings,
+    help="TCP throughput test, wire-compatible with muduo's ttcp (classic: -r / -t HOST).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the lines.")]
+
+
+def _count(text: str, what: str, low: int, high: int) -> int:
+    stripped = text.strip()
+    if not stripped.isascii() or not stripped.isdecimal():
+        raise UsageError(f"invalid {what} {text!r}", "not a decimal number")
+    value = int(stripped)
+    if not low <= value <= high:
+        raise UsageError(f"invalid {what} {text!r}", f"must be {low}-{high}")
+    return value
+
+
+def _bounded_size(text: str, what: str) -> int:
+    value = parse_size(text, what=what)
+    if value > LENGTH_LIMIT:
+        raise UsageError(f"invalid {what} {text!r}", f"must be at most {LENGTH_LIMIT}")
+    return value
+
+
+@app.command()
+def receive(
+    port: Annotated[str, typer.Option("-p", "--port", metavar="PORT", help="Port to listen on; 0 picks one.")] = str(ttcp.DEFAULT_PORT),
+    bind: Annotated[str | None, typer.Option("-b", "--bind", metavar="ADDR", help="Address to bind (default: all addresses, dual-stack).")] = None,
+    keep_open: Annotated[bool, typer.Option("-k", "--keep-open", help="Serve one session after another instead of exiting.")] = False,
+    max_length: Annotated[str, typer.Option("--max-length", metavar="BYTES", help="Refuse sessions whose payload length is larger (e.g. 1M).")] = "64M",
+    verify: Annotated[bool, typer.Option("--verify", help="Check payload data against the pattern; a mismatch is a protocol error.")] = False,
+    json_output: Json = False,
+) -> int:
+    """Receive: listen, ack every payload, print the session's numbers (`ttcp -r`).
+
+    Prints `port = P` on stdout and `ncat-trio: listening on ADDR:PORT` on stderr once ready.
+    """
+    options = ttcp.TtcpReceiveOptions(
+        endpoint=Endpoint(bind, parse_port(port, allow_zero=True)),
+        session=ttcp.ReceiveOptions(
+            max_length=_bounded_size(max_length, "--max-length"), verify=verify
+        ),
+        keep_open=keep_open,
+        json=json_output,
+    )
+    return runner.run(lambda: ttcp.receive_main(options))
+
+
+@app.command(no_args_is_help=True)
+def transmit(
+    host: Annotated[str, typer.Argument(metavar="HOST", help="The receiver's host name or address.")],
+    port: Annotated[str, typer.Option("-p", "--port", metavar="PORT", help="The receiver's port.")] = str(ttcp.DEFAULT_PORT),
+    length: Annotated[str, typer.Option("-l", "--length", metavar="BYTES", help="Payload length (e.g. 1024, 64K).")] = str(ttcp.DEFAULT_LENGTH),
+    number: Annotated[str, typer.Option("-n", "--number", metavar="N", help="Number of payloads.")] = str(ttcp.DEFAULT_NUMBER),
+    nodelay: Annotated[bool, typer.Option("-D", "--nodelay", help="Set TCP_NODELAY (Nagle off).")] = False,
+    window: Annotated[str, typer.Option("--window", metavar="W", help="Payloads in flight before waiting for acks; 1 is the original stop-and-wait.")] = "1",
+    json_output: Json = False,
+) -> int:
+    """Transmit: connect to HOST, send the session and payloads, print the rate (`ttcp -t HOST`)."""
+    options = ttcp.TtcpTransmitOptions(
+        endpoint=Endpoint(host, parse_port(port)),
+        session=ttcp.TransmitOptions(
+            number=_count(number, "number (-n)", 0, INT32_MAX),
+            length=_bounded_size(length, "length (-l)"),
+            window=_count(window, "window", 1, INT32_MAX),
+        ),
+        nodelay=nodelay,
+        json=json_output,
+    )
+    return runner.run(lambda: ttcp.transmit_main(options))

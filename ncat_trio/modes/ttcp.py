@@ -1,0 +1,417 @@
+"""ttcp: a TCP throughput test, wire-compatible with muduo's ttcp, plus a window.
+
+The transmitter sends a session message and ``number`` payloads of ``length`` bytes;
+the receiver acks each payload with its length.  The original waits for every ack
+before the next payload (stop-and-wait), so small payloads measure the round trip,
+not the bandwidth.  ``window`` > 1 keeps up to that many payloads un-acked: the wire
+format is unchanged (one ack per payload, in order), so any receiver that reads a
+payload and then acks it works with it.
+
+:func:`transmit_session` and :func:`receive_session` take a connected Trio stream, so
+tests drive them over ``trio.testing.memory_stream_pair()``; :func:`transmit_main`
+and :func:`receive_main` open the sockets and print the report.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from .. import diag
+from ..errors import LocalIOError, NcatError, UsageError
+from ..proto import ttcp
+from ..transport import net
+from ..transport.pump import Side, describe_failure, translate
+
+DEFAULT_PORT = 5001
+DEFAULT_LENGTH = 65536
+DEFAULT_NUMBER = 8192
+#: Receive size.  Python's cost is per call, not per byte, so ask for a lot at once.
+CHUNK = 256 * 1024
+#: A windowed transmitter joins payloads into one ``send_all`` up to about this size.
+BATCH_BYTES = 256 * 1024
+MIB = 1024 * 1024
+
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+@dataclass(frozen=True)
+class TransmitOptions:
+    """One transmit session: ``number`` payloads of ``length`` bytes, ``window`` in flight."""
+
+    number: int = DEFAULT_NUMBER
+    length: int = DEFAULT_LENGTH
+    window: int = 1  # 1 = the original stop-and-wait
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.number <= ttcp.INT32_MAX:
+            raise UsageError(f"invalid number {self.number}", f"must be 0-{ttcp.INT32_MAX}")
+        if not 0 <= self.length <= ttcp.LENGTH_LIMIT:
+            raise UsageError(f"invalid length {self.length}", f"must be 0-{ttcp.LENGTH_LIMIT}")
+        if self.window < 1:
+            raise UsageError(f"invalid window {self.window}", "must be at least 1")
+
+
+@dataclass(frozen=True)
+class ReceiveOptions:
+    """One receive session: how much to trust the peer and whether to check the data."""
+
+    max_length: int = ttcp.DEFAULT_MAX_LENGTH
+    verify: bool = False  # compare payload data with the pattern (RemoteProtocolError if not)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """What a session moved and how long it took; MiB counts payload data only."""
+
+    number: int
+    length: int
+    seconds: float
+
+    @property
+    def data_bytes(self) -> int:
+        return self.number * self.length
+
+    @property
+    def mib(self) -> float:
+        return self.data_bytes / MIB
+
+    @property
+    def mib_per_s(self) -> float:
+        return self.mib / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def messages_per_s(self) -> float:
+        return self.number / self.seconds if self.seconds > 0 else 0.0
+
+    def human_lines(self) -> list[str]:
+        """The original's three result lines."""
+        return [
+            f"{self.mib:.3f} MiB in total",
+            f"{self.seconds:.3f} seconds",
+            f"{self.mib_per_s:.3f} MiB/s",
+        ]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "length": self.length,
+            "number": self.number,
+            "bytes": self.data_bytes,
+            "messages": self.number,
+            "seconds": self.seconds,
+            "mib": self.mib,
+            "mib_per_s": self.mib_per_s,
+            "messages_per_s": self.messages_per_s,
+        }
+
+
+@dataclass(frozen=True)
+class TransmitResult(Throughput):
+    """Clock: from the session's start (just after connect) to after close."""
+
+    window: int = 1
+    mean_ack_rtt: float | None = None  # seconds from handing a payload to the socket to its ack
+
+
+@dataclass(frozen=True)
+class ReceiveResult(Throughput):
+    """Clock: from the session message to the last ack sent (as the C peer)."""
+
+    verified: bool = False
+
+
+# --- sessions over any stream -------------------------------------------------------
+
+
+async def transmit_session(
+    stream: trio.abc.Stream,
+    options: TransmitOptions = TransmitOptions(),
+    *,
+    peer_name: str = "connection",
+) -> TransmitResult:
+    """Run one transmit session over ``stream`` and close it (the close is timed too).
+
+    Raises :class:`RemoteProtocolError` for a wrong or missing ack and
+    :class:`ConnectionLost` for a reset.  Never returns an exception group.
+    """
+    peer = Side(peer_name, local=False)
+    proto = ttcp.Transmitter()
+    start = trio.current_time()
+    try:
+        if options.window == 1:
+            rtt_sum = await _stop_and_wait(stream, proto, options, peer)
+        else:
+            rtt_sum = await _pipelined(stream, proto, options, peer)
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    await stream.aclose()
+    return TransmitResult(
+        number=options.number,
+        length=options.length,
+        seconds=trio.current_time() - start,
+        window=options.window,
+        mean_ack_rtt=rtt_sum / options.number if options.number else None,
+    )
+
+
+async def _stop_and_wait(
+    stream: trio.abc.Stream, proto: ttcp.Transmitter, options: TransmitOptions, peer: Side
+) -> float:
+    """Window 1, the original: send, wait for the ack, repeat.  Returns the summed RTTs.
+
+    One task is enough here (a second would only add a wake-up per payload); the
+    session message rides with the first payload.
+    """
+    pending = proto.send(ttcp.Session(options.number, options.length))
+    payload = ttcp.Payload(options.length)
+    rtt_sum = 0.0
+    for _ in range(options.number):
+        message = proto.send(payload)
+        sent_at = trio.current_time()
+        await _send(stream, pending + message if pending else message, peer)
+        pending = b""
+        while not isinstance(proto.next_event(), ttcp.Ack):
+            proto.receive_data(await _receive(stream, peer))
+        rtt_sum += trio.current_time() - sent_at
+    if pending:  # number == 0: the session alone
+        await _send(stream, pending, peer)
+    return rtt_sum
+
+
+async def _pipelined(
+    stream: trio.abc.Stream, proto: ttcp.Transmitter, options: TransmitOptions, peer: Side
+) -> float:
+    """Window > 1: a sender task keeps up to ``window`` payloads un-acked; an ack-reader
+    task counts acks back in and hands the sender its credit.  Returns the summed RTTs."""
+    credit = options.window
+    credit_returned = trio.lowlevel.ParkingLot()
+    sent_at: deque[float] = deque()  # one entry per payload in flight, oldest first
+    rtt_sum = 0.0
+    per_batch = max(1, BATCH_BYTES // (ttcp.HEADER_SIZE + options.length))
+    payload = ttcp.Payload(options.length)
+
+    async def sender() -> None:
+        nonlocal credit
+        pending = proto.send(ttcp.Session(options.number, options.length))
+        left = options.number
+        while left:
+            while credit == 0:
+                await credit_returned.park()
+            count = min(credit, left, per_batch)
+            credit -= count
+            left -= count
+            messages = [proto.send(payload) for _ in range(count)]
+            sent_at.extend([trio.current_time()] * count)
+            await _send(stream, pending + b"".join(messages), peer)
+            pending = b""
+        if pending:
+            await _send(stream, pending, peer)
+
+    async def ack_reader() -> None:
+        nonlocal credit, rtt_sum
+        while proto.state is not ttcp.State.DONE:
+            proto.receive_data(await _receive(stream, peer))
+            now = trio.current_time()
+            acked = 0
+            while isinstance(proto.next_event(), ttcp.Ack):
+                acked += 1
+                rtt_sum += now - sent_at.popleft()
+            if acked:
+                credit += acked
+                credit_returned.unpark_all()
+
+    await _run_both(sender, ack_reader)
+    return rtt_sum
+
+
+async def _run_both(*tasks: Callable[[], Awaitable[None]]) -> None:
+    """Run tasks together; the first NcatError cancels the rest and is raised alone."""
+    failure: list[NcatError] = []
+
+    async def guarded(task: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
+        try:
+            await task()
+        except NcatError as exc:
+            if not failure:
+                failure.append(exc)
+            scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        for task in tasks:
+            nursery.start_soon(guarded, task, nursery.cancel_scope)
+    if failure:
+        raise failure[0]
+
+
+async def receive_session(
+    stream: trio.abc.Stream,
+    options: ReceiveOptions = ReceiveOptions(),
+    *,
+    peer_name: str = "connection",
+    on_session: Callable[[ttcp.Session], None] | None = None,
+) -> ReceiveResult:
+    """Serve one session over ``stream``: ack every payload, then read to EOF and close.
+
+    Acks for payloads that arrived in the same chunk go out in one write.  Raises
+    :class:`RemoteProtocolError` for anything the transmitter gets wrong.
+    """
+    peer = Side(peer_name, local=False)
+    proto = ttcp.Receiver(max_length=options.max_length, verify=options.verify)
+    started = finished = trio.current_time()
+    number = 0
+    try:
+        while True:
+            proto.receive_data(await _receive(stream, peer))
+            acks: list[bytes] = []
+            while (event := proto.next_event()) is not ttcp.NEED_DATA:
+                if isinstance(event, ttcp.Payload):
+                    acks.append(proto.send(ttcp.Ack(event.length)))
+                elif isinstance(event, ttcp.Session):
+                    started = finished = trio.current_time()
+                    number = event.number
+                    if on_session is not None:
+                        on_session(event)
+                else:
+                    break  # ConnectionClosed
+            if acks:
+                await _send(stream, acks[0] if len(acks) == 1 else b"".join(acks), peer)
+                if proto.statistics().acks_sent == number:
+                    finished = trio.current_time()
+            if isinstance(event, ttcp.ConnectionClosed):
+                break
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    await stream.aclose()
+    stats = proto.statistics()
+    return ReceiveResult(
+        number=stats.number,
+        length=stats.length,
+        seconds=finished - started,
+        verified=options.verify,
+    )
+
+
+async def _send(stream: trio.abc.Stream, data: bytes, peer: Side) -> None:
+    try:
+        await stream.send_all(data)
+    except _STREAM_ERRORS as exc:
+        raise translate(exc, peer) from exc
+
+
+async def _receive(stream: trio.abc.Stream, peer: Side) -> bytes:
+    try:
+        return await stream.receive_some(CHUNK)
+    except _STREAM_ERRORS as exc:
+        raise translate(exc, peer) from exc
+
+
+# --- the commands -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TtcpTransmitOptions:
+    """``ncat-trio ttcp transmit HOST``."""
+
+    endpoint: net.Endpoint
+    session: TransmitOptions = field(default_factory=TransmitOptions)
+    nodelay: bool = False  # -D: TCP_NODELAY, as the original
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class TtcpReceiveOptions:
+    """``ncat-trio ttcp receive``; ``endpoint.host=None`` listens on all addresses."""
+
+    endpoint: net.Endpoint
+    session: ReceiveOptions = field(default_factory=ReceiveOptions)
+    keep_open: bool = False  # -k: serve one session after another
+    json: bool = False
+
+
+async def transmit_main(opts: TtcpTransmitOptions) -> int:
+    """Connect, run one session, print the report (human lines or one JSON object)."""
+    session = opts.session
+    if not opts.json:
+        _emit(
+            f"port = {opts.endpoint.port}",
+            f"buffer length = {session.length}",
+            f"number of buffers = {session.number}",
+        )
+    conn = await net.connect_tcp(opts.endpoint, nodelay=opts.nodelay)
+    peer = diag.format_address(net.peer_address(conn))
+    result = await transmit_session(conn, session, peer_name=f"connection to {peer}")
+    if opts.json:
+        report = {"role": "transmit", "peer": peer, **result.as_dict()}
+        report |= {"mean_ack_rtt": result.mean_ack_rtt, "window": result.window}
+        _emit(json.dumps(report | {"nodelay": opts.nodelay}))
+    else:
+        _emit(*result.human_lines())
+    return 0
+
+
+async def receive_main(opts: TtcpReceiveOptions) -> int:
+    """Listen, print the readiness lines, serve one session (or, with -k, many)."""
+    listener = await net.open_tcp_listener(opts.endpoint, backlog=128 if opts.keep_open else 1)
+    async with listener:
+        address = net.local_address(listener)
+        if not opts.json:
+            _emit(f"port = {address[1] if isinstance(address, tuple) else address}")
+        diag.say(f"listening on {diag.format_address(address)}")
+        while True:
+            conn = await listener.accept()
+            if not opts.keep_open:
+                await listener.aclose()  # one session, then nobody else gets in
+            peer = diag.format_address(net.peer_address(conn))
+            try:
+                result = await receive_session(
+                    conn,
+                    opts.session,
+                    peer_name=f"connection from {peer}",
+                    on_session=None if opts.json else _print_session,
+                )
+            except NcatError as exc:
+                if not opts.keep_open or isinstance(exc, LocalIOError):
+                    raise
+                diag.say(str(exc))  # -k: report the failed session, serve the next
+                continue
+            if opts.json:
+                _emit(json.dumps({"role": "receive", "peer": peer, **result.as_dict()}
+                                 | {"verified": result.verified}))  # fmt: skip
+            else:
+                _emit(*result.human_lines())
+            if not opts.keep_open:
+                return 0
+
+
+def _print_session(session: ttcp.Session) -> None:
+    _emit(f"receive number = {session.number}", f"receive length = {session.length}")
+
+
+def _emit(*lines: str) -> None:
+    """Report lines on stdout, flushed (``port = P`` is a readiness line)."""
+    try:
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        raise LocalIOError("stdout", describe_failure(exc)) from exc
+
+
+__all__ = [
+    "ReceiveOptions",
+    "ReceiveResult",
+    "TransmitOptions",
+    "TransmitResult",
+    "TtcpReceiveOptions",
+    "TtcpTransmitOptions",
+    "receive_main",
+    "receive_session",
+    "transmit_main",
+    "transmit_session",
+]
