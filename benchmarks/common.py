@@ -1,0 +1,85 @@
+"""Shared plumbing for the benchmarks: free ports, readiness, timed runs with rusage.
+
+Benchmarks are plain scripts, never tests: they print figures and same-run ratios.
+Peers that cannot report the port they listen on get one found by binding port 0 and
+closing it (a benchmark may race another program for it; it then fails loudly).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NCAT = [sys.executable, "-m", "ncat_trio"]
+PEERS_BUILD = ROOT / "build" / "peers"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, timeout: float = 10.0) -> None:
+    """Poll /proc/net/tcp until 127.0.0.1:port is in LISTEN state (benchmarks only)."""
+    needle = f"0100007F:{port:04X} 00000000:0000 0A"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/net/tcp") as f:
+            if needle in f.read():
+                return
+        time.sleep(0.005)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+@dataclass(frozen=True)
+class ProcStats:
+    wall: float
+    cpu: float  # user + system seconds
+    maxrss_kib: int
+    code: int
+
+
+def wait_with_rusage(proc: subprocess.Popen[bytes], started: float) -> ProcStats:
+    """Reap ``proc`` with wait4 to get its own CPU time and peak RSS."""
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return ProcStats(
+        wall=time.perf_counter() - started,
+        cpu=usage.ru_utime + usage.ru_stime,
+        maxrss_kib=usage.ru_maxrss,
+        code=proc.returncode,
+    )
+
+
+def have(program: str) -> bool:
+    return shutil.which(program) is not None
+
+
+@dataclass
+class Series:
+    name: str
+    values: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values) if self.values else float("nan")
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+        if n == 0:
+            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
