@@ -395,7 +395,8 @@ class TransferSender:
             assert self._offer is not None
             if event.offset not in (0, self._offer.offset):
                 raise LocalProtocolError(
-                    "start", f"offset {event.offset} is neither 0 nor the offered {self._offer.offset}"
+                    "start",
+                    f"offset {event.offset} is neither 0 nor the offered {self._offer.offset}",
                 )
             self._offset = event.offset
             self.state = SenderState.DATA
@@ -475,9 +476,7 @@ class TransferSender:
                 return NEED_DATA
             if self.state is SenderState.DONE:
                 return Closed()
-            raise ConnectionLost(
-                "receiver", "closed the connection before acknowledging the file"
-            )
+            raise ConnectionLost("receiver", "closed the connection before acknowledging the file")
         tag = buf.peek(1)
         if tag == TAG_FAILURE and self.state is not SenderState.DONE:
             failure = _parse_failure(buf)
@@ -660,7 +659,9 @@ class TransferReceiver:
     def _raise_short(self) -> None:
         if self._header is None:
             if not len(self._input):
-                raise RemoteProtocolError("sender", "closed the connection without sending a header")
+                raise RemoteProtocolError(
+                    "sender", "closed the connection without sending a header"
+                )
             raise RemoteProtocolError("sender", "closed the connection in the middle of the header")
         got = self._offset + self._received
         size = self._header.size
@@ -676,7 +677,9 @@ class TransferReceiver:
         if fixed[: len(MAGIC)] != MAGIC[: len(fixed)]:
             raise RemoteProtocolError("header", "bad magic: not an ncat-trio file transfer")
         if len(fixed) > len(MAGIC) and fixed[4] != VERSION:
-            raise RemoteProtocolError("header", f"unsupported version {fixed[4]} (this is {VERSION})")
+            raise RemoteProtocolError(
+                "header", f"unsupported version {fixed[4]} (this is {VERSION})"
+            )
         if len(fixed) < _HEADER.size:
             return None
         _magic, _version, flags, mode, size, mtime_ns, name_len = _HEADER.unpack(fixed)
