@@ -15,6 +15,7 @@ import typer
 
 from .. import diag
 from ..errors import ExitCode, NcatError
+from . import clock as clock_cli
 from . import netcat
 from . import ttcp as ttcp_cli
 
@@ -29,9 +30,10 @@ app = typer.Typer(
 )
 netcat.register(app)
 app.add_typer(ttcp_cli.app, name="ttcp")
+clock_cli.register(app)
 
 #: Words that name a subcommand; anything else first on the line is nc shorthand.
-SUBCOMMANDS = {"connect", "listen", "demo", "ttcp"}
+SUBCOMMANDS = {"connect", "listen", "demo", "ttcp", "clock"}
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,160 @@
+"""``clock serve`` and ``clock probe``: typer signatures → frozen options → run."""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated
+
+import typer
+
+from .. import runner
+from ..errors import UsageError
+from ..modes import clock
+from ..parse import parse_duration, parse_port
+from ..transport.net import Endpoint
+
+app = typer.Typer(
+    name="clock",
+    help="Measure clock offset and round trip to a server (roundtrip or SNTPv4), or serve.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+Proto = Annotated[
+    str,
+    typer.Option(
+        "--proto",
+        metavar="roundtrip|ntp",
+        help="Wire format: muduo's 16-byte roundtrip frames, or SNTPv4 (RFC 4330).",
+    ),
+]
+Port = Annotated[
+    str | None,
+    typer.Option(
+        "-p",
+        "--port",
+        metavar="PORT",
+        help=f"Port (default: roundtrip {clock.ROUNDTRIP_PORT}; ntp {clock.NTP_SERVE_PORT} "
+        f"to serve, {clock.NTP_PORT} to probe).",
+    ),
+]
+Tcp = Annotated[
+    bool, typer.Option("--tcp", help="roundtrip over TCP (TCP_NODELAY) instead of UDP.")
+]
+IPv4 = Annotated[bool, typer.Option("-4", help="IPv4 only.")]
+IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.")]
+Numeric = Annotated[
+    bool, typer.Option("-n", "--numeric", help="No DNS: hosts are literal addresses.")
+]
+
+
+def _proto(proto: str, tcp: bool) -> str:
+    if proto not in clock.PROTOCOLS:
+        raise UsageError(f"invalid --proto {proto!r}", "use roundtrip or ntp")
+    if tcp and proto != "roundtrip":
+        raise UsageError("--tcp", "only roundtrip runs over TCP (NTP is UDP only)")
+    return proto
+
+
+def _family(ipv4: bool, ipv6: bool) -> int:
+    if ipv4 and ipv6:
+        raise UsageError("-4 and -6", "choose one")
+    return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
+
+
+def serve(
+    port: Port = None,
+    bind: Annotated[
+        str | None,
+        typer.Option(
+            "-b", "--bind", metavar="ADDR", help="Address to bind (default: all, dual-stack)."
+        ),
+    ] = None,
+    proto: Proto = "roundtrip",
+    tcp: Tcp = False,
+    stratum: Annotated[
+        int,
+        typer.Option(
+            "--stratum", metavar="N", min=1, max=15, help="ntp: the stratum we claim (1-15)."
+        ),
+    ] = 10,
+    ipv4: IPv4 = False,
+    ipv6: IPv6 = False,
+    numeric: Numeric = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Log drops and connections.")
+    ] = False,
+) -> int:
+    """Answer clock probes until interrupted (port 0 picks one).
+
+    Prints `ncat-trio: listening on ADDR:PORT (PROTO over udp|tcp)` on stderr once ready.
+    """
+    proto = _proto(proto, tcp)
+    number = (
+        clock.default_port(proto, serve=True) if port is None else parse_port(port, allow_zero=True)
+    )
+    options = clock.ServeOptions(
+        endpoint=Endpoint(bind, number, _family(ipv4, ipv6), numeric),
+        proto=proto,
+        tcp=tcp,
+        stratum=stratum,
+        verbose=verbose,
+    )
+    return runner.run(lambda: clock.serve_main(options))
+
+
+def probe(
+    host: Annotated[str, typer.Argument(metavar="HOST", help="The server to measure against.")],
+    port: Port = None,
+    proto: Proto = "roundtrip",
+    tcp: Tcp = False,
+    count: Annotated[
+        int, typer.Option("-c", "--count", metavar="COUNT", min=1, help="Probes to send.")
+    ] = 8,
+    interval: Annotated[
+        str, typer.Option("--interval", metavar="SECS", help="Time between probes.")
+    ] = "0.2",
+    timeout: Annotated[
+        str,
+        typer.Option("--timeout", metavar="SECS", help="How long each probe waits for its reply."),
+    ] = "1",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object.")
+    ] = False,
+    ipv4: IPv4 = False,
+    ipv6: IPv6 = False,
+    numeric: Numeric = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="One line per probe on stderr.")
+    ] = False,
+) -> int:
+    """Probe HOST COUNT times; print the best (smallest round trip) offset, median, spread.
+
+    Exit 0 if at least one valid reply came back; 4 if none did, 1 if the port is
+    unreachable, 6 if the server only sent invalid replies (e.g. a kiss-o'-death).
+    """
+    proto = _proto(proto, tcp)
+    number = clock.default_port(proto, serve=False) if port is None else parse_port(port)
+    wait = parse_duration(timeout, what="--timeout")
+    if wait <= 0:
+        raise UsageError(f"invalid --timeout {timeout!r}", "must be more than 0")
+    options = clock.ProbeOptions(
+        endpoint=Endpoint(host, number, _family(ipv4, ipv6), numeric),
+        proto=proto,
+        tcp=tcp,
+        count=count,
+        interval=parse_duration(interval, what="--interval"),
+        timeout=wait,
+        json=as_json,
+        verbose=verbose,
+    )
+    return runner.run(lambda: clock.probe_main(options))
+
+
+app.command(no_args_is_help=False)(serve)
+app.command(no_args_is_help=True)(probe)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="clock")
