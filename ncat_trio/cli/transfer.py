@@ -1,0 +1,218 @@
+"""``send`` and ``receive``: typer signatures → frozen options → run.
+
+By default the receiver listens and the sender connects (``nc -l 9000 > f`` /
+``nc host 9000 < f``); ``send --listen`` and ``receive --connect`` swap the roles
+for a receiver behind NAT.  Exit codes: PROTOCOL.md, "Exit codes".
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated
+
+import typer
+
+from .. import runner
+from ..errors import UsageError
+from ..modes import transfer
+from ..parse import parse_duration, parse_port
+from ..transport.net import Endpoint
+
+CONN = "Connection"
+OUT = "Output"
+
+Listen = Annotated[
+    bool,
+    typer.Option(
+        "--listen/--connect",
+        help="Listen for the other side, or connect to it.",
+        rich_help_panel=CONN,
+    ),
+]
+ConnectTimeout = Annotated[
+    str | None,
+    typer.Option(
+        "-w",
+        "--connect-timeout",
+        metavar="SECS",
+        help="Give up connecting after SECS (exit 4).",
+        rich_help_panel=CONN,
+    ),
+]
+IPv4 = Annotated[bool, typer.Option("-4", help="IPv4 only.", rich_help_panel=CONN)]
+IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.", rich_help_panel=CONN)]
+Numeric = Annotated[
+    bool,
+    typer.Option(
+        "-n", "--numeric", help="No DNS: hosts are literal addresses.", rich_help_panel=CONN
+    ),
+]
+Progress = Annotated[
+    bool,
+    typer.Option("--progress", help="Print progress on stderr every second.", rich_help_panel=OUT),
+]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print a JSON summary on stdout when verified.", rich_help_panel=OUT
+    ),
+]
+Quiet = Annotated[
+    bool, typer.Option("-q", "--quiet", help="No summary line on stderr.", rich_help_panel=OUT)
+]
+
+
+def _family(ipv4: bool, ipv6: bool) -> int:
+    if ipv4 and ipv6:
+        raise UsageError("-4 and -6", "choose one")
+    return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
+
+
+def _timeout(text: str | None) -> float | None:
+    return None if text is None else parse_duration(text, what="connect timeout (-w)")
+
+
+def send_endpoint(words: list[str], *, listen: bool) -> tuple[str | None, str, str]:
+    """(host, port, file) from ``HOST PORT [FILE]``, or with --listen ``[HOST] PORT [FILE]``.
+
+    With --listen two words are ``PORT FILE``; to bind a host and send stdin, say
+    ``HOST PORT -``.
+    """
+    if listen:
+        if len(words) == 1:
+            return None, words[0], "-"
+        if len(words) == 2:
+            return None, words[0], words[1]
+        if len(words) == 3:
+            return words[0], words[1], words[2]
+        raise UsageError("send --listen", "expected [HOST] PORT [FILE|-]")
+    if len(words) in (2, 3):
+        return words[0], words[1], words[2] if len(words) == 3 else "-"
+    raise UsageError("send", "expected HOST PORT [FILE|-]")
+
+
+def send(
+    words: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="HOST PORT [FILE|-]",
+            help="Where to send, and the file (default: stdin). With --listen: [HOST] PORT [FILE|-].",
+        ),
+    ],
+    listen: Annotated[
+        bool,
+        typer.Option(
+            "--listen/--connect",
+            help="Wait for the receiver to connect (it is behind NAT), or connect (default).",
+            rich_help_panel=CONN,
+        ),
+    ] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            metavar="NAME",
+            help="Name to send (default: the file's base name, or 'stdin').",
+            rich_help_panel=OUT,
+        ),
+    ] = None,
+    connect_timeout: ConnectTimeout = None,
+    ipv4: IPv4 = False,
+    ipv6: IPv6 = False,
+    numeric: Numeric = False,
+    progress: Progress = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> int:
+    """Send a file (or stdin) and exit 0 only when the receiver confirms it is on disk, verified.
+
+    The receiver acknowledges after writing, fsync and a sha256 check. No
+    acknowledgement (connection lost): exit 3. The receiver's refusal or digest
+    mismatch: the receiver's exit code (5 local I/O, 6 protocol, 7 integrity).
+    """
+    host, port, path = send_endpoint(list(words), listen=listen)
+    options = transfer.SendOptions(
+        endpoint=Endpoint(host, parse_port(port, allow_zero=listen), _family(ipv4, ipv6), numeric),
+        path=path,
+        name=name,
+        listen=listen,
+        connect_timeout=_timeout(connect_timeout),
+        progress=progress,
+        json=json,
+        quiet=quiet,
+    )
+    return runner.run(lambda: transfer.send_main(options))
+
+
+def receive(
+    words: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[HOST] PORT",
+            help="Address to listen on (default: all) and port (0 picks one); with --connect: the sender's HOST PORT.",
+        ),
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="FILE|DIR|-",
+            help="Where to write: a file, a directory (the sender's name is used), or - for stdout. Default: the sender's name in the current directory.",
+            rich_help_panel=OUT,
+        ),
+    ] = None,
+    listen: Listen = True,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing file.", rich_help_panel=OUT)
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Keep a partial file when cut, and continue from it next time.",
+            rich_help_panel=OUT,
+        ),
+    ] = False,
+    connect_timeout: ConnectTimeout = None,
+    ipv4: IPv4 = False,
+    ipv6: IPv6 = False,
+    numeric: Numeric = False,
+    progress: Progress = False,
+    json: Json = False,
+    quiet: Quiet = False,
+) -> int:
+    """Receive one file, verify its sha256, and only then give it its name.
+
+    Listens by default and prints `ncat-trio: listening on ADDR:PORT` on stderr once
+    ready. The file is written under a temporary name and renamed into place after
+    the digest matched; it is never put over an existing file without --force.
+    Exit 7 on a digest mismatch or a short stream.
+    """
+    if listen and len(words) in (1, 2):
+        host = words[0] if len(words) == 2 else None
+    elif not listen and len(words) == 2:
+        host = words[0]
+    else:
+        raise UsageError("receive", "expected [HOST] PORT (with --connect: HOST PORT)")
+    if output == "-" and json:
+        raise UsageError("--json", "stdout carries the data with -o -")
+    if output == "-" and resume:
+        raise UsageError("--resume", "cannot resume onto stdout (-o -)")
+    options = transfer.ReceiveOptions(
+        endpoint=Endpoint(
+            host, parse_port(words[-1], allow_zero=listen), _family(ipv4, ipv6), numeric
+        ),
+        target=transfer.ReceiveTarget(output=output, force=force, resume=resume),
+        listen=listen,
+        connect_timeout=_timeout(connect_timeout),
+        progress=progress,
+        json=json,
+        quiet=quiet,
+    )
+    return runner.run(lambda: transfer.receive_main(options))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(send)
+    app.command(no_args_is_help=True)(receive)
