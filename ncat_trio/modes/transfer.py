@@ -600,12 +600,15 @@ class ReceiveSession:
 
     async def run(self) -> TransferResult:
         began = trio.current_time()
-        keep_partial = False
+        # With resume, a partial is kept after any failure (a cut, Ctrl-C, a full disk)
+        # except a digest mismatch: it is known to be corrupt.  Keeping is always safe
+        # because a resumed prefix is only used if its sha256 matches the sender's.
+        keep_partial = True
         try:
             result = await self._receive(began)
         except NcatError as exc:
-            # A cut connection leaves a partial worth resuming; a bad digest does not.
-            keep_partial = isinstance(exc, ConnectionLost | wire.ShortStream)
+            corrupt = isinstance(exc, IntegrityError) and not isinstance(exc, wire.ShortStream)
+            keep_partial = not corrupt
             await self._report(exc)
             raise
         finally:
