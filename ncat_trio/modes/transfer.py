@@ -21,7 +21,14 @@ the I/O around it:
 The byte loops are plain ``os.pread``/``send_all`` and ``receive_some``/``os.write``
 with large chunks; :meth:`SendSession._send_file_body` is the one place a
 ``sendfile`` path would go (the digest would then need its own read of the page
-cache).  Session classes take a stream, so tests drive them over memory streams.
+cache, e.g. through ``mmap``).  Session classes take a stream, so tests drive them
+over memory streams.
+
+Hashing is inline, in the same pass as the I/O.  Measured here (2 cores, 1 GiB on
+tmpfs, benchmarks/bench_transfer.py, two A/B runs each): inline 0.83–0.84 GB/s;
+a worker thread hashing one 256 KiB+ batch behind the I/O (hashlib drops the GIL)
+0.73–0.74 GB/s and +0.1–0.2 CPU s/GB per end, because both cores are already busy
+with the two processes.  sha256 costs ~0.48 CPU s/GB per end here (2.06 GB/s).
 """
 
 from __future__ import annotations
