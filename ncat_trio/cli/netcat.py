@@ -79,6 +79,14 @@ SendOnly = Annotated[
     bool,
     typer.Option("--send-only", help="Only send stdin; discard what arrives.", rich_help_panel=IO),
 ]
+NoZeroCopy = Annotated[
+    bool,
+    typer.Option(
+        "--no-zerocopy",
+        help="Copy through user space instead of splice/sendfile (debugging, comparisons).",
+        rich_help_panel=IO,
+    ),
+]
 RecvOnly = Annotated[
     bool,
     typer.Option("--recv-only", help="Only receive to stdout; never send.", rich_help_panel=IO),
@@ -92,6 +100,7 @@ def _session(
     no_stdin: bool,
     send_only: bool,
     recv_only: bool,
+    no_zerocopy: bool,
 ) -> netcat.SessionOptions:
     if send_only and (recv_only or no_stdin):
         raise UsageError("--send-only", "cannot be combined with --recv-only/-d")
@@ -101,6 +110,7 @@ def _session(
         shutdown=not no_shutdown,
         linger=None if linger is None else parse_duration(linger, what="linger (-q)"),
         idle_timeout=None if idle is None else parse_duration(idle, what="idle timeout (-i)"),
+        zerocopy=not no_zerocopy,
     )
 
 
@@ -152,6 +162,7 @@ def connect(
     no_stdin: NoStdin = False,
     send_only: SendOnly = False,
     recv_only: RecvOnly = False,
+    no_zerocopy: NoZeroCopy = False,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
@@ -166,7 +177,9 @@ def connect(
         src = Endpoint(source, sport, family, numeric)
     options = netcat.NetcatOptions(
         endpoint=Endpoint(host, parse_port(port), family, numeric),
-        session=_session(linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only),
+        session=_session(
+            linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only, no_zerocopy
+        ),
         source=src,
         connect_timeout=None
         if connect_timeout is None
@@ -211,6 +224,7 @@ def listen(
     no_stdin: NoStdin = False,
     send_only: SendOnly = False,
     recv_only: RecvOnly = False,
+    no_zerocopy: NoZeroCopy = False,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
@@ -231,7 +245,9 @@ def listen(
         endpoint=Endpoint(
             host, parse_port(words[-1], allow_zero=True), _family(ipv4, ipv6), numeric
         ),
-        session=_session(linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only),
+        session=_session(
+            linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only, no_zerocopy
+        ),
         keep_open=keep_open,
         nodelay=nodelay,
         verbose=verbose,

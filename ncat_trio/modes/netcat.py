@@ -24,8 +24,9 @@ import trio
 from .. import diag
 from ..errors import ConnectError, LocalIOError, NcatError, NcatTimeout
 from ..transport import net
-from ..transport.pump import Side, pump, send_eof
+from ..transport.pump import Side, send_eof
 from ..transport.stdio import CHUNK, FdKind, fd_kind, open_stdin, open_stdout
+from ..transport.zerocopy import copy
 
 STDIN = Side("stdin", local=True)
 STDOUT = Side("stdout", local=True)
@@ -42,6 +43,7 @@ class SessionOptions:
     idle_timeout: float | None = None  # -i: fail when nothing moves for this long
     exit_on_peer_eof: bool = False  # stop uploading at peer EOF (set for a TTY stdin)
     chunk_size: int = CHUNK
+    zerocopy: bool = True  # splice/sendfile where the fds allow (--no-zerocopy: never)
 
 
 @dataclass
@@ -100,9 +102,9 @@ async def netcat_session(
         with upload_scope:
             if sending:
                 assert stdin is not None
-                result.bytes_sent = await pump(
+                result.bytes_sent = await copy(
                     stdin, conn, source_side=STDIN, sink_side=peer,
-                    chunk_size=options.chunk_size, on_chunk=activity,
+                    chunk_size=options.chunk_size, on_chunk=activity, zerocopy=options.zerocopy,
                 )  # fmt: skip
                 result.stdin_eof = True
                 if options.shutdown:
@@ -121,9 +123,9 @@ async def netcat_session(
                 activity(n)
 
             try:
-                await pump(
+                await copy(
                     conn, sink, source_side=peer, sink_side=STDOUT,
-                    chunk_size=options.chunk_size, on_chunk=on_chunk,
+                    chunk_size=options.chunk_size, on_chunk=on_chunk, zerocopy=options.zerocopy,
                 )  # fmt: skip
             finally:
                 result.bytes_received = counted

@@ -79,6 +79,9 @@ class FileReceiveStream(trio.abc.ReceiveStream):
     def __init__(self, fd: int) -> None:
         self._fd = fd
 
+    def fileno(self) -> int:
+        return self._fd
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         await trio.lowlevel.checkpoint()
         try:
@@ -95,6 +98,9 @@ class FileSendStream(trio.abc.SendStream):
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await trio.lowlevel.checkpoint()

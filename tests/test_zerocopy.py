@@ -1,0 +1,307 @@
+"""Every stdio fast path and its portable twin, end to end, sha256-checked.
+
+ncat-trio connects to a server thread that sends a payload while reading everything we
+upload.  Stdin and stdout are each a pipe, a regular file, /dev/null or a socket;
+each combination runs with the splice/sendfile paths and with ``--no-zerocopy``, and
+the flags of the descriptions the test shares with ncat-trio must not change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import trio
+import trio.testing
+
+from ncat_trio.errors import ConnectionLost, LocalIOError
+from ncat_trio.transport.pump import Side
+from ncat_trio.transport.stdio import FileSendStream, open_stdin, open_stdout
+from ncat_trio.transport.zerocopy import classify, copy
+from tests.support import NCAT
+
+SIZE = 3 * 1024 * 1024 + 17
+UP = os.urandom(SIZE)
+DOWN = os.urandom(SIZE)
+
+
+@dataclass
+class Server:
+    port: int
+    received: bytearray = field(default_factory=bytearray)
+    thread: threading.Thread | None = None
+
+
+@contextlib.contextmanager
+def server(reply: bytes) -> Iterator[Server]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    state = Server(listener.getsockname()[1])
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            sender = threading.Thread(target=send_then_fin, args=(conn, reply))
+            sender.start()
+            while chunk := conn.recv(1 << 16):
+                state.received += chunk
+            sender.join()
+
+    state.thread = threading.Thread(target=serve, daemon=True)
+    state.thread.start()
+    try:
+        yield state
+    finally:
+        listener.close()
+        state.thread.join(10)
+
+
+def send_then_fin(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(data)
+    sock.shutdown(socket.SHUT_WR)
+
+
+def write_then_close(fd: int, data: bytes) -> None:
+    os.write(fd, data)
+    os.close(fd)
+
+
+def flags(fd: int) -> int:
+    return fcntl.fcntl(fd, fcntl.F_GETFL)
+
+
+@dataclass
+class End:
+    """One stdio end: what to pass to Popen, the fd whose flags we watch, how to finish."""
+
+    popen_arg: Any
+    watched_fd: int | None
+    finish: Callable[[], bytes | None]  # returns what stdout received (None: not checked)
+    cleanup: Callable[[], None]
+
+
+def stdin_end(kind: str, tmp: str) -> End:
+    if kind == "pipe":
+        r, w = os.pipe()
+        writer = threading.Thread(target=write_then_close, args=(w, UP))
+        writer.start()
+
+        def joined() -> None:
+            writer.join()
+
+        return End(r, r, joined, lambda: os.close(r))
+    if kind == "file":
+        f: IO[bytes] = open(os.path.join(tmp, "up"), "w+b")  # noqa: SIM115
+        f.write(UP)
+        f.seek(0)
+        return End(f, f.fileno(), lambda: None, f.close)
+    if kind == "devnull":
+        return End(subprocess.DEVNULL, None, lambda: None, lambda: None)
+    a, b = socket.socketpair()
+    writer = threading.Thread(target=send_then_fin, args=(b, UP))
+    writer.start()
+
+    def close() -> None:
+        writer.join()
+        a.close()
+        b.close()
+
+    return End(a.fileno(), a.fileno(), lambda: None, close)
+
+
+def stdout_end(kind: str, tmp: str) -> End:
+    if kind == "pipe":
+        r, w = os.pipe()
+        got = bytearray()
+
+        def drain() -> None:
+            while chunk := os.read(r, 1 << 16):
+                got.extend(chunk)
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+
+        def collected() -> bytes:
+            os.close(w)  # our copy of the write end: the reader sees EOF once ncat-trio's is gone
+            reader.join()
+            return bytes(got)
+
+        return End(w, w, collected, lambda: os.close(r))
+    if kind == "file":
+        path = os.path.join(tmp, "down")
+        f: IO[bytes] = open(path, "w+b")  # noqa: SIM115
+        return End(f, f.fileno(), Path(path).read_bytes, f.close)
+    if kind == "devnull":
+        return End(subprocess.DEVNULL, None, lambda: None, lambda: None)
+    a, b = socket.socketpair()
+    got2 = bytearray()
+
+    def drain_socket() -> None:
+        while chunk := b.recv(1 << 16):
+            got2.extend(chunk)
+
+    reader2 = threading.Thread(target=drain_socket)
+    reader2.start()
+
+    def finish() -> bytes:
+        a.close()  # our copy; ncat-trio's copy closed when it exited
+        reader2.join()
+        return bytes(got2)
+
+    return End(a.fileno(), a.fileno(), finish, b.close)
+
+
+COMBOS = [
+    ("pipe", "pipe"),
+    ("file", "file"),
+    ("devnull", "devnull"),
+    ("socket", "socket"),
+    ("pipe", "file"),
+    ("file", "pipe"),
+]
+
+
+@pytest.mark.parametrize("zerocopy", [True, False], ids=["zerocopy", "portable"])
+@pytest.mark.parametrize(("stdin_kind", "stdout_kind"), COMBOS, ids=["-".join(c) for c in COMBOS])
+def test_connect_moves_everything_both_ways(
+    stdin_kind: str, stdout_kind: str, zerocopy: bool
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp, server(DOWN) as srv:
+        up, down = stdin_end(stdin_kind, tmp), stdout_end(stdout_kind, tmp)
+        watched = [fd for fd in (up.watched_fd, down.watched_fd) if fd is not None]
+        before = [flags(fd) for fd in watched]
+        try:
+            argv = [*NCAT, "127.0.0.1", str(srv.port)] + ([] if zerocopy else ["--no-zerocopy"])
+            proc = subprocess.run(
+                argv,
+                stdin=up.popen_arg,
+                stdout=down.popen_arg,
+                stderr=subprocess.PIPE,
+                timeout=30,
+                check=False,
+            )
+            after = [flags(fd) for fd in watched]
+            up.finish()
+            got = down.finish()
+            assert after == before
+        finally:
+            up.cleanup()
+            down.cleanup()
+        assert srv.thread is not None
+        srv.thread.join(10)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b""
+    expected_up = b"" if stdin_kind == "devnull" else UP
+    assert hashlib.sha256(srv.received).hexdigest() == hashlib.sha256(expected_up).hexdigest()
+    if got is not None:
+        assert hashlib.sha256(got).hexdigest() == hashlib.sha256(DOWN).hexdigest()
+
+
+def test_append_mode_stdout_falls_back_and_appends() -> None:
+    with tempfile.NamedTemporaryFile() as f, server(DOWN) as srv:
+        f.write(b"existing\n")
+        f.flush()
+        with open(f.name, "ab") as out:
+            assert classify(FileSendStream(out.fileno())) is None  # splice can't write O_APPEND
+            proc = subprocess.run(
+                [*NCAT, "-d", "127.0.0.1", str(srv.port)],
+                stdout=out,
+                stderr=subprocess.PIPE,
+                timeout=30,
+                check=False,
+            )
+        assert proc.returncode == 0, proc.stderr
+        assert Path(f.name).read_bytes() == b"existing\n" + DOWN
+
+
+async def test_broken_stdout_pipe_is_local_io_on_the_splice_path() -> None:
+    a, b = trio.socket.socketpair()
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        async with open_stdout(w) as sink:
+            src = trio.SocketStream(a)
+            await b.send(b"x" * 1000)
+            with pytest.raises(LocalIOError, match="stdout: broken pipe"):
+                await copy(
+                    src, sink, source_side=Side("net", False), sink_side=Side("stdout", True)
+                )
+    finally:
+        os.close(w)
+        a.close()
+        b.close()
+
+
+async def test_reset_on_the_splice_path_is_connection_lost() -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = trio.socket.socket()
+    await client.connect(listener.getsockname())
+    server_sock, _ = await listener.accept()
+    r, w = os.pipe()
+    try:
+        async with open_stdin(r) as stdin:
+            os.write(w, b"y" * 1000)
+            # RST from the far end: SO_LINGER 0 then close.
+            server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            server_sock.close()
+            with trio.fail_after(10), pytest.raises(ConnectionLost, match="net: connection reset"):
+                await copy(
+                    stdin,
+                    trio.SocketStream(client),
+                    source_side=Side("stdin", True),
+                    sink_side=Side("net", False),
+                )
+    finally:
+        os.close(w)
+        listener.close()
+        client.close()
+
+
+@pytest.mark.parametrize("zerocopy", [True, False], ids=["zerocopy", "portable"])
+def test_tty_stdin_takes_the_safe_path(zerocopy: bool) -> None:
+    """A terminal is never spliced: typed lines and Ctrl-D go through the reopened TTY."""
+    master, slave = os.openpty()
+    listener = socket.create_server(("127.0.0.1", 0))
+    received = bytearray()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while chunk := conn.recv(4096):  # until our FIN (Ctrl-D)
+                received.extend(chunk)
+            conn.sendall(b"reply after EOF\n")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    before = flags(slave)
+    try:
+        os.write(master, b"typed line\n\x04")  # a line, then Ctrl-D at the start of a line
+        argv = [*NCAT, "127.0.0.1", str(listener.getsockname()[1])]
+        proc = subprocess.run(
+            argv + ([] if zerocopy else ["--no-zerocopy"]),
+            stdin=slave,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert flags(slave) == before
+    finally:
+        thread.join(10)
+        listener.close()
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, proc.stderr
+    assert bytes(received) == b"typed line\n"
+    assert proc.stdout == b"reply after EOF\n"
