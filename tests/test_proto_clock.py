@@ -139,6 +139,14 @@ def test_two_probes_in_one_microsecond_are_never_confused() -> None:
     assert (got_b.probe, got_b.rtt_ns) == (1, 1100)
 
 
+def test_mark_sent_moves_the_send_time_but_not_the_token() -> None:
+    client = rt.RoundtripClient()
+    probe = client.send_probe(1_000_000)
+    client.mark_sent(probe.number, 1_000_700)  # the clock read again just before sending
+    sample = client.receive_reply(rt.answer_datagram(probe.data, 1500), 1_100_700)
+    assert sample == ClockSample(probe=0, rtt_ns=100_000, offset_ns=1_500_000 - 1_050_700)
+
+
 def test_reply_to_nothing_we_sent_is_rejected() -> None:
     client = rt.RoundtripClient()
     client.send_probe(NOW)
@@ -351,6 +359,15 @@ def test_server_reply_fields() -> None:
     assert reply.transmit == ntp.unix_ns_to_ntp(NOW + 2000)
     assert reply.reference == ntp.unix_ns_to_ntp(NOW - S)
     assert reply.reference_id == ntp.LOCAL_CLOCK_ID
+
+
+def test_stamp_transmit_replaces_only_t3() -> None:
+    reply = ntp.answer_request(REQUEST, NOW, NOW, ntp.NtpServerConfig())
+    stamped = ntp.stamp_transmit(reply, NOW + 12_345)
+    assert stamped[:40] == reply[:40]
+    assert ntp.decode_packet(stamped).transmit == ntp.unix_ns_to_ntp(NOW + 12_345)
+    with pytest.raises(LocalProtocolError):
+        ntp.stamp_transmit(b"short", NOW)
 
 
 @pytest.mark.parametrize(

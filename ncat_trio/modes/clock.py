@@ -219,7 +219,8 @@ class ClockServer:
     def answer(self, data: bytes, received_ns: int) -> bytes:
         """The reply to one request; :class:`RemoteProtocolError` means drop it."""
         if self.proto == "ntp":
-            return ntp.answer_request(data, received_ns, self._clock(), self._ntp)
+            reply = ntp.answer_request(data, received_ns, received_ns, self._ntp)
+            return ntp.stamp_transmit(reply, self._clock())  # T3 at the last moment
         return answer_datagram(data, self._roundtrip_stamp(received_ns) // 1000)
 
     def _roundtrip_stamp(self, received_ns: int) -> int:
@@ -559,6 +560,7 @@ async def run_probes(
                 deadlines[probe.number] = deadline
                 if receive_scope is not None:
                     receive_scope.deadline = min(receive_scope.deadline, deadline)
+                client.mark_sent(probe.number, clock())  # after building, before the send
                 await link.send(probe.data)
         except NcatError as exc:
             stop.append(exc)

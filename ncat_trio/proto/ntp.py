@@ -269,3 +269,15 @@ def answer_request(
         transmit=unix_ns_to_ntp(transmit_ns),
     )
     return encode_packet(reply)
+
+
+def stamp_transmit(reply: bytes, transmit_ns: int) -> bytes:
+    """``reply`` with its transmit timestamp (T3) replaced: call it just before sending.
+
+    Building a reply in Python takes microseconds; a T3 read before that would make every
+    client see the server's clock that much behind (RFC 5905 §8 wants T3 as close to
+    the send as possible; chrony goes as far as interleaved mode for it).
+    """
+    if len(reply) < PACKET_SIZE:
+        raise LocalProtocolError("ntp reply", f"{len(reply)} bytes is not an NTP packet")
+    return reply[:40] + unix_ns_to_ntp(transmit_ns).to_bytes(8, "big") + reply[48:]

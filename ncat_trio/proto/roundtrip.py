@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -175,12 +176,14 @@ class ProbeTable:
     The token is the roundtrip send time in µs or the NTP transmit timestamp (T1).  A
     reply pairs with the probe whose token it echoes, once: a reply to a probe that timed
     out (late) or was already answered (duplicate) is discarded, never paired with a newer
-    probe.  Finished entries are forgotten after ``memory`` newer ones.
+    probe.  Finished entries are forgotten after ``memory`` newer ones have finished: a
+    reply older than that counts as unknown (rejected) rather than late.
     """
 
     def __init__(self, memory: int = 4096) -> None:
         self._entries: dict[int, _Entry] = {}
         self._tokens: dict[int, int] = {}  # probe number -> token
+        self._finished: deque[int] = deque()  # tokens no longer waiting, oldest first
         self._memory = memory
         self._waiting = 0
 
@@ -201,7 +204,6 @@ class ProbeTable:
         self._entries[token] = _Entry(probe, sent_ns)
         self._tokens[probe] = token
         self._waiting += 1
-        self._forget_old()
 
     def claim(self, token: int) -> InFlight | DiscardedReply | None:
         """The waiting probe ``token`` answers (now answered), a discard, or None (unknown)."""
@@ -209,8 +211,7 @@ class ProbeTable:
         if entry is None:
             return None
         if entry.state is _State.WAITING:
-            entry.state = _State.ANSWERED
-            self._waiting -= 1
+            self._finish(token, entry, _State.ANSWERED)
             return InFlight(entry.probe, entry.sent_ns)
         reason = "late" if entry.state is _State.EXPIRED else "duplicate"
         return DiscardedReply(entry.probe, reason)
@@ -221,28 +222,34 @@ class ProbeTable:
 
     def give_up(self, probe: int) -> bool:
         """The probe's timeout passed: a reply from now on is late.  True if it was waiting."""
-        token = self._tokens.get(probe)
-        entry = None if token is None else self._entries.get(token)
+        entry = self._lookup(probe)
         if entry is None or entry.state is not _State.WAITING:
             return False
-        entry.state = _State.EXPIRED
-        self._waiting -= 1
+        self._finish(self._tokens[probe], entry, _State.EXPIRED)
         return True
 
-    def _set(self, probe: int, state: _State) -> None:
-        token = self._tokens.get(probe)
-        if token is not None and token in self._entries:
-            self._entries[token].state = state
+    def set_sent_time(self, probe: int, sent_ns: int) -> None:
+        """Correct a waiting probe's send time (the token on the wire stays)."""
+        entry = self._lookup(probe)
+        if entry is not None and entry.state is _State.WAITING:
+            entry.sent_ns = sent_ns
 
-    def _forget_old(self) -> None:
-        excess = len(self._entries) - self._memory
-        if excess <= 0:
-            return
-        for token in list(self._entries)[:excess]:
-            entry = self._entries[token]
-            if entry.state is not _State.WAITING:
-                del self._entries[token]
-                self._tokens.pop(entry.probe, None)
+    def _lookup(self, probe: int) -> _Entry | None:
+        token = self._tokens.get(probe)
+        return None if token is None else self._entries.get(token)
+
+    def _set(self, probe: int, state: _State) -> None:
+        entry = self._lookup(probe)
+        if entry is not None:
+            entry.state = state
+
+    def _finish(self, token: int, entry: _Entry, state: _State) -> None:
+        entry.state = state
+        self._waiting -= 1
+        self._finished.append(token)
+        while len(self._finished) > self._memory:
+            old = self._entries.pop(self._finished.popleft())
+            self._tokens.pop(old.probe, None)
 
 
 @dataclass(frozen=True)
@@ -324,6 +331,14 @@ class ClockClient:
         self._table.add(token, number, now_ns)
         self._sent += 1
         return Probe(number, self._request(token))
+
+    def mark_sent(self, probe: int, now_ns: int) -> None:
+        """The probe leaves at ``now_ns``: read the clock again just before the send call.
+
+        :meth:`send_probe` must read the clock before it can build the request; building
+        it takes Python microseconds that would otherwise count as network time.
+        """
+        self._table.set_sent_time(probe, now_ns)
 
     def give_up(self, probe: int) -> bool:
         """The probe timed out: its reply, if it ever comes, will be discarded as late."""
