@@ -211,9 +211,9 @@ def main() -> None:
     )
     ap.add_argument("--size", default="1G")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="256 MiB, 3 rounds")
+    ap.add_argument("--quick", action="store_true", help="1 GiB, 3 rounds")
     args = ap.parse_args()
-    nbytes, rounds = (256 << 20, 3) if args.quick else (parse_size(args.size), args.rounds)
+    nbytes, rounds = (1 << 30, 3) if args.quick else (parse_size(args.size), args.rounds)
     tools = [t for t in TOOLS.values() if have(t.listen(0)[0]) or t.name == "ncat-trio"]
     missing = sorted(set(TOOLS) - {t.name for t in tools})
     if missing:
