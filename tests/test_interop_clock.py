@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,12 +154,17 @@ def start_chronyd_server(chronyd: str, folder: Path, port: int) -> subprocess.Po
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     # chronyd prints nothing when its NTP socket is ready, so readiness is an answer to a
-    # request: ask (bounded, 10 s) until chronyd answers or exits.
-    for _ in range(200):
+    # request: ask until chronyd answers or exits (bounded: 10 s).  A refused request
+    # returns at once, so each retry waits on chronyd's exit for 20 ms first.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
         if ntp_answers(port):
             return proc
-        if proc.poll() is not None:
-            break
+        try:
+            proc.wait(timeout=0.02)
+        except subprocess.TimeoutExpired:
+            continue
+        break
     stop(proc)
     text = log_path.read_text(errors="replace")
     if "Could not open NTP socket" in text:
