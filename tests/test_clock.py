@@ -22,6 +22,7 @@ from ncat_trio.modes import clock
 from ncat_trio.proto import ntp
 from ncat_trio.proto import roundtrip as rt
 from ncat_trio.proto.roundtrip import ClockSample, DiscardedReply
+from ncat_trio.transport import datagram
 from ncat_trio.transport.net import Endpoint
 
 from .support import NCAT, popen, wait_for_port
@@ -233,7 +234,7 @@ def skewed_clock() -> int:
 async def udp_server(
     nursery: trio.Nursery, proto: str, clock_fn: Callable[[], int] = skewed_clock
 ) -> tuple[clock.ClockServer, int]:
-    sock = await clock.open_udp_server(Endpoint("127.0.0.1", 0))
+    sock = await datagram.bind_udp(Endpoint("127.0.0.1", 0))
     server = clock.ClockServer(proto, stratum=9, clock=clock_fn)
 
     async def serve() -> None:
@@ -296,6 +297,14 @@ async def test_udp_server_survives_any_datagram_and_counts_drops(proto: str) -> 
             nursery.cancel_scope.cancel()
     # b"\x24..." is a 48-byte NTP mode-4 packet: a server must never answer it.
     assert server.statistics() == clock.ClockServerStatistics(answered=1, dropped=len(garbage))
+
+
+async def test_serving_on_a_port_in_use_is_a_connect_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        opts = clock.ServeOptions(Endpoint("127.0.0.1", taken.getsockname()[1]))
+        with trio.fail_after(10), pytest.raises(ConnectError, match="address already in use"):
+            await clock.serve_main(opts)
 
 
 async def test_probe_to_a_closed_udp_port_is_a_connect_error(

@@ -19,15 +19,11 @@ arrival time), so tests can drive it over memory channels with ``MockClock``.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
-import platform
-import socket as _stdsocket
-import struct
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,7 +32,6 @@ import trio
 
 from .. import diag
 from ..errors import (
-    ConnectError,
     ConnectionLost,
     LocalIOError,
     NcatError,
@@ -57,10 +52,10 @@ from ..proto.roundtrip import (
     answer_datagram,
     encode_frame,
 )
-from ..transport import net
+from ..transport import datagram, net
 from ..transport.pump import describe_failure
 
-WallClock = Callable[[], int]
+WallClock = datagram.WallClock  # ns since the Unix epoch
 
 PROTOCOLS = ("roundtrip", "ntp")
 #: muduo's roundtrip programs have no default port; ours sits next to NTP's stand-in.
@@ -69,76 +64,6 @@ ROUNDTRIP_PORT = 12124
 NTP_SERVE_PORT = 12123
 #: ...while ``clock probe --proto ntp`` defaults to the real NTP port of real servers.
 NTP_PORT = 123
-#: Bigger than any UDP payload (65507 over IPv4), so nothing is ever truncated unseen.
-MAX_DATAGRAM = 65536
-
-# Errors a UDP socket can report for one peer's ICMP message; they never end a server.
-_PEER_ERRNOS = {
-    errno.ECONNREFUSED,
-    errno.EHOSTUNREACH,
-    errno.ENETUNREACH,
-    errno.EHOSTDOWN,
-    errno.ENETDOWN,
-    errno.EPERM,  # a local firewall rule (sendto)
-    errno.EMSGSIZE,
-    errno.ECONNRESET,
-    errno.ENOBUFS,
-}
-
-
-# Kernel receive timestamps (SO_TIMESTAMPNS, Linux): the arrival time of a datagram as
-# the kernel saw it, before Trio's wake-up and our scheduling.  Without them every receive
-# stamp is late by that wake-up (measured here: tens of µs, more on a busy box), which
-# biases the offset.  Python's socket module does not export the constant: 35 is
-# SO_TIMESTAMPNS_OLD on the asm-generic ABI, whose cmsg carries a native struct timespec.
-_SO_TIMESTAMPNS = 35
-_GENERIC_ABI = {"x86_64", "i386", "i686", "aarch64", "arm64", "armv7l", "armv6l", "riscv64"}
-_TIMESPEC = struct.Struct("@ll")
-_ANCILLARY_SPACE = _stdsocket.CMSG_SPACE(_TIMESPEC.size)
-
-
-def enable_kernel_timestamps(sock: trio.socket.SocketType) -> bool:
-    """Ask the kernel to stamp arriving datagrams; False where that is not available."""
-    if sys.platform != "linux" or platform.machine() not in _GENERIC_ABI:
-        return False
-    try:
-        sock.setsockopt(_stdsocket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-    except OSError:
-        return False
-    return True
-
-
-def kernel_timestamp(ancdata: list[tuple[int, int, bytes]]) -> int | None:
-    """The SO_TIMESTAMPNS arrival time (ns since the epoch) in ``recvmsg`` ancillary data."""
-    for level, kind, data in ancdata:
-        if (
-            level == _stdsocket.SOL_SOCKET
-            and kind == _SO_TIMESTAMPNS
-            and len(data) >= _TIMESPEC.size
-        ):
-            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-            return int(seconds) * 1_000_000_000 + int(nanoseconds)
-    return None
-
-
-class DatagramReceiver:
-    """``recvmsg`` with an arrival stamp: the kernel's when we can, else ``clock()``.
-
-    Kernel stamps are used only with the system wall clock (``time.time_ns``): an injected
-    test clock lives on another timeline.
-    """
-
-    def __init__(self, sock: trio.socket.SocketType, clock: WallClock) -> None:
-        self._sock = sock
-        self._clock = clock
-        self.kernel = clock is time.time_ns and enable_kernel_timestamps(sock)
-
-    async def receive(self) -> tuple[bytes, int, int, Any]:
-        """``(data, stamp_ns, msg_flags, address)``; OSError passes through."""
-        space = _ANCILLARY_SPACE if self.kernel else 0
-        data, ancdata, flags, address = await self._sock.recvmsg(MAX_DATAGRAM, space)
-        stamp = kernel_timestamp(ancdata) if self.kernel else None
-        return data, self._clock() if stamp is None else stamp, flags, address
 
 
 def default_port(proto: str, *, serve: bool) -> int:
@@ -185,11 +110,6 @@ class ClockServerStatistics:
     dropped: int
 
 
-def _why(exc: OSError) -> str:
-    text = exc.strerror or str(exc)
-    return text[0].lower() + text[1:] if text else "failed"
-
-
 class ClockServer:
     """Answers clock requests; whatever arrives, it answers or drops and counts, never dies.
 
@@ -234,10 +154,10 @@ class ClockServer:
         """
         return (received_ns + self._clock()) // 2
 
-    def _drop(self, size: int, peer: object, why: str) -> None:
+    def _drop(self, what: str, peer: object, why: str) -> None:
         self._dropped += 1
         if self._verbose:
-            diag.say(f"dropped a {size}-byte datagram from {diag.format_address(peer)}: {why}")
+            diag.say(f"dropped {what} from {diag.format_address(peer)}: {why}")
 
     async def serve_datagrams(
         self,
@@ -246,29 +166,29 @@ class ClockServer:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Answer datagrams on a bound UDP socket until cancelled."""
-        receiver = DatagramReceiver(sock, self._clock)
+        receiver = datagram.StampedReceiver(sock, self._clock)
         task_status.started()
         while True:
             try:
-                data, received_ns, flags, peer = await receiver.receive()
+                data, received_ns, truncated, peer = await receiver.receive()
             except OSError as exc:
-                if exc.errno in _PEER_ERRNOS:  # an ICMP error for some earlier reply
+                if exc.errno in datagram.PEER_ERRNOS:  # an ICMP error for an earlier reply
                     continue
-                raise LocalIOError("clock server socket", _why(exc)) from exc
-            if flags & _stdsocket.MSG_TRUNC:
-                self._drop(len(data), peer, "truncated (oversized)")
+                raise LocalIOError("clock server socket", datagram.describe(exc)) from exc
+            if truncated:
+                self._drop(f"a {len(data)}-byte datagram", peer, "truncated (oversized)")
                 continue
             try:
                 reply = self.answer(data, received_ns)
             except RemoteProtocolError as exc:
-                self._drop(len(data), peer, str(exc))
+                self._drop(f"a {len(data)}-byte datagram", peer, str(exc))
                 continue
             try:
                 await sock.sendto(reply, peer)
             except OSError as exc:
-                if exc.errno not in _PEER_ERRNOS:
-                    raise LocalIOError("clock server socket", _why(exc)) from exc
-                self._drop(len(data), peer, f"reply not sent: {_why(exc)}")
+                if exc.errno not in datagram.PEER_ERRNOS:
+                    raise LocalIOError("clock server socket", datagram.describe(exc)) from exc
+                self._drop(f"a reply to {len(data)} bytes", peer, datagram.describe(exc))
                 continue
             self._answered += 1
 
@@ -281,7 +201,7 @@ class ClockServer:
         buffer = FrameBuffer()
         try:
             while True:
-                data = await stream.receive_some(MAX_DATAGRAM)
+                data = await stream.receive_some(datagram.MAX_DATAGRAM)
                 received_ns = self._clock()
                 buffer.receive_data(data)
                 frames = []
@@ -295,7 +215,7 @@ class ClockServer:
                 if event is CLOSED:
                     return
         except RemoteProtocolError as exc:  # closed in mid-frame
-            self._drop(buffer.pending, peer_name, str(exc))
+            self._drop(f"a {buffer.pending}-byte partial frame", peer_name, str(exc))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             if self._verbose:
                 diag.say(f"{peer_name}: {describe_failure(exc)}")
@@ -320,66 +240,41 @@ class ClockServer:
                 nursery.start_soon(self.serve_stream, conn, peer)
 
 
-async def open_udp_server(endpoint: net.Endpoint) -> trio.socket.SocketType:
-    """A bound UDP socket.  No host: one dual-stack ``::`` socket (else ``0.0.0.0``)."""
-    if endpoint.host is None:
-        candidates: list[tuple[int, tuple[str, int]]] = []
-        if endpoint.family in (0, trio.socket.AF_INET6):
-            candidates.append((trio.socket.AF_INET6, ("::", endpoint.port)))
-        if endpoint.family in (0, trio.socket.AF_INET):
-            candidates.append((trio.socket.AF_INET, ("0.0.0.0", endpoint.port)))
-    else:
-        infos = await net.resolve(endpoint, passive=True, socktype=trio.socket.SOCK_DGRAM)
-        candidates = [(infos[0][0], infos[0][4][:2])]
-    last: ConnectError | None = None
-    for family, address in candidates:
-        try:
-            sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
-        except OSError as exc:  # no IPv6 here
-            last = ConnectError(f"listen on {diag.format_address(address)}", _why(exc))
-            continue
-        try:
-            if family == trio.socket.AF_INET6:
-                v6only = endpoint.family == trio.socket.AF_INET6
-                sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, v6only)
-            await sock.bind(address)
-        except OSError as exc:
-            sock.close()
-            why = _why(exc)
-            if exc.errno == errno.EACCES and endpoint.port < 1024:
-                why += f" (port {endpoint.port} is privileged: run as root or pick -p)"
-            last = ConnectError(f"listen on {diag.format_address(address)}", why)
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise last from exc
-            last.__cause__ = exc
-            continue
-        return sock
-    assert last is not None
-    raise last
-
-
 async def serve_main(opts: ServeOptions, *, clock: WallClock = time.time_ns) -> int:
     """``ncat-trio clock serve``: answer until interrupted."""
     server = ClockServer(opts.proto, stratum=opts.stratum, clock=clock, verbose=opts.verbose)
     how = f"{opts.proto} over {'tcp' if opts.tcp else 'udp'}"
+    if opts.tcp:
+        listener = await net.open_tcp_listener(opts.endpoint)
+        async with listener:
+            where = diag.format_address(net.local_address(listener))
+            await _serve_reporting(
+                server, server.serve_listener, listener, f"{where} ({how})", opts
+            )
+    else:
+        sock = await datagram.bind_udp(opts.endpoint)
+        with sock:
+            where = diag.format_address(sock.getsockname())
+            await _serve_reporting(server, server.serve_datagrams, sock, f"{where} ({how})", opts)
+    return 0
+
+
+async def _serve_reporting(
+    server: ClockServer,
+    serve: Callable[..., Awaitable[None]],
+    on: object,
+    where: str,
+    opts: ServeOptions,
+) -> None:
+    """Start ``serve(on)``, say we listen, and count what was done when it ends."""
     try:
-        if opts.tcp:
-            listener = await net.open_tcp_listener(opts.endpoint)
-            async with listener, trio.open_nursery() as nursery:
-                await nursery.start(server.serve_listener, listener)
-                where = diag.format_address(net.local_address(listener))
-                diag.say(f"listening on {where} ({how})")
-        else:
-            sock = await open_udp_server(opts.endpoint)
-            with sock:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(server.serve_datagrams, sock)
-                    diag.say(f"listening on {diag.format_address(sock.getsockname())} ({how})")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve, on)
+            diag.say(f"listening on {where}")
     finally:
         stats = server.statistics()
         if opts.verbose or stats.dropped:
             diag.say(f"answered {stats.answered} requests, dropped {stats.dropped}")
-    return 0
 
 
 # --------------------------------------------------------------------------------------
@@ -394,36 +289,6 @@ class DatagramLink(Protocol):
     async def receive(self) -> tuple[bytes, int]:
         """The next reply and the wall-clock time (ns) it arrived."""
         ...
-
-
-class UdpLink:
-    """A connected UDP socket: ICMP port unreachable surfaces as :class:`ConnectError`."""
-
-    def __init__(self, sock: trio.socket.SocketType, name: str, clock: WallClock) -> None:
-        self._sock = sock
-        self._name = name
-        self._receiver = DatagramReceiver(sock, clock)
-
-    def _error(self, exc: OSError) -> ConnectError:
-        why = _why(exc)
-        if exc.errno == errno.ECONNREFUSED:
-            why = "port unreachable (connection refused): is a server running there?"
-        error = ConnectError(self._name, why)
-        error.__cause__ = exc
-        return error
-
-    async def send(self, data: bytes) -> None:
-        try:
-            await self._sock.send(data)
-        except OSError as exc:
-            raise self._error(exc) from exc
-
-    async def receive(self) -> tuple[bytes, int]:
-        try:
-            data, stamp, _flags, _address = await self._receiver.receive()
-        except OSError as exc:
-            raise self._error(exc) from exc
-        return data, stamp
 
 
 class StreamLink:
@@ -453,7 +318,7 @@ class StreamLink:
             if event is CLOSED:
                 raise ConnectionLost(self._name, "the server closed the connection")
             try:
-                data = await self._stream.receive_some(MAX_DATAGRAM)
+                data = await self._stream.receive_some(datagram.MAX_DATAGRAM)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise ConnectionLost(self._name, describe_failure(exc)) from exc
             self._stamp = self._clock()
@@ -602,16 +467,10 @@ async def open_probe_link(
             peer = diag.format_address(net.peer_address(stream))
             yield StreamLink(stream, f"{opts.proto} server {peer}", clock), peer
         return
-    infos = await net.resolve(opts.endpoint, socktype=trio.socket.SOCK_DGRAM)
-    family, socktype, proto, _canon, sockaddr = infos[0]
-    peer = diag.format_address(sockaddr)
-    sock = trio.socket.socket(family, socktype, proto)
+    sock = await datagram.connect_udp(opts.endpoint)
     with sock:
-        try:
-            await sock.connect(sockaddr)
-        except OSError as exc:
-            raise ConnectError(f"connect to {peer}", _why(exc)) from exc
-        yield UdpLink(sock, f"{opts.proto} server {peer}", clock), peer
+        peer = diag.format_address(sock.getpeername())
+        yield datagram.ConnectedDatagramSocket(sock, f"{opts.proto} server {peer}", clock), peer
 
 
 def format_seconds(ns: int, *, signed: bool = False) -> str:
@@ -640,6 +499,10 @@ def describe_event(event: ProbeEvent) -> str:
     return f"rejected: {event.error}"
 
 
+def _counted(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def report_lines(peer: str, opts: ProbeOptions, report: ClockReport) -> list[str]:
     """The human summary printed on stdout."""
     transport = "tcp" if opts.tcp else "udp"
@@ -656,8 +519,8 @@ def report_lines(peer: str, opts: ProbeOptions, report: ClockReport) -> list[str
         if n
     ]
     lines = [
-        f"{peer} ({opts.proto} over {transport}{stratum}): {report.probes} probes, "
-        f"{report.replies} replies, {report.lost} lost"
+        f"{peer} ({opts.proto} over {transport}{stratum}): {_counted(report.probes, 'probe')}, "
+        f"{_counted(report.replies, 'reply', 'replies')}, {report.lost} lost"
         + (f" ({', '.join(extras)})" if extras else "")
     ]
     if report.best is not None:
@@ -726,7 +589,7 @@ async def probe_main(opts: ProbeOptions, *, clock: WallClock = time.time_ns) -> 
     async with open_probe_link(opts, clock) as (link, peer):
         if opts.verbose:
             diag.say(
-                f"probing {peer} ({opts.proto}): {opts.count} probes, every {opts.interval:g} s"
+                f"probing {peer} ({opts.proto}): {_counted(opts.count, 'probe')}, every {opts.interval:g} s"
             )
         run = await run_probes(
             link, client, count=opts.count, interval=opts.interval, reply_timeout=opts.timeout,
@@ -745,5 +608,5 @@ async def probe_main(opts: ProbeOptions, *, clock: WallClock = time.time_ns) -> 
         raise run.failure
     raise NcatTimeout(
         f"{opts.proto} server {peer}",
-        f"no reply to {report.probes} probes within {opts.timeout:g} s each",
+        f"no reply to {_counted(report.probes, 'probe')} within {opts.timeout:g} s each",
     )

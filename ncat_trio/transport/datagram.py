@@ -1,0 +1,191 @@
+"""UDP sockets with arrival stamps: bind (dual-stack), connect, receive with a timestamp.
+
+Knows no wire format.  Written for the clock mode, where *when* a datagram arrived is the
+measurement: the kernel's receive timestamp (``SO_TIMESTAMPNS``, Linux) is taken before
+Trio's wake-up and our scheduling, which otherwise make every receive stamp late by tens
+of µs (more on a busy box) and bias the offset.  OS errors become :class:`ConnectError`
+here, once.
+"""
+
+from __future__ import annotations
+
+import errno
+import platform
+import socket as _stdsocket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ..diag import format_address
+from ..errors import ConnectError
+from .net import Endpoint, resolve
+
+WallClock = Callable[[], int]  # ns since the Unix epoch
+
+#: Bigger than any UDP payload (65507 over IPv4), so nothing is ever truncated unseen.
+MAX_DATAGRAM = 65536
+
+#: Errors a UDP socket reports for one peer (an ICMP message, a firewall rule): they end
+#: an exchange with that peer, never a server.
+PEER_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETDOWN,
+        errno.EPERM,
+        errno.EMSGSIZE,
+        errno.ECONNRESET,
+        errno.ENOBUFS,
+    }
+)
+
+# Python's socket module does not export SO_TIMESTAMPNS: 35 is SO_TIMESTAMPNS_OLD on the
+# asm-generic ABI (and x86), whose control message carries a native struct timespec.
+_SO_TIMESTAMPNS = 35
+_GENERIC_ABI = {"x86_64", "i386", "i686", "aarch64", "arm64", "armv7l", "armv6l", "riscv64"}
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY_SPACE = _stdsocket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def describe(exc: OSError) -> str:
+    """The human *why* of an OSError: its strerror, lower-cased."""
+    text = exc.strerror or str(exc)
+    return text[0].lower() + text[1:] if text else "failed"
+
+
+def enable_kernel_timestamps(sock: trio.socket.SocketType) -> bool:
+    """Ask the kernel to stamp arriving datagrams; False where that is not available."""
+    if sys.platform != "linux" or platform.machine() not in _GENERIC_ABI:
+        return False
+    try:
+        sock.setsockopt(_stdsocket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def kernel_timestamp(ancdata: list[tuple[int, int, bytes]]) -> int | None:
+    """The SO_TIMESTAMPNS arrival time (ns since the epoch) in ``recvmsg`` ancillary data."""
+    for level, kind, data in ancdata:
+        if (
+            level == _stdsocket.SOL_SOCKET
+            and kind == _SO_TIMESTAMPNS
+            and len(data) >= _TIMESPEC.size
+        ):
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    return None
+
+
+class StampedReceiver:
+    """``recvmsg`` with an arrival stamp: the kernel's when we can, else ``clock()``.
+
+    Kernel stamps are used only with the system wall clock (``time.time_ns``): an injected
+    clock (a test's) lives on another timeline.
+    """
+
+    def __init__(self, sock: trio.socket.SocketType, clock: WallClock = time.time_ns) -> None:
+        self._sock = sock
+        self._clock = clock
+        self.kernel = clock is time.time_ns and enable_kernel_timestamps(sock)
+
+    async def receive(self) -> tuple[bytes, int, bool, Any]:
+        """``(data, stamp_ns, truncated, address)``; OSError passes through."""
+        space = _ANCILLARY_SPACE if self.kernel else 0
+        data, ancdata, flags, address = await self._sock.recvmsg(MAX_DATAGRAM, space)
+        stamp = kernel_timestamp(ancdata) if self.kernel else None
+        truncated = bool(flags & _stdsocket.MSG_TRUNC)
+        return data, self._clock() if stamp is None else stamp, truncated, address
+
+
+class ConnectedDatagramSocket:
+    """A connected UDP socket: send, receive with an arrival stamp.
+
+    An ICMP port unreachable (or any error for this peer) becomes :class:`ConnectError`.
+    """
+
+    def __init__(
+        self, sock: trio.socket.SocketType, name: str, clock: WallClock = time.time_ns
+    ) -> None:
+        self._sock = sock
+        self._name = name
+        self._receiver = StampedReceiver(sock, clock)
+
+    def _error(self, exc: OSError) -> ConnectError:
+        why = describe(exc)
+        if exc.errno == errno.ECONNREFUSED:
+            why = "port unreachable (connection refused): is a server running there?"
+        error = ConnectError(self._name, why)
+        error.__cause__ = exc
+        return error
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._sock.send(data)
+        except OSError as exc:
+            raise self._error(exc) from exc
+
+    async def receive(self) -> tuple[bytes, int]:
+        """The next datagram and its arrival time (ns since the epoch)."""
+        try:
+            data, stamp, _truncated, _address = await self._receiver.receive()
+        except OSError as exc:
+            raise self._error(exc) from exc
+        return data, stamp
+
+
+async def connect_udp(endpoint: Endpoint) -> trio.socket.SocketType:
+    """A UDP socket connected to the first address of ``endpoint``."""
+    infos = await resolve(endpoint, socktype=trio.socket.SOCK_DGRAM)
+    family, socktype, proto, _canon, sockaddr = infos[0]
+    sock = trio.socket.socket(family, socktype, proto)
+    try:
+        await sock.connect(sockaddr)
+    except OSError as exc:
+        sock.close()
+        raise ConnectError(f"connect to {format_address(sockaddr)}", describe(exc)) from exc
+    return sock
+
+
+async def bind_udp(endpoint: Endpoint) -> trio.socket.SocketType:
+    """A bound UDP socket.  No host: one dual-stack ``::`` socket (else ``0.0.0.0``)."""
+    if endpoint.host is None:
+        candidates: list[tuple[int, tuple[str, int]]] = []
+        if endpoint.family in (0, trio.socket.AF_INET6):
+            candidates.append((trio.socket.AF_INET6, ("::", endpoint.port)))
+        if endpoint.family in (0, trio.socket.AF_INET):
+            candidates.append((trio.socket.AF_INET, ("0.0.0.0", endpoint.port)))
+    else:
+        infos = await resolve(endpoint, passive=True, socktype=trio.socket.SOCK_DGRAM)
+        candidates = [(infos[0][0], infos[0][4][:2])]
+    last: ConnectError | None = None
+    for family, address in candidates:
+        try:
+            sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
+        except OSError as exc:  # no IPv6 here
+            last = ConnectError(f"listen on {format_address(address)}", describe(exc))
+            continue
+        try:
+            if family == trio.socket.AF_INET6:
+                v6only = endpoint.family == trio.socket.AF_INET6
+                sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, v6only)
+            await sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            why = describe(exc)
+            if exc.errno == errno.EACCES and endpoint.port < 1024:
+                why += f" (port {endpoint.port} is privileged: run as root or pick another)"
+            last = ConnectError(f"listen on {format_address(address)}", why)
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise last from exc
+            last.__cause__ = exc
+            continue
+        return sock
+    assert last is not None
+    raise last
