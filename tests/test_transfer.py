@@ -21,6 +21,7 @@ import pytest
 import trio
 import trio.testing
 
+from ncat_trio.cli import run_cli
 from ncat_trio.errors import ExitCode, LocalIOError, NcatError, RemoteProtocolError
 from ncat_trio.modes import transfer
 from ncat_trio.modes.transfer import (
@@ -65,6 +66,86 @@ def sha256_of(path: Path) -> str:
 def leftovers(directory: Path) -> list[str]:
     """Temporary or partial files the receiver left behind."""
     return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+# ---------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    calls: list[object] = []
+
+    async def fake(opts: object) -> int:
+        calls.append(opts)
+        return 0
+
+    monkeypatch.setattr(transfer, "send_main", fake)
+    monkeypatch.setattr(transfer, "receive_main", fake)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("argv", "host", "port", "path", "listen"),
+    [
+        (["send", "h", "9"], "h", 9, "-", False),
+        (["send", "h", "9", "f.bin"], "h", 9, "f.bin", False),
+        (["send", "--listen", "0"], None, 0, "-", True),
+        (["send", "--listen", "9", "f.bin"], None, 9, "f.bin", True),
+        (["send", "--listen", "::1", "9", "-"], "::1", 9, "-", True),
+    ],
+)
+def test_send_arguments(
+    recorded: list[object], argv: list[str], host: str | None, port: int, path: str, listen: bool
+) -> None:
+    assert run_cli(argv) == 0
+    (opts,) = recorded
+    assert isinstance(opts, transfer.SendOptions)
+    assert (opts.endpoint.host, opts.endpoint.port, opts.path, opts.listen) == (
+        host, port, path, listen,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "host", "port", "listen", "target"),
+    [
+        (["receive", "0"], None, 0, True, ReceiveTarget()),
+        (["receive", "127.0.0.1", "9", "-o", "d/"], "127.0.0.1", 9, True, ReceiveTarget("d/")),
+        (["receive", "--connect", "h", "9", "--resume"], "h", 9, False, ReceiveTarget(resume=True)),
+        (["receive", "9", "--force", "-o", "-"], None, 9, True, ReceiveTarget("-", force=True)),
+    ],
+)
+def test_receive_arguments(
+    recorded: list[object],
+    argv: list[str],
+    host: str | None,
+    port: int,
+    listen: bool,
+    target: ReceiveTarget,
+) -> None:
+    assert run_cli(argv) == 0
+    (opts,) = recorded
+    assert isinstance(opts, transfer.ReceiveOptions)
+    assert (opts.endpoint.host, opts.endpoint.port, opts.listen, opts.target) == (
+        host, port, listen, target,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["send", "h"],
+        ["send", "h", "9", "f", "extra"],
+        ["send", "h", "0"],  # port 0 only to listen
+        ["send", "h", "9", "--name", "../x"],
+        ["receive", "--connect", "9"],
+        ["receive", "h", "9", "x"],
+        ["receive", "9", "-o", "-", "--json"],
+        ["receive", "9", "-o", "-", "--resume"],
+    ],
+)
+def test_usage_errors(recorded: list[object], argv: list[str]) -> None:
+    assert run_cli(argv) == ExitCode.USAGE
+    assert recorded == []
 
 
 # ---------------------------------------------------------------- in-process sessions
@@ -402,6 +483,17 @@ def test_cli_stream_from_a_pipe(tmp_path: Path) -> None:
     assert rcode == 0, rerr
     assert (tmp_path / "piped.bin").read_bytes() == payload
     assert json.loads(received_json)["size"] == len(payload)
+
+
+def test_cli_stdin_redirected_from_a_file_sends_from_its_current_offset(tmp_path: Path) -> None:
+    payload = make_file(tmp_path / "f.bin", 100_000)
+    receiver, port = start_receiver("-o", str(tmp_path / "copy.bin"), cwd=tmp_path)
+    with open(tmp_path / "f.bin", "rb") as stdin:
+        stdin.seek(1000)  # like `(read -n 1000; ncat-trio send …) < f`
+        code, _, err = outcome(sender(port, stdin=stdin))
+    assert code == 0, err
+    assert outcome(receiver)[0] == 0
+    assert (tmp_path / "copy.bin").read_bytes() == payload[1000:]
 
 
 def test_cli_reverse_direction_send_listens_receive_connects(tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ def send(
     options = transfer.SendOptions(
         endpoint=Endpoint(host, parse_port(port, allow_zero=listen), _family(ipv4, ipv6), numeric),
         path=path,
-        name=name,
+        name=None if name is None else transfer.checked_name(name),
         listen=listen,
         connect_timeout=_timeout(connect_timeout),
         progress=progress,

@@ -788,6 +788,14 @@ async def open_transfer_connection(
         await conn.aclose()
 
 
+def checked_name(name: str) -> str:
+    """A name to send: one safe path component (PROTOCOL.md), else a usage error."""
+    try:
+        return wire.check_name(name, remote=False)
+    except LocalProtocolError as exc:
+        raise UsageError(str(exc), "choose another with --name") from exc
+
+
 def _base_name(path: str) -> str:
     return os.path.basename(os.path.normpath(path))
 
@@ -813,12 +821,8 @@ async def open_source(opts: SendOptions) -> AsyncIterator[Source]:
         except OSError as exc:
             raise LocalIOError(f"open {opts.path}", describe_failure(exc)) from exc
         owned, default_name = True, _base_name(opts.path)
-    name = opts.name or default_name
     try:
-        try:
-            wire.check_name(name, remote=False)
-        except LocalProtocolError as exc:
-            raise UsageError(str(exc), "choose another with --name") from exc
+        name = checked_name(opts.name or default_name)
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise LocalIOError(f"send {opts.path}", "is a directory")
@@ -943,6 +947,7 @@ __all__ = [
     "StreamSource",
     "TransferResult",
     "TransferStatistics",
+    "checked_name",
     "open_transfer_connection",
     "receive_main",
     "receive_session",
