@@ -7,6 +7,7 @@ done by hand: resolve, then try each address in order with an optional source bi
 from __future__ import annotations
 
 import errno
+import os
 import socket as _stdsocket
 from dataclasses import dataclass
 
@@ -63,7 +64,9 @@ async def resolve(
 
 
 def _why(exc: OSError) -> str:
-    text = exc.strerror or str(exc)
+    # Trio's connect() wraps the reason ("Error connecting to (...): Connection refused");
+    # the errno's own text is the one line a user needs.
+    text = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
     return text[0].lower() + text[1:] if text else "failed"
 
 
