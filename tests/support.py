@@ -8,15 +8,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import selectors
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar, cast
 
 import pytest
 
@@ -24,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NCAT = [sys.executable, "-m", "ncat_trio"]
 PEERS_SRC = ROOT.parent / "shared" / "peers"
 PEERS_BUILD = ROOT / "build" / "peers"
+
+T = TypeVar("T")
 
 _LISTENING = re.compile(rb"listening on (?:\[(?P<h6>[^\]]+)\]|(?P<h4>[^:\s]+)):(?P<port>\d+)")
 
@@ -115,3 +122,229 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
         proc.kill()
         proc.wait()
         raise AssertionError(f"{proc.args!r} did not exit within {timeout} s") from None
+
+
+# --- Background pipe I/O, one-connection servers, peers' ports (e2e and interop) ---
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Drain:
+    """Reads a pipe to EOF in a thread, so the process writing it never blocks on us.
+
+    ``keep=False`` keeps only the sha256 and the count (for payloads of many MiB).
+    """
+
+    def __init__(self, stream: IO[bytes], *, keep: bool = True) -> None:
+        self._stream = stream
+        self._keep = keep
+        self._chunks: list[bytes] = []
+        self._digest = hashlib.sha256()
+        self._count = 0
+        self._error: BaseException | None = None
+        self._progress = threading.Condition()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            fd = self._stream.fileno()
+            while chunk := os.read(fd, 1 << 20):
+                self._digest.update(chunk)
+                if self._keep:
+                    self._chunks.append(chunk)
+                with self._progress:
+                    self._count += len(chunk)
+                    self._progress.notify_all()
+        except BaseException as exc:  # reported by wait(), never lost in the thread
+            self._error = exc
+        finally:
+            self._stream.close()
+            with self._progress:
+                self._progress.notify_all()
+
+    def wait_count(self, count: int, timeout: float = 30.0) -> None:
+        """Block until at least ``count`` bytes have arrived (AssertionError on timeout/EOF)."""
+        with self._progress:
+            arrived = self._progress.wait_for(
+                lambda: self._count >= count or not self._thread.is_alive(), timeout
+            )
+            if not arrived or self._count < count:
+                raise AssertionError(f"{self._count} of {count} bytes arrived")
+
+    def wait(self, timeout: float = 30.0) -> bytes:
+        """Wait for EOF; return the bytes (``b""`` when ``keep=False``)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"no EOF within {timeout} s ({self._count} bytes so far)")
+        if self._error is not None:
+            raise self._error
+        return b"".join(self._chunks)
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+class Feed:
+    """Writes ``data`` to a pipe in a thread, then closes it (after ``close_after``, if given)."""
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        data: bytes,
+        *,
+        close_after: threading.Event | None = None,
+        chunk: int = 1 << 20,
+    ) -> None:
+        self._stream = stream
+        self._data = data
+        self._close_after = close_after
+        self._chunk = chunk
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            fd = self._stream.fileno()
+            with memoryview(self._data) as view:
+                for start in range(0, len(view), self._chunk):
+                    piece = view[start : start + self._chunk]
+                    while piece:
+                        piece = piece[os.write(fd, piece) :]
+            if self._close_after is not None and not self._close_after.wait(60):
+                raise AssertionError("close_after was never set")
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._stream.close()
+
+    def wait(self, timeout: float = 30.0) -> None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"stdin feed not written within {timeout} s")
+        if self._error is not None:
+            raise self._error
+
+
+class ServeOnce(Generic[T]):
+    """A Python TCP server for one connection on ``host`` port 0; ``handler`` runs in a thread.
+
+    The handler gets the accepted socket (30 s timeout on every call) and its return
+    value (or exception) comes back from :meth:`result`.  Use as a context manager.
+    """
+
+    def __init__(self, handler: Callable[[socket.socket], T], host: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        self._listener.bind((host, 0))
+        self._listener.listen(1)
+        self._listener.settimeout(30)
+        self.port: int = self._listener.getsockname()[1]
+        self._handler = handler
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+            with conn:
+                conn.settimeout(30)
+                self._value = self._handler(conn)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self, timeout: float = 30.0) -> T:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"server handler still running after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return cast(T, self._value)
+
+    def __enter__(self) -> ServeOnce[T]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._listener.close()
+
+
+def receive_all(conn: socket.socket) -> bytes:
+    """Everything the peer sends until its FIN."""
+    chunks = []
+    while chunk := conn.recv(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def one_error_line(stderr: bytes) -> str:
+    """Assert stderr is exactly one ``ncat-trio: …`` line and no traceback; return it."""
+    text = stderr.decode("utf-8", "replace")
+    assert "Traceback" not in text, text
+    lines = text.splitlines()
+    assert len(lines) == 1, text
+    assert lines[0].startswith("ncat-trio: "), text
+    return lines[0]
+
+
+def listening_port_of(pid: int) -> int:
+    """The TCP port a process listens on, read from /proc (Linux).
+
+    For peers that bind port 0 but print the port they were *asked* for (ncat prints
+    ``Listening on 127.0.0.1:0``): the socket inode under /proc/PID/fd is looked up in
+    /proc/net/tcp{,6}, so tests keep using port 0 instead of guessing a free port.
+    """
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            match = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
+            if match is not None:
+                inodes.add(match.group(1))
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A = TCP_LISTEN
+                    return int(fields[1].rsplit(":", 1)[1], 16)
+    raise AssertionError(f"process {pid} has no listening TCP socket")
+
+
+def ipv6_loopback_available() -> bool:
+    """True if ::1 can be bound here (some containers have IPv6 disabled)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def reaped(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
+    """On leaving, even by a failed assertion: kill what still runs, wait, close its pipes."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            with proc:  # Popen.__exit__ closes the pipes and waits
+                pass
