@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -160,8 +161,10 @@ def test_request_then_fin_ncat_trio_client_gets_the_whole_reply() -> None:
     assert out == b"GET /big\r\n"
 
 
-def test_reply_two_seconds_after_our_eof_is_still_heard() -> None:
+@pytest.mark.parametrize("flags", [[], ["-w", "1"]], ids=["plain", "connect-timeout-1s"])
+def test_reply_two_seconds_after_our_eof_is_still_heard(flags: list[str]) -> None:
     """socat gives up 0.5 s after EOF; we wait for the peer's FIN however long it takes.
+    ``-w`` bounds connecting only (in nc it is also an idle limit): a 1 s -w changes nothing.
 
     The server's 2 s pause is the scenario under test (a slow server), not synchronisation.
     """
@@ -174,7 +177,7 @@ def test_reply_two_seconds_after_our_eof_is_still_heard() -> None:
         return request
 
     with ServeOnce(slow_server) as server:
-        client = run_ncat(["connect", "127.0.0.1", str(server.port)], stdin=b"PING\r\n")
+        client = run_ncat(["connect", *flags, "127.0.0.1", str(server.port)], stdin=b"PING\r\n")
         assert server.result() == b"PING\r\n"
     assert (client.returncode, client.stderr) == (0, b"")
     assert sha256(client.stdout) == sha256(reply)
@@ -290,17 +293,59 @@ def test_refused() -> None:
     assert "refused" in one_error_line(result.stderr)
 
 
-def test_unknown_host() -> None:
-    """``.invalid`` never resolves (RFC 6761); RES_OPTIONS bounds the wait when DNS is down."""
+@pytest.mark.parametrize(
+    ("args", "host"),
+    [(["no-such-host.invalid"], "no-such-host.invalid"), (["-n", "localhost"], "localhost")],
+    ids=["invalid-tld", "name-with-numeric-only"],
+)
+def test_unknown_host(args: list[str], host: str) -> None:
+    """``.invalid`` never resolves (RFC 6761); RES_OPTIONS bounds the wait when DNS is
+    unreachable.  With -n a name is refused without any lookup at all."""
     result = subprocess.run(
-        [*NCAT, "connect", "no-such-host.invalid", "80"],
+        [*NCAT, "connect", *args, "80"],
         capture_output=True,
         timeout=30,
         check=False,
         env={**os.environ, "RES_OPTIONS": "timeout:1 attempts:1"},
     )
     assert result.returncode == 1
-    assert "cannot resolve no-such-host.invalid" in one_error_line(result.stderr)
+    assert f"cannot resolve {host}" in one_error_line(result.stderr)
+
+
+def test_peer_reset_mid_transfer_is_exit_3() -> None:
+    """A reset loses data in flight: never exit 0 for it."""
+
+    def resetter(conn: socket.socket) -> bytes:
+        head = conn.recv(65536)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return head  # leaving the handler closes: SO_LINGER 0 turns that into RST
+
+    with ServeOnce(resetter) as server:
+        client = popen([*NCAT, "connect", "127.0.0.1", str(server.port)], stdin=subprocess.PIPE)
+        with reaped(client):
+            assert client.stdin is not None
+            client.stdin.write(b"partial upload")
+            client.stdin.flush()
+            assert server.result() == b"partial upload"
+            code, out, err = outcome(client)  # stdin still open: only the RST can end it
+        assert (code, out) == (3, b"")
+        assert "reset" in one_error_line(err)
+
+
+def test_source_address() -> None:
+    """-s binds the local address (127.0.0.2 is loopback too on Linux)."""
+
+    def peer_of(conn: socket.socket) -> str:
+        host: str = conn.getpeername()[0]
+        conn.sendall(b"ok\n")
+        conn.shutdown(socket.SHUT_WR)
+        receive_all(conn)
+        return host
+
+    with ServeOnce(peer_of) as server:
+        client = run_ncat(["connect", "-s", "127.0.0.2", "127.0.0.1", str(server.port)])
+        assert server.result() == "127.0.0.2"
+    assert (client.returncode, client.stdout, client.stderr) == (0, b"ok\n", b"")
 
 
 @pytest.mark.parametrize(
@@ -571,3 +616,68 @@ def test_default_listener_is_dual_stack_on_one_port() -> None:
     assert len(peers) == 2, err
     assert peers[0].startswith(b"ncat-trio: connection from 127.0.0.1:")  # not ::ffff:
     assert peers[1].startswith(b"ncat-trio: connection from [::1]:")
+
+
+# --- stdio that is neither a pipe nor a file -----------------------------------------
+
+
+def test_tty_stdin_stops_at_peer_eof() -> None:
+    """An interactive user gets their prompt back when the server closes, although the
+    terminal never sends EOF (DESIGN.md §3: only a TTY stdin stops at peer EOF)."""
+
+    def greeter(conn: socket.socket) -> bytes:
+        conn.sendall(b"220 bye\r\n")
+        conn.shutdown(socket.SHUT_WR)
+        return receive_all(conn)
+
+    controller, terminal = os.openpty()
+    try:
+        with ServeOnce(greeter) as server:
+            client = popen([*NCAT, "connect", "127.0.0.1", str(server.port)], stdin=terminal)
+            with reaped(client):
+                code, out, err = outcome(client)
+            assert server.result() == b""  # nothing typed, and no FIN forced by us
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert (code, out, err) == (0, b"220 bye\r\n", b"")
+
+
+def test_socket_stdio_both_ways() -> None:
+    """stdin and stdout are sockets (inetd, socket activation, socat EXEC): the path
+    that cannot be reopened non-blocking and uses worker threads."""
+    up, down = os.urandom(4 << 20), os.urandom(4 << 20)
+
+    def echo_side(conn: socket.socket) -> bytes:
+        sender = threading.Thread(target=conn.sendall, args=(down,))
+        sender.start()
+        received = receive_all(conn)
+        sender.join(30)
+        return received
+
+    stdin_ours, stdin_theirs = socket.socketpair()
+    stdout_ours, stdout_theirs = socket.socketpair()
+    with stdin_ours, stdin_theirs, stdout_ours, stdout_theirs, ServeOnce(echo_side) as server:
+        client = popen(
+            [*NCAT, "connect", "127.0.0.1", str(server.port)],
+            stdin=stdin_theirs,
+            stdout=stdout_theirs,
+        )
+        stdin_theirs.close()
+        stdout_theirs.close()
+        with reaped(client):
+            stdin_ours.settimeout(30)
+            stdout_ours.settimeout(30)
+
+            def feed_then_eof() -> None:
+                stdin_ours.sendall(up)
+                stdin_ours.shutdown(socket.SHUT_WR)
+
+            feeder = threading.Thread(target=feed_then_eof)
+            feeder.start()
+            received = receive_all(stdout_ours)
+            feeder.join(30)
+            code, _, err = outcome(client)
+        assert sha256(server.result()) == sha256(up)
+    assert (code, err) == (0, b"")
+    assert sha256(received) == sha256(down)
