@@ -230,10 +230,14 @@ async def listen_main(opts: NetcatOptions) -> int:
                 if not opts.keep_open:
                     await listener.aclose()  # like nc: one client, then nobody else gets in
                 conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, opts.nodelay)
-                peer = diag.format_address(net.peer_address(conn))
-                if opts.verbose:
-                    diag.say(f"connection from {peer}")
                 try:
+                    try:
+                        peer = diag.format_address(net.peer_address(conn))
+                    except NcatError:  # reset while queued: accepted already dead
+                        await trio.aclose_forcefully(conn)
+                        raise
+                    if opts.verbose:
+                        diag.say(f"connection from {peer}")
                     result = await _run_one(conn, stdin, stdout, session, f"connection from {peer}")
                 except NcatError as exc:
                     if not opts.keep_open or isinstance(exc, LocalIOError):  # stdio is gone

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import trio
 
 from ..diag import format_address
-from ..errors import ConnectError
+from ..errors import ConnectError, ConnectionLost
 
 AddrInfo = tuple[
     _stdsocket.AddressFamily,
@@ -96,7 +96,13 @@ async def connect_tcp(
                 last.__cause__ = exc
                 sock.close()
                 continue
-            if sock.getsockname() == sock.getpeername():
+            try:
+                itself = sock.getsockname() == sock.getpeername()
+            except OSError as exc:  # reset between connect() and here: ENOTCONN
+                raise ConnectionLost(
+                    f"connection to {format_address(sockaddr)}", _why(exc)
+                ) from exc
+            if itself:
                 sock.close()
                 raise ConnectError(
                     f"connect to {format_address(sockaddr)}",
@@ -168,4 +174,9 @@ def local_address(stream: trio.SocketStream | trio.SocketListener) -> object:
 
 
 def peer_address(stream: trio.SocketStream) -> object:
-    return stream.socket.getpeername()
+    """The peer's address.  A peer that reset the connection before we looked (e.g.
+    while it waited in the accept queue) makes getpeername fail with ENOTCONN."""
+    try:
+        return stream.socket.getpeername()
+    except OSError as exc:
+        raise ConnectionLost("connection", f"the peer was already gone ({_why(exc)})") from exc
