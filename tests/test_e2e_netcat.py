@@ -568,6 +568,31 @@ def test_keep_open_serves_two_clients_one_after_another() -> None:
         listener.communicate(timeout=10)
 
 
+def test_keep_open_survives_a_client_that_reset_while_queued() -> None:
+    """A client that connects and resets while we serve another is accepted already dead
+    (getpeername: ENOTCONN).  That is one line on stderr, then the next client."""
+    listener, port = start_ncat_listener(["listen", "-k", "127.0.0.1", "0"])
+    with reaped(listener):
+        assert listener.stdout is not None
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as first:
+            first.sendall(b"one\n")
+            assert read_line(listener.stdout) == b"one\n"  # accepted and being served
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as doomed:
+                doomed.sendall(b"lost\n")
+                doomed.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            first.shutdown(socket.SHUT_WR)
+            assert receive_all(first) == b""
+        assert _talk("127.0.0.1", port, b"three\n") == b""
+        assert read_line(listener.stdout) == b"three\n"
+        listener.terminate()
+        code, _, err = outcome(listener)
+    assert code == 143
+    lines = err.decode().splitlines()
+    assert "Traceback" not in err.decode(), err.decode()
+    assert len(lines) == 2, lines  # the dead client, then "interrupted by SIGTERM"
+    assert lines[0].startswith("ncat-trio: connection"), lines
+
+
 def test_without_keep_open_the_listener_serves_one_client() -> None:
     listener, port = start_ncat_listener(["listen", "127.0.0.1", "0"])
     assert _talk("127.0.0.1", port, b"one\n") == b""
