@@ -1,0 +1,313 @@
+"""``relay``: typer signature → frozen :class:`RelayOptions` → run."""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated
+
+import typer
+
+from .. import runner
+from ..errors import UsageError
+from ..modes import relay as relay_mode
+from ..parse import parse_duration, parse_port, parse_size
+from ..transport.faults import FAULT_FLAGS, AnyFault, parse_fault
+from ..transport.net import Endpoint
+
+CONN = "Connections"
+LIMITS = "Limits and access"
+OUT = "Output"
+FAULTS = "Fault injection (DIR is up, down or both; default both)"
+
+
+def parse_host_port(
+    text: str, *, what: str, default_host: str | None = None, allow_zero: bool = False
+) -> Endpoint:
+    """``HOST:PORT``, ``[V6]:PORT`` or (with a default host) ``PORT``."""
+    host: str | None
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise UsageError(f"invalid {what} {text!r}", "expected [IPV6]:PORT")
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+        if ":" in host:
+            raise UsageError(f"invalid {what} {text!r}", "write IPv6 addresses as [ADDR]:PORT")
+    elif default_host is not None or allow_zero:
+        host, port = default_host, text
+    else:
+        raise UsageError(f"invalid {what} {text!r}", "expected HOST:PORT")
+    if host == "":
+        raise UsageError(f"invalid {what} {text!r}", "empty host")
+    return Endpoint(host, parse_port(port, allow_zero=allow_zero, what=f"{what} port"))
+
+
+def _fault_help(kind: str) -> str:
+    assert kind in FAULT_FLAGS
+    return "(repeatable)."
+
+
+def relay(
+    listen: Annotated[
+        str,
+        typer.Argument(
+            metavar="[LISTEN_HOST:]LISTEN_PORT",
+            help="Where to listen (no host: all addresses, dual-stack; port 0 picks one).",
+        ),
+    ],
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="TARGET_HOST:PORT...",
+            help="Targets, used round-robin; one that refuses is skipped.",
+        ),
+    ],
+    buffer: Annotated[
+        str,
+        typer.Option(
+            "--buffer",
+            metavar="BYTES",
+            help="Most bytes held in user space per direction; the reader stops while the writer lags.",
+            rich_help_panel=CONN,
+        ),
+    ] = "256K",
+    connect_timeout: Annotated[
+        str,
+        typer.Option(
+            "--connect-timeout",
+            metavar="SECS",
+            help="Give up on a target after SECS and try the next.",
+            rich_help_panel=CONN,
+        ),
+    ] = "10",
+    ipv4: Annotated[
+        bool, typer.Option("-4", help="Listen on IPv4 only.", rich_help_panel=CONN)
+    ] = False,
+    ipv6: Annotated[
+        bool, typer.Option("-6", help="Listen on IPv6 only.", rich_help_panel=CONN)
+    ] = False,
+    no_splice: Annotated[
+        bool,
+        typer.Option(
+            "--no-splice",
+            help="Copy through user space even on Linux (the splice(2) path is the default).",
+            rich_help_panel=CONN,
+        ),
+    ] = False,
+    max_conns: Annotated[
+        int | None,
+        typer.Option(
+            "--max-conns",
+            metavar="N",
+            min=1,
+            help="At most N clients at once; the next waits in the listen backlog.",
+            rich_help_panel=LIMITS,
+        ),
+    ] = None,
+    reject_over_limit: Annotated[
+        bool,
+        typer.Option(
+            "--reject-over-limit",
+            help="With --max-conns: reset clients over the limit instead of making them wait.",
+            rich_help_panel=LIMITS,
+        ),
+    ] = False,
+    idle_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--idle-timeout",
+            metavar="SECS",
+            help="Close a connection when no data moves either way for SECS.",
+            rich_help_panel=LIMITS,
+        ),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            metavar="CIDR",
+            help="Only these clients get in (repeatable).",
+            rich_help_panel=LIMITS,
+        ),
+    ] = None,
+    deny: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--deny",
+            metavar="CIDR",
+            help="These clients are reset at once (repeatable; wins over --allow).",
+            rich_help_panel=LIMITS,
+        ),
+    ] = None,
+    drain_timeout: Annotated[
+        str,
+        typer.Option(
+            "--drain-timeout",
+            metavar="SECS",
+            help="On SIGTERM: stop accepting, let transfers finish for SECS, then cancel (exit 143).",
+            rich_help_panel=LIMITS,
+        ),
+    ] = "5",
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "-v",
+            "--verbose",
+            help="One line per connection: peer, target, bytes each way, duration, how it ended.",
+            rich_help_panel=OUT,
+        ),
+    ] = False,
+    stats: Annotated[
+        str | None,
+        typer.Option(
+            "--stats",
+            metavar="SECS",
+            help="Print a statistics line every SECS (SIGUSR1 prints one at any time).",
+            rich_help_panel=OUT,
+        ),
+    ] = None,
+    json_log: Annotated[
+        bool, typer.Option("--json-log", help="Log lines as JSON objects.", rich_help_panel=OUT)
+    ] = False,
+    latency: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--latency",
+            metavar="[DIR:]DELAY[/JITTER]",
+            help="Delay each chunk. " + _fault_help("latency"),
+            rich_help_panel=FAULTS,
+        ),
+    ] = None,
+    bandwidth: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bandwidth",
+            metavar="[DIR:]BYTES/S",
+            help="Cap the rate. " + _fault_help("bandwidth"),
+            rich_help_panel=FAULTS,
+        ),
+    ] = None,
+    slicer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slicer",
+            metavar="[DIR:]SIZE[/VAR[/DELAY]]",
+            help="Cut data into small segments. " + _fault_help("slicer"),
+            rich_help_panel=FAULTS,
+        ),
+    ] = None,
+    limit_data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--limit-data",
+            metavar="[DIR:]BYTES",
+            help="Close the connection after BYTES in that direction. " + _fault_help("limit-data"),
+            rich_help_panel=FAULTS,
+        ),
+    ] = None,
+    reset_peer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--reset-peer",
+            metavar="[DIR:]SECS|BYTESB",
+            help="Reset (RST) after SECS, or after BYTES with a B suffix (64KB). "
+            + _fault_help("reset-peer"),
+            rich_help_panel=FAULTS,
+        ),
+    ] = None,
+    stall: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stall",
+            metavar="[DIR:]SECS",
+            help="toxiproxy's timeout: forward nothing, close after SECS (0: never). "
+            + _fault_help("stall"),
+            rich_help_panel=FAULTS,
+        ),
+    ] = None,
+    slow_close: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slow-close",
+            metavar="[DIR:]SECS",
+            help="Delay the forwarded FIN. " + _fault_help("slow-close"),
+            rich_help_panel=FAULTS,
+        ),
+    ] = None,
+    toxicity: Annotated[
+        float,
+        typer.Option(
+            "--toxicity",
+            metavar="P",
+            min=0.0,
+            max=1.0,
+            help="Probability that a connection gets the faults above (each decided per connection).",
+            rich_help_panel=FAULTS,
+        ),
+    ] = 1.0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            metavar="N",
+            help="Seed the fault RNG (toxicity, jitter, slicer variation).",
+            rich_help_panel=FAULTS,
+        ),
+    ] = None,
+) -> int:
+    """Relay TCP: accept clients on LISTEN_PORT, connect each to a TARGET, copy both ways.
+
+    Bounded (--buffer per direction), half-close passes through, resets propagate.
+    Prints `ncat-trio: listening on ADDR:PORT` on stderr once ready.
+    """
+    if ipv4 and ipv6:
+        raise UsageError("-4 and -6", "choose one")
+    family = socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
+    where = parse_host_port(listen, what="listen address", allow_zero=True)
+    size = parse_size(buffer, what="--buffer")
+    if size < 1:
+        raise UsageError(f"invalid --buffer {buffer!r}", "must be at least 1 byte")
+    faults: list[AnyFault] = []
+    for kind, values in (
+        ("latency", latency), ("bandwidth", bandwidth), ("slicer", slicer),
+        ("limit-data", limit_data), ("reset-peer", reset_peer), ("stall", stall),
+        ("slow-close", slow_close),
+    ):  # fmt: skip
+        faults.extend(parse_fault(kind, value, toxicity=toxicity) for value in values or ())
+    options = relay_mode.RelayOptions(
+        listen=Endpoint(where.host, where.port, family),
+        targets=tuple(parse_host_port(t, what="target") for t in targets),
+        buffer=size,
+        connect_timeout=parse_duration(connect_timeout, what="--connect-timeout"),
+        max_conns=max_conns,
+        reject_over_limit=reject_over_limit,
+        idle_timeout=None
+        if idle_timeout is None
+        else parse_duration(idle_timeout, what="--idle-timeout"),
+        access=relay_mode.AccessPolicy(
+            allow=tuple(relay_mode.parse_network(a) for a in allow or ()),
+            deny=tuple(relay_mode.parse_network(d) for d in deny or ()),
+        ),
+        drain_timeout=parse_duration(drain_timeout, what="--drain-timeout"),
+        verbose=verbose,
+        stats_interval=None
+        if stats is None
+        else _positive(parse_duration(stats, what="--stats"), "--stats"),
+        json_log=json_log,
+        faults=tuple(faults),
+        seed=seed,
+        splice=not no_splice,
+    )
+    if reject_over_limit and max_conns is None:
+        raise UsageError("--reject-over-limit", "needs --max-conns")
+    return runner.run(lambda: relay_mode.relay_main(options))
+
+
+def _positive(value: float, what: str) -> float:
+    if value <= 0:
+        raise UsageError(f"invalid {what} {value:g}", "must be more than 0")
+    return value
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(relay)

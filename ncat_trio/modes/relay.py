@@ -1,0 +1,419 @@
+"""relay: accept many clients, connect each to a target, relay both ways with a bound.
+
+The nursery tree is the work: process → server (accept loop + one task per client) →
+:class:`~ncat_trio.transport.relay.RelayConnection` (two pump tasks).  Per client:
+
+* access: ``--deny`` wins over ``--allow``; with any ``--allow`` rule, only matching
+  peers get in.  IPv4-mapped IPv6 peers (``::ffff:10.0.0.1``, what a dual-stack
+  listener reports for IPv4 clients) and rules are normalised to IPv4 first, so a v4
+  rule cannot be bypassed through the v6 spelling.  Denied clients are reset at once
+  and logged.
+* limits: with ``--max-conns N`` the accept loop takes a slot *before* ``accept``: the
+  N+1th client completes its TCP handshake in the kernel backlog and waits there
+  (backpressure on accept) until a slot frees.  ``--reject-over-limit`` accepts it and
+  resets it at once instead.
+* targets: round-robin; a target that refuses or does not answer within
+  ``--connect-timeout`` is skipped for the next one; if none answers the client is reset.
+* SIGTERM drains: stop accepting (the listener closes), let transfers finish for up
+  to ``--drain-timeout`` seconds, cancel what is left, exit 143.  The runner cancels
+  everything on SIGTERM, so :func:`relay_main` opens its own signal receiver for SIGTERM
+  and SIGUSR1: Trio delivers a signal to the most recently opened receiver, which
+  shadows the runner's for SIGTERM while the relay runs (SIGINT and SIGHUP still stop
+  at once: 130, 129).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import resource
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import trio
+
+from .. import diag
+from ..errors import ConnectError, ExitCode
+from ..transport import net
+from ..transport.faults import AnyFault, FaultPlan
+from ..transport.relay import (
+    DEFAULT_BUFFER,
+    Ending,
+    RelayConnection,
+    RelayMeter,
+    RelayResult,
+    abort,
+)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def normalise_address(host: str) -> IPAddress:
+    """A peer address as an ``ip_address``, IPv4-mapped IPv6 turned into IPv4."""
+    address = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def parse_network(text: str) -> IPNetwork:
+    """A CIDR rule (``10.0.0.0/8``, ``::1``, ``::ffff:10.0.0.0/104``), mapped ranges as IPv4."""
+    from ..errors import UsageError
+
+    try:
+        network = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError as exc:
+        raise UsageError(f"invalid address rule {text!r}", "expected an address or CIDR") from exc
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.IPv4Network((mapped, max(0, network.prefixlen - 96)))
+    return network
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """``--allow``/``--deny``: deny wins; with allow rules, only matches get in."""
+
+    allow: tuple[IPNetwork, ...] = ()
+    deny: tuple[IPNetwork, ...] = ()
+
+    def permits(self, host: str) -> bool:
+        try:
+            address = normalise_address(host)
+        except ValueError:  # not an IP peer (cannot happen for TCP): refuse when rules exist
+            return not (self.allow or self.deny)
+        if any(address in rule for rule in self.deny if rule.version == address.version):
+            return False
+        if not self.allow:
+            return True
+        return any(address in rule for rule in self.allow if rule.version == address.version)
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    """Everything the relay needs; built by the CLI or by :func:`ncat_trio.open_relay`."""
+
+    listen: net.Endpoint
+    targets: tuple[net.Endpoint, ...]
+    buffer: int = DEFAULT_BUFFER  # per direction, bytes held in user space at most
+    connect_timeout: float = 10.0
+    max_conns: int | None = None
+    reject_over_limit: bool = False
+    idle_timeout: float | None = None
+    access: AccessPolicy = field(default_factory=AccessPolicy)
+    drain_timeout: float = 5.0
+    verbose: bool = False  # one line per connection
+    stats_interval: float | None = None
+    json_log: bool = False
+    faults: tuple[AnyFault, ...] = ()
+    seed: int | None = None
+    splice: bool = True  # Linux splice(2) fast path when no fault applies
+    backlog: int = 4096
+
+
+@dataclass(frozen=True)
+class ServerStatistics:
+    """A snapshot of a relay server (the ``--stats`` line, ``Relay.statistics()``)."""
+
+    active: int  # connections being relayed now
+    total: int  # connections relayed (reached a target)
+    bytes_up: int  # client → target
+    bytes_down: int  # target → client
+    buffered: int  # bytes in user space now (all directions)
+    peak_buffered: int  # most one direction ever held: never above the buffer
+    peak_total_buffered: int
+    accepted: int  # clients accepted (including denied/rejected/unreachable)
+    denied: int  # refused by --allow/--deny
+    rejected: int  # refused by --max-conns with --reject-over-limit
+    unreachable: int  # no target answered
+
+
+class RelayServer:
+    """The accept loop and per-client work; shared by the CLI and the Python API."""
+
+    def __init__(
+        self,
+        options: RelayOptions,
+        plan: FaultPlan | None = None,
+        log: Callable[[str], None] = diag.say,
+    ) -> None:
+        if not options.targets:
+            raise ValueError("a relay needs at least one target")
+        self.options = options
+        self.plan = plan
+        self.meter = RelayMeter()
+        self.address: tuple[str, int] | None = None
+        self._log = log
+        self._accepted = self._denied = self._rejected = self._unreachable = 0
+        self._next_target = 0
+        self._slots = trio.Semaphore(options.max_conns) if options.max_conns else None
+        self._accept_scope = trio.CancelScope()
+        self._clients: trio.Nursery | None = None
+        self._live = 0
+        self._quiet = trio.Event()
+        self._quiet.set()
+
+    def statistics(self) -> ServerStatistics:
+        s = self.meter.statistics()
+        return ServerStatistics(
+            active=s.active, total=s.total, bytes_up=s.bytes_up, bytes_down=s.bytes_down,
+            buffered=s.buffered, peak_buffered=s.peak_buffered,
+            peak_total_buffered=s.peak_total_buffered, accepted=self._accepted,
+            denied=self._denied, rejected=self._rejected, unreachable=self._unreachable,
+        )  # fmt: skip
+
+    async def serve(
+        self,
+        listener: trio.SocketListener,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept and relay until cancelled or drained; closes ``listener``."""
+        sockname = listener.socket.getsockname()
+        self.address = (sockname[0], sockname[1])
+        async with trio.open_nursery() as clients:
+            self._clients = clients
+            with self._accept_scope:
+                try:
+                    task_status.started()
+                    await self._accept_loop(listener, clients)
+                finally:
+                    await trio.aclose_forcefully(listener)
+
+    async def drain(self, grace: float) -> bool:
+        """Stop accepting, let live connections finish for up to ``grace`` seconds, then
+        cancel the rest.  True if everything finished by itself."""
+        self._accept_scope.cancel()
+        with trio.move_on_after(grace):
+            await self.wait_quiet()
+        finished = self._live == 0
+        if self._clients is not None:
+            self._clients.cancel_scope.cancel()
+        return finished
+
+    async def wait_quiet(self) -> None:
+        """Return once no client is being served (at once if none is)."""
+        await self._quiet.wait()
+
+    def report(self) -> None:
+        """Log one statistics line (``--stats``, SIGUSR1)."""
+        stats = asdict(self.statistics())
+        if self.options.json_log:
+            self._log_json({"event": "stats", **stats})
+        else:
+            self._log("stats: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items()))
+
+    async def report_every(self, interval: float) -> None:
+        while True:
+            await trio.sleep(interval)
+            self.report()
+
+    # -- accepting -----------------------------------------------------------------
+
+    async def _accept_loop(self, listener: trio.SocketListener, clients: trio.Nursery) -> None:
+        while True:
+            holding_slot = False
+            if self._slots is not None and not self.options.reject_over_limit:
+                await self._slots.acquire()  # the N+1th client waits in the backlog
+                holding_slot = True
+            try:
+                client = await self._accept(listener)
+            except BaseException:
+                if holding_slot:
+                    self._release_slot()
+                raise
+            self._accepted += 1
+            peer = client.socket.getpeername()
+            if not self.options.access.permits(peer[0]):
+                self._denied += 1
+                if holding_slot:
+                    self._release_slot()
+                await abort(client)
+                self._event("denied", peer, why="not allowed by --allow/--deny")
+                continue
+            if self._slots is not None and not holding_slot:
+                try:
+                    self._slots.acquire_nowait()
+                except trio.WouldBlock:
+                    self._rejected += 1
+                    await abort(client)
+                    self._event("rejected", peer, why=f"over --max-conns {self.options.max_conns}")
+                    continue
+            self._live += 1
+            if self._quiet.is_set():
+                self._quiet = trio.Event()
+            clients.start_soon(self._serve_client, client, peer)
+
+    async def _accept(self, listener: trio.SocketListener) -> trio.SocketStream:
+        warned = False
+        while True:
+            try:
+                return await listener.accept()
+            except OSError as exc:
+                # Out of fds or memory: keep serving the clients we have and retry
+                # (the backlog holds newcomers), as asyncio and libuv do.
+                if exc.errno is None or exc.errno not in _ACCEPT_PRESSURE:
+                    raise ConnectError("accept", exc.strerror or str(exc)) from exc
+                if not warned:
+                    self._event("accept-error", None, why=f"{exc.strerror}; retrying")
+                    warned = True
+                await trio.sleep(0.1)
+
+    def _release_slot(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+    # -- one client ----------------------------------------------------------------
+
+    async def _serve_client(self, client: trio.SocketStream, peer: tuple[str, int]) -> None:
+        start = trio.current_time()
+        try:
+            target, where = await self._connect_target()
+            if target is None:
+                self._unreachable += 1
+                await abort(client)
+                self._event("unreachable", peer, why=f"no target reachable ({where})")
+                return
+            connection = RelayConnection(
+                client, target, buffer=self.options.buffer,
+                client_name=f"client {diag.format_address(peer)}", target_name=f"target {where}",
+                idle_timeout=self.options.idle_timeout,
+                faults=self.plan.connection() if self.plan is not None else None,
+                meter=self.meter, splice=self.options.splice,
+            )  # fmt: skip
+            result: RelayResult | None = None
+            try:
+                result = await connection.run()
+            finally:
+                if self.options.verbose:
+                    self._connection_line(peer, where, connection, result, start)
+        except BaseException:
+            await trio.aclose_forcefully(client)
+            raise
+        finally:
+            self._release_slot()
+            self._live -= 1
+            if self._live == 0:
+                self._quiet.set()
+
+    async def _connect_target(self) -> tuple[trio.SocketStream | None, str]:
+        targets = self.options.targets
+        first = self._next_target
+        self._next_target = (first + 1) % len(targets)
+        failures: list[str] = []
+        for i in range(len(targets)):
+            endpoint = targets[(first + i) % len(targets)]
+            with trio.move_on_after(self.options.connect_timeout):
+                try:
+                    stream = await net.connect_tcp(endpoint, nodelay=True)
+                except ConnectError as exc:
+                    failures.append(f"{endpoint}: {exc.why}")
+                    continue
+                return stream, diag.format_address(stream.socket.getpeername())
+            failures.append(f"{endpoint}: timed out after {self.options.connect_timeout:g} s")
+        return None, "; ".join(failures)
+
+    # -- logging -------------------------------------------------------------------
+
+    def _connection_line(
+        self,
+        peer: tuple[str, int],
+        target: str,
+        connection: RelayConnection,
+        result: RelayResult | None,
+        start: float,
+    ) -> None:
+        if result is None:  # cancelled: report what had moved
+            s = connection.statistics()
+            up, down, ending, why = s.bytes_up, s.bytes_down, Ending.CANCELLED, "cancelled"
+        else:
+            up, down, ending, why = result.bytes_up, result.bytes_down, result.ending, result.why
+        duration = trio.current_time() - start
+        if self.options.json_log:
+            self._log_json({
+                "event": "connection", "peer": diag.format_address(peer), "target": target,
+                "bytes_up": up, "bytes_down": down, "duration": round(duration, 6),
+                "end": ending.value, "why": why,
+            })  # fmt: skip
+            return
+        how = ending.value if ending is Ending.CLOSED else f"{ending.value} ({why})"
+        self._log(
+            f"{diag.format_address(peer)} -> {target}: up {up} B, down {down} B, "
+            f"{duration:.3f} s, {how}"
+        )
+
+    def _event(self, event: str, peer: tuple[str, int] | None, *, why: str) -> None:
+        """Denied, rejected, unreachable, accept errors: always logged."""
+        where = "" if peer is None else diag.format_address(peer)
+        if self.options.json_log:
+            self._log_json({"event": event, "peer": where, "why": why})
+        else:
+            self._log(f"{event} {where}: {why}" if where else f"{event}: {why}")
+
+    def _log_json(self, record: dict[str, object]) -> None:
+        self._log(json.dumps(record, separators=(",", ":")))
+
+
+_ACCEPT_PRESSURE = {24, 23, 105, 12}  # EMFILE, ENFILE, ENOBUFS, ENOMEM
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: each client costs two sockets
+    and, with splice, two pipes (four fds)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+async def relay_main(opts: RelayOptions) -> int:
+    """``ncat-trio relay``: serve until a signal; SIGTERM drains (exit 143)."""
+    raise_fd_limit()
+    plan = FaultPlan(opts.faults, seed=opts.seed) if opts.faults else None
+    server = RelayServer(opts, plan, log=_json_line if opts.json_log else diag.say)
+    listener = await net.open_tcp_listener(opts.listen, backlog=opts.backlog)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGUSR1) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, listener)
+            assert server.address is not None
+            diag.say(f"listening on {diag.format_address(server.address)}")
+            if opts.stats_interval:
+                nursery.start_soon(server.report_every, opts.stats_interval)
+            draining = False
+            async for signum in signals:
+                if signum == signal.SIGUSR1:
+                    server.report()
+                elif not draining:
+                    draining = True
+                    nursery.start_soon(_drain, server, opts.drain_timeout, nursery.cancel_scope)
+                else:  # a second SIGTERM: stop now
+                    nursery.cancel_scope.cancel()
+    diag.say("interrupted by SIGTERM")
+    return int(ExitCode.SIGTERM)
+
+
+async def _drain(server: RelayServer, grace: float, everything: trio.CancelScope) -> None:
+    live = server.statistics().active
+    diag.say(f"SIGTERM: draining {live} connection(s), up to {grace:g} s (--drain-timeout)")
+    finished = await server.drain(grace)
+    if not finished:
+        diag.say(f"drain timeout: cancelled {server.statistics().active} connection(s)")
+    await server.wait_quiet()
+    everything.cancel()
+
+
+def _json_line(line: str) -> None:
+    """``--json-log``: JSON records go to stderr bare (no prefix), one per line."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
