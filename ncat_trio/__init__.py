@@ -35,29 +35,51 @@ from .modes.netcat import (
     close_gracefully,
     netcat_session,
 )
+from .relay_api import Relay, open_relay, serve_relay
+from .transport.faults import (
+    Bandwidth,
+    FaultPlan,
+    Latency,
+    LimitData,
+    ResetPeer,
+    Slicer,
+    SlowClose,
+    Stall,
+)
 from .transport.net import Endpoint, connect_tcp, open_tcp_listener
 from .transport.pump import Side, pump
 
 __all__ = [
+    "Bandwidth",
     "ConnectError",
     "ConnectionLost",
     "Endpoint",
     "ExitCode",
+    "FaultPlan",
     "IntegrityError",
+    "Latency",
+    "LimitData",
     "LocalIOError",
     "LocalProtocolError",
     "NcatError",
     "NcatTimeout",
     "NetcatOptions",
+    "Relay",
     "RemoteProtocolError",
+    "ResetPeer",
     "SessionOptions",
     "SessionResult",
     "Side",
+    "Slicer",
+    "SlowClose",
+    "Stall",
     "UsageError",
     "__version__",
     "close_gracefully",
     "connect_tcp",
     "netcat_session",
+    "open_relay",
     "open_tcp_listener",
     "pump",
+    "serve_relay",
 ]

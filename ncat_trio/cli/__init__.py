@@ -17,6 +17,7 @@ from .. import diag
 from ..errors import ExitCode, NcatError
 from . import clock as clock_cli
 from . import netcat
+from . import relay as relay_cli
 from . import transfer as transfer_cli
 from . import ttcp as ttcp_cli
 
@@ -33,9 +34,10 @@ netcat.register(app)
 app.add_typer(ttcp_cli.app, name="ttcp")
 clock_cli.register(app)
 transfer_cli.register(app)
+relay_cli.register(app)
 
 #: Words that name a subcommand; anything else first on the line is nc shorthand.
-SUBCOMMANDS = {"connect", "listen", "demo", "ttcp", "clock", "send", "receive"}
+SUBCOMMANDS = {"connect", "listen", "demo", "ttcp", "clock", "send", "receive", "relay"}
 
 
 def _version(value: bool) -> None:
