@@ -41,6 +41,11 @@ from .support import (
 BIG = 64 << 20  # each way, in the both-directions test
 REPLY = 8 << 20  # the listener's reply to a request-then-FIN client
 
+#: The kernel-copy fast paths (splice/sendfile) and the portable user-space pump.
+COPY_PATHS = pytest.mark.parametrize(
+    "copy", [[], ["--no-zerocopy"]], ids=["zerocopy", "user-space"]
+)
+
 needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback (::1)")
 
 
@@ -82,16 +87,21 @@ def run_ncat(
 # --- everything arrives, both ways at once ---------------------------------------------
 
 
-def test_64_mib_each_way_from_and_to_files(payloads: tuple[Path, Path], tmp_path: Path) -> None:
-    """Regular files on stdin and stdout of both ends (the sendfile/plain-read paths)."""
+@COPY_PATHS
+def test_64_mib_each_way_from_and_to_files(
+    copy: list[str], payloads: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Regular files on stdin and stdout of both ends (sendfile, or plain reads/writes)."""
     up, down = payloads
     listener_out, client_out = tmp_path / "listener.out", tmp_path / "client.out"
     with down.open("rb") as stdin, listener_out.open("wb") as stdout:
         listener, port = start_ncat_listener(
-            ["listen", "127.0.0.1", "0"], stdin=stdin, stdout=stdout
+            ["listen", *copy, "127.0.0.1", "0"], stdin=stdin, stdout=stdout
         )
     with up.open("rb") as stdin, client_out.open("wb") as stdout:
-        client = popen([*NCAT, "connect", "127.0.0.1", str(port)], stdin=stdin, stdout=stdout)
+        client = popen(
+            [*NCAT, "connect", *copy, "127.0.0.1", str(port)], stdin=stdin, stdout=stdout
+        )
     for proc in (client, listener):
         _, err = proc.communicate(timeout=60)
         assert (proc.returncode, err) == (0, b"")
@@ -99,16 +109,18 @@ def test_64_mib_each_way_from_and_to_files(payloads: tuple[Path, Path], tmp_path
     assert sha256_file(listener_out) == sha256_file(up)
 
 
-def test_64_mib_each_way_through_pipes(payloads: tuple[Path, Path]) -> None:
-    """Pipes on stdin and stdout of both ends, written and read concurrently by the test.
+@COPY_PATHS
+def test_64_mib_each_way_through_pipes(copy: list[str], payloads: tuple[Path, Path]) -> None:
+    """Pipes on stdin and stdout of both ends (splice, or plain reads/writes), written and
+    read concurrently by the test.
 
     Uses the nc spellings (``-l HOST PORT``, ``HOST PORT``) that nc users type.
     """
     up, down = (path.read_bytes() for path in payloads)
     listener, port = start_ncat_listener(
-        ["-l", "127.0.0.1", "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        ["-l", *copy, "127.0.0.1", "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
-    client = popen([*NCAT, "127.0.0.1", str(port)], stdin=subprocess.PIPE)
+    client = popen([*NCAT, *copy, "127.0.0.1", str(port)], stdin=subprocess.PIPE)
     with reaped(listener, client):
         assert listener.stdin
         assert listener.stdout
@@ -183,7 +195,8 @@ def test_reply_two_seconds_after_our_eof_is_still_heard(flags: list[str]) -> Non
     assert sha256(client.stdout) == sha256(reply)
 
 
-def test_peer_eof_while_stdin_still_flows_does_not_truncate_the_upload() -> None:
+@COPY_PATHS
+def test_peer_eof_while_stdin_still_flows_does_not_truncate_the_upload(copy: list[str]) -> None:
     """The server half-closes right after the first bytes; the rest of stdin still goes."""
     upload = os.urandom(16 << 20)
     first = 1 << 20
@@ -199,7 +212,9 @@ def test_peer_eof_while_stdin_still_flows_does_not_truncate_the_upload() -> None
         return head + receive_all(conn)
 
     with ServeOnce(early_closer) as server:
-        client = popen([*NCAT, "connect", "127.0.0.1", str(server.port)], stdin=subprocess.PIPE)
+        client = popen(
+            [*NCAT, "connect", *copy, "127.0.0.1", str(server.port)], stdin=subprocess.PIPE
+        )
         assert client.stdin is not None
         assert client.stdout is not None
         # The first MiB goes out, the peer's FIN comes back, and only then the other 15
@@ -240,9 +255,10 @@ def _pipe_into_head(args: list[str]) -> tuple[subprocess.Popen[bytes], bytes]:
     return ncat, out
 
 
-def test_connect_into_head_exits_promptly_with_local_io_error() -> None:
+@COPY_PATHS
+def test_connect_into_head_exits_promptly_with_local_io_error(copy: list[str]) -> None:
     with ServeOnce(_endless_sender) as server:
-        ncat, out = _pipe_into_head(["connect", "127.0.0.1", str(server.port)])
+        ncat, out = _pipe_into_head(["connect", *copy, "127.0.0.1", str(server.port)])
         with ncat:
             assert out == b"x" * 10
             assert finish(ncat, 10) == 5  # LOCAL_IO
@@ -706,3 +722,41 @@ def test_socket_stdio_both_ways() -> None:
         assert sha256(server.result()) == sha256(up)
     assert (code, err) == (0, b"")
     assert sha256(received) == sha256(down)
+
+
+@needs_ipv6
+@pytest.mark.parametrize(
+    ("flag", "bound", "served", "refused"),
+    [("-4", b"0.0.0.0", "127.0.0.1", "::1"), ("-6", b"[::]", "::1", "127.0.0.1")],
+)
+def test_family_flags_restrict_the_default_listener(
+    flag: str, bound: bytes, served: str, refused: str
+) -> None:
+    listener = popen([*NCAT, "listen", flag, "0"])
+    with reaped(listener):
+        assert listener.stderr is not None
+        line = read_line(listener.stderr)
+        assert line.startswith(b"ncat-trio: listening on " + bound + b":"), line
+        port = int(line.rsplit(b":", 1)[1])
+        with pytest.raises(ConnectionRefusedError):
+            _talk(refused, port, b"wrong family\n")
+        assert _talk(served, port, b"right family\n") == b""
+        assert outcome(listener) == (0, b"right family\n", b"")
+
+
+def test_file_stdin_is_sent_from_its_offset_and_left_at_eof(tmp_path: Path) -> None:
+    """Like cat: a regular-file stdin shared with the shell starts where the shell left
+    it, and afterwards the shared offset is at EOF (so a next reader does not resend)."""
+    data = os.urandom(3 << 20)
+    (tmp_path / "stdin").write_bytes(data)
+
+    def collector(conn: socket.socket) -> bytes:
+        return receive_all(conn)
+
+    with ServeOnce(collector) as server, (tmp_path / "stdin").open("rb") as stdin:
+        os.lseek(stdin.fileno(), 1000, os.SEEK_SET)
+        client = popen([*NCAT, "connect", "127.0.0.1", str(server.port)], stdin=stdin)
+        with reaped(client):
+            assert outcome(client) == (0, b"", b"")
+        assert sha256(server.result()) == sha256(data[1000:])
+        assert os.lseek(stdin.fileno(), 0, os.SEEK_CUR) == len(data)
