@@ -61,7 +61,9 @@ def client_argv(peer: str, port: int) -> list[str]:
 
 _PEER_READY = {
     "nc.openbsd": re.compile(rb"Listening on \S+ (\d+)"),
-    "ncat": re.compile(rb"Listening on "),  # the port it names is the one asked for: 0
+    # ncat names the port it was asked for (0); it prints the line right after listen()
+    # (ncat_core.c, do_listen), so /proc already shows the socket when the line arrives.
+    "ncat": re.compile(rb"Listening on "),
     "socat": re.compile(rb"listening on AF=2 \S+:(\d+)"),
 }
 
