@@ -93,6 +93,42 @@ app = typer.Typer(
 )
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the lines.")]
+Port = Annotated[
+    str, typer.Option("-p", "--port", metavar="PORT", help="TCP port (receive: 0 picks one).")
+]
+Bind = Annotated[
+    str | None,
+    typer.Option(
+        "-b", "--bind", metavar="ADDR", help="Address to bind (default: all, dual-stack)."
+    ),
+]
+KeepOpen = Annotated[
+    bool, typer.Option("-k", "--keep-open", help="Serve one session after another; don't exit.")
+]
+MaxLength = Annotated[
+    str,
+    typer.Option(
+        "--max-length", metavar="BYTES", help="Refuse sessions with longer payloads (e.g. 1M)."
+    ),
+]
+Verify = Annotated[
+    bool,
+    typer.Option("--verify", help="Check payload data against the pattern (mismatch: exit 6)."),
+]
+Host = Annotated[str, typer.Argument(metavar="HOST", help="The receiver's host name or address.")]
+Length = Annotated[
+    str, typer.Option("-l", "--length", metavar="BYTES", help="Payload length (e.g. 1024, 64K).")
+]
+Number = Annotated[str, typer.Option("-n", "--number", metavar="N", help="Number of payloads.")]
+NoDelay = Annotated[bool, typer.Option("-D", "--nodelay", help="Set TCP_NODELAY (Nagle off).")]
+Window = Annotated[
+    str,
+    typer.Option(
+        "--window",
+        metavar="W",
+        help="Payloads in flight before waiting for acks (1: stop-and-wait).",
+    ),
+]
 
 
 def _count(text: str, what: str, low: int, high: int) -> int:
@@ -114,11 +150,11 @@ def _bounded_size(text: str, what: str) -> int:
 
 @app.command()
 def receive(
-    port: Annotated[str, typer.Option("-p", "--port", metavar="PORT", help="Port to listen on; 0 picks one.")] = str(ttcp.DEFAULT_PORT),
-    bind: Annotated[str | None, typer.Option("-b", "--bind", metavar="ADDR", help="Address to bind (default: all addresses, dual-stack).")] = None,
-    keep_open: Annotated[bool, typer.Option("-k", "--keep-open", help="Serve one session after another instead of exiting.")] = False,
-    max_length: Annotated[str, typer.Option("--max-length", metavar="BYTES", help="Refuse sessions whose payload length is larger (e.g. 1M).")] = "64M",
-    verify: Annotated[bool, typer.Option("--verify", help="Check payload data against the pattern; a mismatch is a protocol error.")] = False,
+    port: Port = str(ttcp.DEFAULT_PORT),
+    bind: Bind = None,
+    keep_open: KeepOpen = False,
+    max_length: MaxLength = "64M",
+    verify: Verify = False,
     json_output: Json = False,
 ) -> int:
     """Receive: listen, ack every payload, print the session's numbers (`ttcp -r`).
@@ -138,12 +174,12 @@ def receive(
 
 @app.command(no_args_is_help=True)
 def transmit(
-    host: Annotated[str, typer.Argument(metavar="HOST", help="The receiver's host name or address.")],
-    port: Annotated[str, typer.Option("-p", "--port", metavar="PORT", help="The receiver's port.")] = str(ttcp.DEFAULT_PORT),
-    length: Annotated[str, typer.Option("-l", "--length", metavar="BYTES", help="Payload length (e.g. 1024, 64K).")] = str(ttcp.DEFAULT_LENGTH),
-    number: Annotated[str, typer.Option("-n", "--number", metavar="N", help="Number of payloads.")] = str(ttcp.DEFAULT_NUMBER),
-    nodelay: Annotated[bool, typer.Option("-D", "--nodelay", help="Set TCP_NODELAY (Nagle off).")] = False,
-    window: Annotated[str, typer.Option("--window", metavar="W", help="Payloads in flight before waiting for acks; 1 is the original stop-and-wait.")] = "1",
+    host: Host,
+    port: Port = str(ttcp.DEFAULT_PORT),
+    length: Length = str(ttcp.DEFAULT_LENGTH),
+    number: Number = str(ttcp.DEFAULT_NUMBER),
+    nodelay: NoDelay = False,
+    window: Window = "1",
     json_output: Json = False,
 ) -> int:
     """Transmit: connect to HOST, send the session and payloads, print the rate (`ttcp -t HOST`)."""

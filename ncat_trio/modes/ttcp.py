@@ -15,6 +15,7 @@ and :func:`receive_main` open the sockets and print the report.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,7 @@ BATCH_BYTES = 256 * 1024
 MIB = 1024 * 1024
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+_DONE = ttcp.State.DONE
 
 
 @dataclass(frozen=True)
@@ -139,14 +141,14 @@ async def transmit_session(
     Raises :class:`RemoteProtocolError` for a wrong or missing ack and
     :class:`ConnectionLost` for a reset.  Never returns an exception group.
     """
-    peer = Side(peer_name, local=False)
+    wire = _Wire(stream, Side(peer_name, local=False))
     proto = ttcp.Transmitter()
     start = trio.current_time()
     try:
         if options.window == 1:
-            rtt_sum = await _stop_and_wait(stream, proto, options, peer)
+            rtt_sum = await _stop_and_wait(wire, proto, options)
         else:
-            rtt_sum = await _pipelined(stream, proto, options, peer)
+            rtt_sum = await _pipelined(wire, proto, options)
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
@@ -160,9 +162,7 @@ async def transmit_session(
     )
 
 
-async def _stop_and_wait(
-    stream: trio.abc.Stream, proto: ttcp.Transmitter, options: TransmitOptions, peer: Side
-) -> float:
+async def _stop_and_wait(wire: _Wire, proto: ttcp.Transmitter, options: TransmitOptions) -> float:
     """Window 1, the original: send, wait for the ack, repeat.  Returns the summed RTTs.
 
     One task is enough here (a second would only add a wake-up per payload); the
@@ -174,19 +174,17 @@ async def _stop_and_wait(
     for _ in range(options.number):
         message = proto.send(payload)
         sent_at = trio.current_time()
-        await _send(stream, pending + message if pending else message, peer)
+        await wire.send_all(pending + message if pending else message)
         pending = b""
         while not isinstance(proto.next_event(), ttcp.Ack):
-            proto.receive_data(await _receive(stream, peer))
+            proto.receive_data(await wire.receive())
         rtt_sum += trio.current_time() - sent_at
     if pending:  # number == 0: the session alone
-        await _send(stream, pending, peer)
+        await wire.send_all(pending)
     return rtt_sum
 
 
-async def _pipelined(
-    stream: trio.abc.Stream, proto: ttcp.Transmitter, options: TransmitOptions, peer: Side
-) -> float:
+async def _pipelined(wire: _Wire, proto: ttcp.Transmitter, options: TransmitOptions) -> float:
     """Window > 1: a sender task keeps up to ``window`` payloads un-acked; an ack-reader
     task counts acks back in and hands the sender its credit.  Returns the summed RTTs."""
     credit = options.window
@@ -208,15 +206,15 @@ async def _pipelined(
             left -= count
             messages = [proto.send(payload) for _ in range(count)]
             sent_at.extend([trio.current_time()] * count)
-            await _send(stream, pending + b"".join(messages), peer)
+            await wire.send_all(pending + b"".join(messages))
             pending = b""
         if pending:
-            await _send(stream, pending, peer)
+            await wire.send_all(pending)
 
     async def ack_reader() -> None:
         nonlocal credit, rtt_sum
-        while proto.state is not ttcp.State.DONE:
-            proto.receive_data(await _receive(stream, peer))
+        while proto.state is not _DONE:
+            proto.receive_data(await wire.receive())
             now = trio.current_time()
             acked = 0
             while isinstance(proto.next_event(), ttcp.Ack):
@@ -261,27 +259,25 @@ async def receive_session(
     Acks for payloads that arrived in the same chunk go out in one write.  Raises
     :class:`RemoteProtocolError` for anything the transmitter gets wrong.
     """
-    peer = Side(peer_name, local=False)
+    wire = _Wire(stream, Side(peer_name, local=False))
     proto = ttcp.Receiver(max_length=options.max_length, verify=options.verify)
     started = finished = trio.current_time()
-    number = 0
     try:
         while True:
-            proto.receive_data(await _receive(stream, peer))
+            proto.receive_data(await wire.receive())
             acks: list[bytes] = []
             while (event := proto.next_event()) is not ttcp.NEED_DATA:
                 if isinstance(event, ttcp.Payload):
                     acks.append(proto.send(ttcp.Ack(event.length)))
                 elif isinstance(event, ttcp.Session):
                     started = finished = trio.current_time()
-                    number = event.number
                     if on_session is not None:
                         on_session(event)
                 else:
                     break  # ConnectionClosed
             if acks:
-                await _send(stream, acks[0] if len(acks) == 1 else b"".join(acks), peer)
-                if proto.statistics().acks_sent == number:
+                await wire.send_all(acks[0] if len(acks) == 1 else b"".join(acks))
+                if proto.state is _DONE:  # that was the last ack
                     finished = trio.current_time()
             if isinstance(event, ttcp.ConnectionClosed):
                 break
@@ -298,18 +294,80 @@ async def receive_session(
     )
 
 
-async def _send(stream: trio.abc.Stream, data: bytes, peer: Side) -> None:
-    try:
-        await stream.send_all(data)
-    except _STREAM_ERRORS as exc:
-        raise translate(exc, peer) from exc
+class _Wire:
+    """``send_all`` / ``receive_some`` for the session loops, as cheap as the stream allows.
 
+    On a ``trio.SocketStream`` it calls ``os.readv`` / ``os.write`` on the socket's
+    non-blocking fd and waits with ``trio.lowlevel.wait_readable`` / ``wait_writable``
+    only on EAGAIN.  Trio's own path adds a scheduler pass to every call that does not
+    block, and at one small payload per round trip those passes were most of the cost
+    (DESIGN.md §5: Python pays per call, not per byte; figures in benchmarks/RESULTS.md).
+    A call that does not block is then no checkpoint, so every ``YIELD_EVERY``-th one
+    yields explicitly: a peer that always answers at once cannot starve other tasks
+    or a Ctrl-C.  Any other stream (memory streams in tests, TLS) uses its own methods.
+    Failures become :class:`ConnectionLost` naming ``peer``.
+    """
 
-async def _receive(stream: trio.abc.Stream, peer: Side) -> bytes:
-    try:
-        return await stream.receive_some(CHUNK)
-    except _STREAM_ERRORS as exc:
-        raise translate(exc, peer) from exc
+    YIELD_EVERY = 32
+
+    def __init__(self, stream: trio.abc.Stream, peer: Side) -> None:
+        self._stream = stream
+        self._peer = peer
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self._unblocked = 0  # calls since the last checkpoint
+        # Reading into one buffer: allocating a fresh 256 KiB per read cost ~12 %.
+        self._buffer = bytearray(CHUNK if self._fd >= 0 else 0)
+        self._view = memoryview(self._buffer)
+
+    @property
+    def direct(self) -> bool:
+        """True when the fd path is in use."""
+        return self._fd >= 0
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            if self._fd < 0:
+                await self._stream.send_all(data)
+                return
+            view = memoryview(data)
+            while True:
+                try:
+                    sent = os.write(self._fd, view)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(view):
+                    break
+                view = view[sent:]
+                await trio.lowlevel.wait_writable(self._fd)
+                self._unblocked = 0
+            self._unblocked += 1
+            if self._unblocked >= self.YIELD_EVERY:
+                await self._yield()
+        except _STREAM_ERRORS as exc:
+            raise translate(exc, self._peer) from exc
+
+    async def receive(self) -> bytes | bytearray | memoryview:
+        """Some bytes; b"" at EOF.  A view of a buffer that the next call reuses."""
+        try:
+            if self._fd < 0:
+                return await self._stream.receive_some(CHUNK)
+            while True:
+                try:
+                    count = os.readv(self._fd, (self._buffer,))
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(self._fd)
+                    self._unblocked = 0
+                    continue
+                self._unblocked += 1
+                if self._unblocked >= self.YIELD_EVERY:
+                    await self._yield()
+                return self._view[:count]
+        except _STREAM_ERRORS as exc:
+            raise translate(exc, self._peer) from exc
+
+    async def _yield(self) -> None:
+        self._unblocked = 0
+        await trio.lowlevel.checkpoint()
 
 
 # --- the commands -------------------------------------------------------------------

@@ -112,7 +112,8 @@ TRANSMITTER_TRANSITIONS: dict[State, frozenset[State]] = {
 }
 RECEIVER_TRANSITIONS: dict[State, frozenset[State]] = {
     State.AWAIT_SESSION: frozenset({State.AWAIT_HEADER, State.DONE, State.ERROR}),
-    State.AWAIT_HEADER: frozenset({State.IN_DATA, State.AWAIT_HEADER, State.DONE, State.ERROR}),  # -l 0
+    # AWAIT_HEADER → AWAIT_HEADER: a zero-length payload (-l 0) is complete with its header.
+    State.AWAIT_HEADER: frozenset({State.IN_DATA, State.AWAIT_HEADER, State.DONE, State.ERROR}),
     State.IN_DATA: frozenset({State.AWAIT_HEADER, State.DONE, State.ERROR}),
     State.DONE: frozenset({State.CLOSED, State.ERROR}),
     State.CLOSED: frozenset(),
@@ -149,27 +150,39 @@ class ReceiverStatistics:
         return self.payloads_received - self.acks_sent
 
 
+Chunk = bytes | memoryview
+
+
 class _Incoming:
     """Received bytes not parsed yet: a queue of chunks that are never concatenated.
 
     Headers (4 or 8 bytes) are cut out with :meth:`take`; payload data is walked
     past with :meth:`skip`, so a 256 KiB chunk costs O(1) Python work, not a copy.
+    Chunks may be views of the caller's buffer until :meth:`detach` copies what is
+    left of them (a few header bytes at most) so that the caller may reuse it.
     """
 
     def __init__(self) -> None:
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[Chunk] = deque()
         self._offset = 0  # into _chunks[0]
         self._size = 0
 
     def __len__(self) -> int:
         return self._size
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: Chunk) -> None:
         if data:
             self._chunks.append(data)
             self._size += len(data)
 
-    def take(self, n: int) -> bytes:
+    def detach(self) -> None:
+        """Replace views of the caller's buffer by copies of their unread bytes."""
+        if self._chunks and not all(type(chunk) is bytes for chunk in self._chunks):
+            rest = b"".join(self._chunks)[self._offset :]  # < one header: tiny
+            self._chunks = deque([rest]) if rest else deque()
+            self._offset = 0
+
+    def take(self, n: int) -> Chunk:
         """Remove and return exactly ``n`` bytes (``n <= len(self)``)."""
         first = self._chunks[0]
         end = self._offset + n
@@ -185,7 +198,7 @@ class _Incoming:
             self._advance(len(piece))
         return bytes(parts)
 
-    def skip(self, n: int, check: Callable[[bytes, int, int], None] | None = None) -> int:
+    def skip(self, n: int, check: Callable[[Chunk, int, int], None] | None = None) -> int:
         """Remove up to ``n`` bytes; return how many.  ``check(chunk, start, end)`` sees them."""
         done = 0
         while done < n and self._chunks:
@@ -225,20 +238,32 @@ class _Machine:
         self._state = new
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes from the peer; ``b""`` means the peer closed its side."""
+        """Feed bytes from the peer; ``b""`` means the peer closed its side.
+
+        A ``bytearray`` or ``memoryview`` is not copied: the caller may reuse its
+        buffer once ``next_event()`` has returned :data:`NEED_DATA` (by then only a
+        partial header can be left, and it has been copied).
+        """
         if self._eof and data:
             raise LocalProtocolError("ttcp receive_data", "data after EOF")
         if not data:
             self._eof = True
             return
-        self._incoming.append(data if isinstance(data, bytes) else bytes(data))
+        if type(data) is not bytes:
+            data = memoryview(data)
+            if data.format != "B" or data.ndim != 1:
+                data = data.cast("B")
+        self._incoming.append(data)
 
     def next_event(self) -> Event | _NeedData:
         """The next complete event, or :data:`NEED_DATA`; raises RemoteProtocolError."""
         if self._state is State.ERROR:
             raise RemoteProtocolError("ttcp", "the connection already failed")
         try:
-            return self._parse()
+            event = self._parse()
+            if event is NEED_DATA:
+                self._incoming.detach()
+            return event
         except RemoteProtocolError:
             self._state = State.ERROR
             raise
@@ -275,6 +300,7 @@ class Transmitter(_Machine):
         self._sent = 0
         self._acked = 0
         self._message = b""
+        self._ack_event = Ack(0)  # events are immutable: one instance per session
 
     def statistics(self) -> TransmitterStatistics:
         return TransmitterStatistics(
@@ -291,6 +317,7 @@ class Transmitter(_Machine):
             if not 0 <= event.length <= LENGTH_LIMIT:
                 raise LocalProtocolError("ttcp session", f"length {event.length} out of range")
             self._number, self._length = event.number, event.length
+            self._ack_event = Ack(event.length)
             self.goto(State.SENDING if event.number else State.DONE)
             return _SESSION.pack(event.number, event.length)
         if isinstance(event, Payload):
@@ -298,7 +325,8 @@ class Transmitter(_Machine):
                 raise LocalProtocolError("ttcp payload", "send the session first")
             if event.length != self._length:
                 raise LocalProtocolError(
-                    "ttcp payload", f"length {event.length} differs from the session's {self._length}"
+                    "ttcp payload",
+                    f"length {event.length} differs from the session's {self._length}",
                 )
             if self._sent >= self._number:
                 raise LocalProtocolError("ttcp payload", f"all {self._number} payloads were sent")
@@ -338,7 +366,7 @@ class Transmitter(_Machine):
             self._acked = index
             if index == self._number:
                 self.goto(State.DONE)
-            return Ack(value)
+            return self._ack_event
         return self._at_end("after the last ack")
 
 
@@ -367,6 +395,7 @@ class Receiver(_Machine):
         self._data_bytes = 0
         self._position = 0  # --verify: offset in the payload of the next byte checked
         self._ack = b""
+        self._payload_event = Payload(0)  # events are immutable: one instance per session
 
     def statistics(self) -> ReceiverStatistics:
         return ReceiverStatistics(
@@ -400,6 +429,7 @@ class Receiver(_Machine):
             self._check_session(number, length)
             self._number, self._length = number, length
             self._ack = _INT32.pack(length)
+            self._payload_event = Payload(length)
             self.goto(State.AWAIT_HEADER if number else State.DONE)
             return Session(number, length)
         if state is State.AWAIT_HEADER:
@@ -461,11 +491,13 @@ class Receiver(_Machine):
     def _payload_done(self) -> Payload:
         self._received += 1
         self.goto(State.DONE if self._received == self._number else State.AWAIT_HEADER)
-        return Payload(self._length)
+        return self._payload_event
 
-    def _check_pattern(self, chunk: bytes, start: int, end: int) -> None:
+    def _check_pattern(self, chunk: Chunk, start: int, end: int) -> None:
         position = self._position
         self._position += end - start
+        if not isinstance(chunk, bytes):  # bytes.startswith is a memcmp; memoryview == is not
+            chunk, start, end = bytes(chunk[start:end]), 0, end - start
         while start < end:
             step = min(end - start, _PATTERN_STEP)
             phase = position % len(PATTERN)
