@@ -348,3 +348,28 @@ def reaped(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
                 proc.kill()
             with proc:  # Popen.__exit__ closes the pipes and waits
                 pass
+
+
+#: Processes started with :func:`spawn` / :func:`spawn_listener` and not yet reaped.
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
+def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """:func:`popen`, remembered so that :func:`reap_children` can clean up after a failure."""
+    proc = popen(args, **kwargs)
+    _CHILDREN.append(proc)
+    return proc
+
+
+def spawn_listener(args: list[str], **kwargs: Any) -> tuple[subprocess.Popen[bytes], int]:
+    """:func:`start_ncat_listener`, remembered like :func:`spawn`."""
+    proc, port = start_ncat_listener(args, **kwargs)
+    _CHILDREN.append(proc)
+    return proc, port
+
+
+def reap_children() -> None:
+    """Kill, wait for and close the pipes of every spawned process (call after each test)."""
+    leftovers, _CHILDREN[:] = list(_CHILDREN), []
+    with reaped(*leftovers):
+        pass

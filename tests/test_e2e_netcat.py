@@ -28,15 +28,24 @@ from .support import (
     finish,
     ipv6_loopback_available,
     one_error_line,
-    popen,
     read_line,
+    reap_children,
     reaped,
     receive_all,
     sha256,
     sha256_file,
-    start_ncat_listener,
+    spawn,
+    spawn_listener,
     wait_for_port,
 )
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    """Whatever a failed test left running is killed, waited for and its pipes closed."""
+    yield
+    reap_children()
+
 
 BIG = 64 << 20  # each way, in the both-directions test
 REPLY = 8 << 20  # the listener's reply to a request-then-FIN client
@@ -95,11 +104,11 @@ def test_64_mib_each_way_from_and_to_files(
     up, down = payloads
     listener_out, client_out = tmp_path / "listener.out", tmp_path / "client.out"
     with down.open("rb") as stdin, listener_out.open("wb") as stdout:
-        listener, port = start_ncat_listener(
+        listener, port = spawn_listener(
             ["listen", *copy, "127.0.0.1", "0"], stdin=stdin, stdout=stdout
         )
     with up.open("rb") as stdin, client_out.open("wb") as stdout:
-        client = popen(
+        client = spawn(
             [*NCAT, "connect", *copy, "127.0.0.1", str(port)], stdin=stdin, stdout=stdout
         )
     for proc in (client, listener):
@@ -117,10 +126,10 @@ def test_64_mib_each_way_through_pipes(copy: list[str], payloads: tuple[Path, Pa
     Uses the nc spellings (``-l HOST PORT``, ``HOST PORT``) that nc users type.
     """
     up, down = (path.read_bytes() for path in payloads)
-    listener, port = start_ncat_listener(
+    listener, port = spawn_listener(
         ["-l", *copy, "127.0.0.1", "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
-    client = popen([*NCAT, *copy, "127.0.0.1", str(port)], stdin=subprocess.PIPE)
+    client = spawn([*NCAT, *copy, "127.0.0.1", str(port)], stdin=subprocess.PIPE)
     with reaped(listener, client):
         assert listener.stdin
         assert listener.stdout
@@ -147,7 +156,7 @@ def test_request_then_fin_client_gets_the_whole_reply(tmp_path: Path) -> None:
     reply = os.urandom(REPLY)
     (tmp_path / "reply").write_bytes(reply)
     with (tmp_path / "reply").open("rb") as stdin:
-        listener, port = start_ncat_listener(["listen", "127.0.0.1", "0"], stdin=stdin)
+        listener, port = spawn_listener(["listen", "127.0.0.1", "0"], stdin=stdin)
     with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
         client.sendall(b"GET /big\r\n")
         client.shutdown(socket.SHUT_WR)
@@ -161,7 +170,7 @@ def test_request_then_fin_client_gets_the_whole_reply(tmp_path: Path) -> None:
 def test_request_then_fin_ncat_trio_client_gets_the_whole_reply() -> None:
     """The same with ncat-trio on both ends (listener stdin is a pipe this time)."""
     reply = os.urandom(REPLY)
-    listener, port = start_ncat_listener(["listen", "127.0.0.1", "0"], stdin=subprocess.PIPE)
+    listener, port = spawn_listener(["listen", "127.0.0.1", "0"], stdin=subprocess.PIPE)
     assert listener.stdin is not None
     feed = Feed(listener.stdin, reply)
     client = run_ncat(["connect", "127.0.0.1", str(port)], stdin=b"GET /big\r\n", timeout=30)
@@ -212,7 +221,7 @@ def test_peer_eof_while_stdin_still_flows_does_not_truncate_the_upload(copy: lis
         return head + receive_all(conn)
 
     with ServeOnce(early_closer) as server:
-        client = popen(
+        client = spawn(
             [*NCAT, "connect", *copy, "127.0.0.1", str(server.port)], stdin=subprocess.PIPE
         )
         assert client.stdin is not None
@@ -247,7 +256,7 @@ def _endless_sender(conn: socket.socket) -> int:
 
 def _pipe_into_head(args: list[str]) -> tuple[subprocess.Popen[bytes], bytes]:
     """``ncat-trio ARGS | head -c 10``; returns the ncat-trio process and head's output."""
-    ncat = popen([*NCAT, *args])
+    ncat = spawn([*NCAT, *args])
     head = subprocess.Popen(["head", "-c", "10"], stdin=ncat.stdout, stdout=subprocess.PIPE)
     assert ncat.stdout is not None
     ncat.stdout.close()  # only head holds the read end now
@@ -268,7 +277,7 @@ def test_connect_into_head_exits_promptly_with_local_io_error(copy: list[str]) -
 
 
 def test_listen_into_head_exits_promptly_with_local_io_error() -> None:
-    listener, port = start_ncat_listener(["listen", "127.0.0.1", "0"])
+    listener, port = spawn_listener(["listen", "127.0.0.1", "0"])
     assert listener.stdout is not None
     assert listener.stderr is not None
     head = subprocess.Popen(["head", "-c", "10"], stdin=listener.stdout, stdout=subprocess.PIPE)
@@ -337,7 +346,7 @@ def test_peer_reset_mid_transfer_is_exit_3() -> None:
         return head  # leaving the handler closes: SO_LINGER 0 turns that into RST
 
     with ServeOnce(resetter) as server:
-        client = popen([*NCAT, "connect", "127.0.0.1", str(server.port)], stdin=subprocess.PIPE)
+        client = spawn([*NCAT, "connect", "127.0.0.1", str(server.port)], stdin=subprocess.PIPE)
         with reaped(client):
             assert client.stdin is not None
             client.stdin.write(b"partial upload")
@@ -447,7 +456,7 @@ def test_idle_timeout_in_connect_mode(
     silent_server: tuple[ServeOnce[bytes], threading.Event],
 ) -> None:
     server, _ = silent_server
-    client = popen(
+    client = spawn(
         [*NCAT, "connect", "-i", "1", "127.0.0.1", str(server.port)], stdin=subprocess.PIPE
     )
     with client:  # stdin stays open and silent until ncat-trio has exited
@@ -457,9 +466,7 @@ def test_idle_timeout_in_connect_mode(
 
 
 def test_idle_timeout_in_listen_mode() -> None:
-    listener, port = start_ncat_listener(
-        ["listen", "-i", "1", "127.0.0.1", "0"], stdin=subprocess.PIPE
-    )
+    listener, port = spawn_listener(["listen", "-i", "1", "127.0.0.1", "0"], stdin=subprocess.PIPE)
     with listener, socket.create_connection(("127.0.0.1", port), timeout=30):
         assert finish(listener, 20) == 4
         assert listener.stderr is not None
@@ -504,7 +511,7 @@ def test_recv_only_never_reads_stdin(flag: str, tmp_path: Path) -> None:
         return receive_all(conn)
 
     with ServeOnce(replier) as server, (tmp_path / "stdin").open("rb") as stdin:
-        client = popen([*NCAT, "connect", flag, "127.0.0.1", str(server.port)], stdin=stdin)
+        client = spawn([*NCAT, "connect", flag, "127.0.0.1", str(server.port)], stdin=stdin)
         out, err = client.communicate(timeout=20)
         assert server.result() == b""  # nothing sent, not even from the shared stdin
         # The child shares our open file description: its offset says nothing was read.
@@ -548,7 +555,7 @@ def test_fin_at_stdin_eof_unless_no_shutdown(
         return received + receive_all(conn), fin
 
     with ServeOnce(prober) as server, (tmp_path / "stdin").open("rb") as stdin:
-        client = popen([*NCAT, "connect", *flags, "127.0.0.1", str(server.port)], stdin=stdin)
+        client = spawn([*NCAT, "connect", *flags, "127.0.0.1", str(server.port)], stdin=stdin)
         assert client.stdout is not None
         assert read_line(client.stdout) == b"ping\n"
         echoed.set()
@@ -571,7 +578,7 @@ def _talk(host: str, port: int, message: bytes) -> bytes:
 
 
 def test_keep_open_serves_two_clients_one_after_another() -> None:
-    listener, port = start_ncat_listener(["listen", "-k", "127.0.0.1", "0"])
+    listener, port = spawn_listener(["listen", "-k", "127.0.0.1", "0"])
     assert listener.stdout is not None
     try:
         assert _talk("127.0.0.1", port, b"one\n") == b""
@@ -587,7 +594,7 @@ def test_keep_open_serves_two_clients_one_after_another() -> None:
 def test_keep_open_survives_a_client_that_reset_while_queued() -> None:
     """A client that connects and resets while we serve another is accepted already dead
     (getpeername: ENOTCONN).  That is one line on stderr, then the next client."""
-    listener, port = start_ncat_listener(["listen", "-k", "127.0.0.1", "0"])
+    listener, port = spawn_listener(["listen", "-k", "127.0.0.1", "0"])
     with reaped(listener):
         assert listener.stdout is not None
         with socket.create_connection(("127.0.0.1", port), timeout=30) as first:
@@ -610,7 +617,7 @@ def test_keep_open_survives_a_client_that_reset_while_queued() -> None:
 
 
 def test_without_keep_open_the_listener_serves_one_client() -> None:
-    listener, port = start_ncat_listener(["listen", "127.0.0.1", "0"])
+    listener, port = spawn_listener(["listen", "127.0.0.1", "0"])
     assert _talk("127.0.0.1", port, b"one\n") == b""
     out, err = listener.communicate(timeout=20)
     assert (listener.returncode, out, err) == (0, b"one\n", b"")
@@ -621,7 +628,7 @@ def test_without_keep_open_the_listener_serves_one_client() -> None:
 @needs_ipv6
 def test_ipv6_connect_and_listen() -> None:
     up, down = os.urandom(1 << 20), os.urandom(1 << 20)
-    listener = popen([*NCAT, "listen", "::1", "0"], stdin=subprocess.PIPE)
+    listener = spawn([*NCAT, "listen", "::1", "0"], stdin=subprocess.PIPE)
     assert listener.stderr is not None
     assert listener.stdin is not None
     line = read_line(listener.stderr)
@@ -641,7 +648,7 @@ def test_ipv6_connect_and_listen() -> None:
 @needs_ipv6
 def test_default_listener_is_dual_stack_on_one_port() -> None:
     """No host: one ``::`` socket takes IPv4 (mapped) and IPv6 clients on the same port."""
-    listener = popen([*NCAT, "listen", "-k", "-v", "0"])
+    listener = spawn([*NCAT, "listen", "-k", "-v", "0"])
     assert listener.stderr is not None
     assert listener.stdout is not None
     try:
@@ -674,7 +681,7 @@ def test_tty_stdin_stops_at_peer_eof() -> None:
     controller, terminal = os.openpty()
     try:
         with ServeOnce(greeter) as server:
-            client = popen([*NCAT, "connect", "127.0.0.1", str(server.port)], stdin=terminal)
+            client = spawn([*NCAT, "connect", "127.0.0.1", str(server.port)], stdin=terminal)
             with reaped(client):
                 code, out, err = outcome(client)
             assert server.result() == b""  # nothing typed, and no FIN forced by us
@@ -699,7 +706,7 @@ def test_socket_stdio_both_ways() -> None:
     stdin_ours, stdin_theirs = socket.socketpair()
     stdout_ours, stdout_theirs = socket.socketpair()
     with stdin_ours, stdin_theirs, stdout_ours, stdout_theirs, ServeOnce(echo_side) as server:
-        client = popen(
+        client = spawn(
             [*NCAT, "connect", "127.0.0.1", str(server.port)],
             stdin=stdin_theirs,
             stdout=stdout_theirs,
@@ -732,7 +739,7 @@ def test_socket_stdio_both_ways() -> None:
 def test_family_flags_restrict_the_default_listener(
     flag: str, bound: bytes, served: str, refused: str
 ) -> None:
-    listener = popen([*NCAT, "listen", flag, "0"])
+    listener = spawn([*NCAT, "listen", flag, "0"])
     with reaped(listener):
         assert listener.stderr is not None
         line = read_line(listener.stderr)
@@ -755,7 +762,7 @@ def test_file_stdin_is_sent_from_its_offset_and_left_at_eof(tmp_path: Path) -> N
 
     with ServeOnce(collector) as server, (tmp_path / "stdin").open("rb") as stdin:
         os.lseek(stdin.fileno(), 1000, os.SEEK_SET)
-        client = popen([*NCAT, "connect", "127.0.0.1", str(server.port)], stdin=stdin)
+        client = spawn([*NCAT, "connect", "127.0.0.1", str(server.port)], stdin=stdin)
         with reaped(client):
             assert outcome(client) == (0, b"", b"")
         assert sha256(server.result()) == sha256(data[1000:])

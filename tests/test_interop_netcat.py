@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -35,15 +36,24 @@ from .support import (
     Feed,
     finish,
     listening_port_of,
-    popen,
     read_line,
+    reap_children,
     reaped,
     require_program,
     sha256,
-    start_ncat_listener,
+    spawn,
+    spawn_listener,
 )
 
 pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    """Whatever a failed test left running is killed, waited for and its pipes closed."""
+    yield
+    reap_children()
+
 
 PEERS = ["nc.openbsd", "ncat", "socat"]
 SIZE = 4 << 20  # each way
@@ -78,7 +88,7 @@ def start_peer_server(
         "ncat": [path, "-v", "-l", "127.0.0.1", "0"],
         "socat": [path, "-d", "-d", "-t", "30", "TCP-LISTEN:0,bind=127.0.0.1", "STDIO"],
     }[peer]
-    proc = popen(argv, stdin=stdin, stdout=stdout)
+    proc = spawn(argv, stdin=stdin, stdout=stdout)
     assert proc.stderr is not None
     try:
         while (match := _PEER_READY[peer].search(read_line(proc.stderr))) is None:
@@ -111,9 +121,7 @@ def test_peer_client_to_ncat_trio_listener_both_ways(
     ours, theirs = payloads
     our_out, their_out = tmp_path / "ours.out", tmp_path / "theirs.out"
     with ours.open("rb") as stdin, our_out.open("wb") as stdout:
-        listener, port = start_ncat_listener(
-            ["listen", "127.0.0.1", "0"], stdin=stdin, stdout=stdout
-        )
+        listener, port = spawn_listener(["listen", "127.0.0.1", "0"], stdin=stdin, stdout=stdout)
     with theirs.open("rb") as stdin, their_out.open("wb") as stdout:
         client = subprocess.run(
             client_argv(peer, port), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
@@ -134,9 +142,7 @@ def test_peer_client_that_half_closes_first_gets_our_whole_reply(
     ours, _ = payloads
     our_out = tmp_path / "ours.out"
     with ours.open("rb") as stdin, our_out.open("wb") as stdout:
-        listener, port = start_ncat_listener(
-            ["listen", "127.0.0.1", "0"], stdin=stdin, stdout=stdout
-        )
+        listener, port = spawn_listener(["listen", "127.0.0.1", "0"], stdin=stdin, stdout=stdout)
     client = subprocess.run(
         client_argv(peer, port), input=b"GET /big\r\n", capture_output=True, timeout=30,
         check=False,
@@ -161,7 +167,7 @@ def test_ncat_trio_client_to_peer_server_both_ways(
     their_out = tmp_path / "theirs.out"
     with theirs.open("rb") as stdin, their_out.open("wb") as stdout:
         server, port, server_log = start_peer_server(peer, stdin, stdout)
-    client = popen([*NCAT, "connect", "127.0.0.1", str(port)], stdin=subprocess.PIPE)
+    client = spawn([*NCAT, "connect", "127.0.0.1", str(port)], stdin=subprocess.PIPE)
     with reaped(server, client):
         assert client.stdin is not None
         assert client.stdout is not None
