@@ -235,16 +235,16 @@ class RelayServer:
                 self._denied += 1
                 if holding_slot:
                     self._release_slot()
-                await abort(client)
                 self._event("denied", peer, why="not allowed by --allow/--deny")
+                await abort(client)
                 continue
             if self._slots is not None and not holding_slot:
                 try:
                     self._slots.acquire_nowait()
                 except trio.WouldBlock:
                     self._rejected += 1
-                    await abort(client)
                     self._event("rejected", peer, why=f"over --max-conns {self.options.max_conns}")
+                    await abort(client)
                     continue
             self._live += 1
             if self._quiet.is_set():
@@ -278,8 +278,8 @@ class RelayServer:
             target, where = await self._connect_target()
             if target is None:
                 self._unreachable += 1
-                await abort(client)
                 self._event("unreachable", peer, why=f"no target reachable ({where})")
+                await abort(client)
                 return
             connection = RelayConnection(
                 client, target, buffer=self.options.buffer,

@@ -1,0 +1,136 @@
+"""The two ends around a relay in Trio tests: loopback TCP pairs, servers, payloads.
+
+Everything listens on 127.0.0.1 port 0.  Payloads are slices of one seeded random
+block, so a test can say "this many bytes from this offset" and check sha256 of what
+arrives against the slice.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import random
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from functools import cache
+
+import trio
+
+from ncat_trio.transport import net
+
+BLOCK_SIZE = 8 << 20
+
+
+@cache
+def block() -> bytes:
+    """8 MiB of seeded random bytes, shared by every payload."""
+    return random.Random(20240607).randbytes(BLOCK_SIZE)
+
+
+def payload(offset: int, size: int) -> bytes:
+    """``size`` bytes of the block starting at ``offset`` (wrapping), ``size`` ≤ 8 MiB."""
+    assert size <= BLOCK_SIZE
+    data = block()
+    offset %= BLOCK_SIZE
+    end = offset + size
+    return data[offset:end] if end <= BLOCK_SIZE else data[offset:] + data[: end - BLOCK_SIZE]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def send_in_pieces(stream: trio.abc.SendStream, data: bytes, piece: int = 256 << 10) -> None:
+    with memoryview(data) as view:
+        for start in range(0, len(view), piece):
+            await stream.send_all(view[start : start + piece])
+
+
+async def receive_all(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything until EOF."""
+    chunks = []
+    while chunk := await stream.receive_some(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def digest_all(stream: trio.abc.ReceiveStream) -> tuple[int, str]:
+    """(byte count, sha256) of everything until EOF."""
+    digest = hashlib.sha256()
+    count = 0
+    while chunk := await stream.receive_some(1 << 20):
+        digest.update(chunk)
+        count += len(chunk)
+    return count, digest.hexdigest()
+
+
+async def tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A connected loopback TCP pair (connecting end, accepted end)."""
+    listener = await net.open_tcp_listener(net.Endpoint("127.0.0.1", 0))
+    async with listener:
+        port = listener.socket.getsockname()[1]
+        connecting = await net.connect_tcp(net.Endpoint("127.0.0.1", port), nodelay=True)
+        accepted = await listener.accept()
+    return connecting, accepted
+
+
+Handler = Callable[[trio.SocketStream], Awaitable[None]]
+
+
+async def start_server(nursery: trio.Nursery, handler: Handler) -> int:
+    """Serve ``handler`` per connection on 127.0.0.1 port 0 in ``nursery``; return the
+    port.  Each connection is closed after its handler returns or fails."""
+    listener = await net.open_tcp_listener(net.Endpoint("127.0.0.1", 0), backlog=4096)
+
+    async def one(stream: trio.SocketStream) -> None:
+        # Tests that reset on purpose check the client side.
+        async with stream:
+            with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await handler(stream)
+
+    async def serve() -> None:
+        async with listener, trio.open_nursery() as handlers:
+            while True:
+                handlers.start_soon(one, await listener.accept())
+
+    nursery.start_soon(serve)
+    return int(listener.socket.getsockname()[1])
+
+
+async def connect(port: int) -> trio.SocketStream:
+    return await net.connect_tcp(net.Endpoint("127.0.0.1", port), nodelay=True)
+
+
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port that refuses connections: bound (so nobody else takes it) but not listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def is_reset(exc: BaseException) -> bool:
+    """True if a stream failure came from ECONNRESET (an RST) or EPIPE after one."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in (errno.ECONNRESET, errno.EPIPE):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+async def wait_reset(stream: trio.SocketStream) -> bytes:
+    """Read until the stream fails with a reset; return what arrived before it.
+
+    Raises AssertionError on a clean EOF: that would mean an RST was turned into a FIN.
+    """
+    chunks = []
+    try:
+        while chunk := await stream.receive_some(1 << 20):
+            chunks.append(chunk)
+    except trio.BrokenResourceError as exc:
+        if not is_reset(exc):
+            raise AssertionError(f"failed, but not with a reset: {exc!r}") from exc
+        return b"".join(chunks)
+    raise AssertionError("clean EOF where a reset was expected")
