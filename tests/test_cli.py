@@ -102,7 +102,7 @@ def test_send_and_recv_only(recorded: list[tuple[str, NetcatOptions]]) -> None:
         (["localhost", "70000"], "invalid port '70000': must be 1-65535"),
         (["localhost", "0x50"], "invalid port '0x50': not a decimal number"),
         (["localhost", "0"], "invalid port '0': must be 1-65535"),
-        (["localhost", "-1"], "No such option: -1"),
+        (["localhost", "-1"], "invalid value '-1': negative numbers are not allowed"),
         (["-l", "65536"], "invalid port '65536': must be 0-65535"),
         (["h", "1", "-q", "soon"], "invalid linger (-q) 'soon'"),
         (["h", "1", "-4", "-6"], "-4 and -6: choose one"),

@@ -8,6 +8,7 @@ on stderr and exit 2; help goes to stdout and exits 0.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated, NoReturn
 
@@ -114,7 +115,11 @@ def run_cli(args: list[str]) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `ncat-trio` / `ncat-trio listen`
             sys.stderr.write(exc.format_message() + "\n")
         else:
-            diag.say(f"{exc.format_message()} (see ncat-trio --help)")
+            message = exc.format_message()
+            number = re.fullmatch(r"No such option: (-[0-9.]+)", message)
+            if number is not None:  # `ncat-trio host -1`: a negative number, not a flag
+                message = f"invalid value {number.group(1)!r}: negative numbers are not allowed"
+            diag.say(f"{message} (see ncat-trio --help)")
         return ExitCode.USAGE
     except typer.Abort:
         diag.say("aborted")

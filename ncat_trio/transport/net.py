@@ -42,6 +42,14 @@ async def resolve(
     endpoint: Endpoint, *, passive: bool = False, socktype: int = _stdsocket.SOCK_STREAM
 ) -> list[AddrInfo]:
     """getaddrinfo with -n/-4/-6 applied; failures become :class:`ConnectError`."""
+    host = endpoint.host
+    if host is not None and (
+        host.rstrip(".").lower() == "invalid" or host.rstrip(".").lower().endswith(".invalid")
+    ):
+        # RFC 6761 §6.4: names under .invalid never resolve; don't ask a DNS server.
+        raise ConnectError(
+            f"cannot resolve {host}", "name or service not known (.invalid is reserved)"
+        )
     flags = _stdsocket.AI_ADDRCONFIG if endpoint.host not in (None, "localhost") else 0
     if endpoint.numeric:
         flags |= _stdsocket.AI_NUMERICHOST
