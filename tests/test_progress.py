@@ -1,0 +1,62 @@
+"""Progress goes to stderr only, at a bounded rate, and reads only the counters."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+import trio
+import trio.testing
+
+from ncat_trio.progress import human_bytes, show_progress, summary_line
+
+
+def test_human_units() -> None:
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(3 * 1024 * 1024) == "3.0 MiB"
+    assert summary_line(2 << 20, 1 << 20, 2.0, total=4 << 20) == (
+        "sent 2.0 MiB (50%), received 1.0 MiB in 2.0 s, 1.5 MiB/s"
+    )
+
+
+async def test_plain_lines_once_a_second_on_stderr_only(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    err, out = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    reads = 0
+
+    def counters() -> tuple[int, int]:
+        nonlocal reads
+        reads += 1
+        return 1024 * reads, 0
+
+    with trio.move_on_after(3.5):
+        await show_progress(counters, tty=False)
+    assert out.getvalue() == ""
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith("ncat-trio: sent ") for line in lines)
+    assert reads == 3
+
+
+async def test_rich_display_draws_to_stderr(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    err, out = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    samples = 0
+
+    def counters() -> tuple[int, int]:
+        nonlocal samples
+        samples += 1
+        return 5 << 20, 1 << 20
+
+    with trio.move_on_after(1.0):
+        await show_progress(counters, total=10 << 20, tty=True)
+    assert out.getvalue() == ""
+    assert "5.0/10.0 MiB" in err.getvalue()
+    assert 10 <= samples <= 12  # ~10 Hz plus the final draw, never from the hot loop
