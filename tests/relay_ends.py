@@ -41,6 +41,34 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class RecordingSink(trio.abc.HalfCloseableStream):
+    """A sink that records the size of every ``send_all`` it is given."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.data = bytearray()
+        self.eof = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        self.sizes.append(len(data))
+        self.data += data
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self.eof = True
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        return b""
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
 async def send_in_pieces(stream: trio.abc.SendStream, data: bytes, piece: int = 256 << 10) -> None:
     with memoryview(data) as view:
         for start in range(0, len(view), piece):

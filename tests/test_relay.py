@@ -23,37 +23,16 @@ from ncat_trio.transport.relay import (
     abort,
 )
 
-from .relay_ends import payload, receive_all, send_in_pieces, tcp_pair, wait_reset
+from .relay_ends import (
+    RecordingSink,
+    payload,
+    receive_all,
+    send_in_pieces,
+    tcp_pair,
+    wait_reset,
+)
 
 COPY_PATHS = pytest.mark.parametrize("splice", [True, False], ids=["splice", "pump"])
-
-
-class RecordingSink(trio.abc.HalfCloseableStream):
-    """A sink that records the size of every ``send_all`` it is given."""
-
-    def __init__(self) -> None:
-        self.sizes: list[int] = []
-        self.data = bytearray()
-        self.eof = False
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint()
-        self.sizes.append(len(data))
-        self.data += data
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def send_eof(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self.eof = True
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await trio.lowlevel.checkpoint()
-        return b""
-
-    async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
 
 
 async def test_chunks_never_exceed_the_buffer() -> None:

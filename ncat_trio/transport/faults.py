@@ -354,7 +354,7 @@ class FaultySink(trio.abc.SendStream):
             return
         offset = 0
         while offset < len(view):
-            if offset:
+            if offset and slicer.delay:
                 await trio.sleep(slicer.delay)
             size = slicer.size
             if slicer.variation:

@@ -323,17 +323,17 @@ class RelayConnection:
             if self.idle_timeout is not None:
                 self._idle_scope.deadline = trio.current_time() + self.idle_timeout
 
+        metered = _MeteredSink(flow.sink, flow, self.meter)
         try:
             at_eof = False
             if self.splice and _spliceable(flow):
-                at_eof = await self._splice(flow, moved)
+                at_eof = await self._splice(flow, metered, moved)
             if not at_eof:
                 if isinstance(flow.sink, FaultySink):
                     flow.sink.forwarded = flow.moved  # limit-data counts from the start
                 await pump(
-                    flow.source, _MeteredSink(flow.sink, flow, self.meter),
-                    source_side=flow.source_side, sink_side=flow.sink_side,
-                    chunk_size=self.chunk_size, on_chunk=moved,
+                    flow.source, metered, source_side=flow.source_side,
+                    sink_side=flow.sink_side, chunk_size=self.chunk_size, on_chunk=moved,
                 )  # fmt: skip
             try:
                 await flow.sink.send_eof()
@@ -346,16 +346,24 @@ class RelayConnection:
         except FaultAbort as exc:
             self._fault(exc)
             return
+        finally:
+            # A fault can end a chunk half-way (limit-data, reset-peer after N bytes, a
+            # watcher firing mid-slice): count what the sink did deliver.
+            if isinstance(flow.sink, FaultySink) and flow.sink.forwarded > flow.moved:
+                moved(flow.sink.forwarded - flow.moved)
         flow.finished = True
         if self._up.finished and self._down.finished:
             self._end(Ending.CLOSED, "both sides sent EOF")
 
-    async def _splice(self, flow: _Flow, moved: Callable[[int], None]) -> bool:
+    async def _splice(
+        self, flow: _Flow, metered: _MeteredSink, moved: Callable[[int], None]
+    ) -> bool:
         """Relay with ``splice(2)`` through a pipe while no fault acts on this direction.
 
         Same discipline as the pump: fill the (empty) pipe with at most one chunk, drain
         it completely, repeat; so the bytes in flight never exceed ``chunk_size``.
-        Returns True at the source's EOF, False (pipe empty) once a fault applies.
+        Returns True at the source's EOF, False once a fault applies: a chunk that
+        arrived after the fault was set is read out of the pipe and sent through it.
         """
         assert isinstance(flow.source, trio.SocketStream)
         assert isinstance(flow.raw_sink, trio.SocketStream)
@@ -378,6 +386,13 @@ class RelayConnection:
                         raise translate(exc, flow.source_side) from exc
                 if n == 0:
                     return True
+                if self.faults is not None and self.faults.active(flow.direction):
+                    data = _read_exactly(read_end, n)
+                    if isinstance(flow.sink, FaultySink):
+                        flow.sink.forwarded = flow.moved
+                    await metered.send_all(data)
+                    moved(n)
+                    return False
                 flow.held = n
                 flow.peak = max(flow.peak, n)
                 self.meter.hold(n)
@@ -430,6 +445,16 @@ class RelayConnection:
                 await receiver.send_eof()
         await trio.aclose_forcefully(self.client)
         await trio.aclose_forcefully(self.target)
+
+
+def _read_exactly(fd: int, count: int) -> bytes:
+    """Read ``count`` bytes that are known to be in the pipe ``fd``."""
+    parts = []
+    while count:
+        part = os.read(fd, count)
+        parts.append(part)
+        count -= len(part)
+    return b"".join(parts)
 
 
 def _spliceable(flow: _Flow) -> bool:
