@@ -92,6 +92,26 @@ class IntegrityError(NcatError):
     exit_code = ExitCode.INTEGRITY
 
 
+#: What each exit code means, for ``ncat-trio help exit-codes`` and the README's table
+#: (a test keeps the README in step with this).
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success: everything was delivered both ways",
+    ExitCode.CONNECT: "could not connect, bind or resolve: refused, unreachable, unknown host, "
+    "address in use, permission, connected to itself",
+    ExitCode.USAGE: "usage error: bad flag, port, duration",
+    ExitCode.RESET: "connection reset or aborted mid-transfer (data may be lost)",
+    ExitCode.TIMEOUT: "timeout: connect (-w), idle (-i) or a protocol timeout",
+    ExitCode.LOCAL_IO: "local I/O failure: stdout closed (| head -c 10), stdin unreadable, "
+    "file not writable",
+    ExitCode.PROTOCOL: "protocol error: the peer broke a wire protocol (ttcp, clock, send/receive)",
+    ExitCode.INTEGRITY: "integrity: data arrived but failed verification (digest mismatch, "
+    "short transfer)",
+    ExitCode.SOFTWARE: "internal error: a bug; printed with its traceback",
+    ExitCode.SIGHUP: "interrupted by SIGHUP, after cleanup",
+    ExitCode.SIGINT: "interrupted by SIGINT (Ctrl-C), after cleanup",
+    ExitCode.SIGTERM: "interrupted by SIGTERM, after cleanup",
+}
+
 #: Exit code for a process ended by a signal after cleanup (128 + signum).
 SIGNAL_EXIT_CODES: dict[int, ExitCode] = {
     1: ExitCode.SIGHUP,

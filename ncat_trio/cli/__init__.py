@@ -17,6 +17,7 @@ import typer
 from .. import diag
 from ..errors import ExitCode, NcatError
 from . import clock as clock_cli
+from . import help as help_cli
 from . import netcat
 from . import relay as relay_cli
 from . import transfer as transfer_cli
@@ -36,9 +37,10 @@ app.add_typer(ttcp_cli.app, name="ttcp")
 clock_cli.register(app)
 transfer_cli.register(app)
 relay_cli.register(app)
+help_cli.register(app)
 
 #: Words that name a subcommand; anything else first on the line is nc shorthand.
-SUBCOMMANDS = {"connect", "listen", "demo", "ttcp", "clock", "send", "receive", "relay"}
+SUBCOMMANDS = {"connect", "listen", "demo", "ttcp", "clock", "send", "receive", "relay", "help"}
 
 
 def _version(value: bool) -> None:
