@@ -6,9 +6,7 @@ Every test here is pure: bytes in, events out.  The capture is the one in
 
 from __future__ import annotations
 
-import ast
 import contextlib
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -441,7 +439,7 @@ def test_transmitter_garbage_is_a_remote_protocol_error(garbage: bytes, payloads
         assert garbage == CAPTURE_ACK * 4
 
 
-# --- the state table and the layer rule ------------------------------------------------
+# --- the state table ------------------------------------------------
 
 
 def test_state_tables_cover_every_state_they_mention() -> None:
@@ -450,15 +448,3 @@ def test_state_tables_cover_every_state_they_mention() -> None:
             assert targets <= set(table)
         assert table[State.ERROR] == frozenset()
 
-
-def test_proto_module_is_pure() -> None:
-    """proto/ is sans-I/O: no trio, socket, time, os, sys, select or asyncio imports."""
-    forbidden = {"trio", "socket", "time", "os", "sys", "select", "asyncio"}
-    tree = ast.parse(Path(ttcp.__file__).read_text())
-    imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            imported.add(node.module.split(".")[0])
-    assert not imported & forbidden
