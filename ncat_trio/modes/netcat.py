@@ -226,7 +226,7 @@ async def listen_main(opts: NetcatOptions) -> int:
         diag.say(f"listening on {diag.format_address(net.local_address(listener))}")
         async with open_stdio(opts.session) as (stdin, stdout, session):
             while True:
-                conn = await listener.accept()
+                conn = await net.accept(listener)  # EMFILE: wait, don't die
                 if not opts.keep_open:
                     await listener.aclose()  # like nc: one client, then nobody else gets in
                 conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, opts.nodelay)

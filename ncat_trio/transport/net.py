@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ..diag import format_address
+from ..diag import format_address, say
 from ..errors import ConnectError, ConnectionLost
 
 AddrInfo = tuple[
@@ -175,6 +175,31 @@ async def open_tcp_listener(endpoint: Endpoint, *, backlog: int = 128) -> trio.S
         return trio.SocketListener(sock)
     assert last is not None
     raise last
+
+
+#: accept() errors that mean "out of fds or memory", not "this client is bad": the
+#: listener waits for resources to free up instead of dying (as asyncio and libuv do).
+ACCEPT_PRESSURE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+async def accept(listener: trio.SocketListener) -> trio.SocketStream:
+    """``listener.accept()``, waiting out fd/memory exhaustion.
+
+    Trio raises EMFILE and friends from ``accept`` (the newcomer stays in the kernel
+    backlog).  We log once per burst and retry with a short backoff until an fd frees
+    up; other errors become :class:`ConnectError`.
+    """
+    delay = 0.005
+    while True:
+        try:
+            return await listener.accept()
+        except OSError as exc:
+            if exc.errno not in ACCEPT_PRESSURE:
+                raise ConnectError("accept", _why(exc)) from exc
+            if delay == 0.005:
+                say(f"accept: {_why(exc)}; waiting for a free descriptor")
+            await trio.sleep(delay)  # a backoff, not synchronisation
+            delay = min(delay * 2, 0.2)
 
 
 def local_address(stream: trio.SocketStream | trio.SocketListener) -> object:
