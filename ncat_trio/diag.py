@@ -27,6 +27,18 @@ def say(message: str) -> None:
         pass
 
 
+def write_raw(text: str) -> None:
+    """Write ``text`` as it is on stderr (a JSON record), dropping it if stderr is gone."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        else:
+            os.write(2, text.encode())
+    except (OSError, ValueError):
+        pass
+
+
 def format_address(address: object) -> str:
     """``127.0.0.1:80`` / ``[::1]:80`` / a Unix path, from a socket address tuple or str."""
     if isinstance(address, tuple) and len(address) >= 2:

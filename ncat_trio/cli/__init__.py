@@ -69,6 +69,10 @@ def _root(
     """ncat-trio: connect, listen, relay, measure."""
 
 
+#: typer cannot give a flag an optional value, so `--progress=WHEN` is spelled out here.
+_PROGRESS_SPELLINGS = {"--progress=auto": "--progress-auto", "--progress=always": "--progress"}
+
+
 def rewrite_shorthand(args: list[str]) -> list[str]:
     """Turn nc spellings into subcommands: ``-l`` anywhere means ``listen``, else ``connect``.
 
@@ -109,7 +113,9 @@ def run_cli(args: list[str]) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(
-            rewrite_shorthand(list(args)), prog_name="ncat-trio", standalone_mode=False
+            rewrite_shorthand([_PROGRESS_SPELLINGS.get(a, a) for a in args]),
+            prog_name="ncat-trio",
+            standalone_mode=False,
         )
     except typer.Exit as exc:
         return exc.exit_code

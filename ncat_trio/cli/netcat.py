@@ -10,7 +10,7 @@ import typer
 from .. import runner
 from ..errors import UsageError
 from ..modes import netcat
-from ..parse import parse_duration, parse_port
+from ..parse import parse_duration, parse_port, parse_size
 from ..transport.net import Endpoint
 
 CONN = "Connection"
@@ -87,6 +87,55 @@ NoZeroCopy = Annotated[
         rich_help_panel=IO,
     ),
 ]
+Rate = Annotated[
+    str | None,
+    typer.Option(
+        "--rate",
+        metavar="BYTES/S",
+        help="Limit each direction to BYTES per second (K/M/G = KiB/MiB/GiB), smoothly.",
+        rich_help_panel=IO,
+    ),
+]
+Progress = Annotated[
+    bool,
+    typer.Option(
+        "-P",
+        "--progress",
+        help="Show progress on stderr (--progress=auto: only when stderr is a terminal).",
+        rich_help_panel=OUT,
+    ),
+]
+ProgressAuto = Annotated[bool, typer.Option("--progress-auto", hidden=True)]
+Size = Annotated[
+    str | None,
+    typer.Option(
+        "--size",
+        metavar="BYTES",
+        help="Bytes expected on stdin, for the progress percentage and ETA.",
+        rich_help_panel=OUT,
+    ),
+]
+Stats = Annotated[
+    bool,
+    typer.Option("--stats", help="Print a summary line on stderr at the end.", rich_help_panel=OUT),
+]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Write a JSON summary on stderr at the end (README: JSON summaries).",
+        rich_help_panel=OUT,
+    ),
+]
+JsonFile = Annotated[
+    str | None,
+    typer.Option(
+        "--json-file",
+        metavar="FILE",
+        help="Append the JSON summary to FILE instead.",
+        rich_help_panel=OUT,
+    ),
+]
 RecvOnly = Annotated[
     bool,
     typer.Option("--recv-only", help="Only receive to stdout; never send.", rich_help_panel=IO),
@@ -101,6 +150,7 @@ def _session(
     send_only: bool,
     recv_only: bool,
     no_zerocopy: bool,
+    rate: str | None = None,
 ) -> netcat.SessionOptions:
     if send_only and (recv_only or no_stdin):
         raise UsageError("--send-only", "cannot be combined with --recv-only/-d")
@@ -111,6 +161,33 @@ def _session(
         linger=None if linger is None else parse_duration(linger, what="linger (-q)"),
         idle_timeout=None if idle is None else parse_duration(idle, what="idle timeout (-i)"),
         zerocopy=not no_zerocopy,
+        rate=_rate(rate),
+    )
+
+
+def _rate(text: str | None) -> float | None:
+    if text is None:
+        return None
+    value = parse_size(text.removesuffix("/s"), what="rate (--rate)")
+    if value <= 0:
+        raise UsageError(f"invalid rate (--rate) {text!r}", "must be positive")
+    return float(value)
+
+
+def _reporting(
+    progress: bool,
+    progress_auto: bool,
+    size: str | None,
+    stats: bool,
+    json: bool,
+    json_file: str | None,
+) -> netcat.ReportOptions:
+    return netcat.ReportOptions(
+        progress="auto" if progress_auto else "always" if progress else "never",
+        size=None if size is None else parse_size(size, what="--size"),
+        stats=stats,
+        json=json,
+        json_file=json_file,
     )
 
 
@@ -163,6 +240,13 @@ def connect(
     send_only: SendOnly = False,
     recv_only: RecvOnly = False,
     no_zerocopy: NoZeroCopy = False,
+    rate: Rate = None,
+    progress: Progress = False,
+    progress_auto: ProgressAuto = False,
+    size: Size = None,
+    stats: Stats = False,
+    json: Json = False,
+    json_file: JsonFile = None,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
@@ -178,7 +262,7 @@ def connect(
     options = netcat.NetcatOptions(
         endpoint=Endpoint(host, parse_port(port), family, numeric),
         session=_session(
-            linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only, no_zerocopy
+            linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only, no_zerocopy, rate
         ),
         source=src,
         connect_timeout=None
@@ -186,6 +270,7 @@ def connect(
         else parse_duration(connect_timeout, what="connect timeout (-w)"),
         nodelay=nodelay,
         verbose=verbose,
+        report=_reporting(progress, progress_auto, size, stats, json, json_file),
     )
     return runner.run(lambda: netcat.connect_main(options))
 
@@ -225,6 +310,13 @@ def listen(
     send_only: SendOnly = False,
     recv_only: RecvOnly = False,
     no_zerocopy: NoZeroCopy = False,
+    rate: Rate = None,
+    progress: Progress = False,
+    progress_auto: ProgressAuto = False,
+    size: Size = None,
+    stats: Stats = False,
+    json: Json = False,
+    json_file: JsonFile = None,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
@@ -246,11 +338,12 @@ def listen(
             host, parse_port(words[-1], allow_zero=True), _family(ipv4, ipv6), numeric
         ),
         session=_session(
-            linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only, no_zerocopy
+            linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only, no_zerocopy, rate
         ),
         keep_open=keep_open,
         nodelay=nodelay,
         verbose=verbose,
+        report=_reporting(progress, progress_auto, size, stats, json, json_file),
     )
     return runner.run(lambda: netcat.listen_main(options))
 

@@ -14,18 +14,25 @@ The rules (DESIGN.md §3):
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import trio
 
 from .. import diag
 from ..errors import ConnectError, LocalIOError, NcatError, NcatTimeout
+from ..progress import show_progress, summary_line
 from ..transport import net
 from ..transport.pump import Side, send_eof
 from ..transport.stdio import CHUNK, FdKind, fd_kind, open_stdin, open_stdout
+from ..transport.throttle import ThrottledReceiveStream
 from ..transport.zerocopy import copy
 
 STDIN = Side("stdin", local=True)
@@ -44,6 +51,7 @@ class SessionOptions:
     exit_on_peer_eof: bool = False  # stop uploading at peer EOF (set for a TTY stdin)
     chunk_size: int = CHUNK
     zerocopy: bool = True  # splice/sendfile where the fds allow (--no-zerocopy: never)
+    rate: float | None = None  # --rate: bytes per second in each direction (portable pump)
 
 
 @dataclass
@@ -58,6 +66,17 @@ class SessionResult:
 
 
 @dataclass(frozen=True)
+class ReportOptions:
+    """What to tell the user besides the data: progress, a summary, JSON."""
+
+    progress: str = "never"  # -P: "always"; --progress=auto: only when stderr is a TTY
+    size: int | None = None  # --size: bytes expected on stdin, for progress percentages
+    stats: bool = False  # --stats: a summary line on stderr at the end
+    json: bool = False  # --json: a JSON summary on stderr (or json_file)
+    json_file: str | None = None
+
+
+@dataclass(frozen=True)
 class NetcatOptions:
     """Everything connect/listen needs; built by the CLI or by API users."""
 
@@ -68,6 +87,7 @@ class NetcatOptions:
     keep_open: bool = False  # listen: -k, serve the next client after one ends
     nodelay: bool = False
     verbose: bool = False
+    report: ReportOptions = field(default_factory=lambda: ReportOptions())
 
 
 async def netcat_session(
@@ -77,16 +97,18 @@ async def netcat_session(
     options: SessionOptions = SessionOptions(),
     *,
     peer_name: str = "connection",
+    live: SessionResult | None = None,
 ) -> SessionResult:
     """Run both directions between ``conn`` and stdio until both are finished.
 
     ``stdin=None`` sends nothing (and no FIN); ``stdout=None`` discards what arrives.
+    Pass ``live`` to watch its byte counters move during the session (progress).
     Raises :class:`NcatError` (never a group): :class:`ConnectionLost` on a reset,
     :class:`LocalIOError` on a stdio failure, :class:`NcatTimeout` on idle timeout.
     Does not close ``conn``: see :func:`close_gracefully`.
     """
     peer = Side(peer_name, local=False)
-    result = SessionResult()
+    result = live if live is not None else SessionResult()
     failure: list[NcatError] = []
     idle = options.idle_timeout
     idle_scope = trio.CancelScope(deadline=_after(idle))
@@ -98,13 +120,27 @@ async def netcat_session(
         if idle is not None:
             idle_scope.deadline = trio.current_time() + idle
 
+    def sent(n: int) -> None:
+        result.bytes_sent += n
+        activity(n)
+
+    def received(n: int) -> None:
+        result.bytes_received += n
+        activity(n)
+
+    upload_source: trio.abc.ReceiveStream | None = stdin
+    download_source: trio.abc.ReceiveStream = conn
+    if options.rate is not None:  # wrapped streams hide their fds: the portable pump
+        upload_source = None if stdin is None else ThrottledReceiveStream(stdin, options.rate)
+        download_source = ThrottledReceiveStream(conn, options.rate)
+
     async def upload() -> None:
         with upload_scope:
             if sending:
-                assert stdin is not None
-                result.bytes_sent = await copy(
-                    stdin, conn, source_side=STDIN, sink_side=peer,
-                    chunk_size=options.chunk_size, on_chunk=activity, zerocopy=options.zerocopy,
+                assert upload_source is not None
+                await copy(
+                    upload_source, conn, source_side=STDIN, sink_side=peer,
+                    chunk_size=options.chunk_size, on_chunk=sent, zerocopy=options.zerocopy,
                 )  # fmt: skip
                 result.stdin_eof = True
                 if options.shutdown:
@@ -115,20 +151,10 @@ async def netcat_session(
     async def download() -> None:
         with download_scope:
             sink = stdout if options.receive else None
-            counted = 0
-
-            def on_chunk(n: int) -> None:
-                nonlocal counted
-                counted += n
-                activity(n)
-
-            try:
-                await copy(
-                    conn, sink, source_side=peer, sink_side=STDOUT,
-                    chunk_size=options.chunk_size, on_chunk=on_chunk, zerocopy=options.zerocopy,
-                )  # fmt: skip
-            finally:
-                result.bytes_received = counted
+            await copy(
+                download_source, sink, source_side=peer, sink_side=STDOUT,
+                chunk_size=options.chunk_size, on_chunk=received, zerocopy=options.zerocopy,
+            )  # fmt: skip
             result.peer_eof = True
             if options.exit_on_peer_eof or not sending:
                 upload_scope.cancel()
@@ -192,13 +218,95 @@ async def _run_one(
     stdout: trio.abc.SendStream | None,
     options: SessionOptions,
     peer_name: str,
+    opts: NetcatOptions,
 ) -> SessionResult:
+    """One connection: the session, progress beside it, then the close and the summaries."""
+    live = SessionResult()
     result: SessionResult | None = None
+    failure: NcatError | None = None
+    started = time.monotonic()
     try:
-        result = await netcat_session(conn, stdin, stdout, options, peer_name=peer_name)
-    finally:
+        async with trio.open_nursery() as nursery:
+            if _progress_wanted(opts.report.progress):
+                total = opts.report.size if opts.report.size is not None else _stdin_size(options)
+                nursery.start_soon(
+                    partial(
+                        show_progress, lambda: (live.bytes_sent, live.bytes_received), total=total
+                    )
+                )
+            try:
+                result = await netcat_session(
+                    conn, stdin, stdout, options, peer_name=peer_name, live=live
+                )
+            except NcatError as exc:  # raised below as itself, not as a group
+                failure = exc
+            finally:
+                nursery.cancel_scope.cancel()
         await close_gracefully(conn, result)
+        if failure is not None:
+            raise failure
+    finally:
+        _summaries(
+            opts, peer_name, live, time.monotonic() - started, failure, finished=result is not None
+        )
+    assert result is not None
     return result
+
+
+def _progress_wanted(progress: str) -> bool:
+    if progress == "auto":
+        return sys.stderr is not None and sys.stderr.isatty()
+    return progress == "always"
+
+
+def _stdin_size(options: SessionOptions) -> int | None:
+    """Bytes left on a regular-file stdin (for a percentage), else None."""
+    if not options.send or fd_kind(0) is not FdKind.REGULAR:
+        return None
+    return max(0, os.fstat(0).st_size - os.lseek(0, 0, os.SEEK_CUR))
+
+
+def _summaries(
+    opts: NetcatOptions,
+    peer_name: str,
+    live: SessionResult,
+    seconds: float,
+    failure: NcatError | None,
+    *,
+    finished: bool,
+) -> None:
+    """--stats (one line on stderr) and --json (the schema in README, "JSON summaries")."""
+    if failure is not None:
+        ended, code = "error", int(failure.exit_code)
+    elif not finished:
+        ended, code = "cancelled", None
+    else:
+        ended, code = ("linger expired" if live.lingered_out else "complete"), 0
+    if opts.report.stats:
+        line = summary_line(live.bytes_sent, live.bytes_received, seconds)
+        diag.say(f"{peer_name}: {line} ({ended})")
+    if opts.report.json or opts.report.json_file:
+        record = {
+            "mode": "connect" if peer_name.startswith("connection to") else "listen",
+            "peer": peer_name.split(" ", 2)[-1],
+            "bytes_sent": live.bytes_sent,
+            "bytes_received": live.bytes_received,
+            "seconds": round(seconds, 6),
+            "stdin_eof": live.stdin_eof,
+            "peer_eof": live.peer_eof,
+            "ended": ended,
+            "exit_code": code,
+            "error": None if failure is None else str(failure),
+        }
+        text = json.dumps(record) + "\n"
+        if opts.report.json_file:
+            try:
+                with open(opts.report.json_file, "a") as f:
+                    f.write(text)
+            except OSError as exc:
+                diag.say(f"--json-file {opts.report.json_file}: {exc.strerror or exc}")
+        else:
+            diag.write_raw(text)
 
 
 async def connect_main(opts: NetcatOptions) -> int:
@@ -214,7 +322,7 @@ async def connect_main(opts: NetcatOptions) -> int:
     if opts.verbose:
         diag.say(f"connected to {peer} from {diag.format_address(net.local_address(conn))}")
     async with open_stdio(opts.session) as (stdin, stdout, session):
-        result = await _run_one(conn, stdin, stdout, session, f"connection to {peer}")
+        result = await _run_one(conn, stdin, stdout, session, f"connection to {peer}", opts)
     _report(opts, result)
     return 0
 
@@ -238,7 +346,9 @@ async def listen_main(opts: NetcatOptions) -> int:
                         raise
                     if opts.verbose:
                         diag.say(f"connection from {peer}")
-                    result = await _run_one(conn, stdin, stdout, session, f"connection from {peer}")
+                    result = await _run_one(
+                        conn, stdin, stdout, session, f"connection from {peer}", opts
+                    )
                 except NcatError as exc:
                     if not opts.keep_open or isinstance(exc, LocalIOError):  # stdio is gone
                         raise

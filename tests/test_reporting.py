@@ -1,0 +1,131 @@
+"""--progress, --stats, --json and --rate on connect/listen, end to end.
+
+Stdout must be byte-identical with and without the reporting flags: they write to
+stderr (or a file) only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import NCAT, start_ncat_listener
+
+PAYLOAD = os.urandom(1 << 20)
+
+#: The documented schema of a connect/listen JSON summary (README, "JSON summaries").
+SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "mode": str,
+    "peer": str,
+    "bytes_sent": int,
+    "bytes_received": int,
+    "seconds": float,
+    "stdin_eof": bool,
+    "peer_eof": bool,
+    "ended": str,
+    "exit_code": (int, type(None)),
+    "error": (str, type(None)),
+}
+
+
+def check_schema(record: dict[str, object]) -> None:
+    assert set(record) == set(SCHEMA)
+    for key, kind in SCHEMA.items():
+        assert isinstance(record[key], kind), (key, record[key])
+    assert record["mode"] in ("connect", "listen")
+    assert record["ended"] in ("complete", "linger expired", "error", "cancelled")
+
+
+def transfer(tmp_path: Path, *flags: str) -> tuple[bytes, bytes, bytes]:
+    """ncat-trio listen (sending PAYLOAD) ← ncat-trio connect FLAGS; returns (stdout, stderr, listener stderr)."""
+    src = tmp_path / "payload"
+    src.write_bytes(PAYLOAD)
+    with src.open("rb") as stdin:
+        listener, port = start_ncat_listener(["listen", "127.0.0.1", "0"], stdin=stdin)
+    client = subprocess.run(
+        [*NCAT, "127.0.0.1", str(port), "-d", *flags], capture_output=True, timeout=60, check=False
+    )
+    _out, listener_err = listener.communicate(timeout=30)
+    assert listener.returncode == 0, listener_err
+    assert client.returncode == 0, client.stderr
+    return client.stdout, client.stderr, listener_err
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["-P"], ["--progress=auto"], ["--stats"], ["--json"], ["--no-zerocopy", "-P", "--stats"]],
+)
+def test_stdout_is_identical_with_reporting_flags(tmp_path: Path, flags: list[str]) -> None:
+    out, err, _ = transfer(tmp_path, *flags)
+    assert hashlib.sha256(out).digest() == hashlib.sha256(PAYLOAD).digest()
+    if "--stats" in flags:
+        assert b"received 1.0 MiB" in err
+    if flags == ["--progress=auto"]:
+        assert err == b""  # stderr is not a terminal here
+
+
+def test_json_summary_on_stderr_matches_the_schema(tmp_path: Path) -> None:
+    _out, err, _ = transfer(tmp_path, "--json")
+    record = json.loads(err.decode().strip().splitlines()[-1])
+    check_schema(record)
+    assert record["mode"] == "connect"
+    assert record["bytes_received"] == len(PAYLOAD)
+    assert record["ended"] == "complete"
+    assert record["exit_code"] == 0
+
+
+def test_json_file_records_a_failure(tmp_path: Path) -> None:
+    out_file = tmp_path / "summary.json"
+    proc = subprocess.run(
+        [*NCAT, "127.0.0.1", "1", "--json-file", str(out_file)],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 1  # refused: no session, so no summary either
+    assert not out_file.exists()
+    listener, port = start_ncat_listener(["listen", "127.0.0.1", "0", "--json-file", str(out_file)])
+    client = subprocess.run(
+        [*NCAT, "127.0.0.1", str(port)], input=b"hi", capture_output=True, timeout=30, check=False
+    )
+    listener.communicate(timeout=30)
+    assert client.returncode == 0
+    record = json.loads(out_file.read_text())
+    check_schema(record)
+    assert (record["mode"], record["bytes_received"], record["exit_code"]) == ("listen", 2, 0)
+
+
+def test_rate_limit_paces_the_upload(tmp_path: Path) -> None:
+    """512 KiB at --rate 1M takes about half a second (real time: lenient bounds)."""
+    data = tmp_path / "data"
+    data.write_bytes(os.urandom(512 * 1024))
+    listener, port = start_ncat_listener(["listen", "127.0.0.1", "0", "--recv-only"])
+    started = time.monotonic()
+    with data.open("rb") as stdin:
+        client = subprocess.run(
+            [*NCAT, "127.0.0.1", str(port), "--rate", "1M"],
+            stdin=stdin,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    elapsed = time.monotonic() - started
+    out, _ = listener.communicate(timeout=30)
+    assert client.returncode == 0
+    assert out == data.read_bytes()
+    assert 0.35 < elapsed < 5.0
+
+
+@pytest.mark.parametrize("bad", ["0", "fast", "-5"])
+def test_bad_rate_is_a_usage_error(bad: str) -> None:
+    proc = subprocess.run(
+        [*NCAT, "127.0.0.1", "9", f"--rate={bad}"], capture_output=True, timeout=30, check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count(b"\n") == 1
