@@ -19,7 +19,7 @@ import os
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import trio
 
@@ -100,12 +100,10 @@ class Throughput:
         ]
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "length": self.length,
-            "number": self.number,
+        """The fields and the derived figures, for ``--json``."""
+        return asdict(self) | {
             "bytes": self.data_bytes,
             "messages": self.number,
-            "seconds": self.seconds,
             "mib": self.mib,
             "mib_per_s": self.mib_per_s,
             "messages_per_s": self.messages_per_s,
@@ -299,9 +297,10 @@ class _Wire:
 
     On a ``trio.SocketStream`` it calls ``os.readv`` / ``os.write`` on the socket's
     non-blocking fd and waits with ``trio.lowlevel.wait_readable`` / ``wait_writable``
-    only on EAGAIN.  Trio's own path adds a scheduler pass to every call that does not
-    block, and at one small payload per round trip those passes were most of the cost
-    (DESIGN.md §5: Python pays per call, not per byte; figures in benchmarks/RESULTS.md).
+    only on EAGAIN.  Trio's ``SocketStream`` adds a scheduler pass to every call that
+    does not block; in a two-process stop-and-wait ping-pong the fd path made 1.8× the
+    round trips at 1 KiB and 8 % more at 64 KiB (DESIGN.md §5: Python pays per call,
+    not per byte; benchmarks/RESULTS.md).
     A call that does not block is then no checkpoint, so every ``YIELD_EVERY``-th one
     yields explicitly: a peer that always answers at once cannot starve other tasks
     or a Ctrl-C.  Any other stream (memory streams in tests, TLS) uses its own methods.
@@ -315,7 +314,8 @@ class _Wire:
         self._peer = peer
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._unblocked = 0  # calls since the last checkpoint
-        # Reading into one buffer: allocating a fresh 256 KiB per read cost ~12 %.
+        # One buffer for every read: a fresh 256 KiB bytes object per read cost ~12 % at
+        # 64 KiB payloads.  The protocol machines copy nothing they keep past NEED_DATA.
         self._buffer = bytearray(CHUNK if self._fd >= 0 else 0)
         self._view = memoryview(self._buffer)
 
@@ -406,9 +406,8 @@ async def transmit_main(opts: TtcpTransmitOptions) -> int:
     peer = diag.format_address(net.peer_address(conn))
     result = await transmit_session(conn, session, peer_name=f"connection to {peer}")
     if opts.json:
-        report = {"role": "transmit", "peer": peer, **result.as_dict()}
-        report |= {"mean_ack_rtt": result.mean_ack_rtt, "window": result.window}
-        _emit(json.dumps(report | {"nodelay": opts.nodelay}))
+        report = {"role": "transmit", "peer": peer, **result.as_dict(), "nodelay": opts.nodelay}
+        _emit(json.dumps(report))
     else:
         _emit(*result.human_lines())
     return 0
@@ -440,8 +439,7 @@ async def receive_main(opts: TtcpReceiveOptions) -> int:
                 diag.say(str(exc))  # -k: report the failed session, serve the next
                 continue
             if opts.json:
-                _emit(json.dumps({"role": "receive", "peer": peer, **result.as_dict()}
-                                 | {"verified": result.verified}))  # fmt: skip
+                _emit(json.dumps({"role": "receive", "peer": peer, **result.as_dict()}))
             else:
                 _emit(*result.human_lines())
             if not opts.keep_open:
