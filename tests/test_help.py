@@ -43,7 +43,8 @@ def test_unknown_topic_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_readme_exit_code_table_matches_the_code() -> None:
     text = README.read_text()
-    table = text[text.index("## Exit codes") :]
+    start = text.index("\n## Exit codes\n")
+    table = text[start : text.index("\n## ", start + 1)]
     documented = {int(m) for m in re.findall(r"^\| (\d+)(?: / \d+)* \|", table, re.MULTILINE)}
     documented |= {
         int(n)
