@@ -23,6 +23,7 @@ import ncat_trio
 from ncat_trio.modes.relay import AccessPolicy, normalise_address, parse_network, raise_fd_limit
 from ncat_trio.pytest_plugin import RelayFactory
 from ncat_trio.transport.net import Endpoint
+from ncat_trio.transport.relay import abort
 
 from .relay_ends import (
     BLOCK_SIZE,
@@ -283,6 +284,21 @@ async def test_max_conns_makes_the_next_client_wait_in_the_backlog() -> None:
                 assert relay.statistics().rejected == 0
                 await second.aclose()
                 await third.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_resets_while_queued_does_not_stop_the_relay() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            target = await start_server(nursery, _echo)
+            async with ncat_trio.open_relay(targets=[("127.0.0.1", target)], max_conns=1) as relay:
+                first = await connect(relay.port)
+                await first.send_all(b"hi")
+                assert await first.receive_some(10) == b"hi"
+                queued = await connect(relay.port)  # waits in the backlog...
+                await abort(queued)  # ...and resets there
+                await first.aclose()
+                assert await _echo_once(relay.port, b"still serving") == b"still serving"
             nursery.cancel_scope.cancel()
 
 

@@ -156,6 +156,7 @@ class RelayServer:
         self._slots = trio.Semaphore(options.max_conns) if options.max_conns else None
         self._accept_scope = trio.CancelScope()
         self._clients: trio.Nursery | None = None
+        self._listener: trio.SocketListener | None = None
         self._live = 0
         self._quiet = trio.Event()
         self._quiet.set()
@@ -178,6 +179,7 @@ class RelayServer:
         """Accept and relay until cancelled or drained; closes ``listener``."""
         sockname = listener.socket.getsockname()
         self.address = (sockname[0], sockname[1])
+        self._listener = listener
         async with trio.open_nursery() as clients:
             self._clients = clients
             with self._accept_scope:
@@ -187,10 +189,16 @@ class RelayServer:
                 finally:
                     await trio.aclose_forcefully(listener)
 
+    def stop_accepting(self) -> None:
+        """Close the listener now: new clients are refused (queued ones are reset)."""
+        self._accept_scope.cancel()  # first, so the accept loop sees Cancelled...
+        if self._listener is not None:
+            self._listener.socket.close()  # ...not a ClosedResourceError
+
     async def drain(self, grace: float) -> bool:
         """Stop accepting, let live connections finish for up to ``grace`` seconds, then
         cancel the rest.  True if everything finished by itself."""
-        self._accept_scope.cancel()
+        self.stop_accepting()
         with trio.move_on_after(grace):
             await self.wait_quiet()
         finished = self._live == 0
@@ -230,7 +238,13 @@ class RelayServer:
                     self._release_slot()
                 raise
             self._accepted += 1
-            peer = client.socket.getpeername()
+            try:
+                peer = client.socket.getpeername()
+            except OSError:  # reset while it waited in the backlog: already gone
+                if holding_slot:
+                    self._release_slot()
+                await trio.aclose_forcefully(client)
+                continue
             if not self.options.access.permits(peer[0]):
                 self._denied += 1
                 if holding_slot:
@@ -401,6 +415,7 @@ async def relay_main(opts: RelayOptions) -> int:
 
 
 async def _drain(server: RelayServer, grace: float, everything: trio.CancelScope) -> None:
+    server.stop_accepting()
     live = server.statistics().active
     diag.say(f"SIGTERM: draining {live} connection(s), up to {grace:g} s (--drain-timeout)")
     finished = await server.drain(grace)
