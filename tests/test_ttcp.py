@@ -288,6 +288,51 @@ async def test_large_payloads_through_small_socket_buffers(window: int) -> None:
     assert received.data_bytes == 8 << 20
 
 
+async def test_exclusive_waits_fall_back_to_trio_when_the_peer_is_this_thread() -> None:
+    """Both ends in one Trio thread: every blocking poll() times out (the peer cannot
+    run meanwhile) and the wait is handed to Trio, so the session still completes."""
+    client, server = await loopback_pair()
+    results: list[ReceiveResult] = []
+
+    async def receiver() -> None:
+        results.append(await receive_session(server, exclusive_thread=True))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receiver)
+            sent = await transmit_session(client, TransmitOptions(5, 100), exclusive_thread=True)
+    assert results[0].number == sent.number == 5
+
+
+def blocking_transmitter(sock: socket.socket, number: int, length: int) -> None:
+    """A C-style transmitter on a blocking socket: payload, then wait for its ack."""
+    with sock:
+        sock.sendall(session_bytes(number, length))
+        message = length.to_bytes(4, "big") + ttcp.PATTERN * (length // 16)
+        for _ in range(number):
+            sock.sendall(message)
+            ack = b""
+            while len(ack) < 4:
+                ack += sock.recv(4 - len(ack))
+            assert ack == length.to_bytes(4, "big")
+
+
+async def test_exclusive_receiver_against_a_peer_in_another_thread() -> None:
+    """The blocking-poll path proper: the peer answers while we sit in poll()."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    peer = socket.create_connection(("127.0.0.1", port), timeout=30)
+    server = await listeners[0].accept()
+    await listeners[0].aclose()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, blocking_transmitter, peer, 2000, 64)
+            result = await receive_session(
+                server, ReceiveOptions(verify=True), exclusive_thread=True
+            )
+    assert (result.number, result.data_bytes) == (2000, 128_000)
+
+
 async def test_fd_path_still_checkpoints_when_nothing_blocks() -> None:
     """Writes that never block are no checkpoints on the fd path, so every
     ``YIELD_EVERY``-th call yields: a cancelled scope ends the loop within that many."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,8 @@ CHUNK = 256 * 1024
 #: A windowed transmitter joins payloads into one ``send_all`` up to about this size.
 BATCH_BYTES = 256 * 1024
 MIB = 1024 * 1024
+#: ``exclusive_thread``: longest blocking poll() before the wait is handed to Trio.
+EXCLUSIVE_WAIT_MS = 10
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _DONE = ttcp.State.DONE
@@ -133,13 +136,17 @@ async def transmit_session(
     options: TransmitOptions = TransmitOptions(),
     *,
     peer_name: str = "connection",
+    exclusive_thread: bool = False,
 ) -> TransmitResult:
     """Run one transmit session over ``stream`` and close it (the close is timed too).
 
     Raises :class:`RemoteProtocolError` for a wrong or missing ack and
     :class:`ConnectionLost` for a reset.  Never returns an exception group.
+    ``exclusive_thread``: see :func:`receive_session` (used at window 1 only, where
+    the session is a single task).
     """
-    wire = _Wire(stream, Side(peer_name, local=False))
+    exclusive = exclusive_thread and options.window == 1
+    wire = _Wire(stream, Side(peer_name, local=False), exclusive=exclusive)
     proto = ttcp.Transmitter()
     start = trio.current_time()
     try:
@@ -251,13 +258,22 @@ async def receive_session(
     *,
     peer_name: str = "connection",
     on_session: Callable[[ttcp.Session], None] | None = None,
+    exclusive_thread: bool = False,
 ) -> ReceiveResult:
     """Serve one session over ``stream``: ack every payload, then read to EOF and close.
 
     Acks for payloads that arrived in the same chunk go out in one write.  Raises
     :class:`RemoteProtocolError` for anything the transmitter gets wrong.
+
+    ``exclusive_thread=True`` says that nothing else in this Trio thread needs to run
+    while the session does (the CLI: one session per process).  On a socket, a wait
+    for the peer then starts as a blocking ``poll()`` of up to ``EXCLUSIVE_WAIT_MS``
+    before it is handed to Trio: in a stop-and-wait round trip Trio's wake-up path
+    (epoll re-arm, scheduler pass) was the largest cost left (1.3-2.2× the round
+    trips with both processes on one CPU; benchmarks/RESULTS.md).  Signals and other
+    tasks wait at most that long.  Leave it False inside a larger program.
     """
-    wire = _Wire(stream, Side(peer_name, local=False))
+    wire = _Wire(stream, Side(peer_name, local=False), exclusive=exclusive_thread)
     proto = ttcp.Receiver(max_length=options.max_length, verify=options.verify)
     started = finished = trio.current_time()
     try:
@@ -303,17 +319,23 @@ class _Wire:
     not per byte; benchmarks/RESULTS.md).
     A call that does not block is then no checkpoint, so every ``YIELD_EVERY``-th one
     yields explicitly: a peer that always answers at once cannot starve other tasks
-    or a Ctrl-C.  Any other stream (memory streams in tests, TLS) uses its own methods.
-    Failures become :class:`ConnectionLost` naming ``peer``.
+    or a Ctrl-C.  With ``exclusive``, a read that would block first waits in a blocking
+    ``poll()`` (see ``exclusive_thread`` in :func:`receive_session`).  Any other stream
+    (memory streams in tests, TLS) uses its own methods.  Failures become
+    :class:`ConnectionLost` naming ``peer``.
     """
 
     YIELD_EVERY = 32
 
-    def __init__(self, stream: trio.abc.Stream, peer: Side) -> None:
+    def __init__(self, stream: trio.abc.Stream, peer: Side, *, exclusive: bool = False) -> None:
         self._stream = stream
         self._peer = peer
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._unblocked = 0  # calls since the last checkpoint
+        self._poll: select.poll | None = None
+        if exclusive and self._fd >= 0:
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLIN)
         # One buffer for every read: a fresh 256 KiB bytes object per read cost ~12 % at
         # 64 KiB payloads.  The protocol machines copy nothing they keep past NEED_DATA.
         self._buffer = bytearray(CHUNK if self._fd >= 0 else 0)
@@ -355,6 +377,9 @@ class _Wire:
                 try:
                     count = os.readv(self._fd, (self._buffer,))
                 except BlockingIOError:
+                    # Blocks the whole Trio thread, on purpose: see exclusive_thread.
+                    if self._poll is not None and self._poll.poll(EXCLUSIVE_WAIT_MS):
+                        continue
                     await trio.lowlevel.wait_readable(self._fd)
                     self._unblocked = 0
                     continue
@@ -404,7 +429,9 @@ async def transmit_main(opts: TtcpTransmitOptions) -> int:
         )
     conn = await net.connect_tcp(opts.endpoint, nodelay=opts.nodelay)
     peer = diag.format_address(net.peer_address(conn))
-    result = await transmit_session(conn, session, peer_name=f"connection to {peer}")
+    result = await transmit_session(
+        conn, session, peer_name=f"connection to {peer}", exclusive_thread=True
+    )
     if opts.json:
         report = {"role": "transmit", "peer": peer, **result.as_dict(), "nodelay": opts.nodelay}
         _emit(json.dumps(report))
@@ -432,6 +459,7 @@ async def receive_main(opts: TtcpReceiveOptions) -> int:
                     opts.session,
                     peer_name=f"connection from {peer}",
                     on_session=None if opts.json else _print_session,
+                    exclusive_thread=True,
                 )
             except NcatError as exc:
                 if not opts.keep_open or isinstance(exc, LocalIOError):
