@@ -20,6 +20,7 @@ from . import clock as clock_cli
 from . import help as help_cli
 from . import netcat
 from . import relay as relay_cli
+from . import scan as scan_cli
 from . import transfer as transfer_cli
 from . import ttcp as ttcp_cli
 
@@ -38,9 +39,21 @@ clock_cli.register(app)
 transfer_cli.register(app)
 relay_cli.register(app)
 help_cli.register(app)
+scan_cli.register(app)
 
 #: Words that name a subcommand; anything else first on the line is nc shorthand.
-SUBCOMMANDS = {"connect", "listen", "demo", "ttcp", "clock", "send", "receive", "relay", "help"}
+SUBCOMMANDS = {
+    "connect",
+    "listen",
+    "demo",
+    "ttcp",
+    "clock",
+    "send",
+    "receive",
+    "relay",
+    "help",
+    "scan",
+}
 
 
 def _version(value: bool) -> None:
@@ -84,7 +97,7 @@ def rewrite_shorthand(args: list[str]) -> list[str]:
         return args
     if args[0].startswith("--") and "completion" in args[0]:
         return args
-    listen = False
+    listen = scan = False  # -z: nc's port scan, the `scan` subcommand
     out: list[str] = []
     for index, arg in enumerate(args):
         if arg == "--":
@@ -93,6 +106,11 @@ def rewrite_shorthand(args: list[str]) -> list[str]:
         if arg == "--listen":
             listen = True
             continue
+        if len(arg) >= 2 and arg[0] == "-" and arg[1] != "-" and arg[1:].isalpha() and "z" in arg:
+            scan = True
+            if arg.replace("z", "") != "-":
+                out.append(arg.replace("z", ""))
+            continue
         if len(arg) >= 2 and arg[0] == "-" and arg[1] != "-" and arg[1:].isalpha() and "l" in arg:
             listen = True
             rest = arg.replace("l", "")
@@ -100,7 +118,7 @@ def rewrite_shorthand(args: list[str]) -> list[str]:
                 out.append(rest)
             continue
         out.append(arg)
-    return ["listen" if listen else "connect", *out]
+    return ["scan" if scan else "listen" if listen else "connect", *out]
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

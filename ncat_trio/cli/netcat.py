@@ -12,6 +12,7 @@ from ..errors import UsageError
 from ..modes import netcat
 from ..parse import parse_duration, parse_port, parse_size
 from ..transport.net import Endpoint
+from . import netcat_flags as flags
 
 CONN = "Connection"
 TIME = "Timeouts"
@@ -252,6 +253,19 @@ def connect(
     numeric: Numeric = False,
     nodelay: NoDelay = False,
     verbose: Verbose = False,
+    ssl: flags.Ssl = False,
+    ssl_ca: flags.SslCa = None,
+    ssl_no_verify: flags.SslNoVerify = False,
+    ssl_cert: flags.SslCert = None,
+    ssl_key: flags.SslKey = None,
+    ssl_servername: flags.SslServername = None,
+    ssl_alpn: flags.SslAlpn = None,
+    proxy: flags.Proxy = None,
+    proxy_type: flags.ProxyTypeFlag = None,
+    proxy_auth: flags.ProxyAuth = None,
+    crlf: flags.Crlf = False,
+    output: flags.Output = None,
+    append_output: flags.AppendOutput = False,
 ) -> int:
     """Connect to HOST PORT: stdin goes to the socket, the socket goes to stdout."""
     family = _family(ipv4, ipv6)
@@ -271,6 +285,19 @@ def connect(
         nodelay=nodelay,
         verbose=verbose,
         report=_reporting(progress, progress_auto, size, stats, json, json_file),
+        tls=flags.tls_options(
+            ssl,
+            server=False,
+            ca=ssl_ca,
+            no_verify=ssl_no_verify,
+            cert=ssl_cert,
+            key=ssl_key,
+            servername=ssl_servername,
+            alpn=ssl_alpn,
+        ),
+        proxy=flags.proxy_settings(proxy, proxy_type, proxy_auth, family=family, numeric=numeric),
+        crlf=crlf,
+        output=flags.dump_options(output, append_output),
     )
     return runner.run(lambda: netcat.connect_main(options))
 
@@ -322,6 +349,18 @@ def listen(
     numeric: Numeric = False,
     nodelay: NoDelay = False,
     verbose: Verbose = False,
+    ssl: flags.Ssl = False,
+    ssl_cert: flags.SslCert = None,
+    ssl_key: flags.SslKey = None,
+    ssl_ca: flags.SslCa = None,
+    ssl_alpn: flags.SslAlpn = None,
+    allow: flags.Allow = None,
+    deny: flags.Deny = None,
+    allowfile: flags.AllowFile = None,
+    denyfile: flags.DenyFile = None,
+    crlf: flags.Crlf = False,
+    output: flags.Output = None,
+    append_output: flags.AppendOutput = False,
 ) -> int:
     """Listen on [HOST] PORT and serve a client: socket to stdout, stdin to the socket.
 
@@ -344,6 +383,12 @@ def listen(
         nodelay=nodelay,
         verbose=verbose,
         report=_reporting(progress, progress_auto, size, stats, json, json_file),
+        tls=flags.tls_options(
+            ssl, server=True, ca=ssl_ca, cert=ssl_cert, key=ssl_key, alpn=ssl_alpn
+        ),
+        access=flags.access_policy(allow, deny, allowfile, denyfile),
+        crlf=crlf,
+        output=flags.dump_options(output, append_output),
     )
     return runner.run(lambda: netcat.listen_main(options))
 

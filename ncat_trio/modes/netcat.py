@@ -30,10 +30,13 @@ from .. import diag
 from ..errors import ConnectError, LocalIOError, NcatError, NcatTimeout
 from ..progress import show_progress, summary_line
 from ..transport import net
+from ..transport.access import AccessPolicy, admit
 from ..transport.pump import Side, send_eof
 from ..transport.stdio import CHUNK, FdKind, fd_kind, open_stdin, open_stdout
 from ..transport.throttle import ThrottledReceiveStream
+from ..transport.tls import TlsOptions
 from ..transport.zerocopy import copy
+from . import netcat_layers
 
 STDIN = Side("stdin", local=True)
 STDOUT = Side("stdout", local=True)
@@ -88,6 +91,11 @@ class NetcatOptions:
     nodelay: bool = False
     verbose: bool = False
     report: ReportOptions = field(default_factory=lambda: ReportOptions())
+    tls: TlsOptions | None = None  # --ssl (modes/netcat_layers.py: TLS, proxy, -C, -o)
+    proxy: netcat_layers.ProxySettings | None = None  # connect: --proxy
+    access: AccessPolicy = field(default_factory=AccessPolicy)  # listen: --allow/--deny
+    crlf: bool = False  # -C: LF -> CRLF on send
+    output: netcat_layers.DumpOptions | None = None  # -o: hex dump of both directions
 
 
 async def netcat_session(
@@ -188,8 +196,12 @@ def _after(seconds: float | None) -> float:
 async def close_gracefully(
     conn: trio.abc.HalfCloseableStream, result: SessionResult | None
 ) -> None:
-    """Close after a finished session; forcefully (RST possible) if it did not finish."""
-    if result is not None and result.peer_eof:
+    """Close after a finished session; forcefully (RST possible) if it did not finish.
+
+    A lingered-out session counts as finished: for TCP the two closes are the same
+    ``close()``, and TLS must still send its ``close_notify`` (its only EOF signal).
+    """
+    if result is not None and (result.peer_eof or result.lingered_out):
         with trio.move_on_after(5) as scope:
             scope.shield = True
             await conn.aclose()
@@ -213,7 +225,7 @@ async def open_stdio(
 
 
 async def _run_one(
-    conn: trio.SocketStream,
+    conn: trio.abc.HalfCloseableStream,
     stdin: trio.abc.ReceiveStream | None,
     stdout: trio.abc.SendStream | None,
     options: SessionOptions,
@@ -312,8 +324,13 @@ def _summaries(
 async def connect_main(opts: NetcatOptions) -> int:
     """``ncat-trio connect HOST PORT``."""
     target = opts.endpoint
+    layers = netcat_layers.Layers(
+        tls_options=opts.tls, dump=opts.output, crlf=opts.crlf, verbose=opts.verbose
+    )
     with trio.move_on_after(_or_inf(opts.connect_timeout)) as scope:
-        conn = await net.connect_tcp(target, source=opts.source, nodelay=opts.nodelay)
+        conn = await netcat_layers.connect(
+            target, opts.proxy, source=opts.source, nodelay=opts.nodelay
+        )
     if scope.cancelled_caught:
         raise NcatTimeout(
             f"connect to {target}", f"timed out after {opts.connect_timeout:g} s (-w)"
@@ -321,20 +338,33 @@ async def connect_main(opts: NetcatOptions) -> int:
     peer = diag.format_address(net.peer_address(conn))
     if opts.verbose:
         diag.say(f"connected to {peer} from {diag.format_address(net.local_address(conn))}")
+    stream = await layers.wrap(
+        conn,
+        host=target.host,
+        peer_name=f"connection to {peer}",
+        handshake_timeout=opts.connect_timeout,
+    )
     async with open_stdio(opts.session) as (stdin, stdout, session):
-        result = await _run_one(conn, stdin, stdout, session, f"connection to {peer}", opts)
+        result = await _run_one(
+            stream, layers.stdin(stdin), stdout, session, f"connection to {peer}", opts
+        )
     _report(opts, result)
     return 0
 
 
 async def listen_main(opts: NetcatOptions) -> int:
     """``ncat-trio listen [HOST] PORT``: serve one client (or, with -k, one after another)."""
+    layers = netcat_layers.Layers(
+        tls_options=opts.tls, dump=opts.output, crlf=opts.crlf, verbose=opts.verbose
+    )
     listener = await net.open_tcp_listener(opts.endpoint, backlog=128 if opts.keep_open else 1)
     async with listener:
         diag.say(f"listening on {diag.format_address(net.local_address(listener))}")
         async with open_stdio(opts.session) as (stdin, stdout, session):
             while True:
                 conn = await net.accept(listener)  # EMFILE: wait, don't die
+                if not await admit(conn, opts.access):  # --allow/--deny: closed and logged
+                    continue
                 if not opts.keep_open:
                     await listener.aclose()  # like nc: one client, then nobody else gets in
                 conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, opts.nodelay)
@@ -346,8 +376,14 @@ async def listen_main(opts: NetcatOptions) -> int:
                         raise
                     if opts.verbose:
                         diag.say(f"connection from {peer}")
+                    stream = await layers.wrap(conn, host=None, peer_name=f"connection from {peer}")
                     result = await _run_one(
-                        conn, stdin, stdout, session, f"connection from {peer}", opts
+                        stream,
+                        layers.stdin(stdin),
+                        stdout,
+                        session,
+                        f"connection from {peer}",
+                        opts,
                     )
                 except NcatError as exc:
                     if not opts.keep_open or isinstance(exc, LocalIOError):  # stdio is gone

@@ -1,0 +1,267 @@
+"""The ``--ssl*``, ``--proxy*``, ``--allow/--deny``, ``-C`` and ``-o`` flags of connect/listen.
+
+Typer ``Annotated`` aliases used in ``cli/netcat.py``'s signatures, and the builders
+that turn their strings into the frozen options of ``modes/netcat.py``
+(``TlsOptions``, ``ProxySettings``, ``AccessPolicy``, ``DumpOptions``).  Every bad
+value is a :class:`UsageError` (exit 2) raised before anything runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..errors import UsageError
+from ..modes.netcat_layers import DumpOptions, ProxySettings
+from ..parse import parse_port
+from ..proto.proxy import ProxyType, parse_proxy_auth
+from ..transport.access import AccessPolicy
+from ..transport.net import Endpoint
+from ..transport.tls import TlsOptions
+
+TLS = "TLS"
+PROXY = "Proxy"
+ACCESS = "Access control"
+TEXT = "Text and debugging"
+
+Ssl = Annotated[
+    bool,
+    typer.Option(
+        "--ssl",
+        help="TLS. Clients verify the server's certificate (system CAs or --ssl-ca) and "
+        "name; listeners without --ssl-cert generate a temporary self-signed one.",
+        rich_help_panel=TLS,
+    ),
+]
+SslCa = Annotated[
+    str | None,
+    typer.Option(
+        "--ssl-ca",
+        metavar="FILE",
+        help="PEM CA certificates to trust (listen: require client certificates from them).",
+        rich_help_panel=TLS,
+    ),
+]
+SslNoVerify = Annotated[
+    bool,
+    typer.Option(
+        "--ssl-no-verify",
+        help="Do NOT check the server's certificate (warns on stderr).",
+        rich_help_panel=TLS,
+    ),
+]
+SslCert = Annotated[
+    str | None,
+    typer.Option(
+        "--ssl-cert",
+        metavar="FILE",
+        help="PEM certificate (chain) to present.",
+        rich_help_panel=TLS,
+    ),
+]
+SslKey = Annotated[
+    str | None,
+    typer.Option(
+        "--ssl-key",
+        metavar="FILE",
+        help="PEM private key for --ssl-cert.",
+        rich_help_panel=TLS,
+    ),
+]
+SslServername = Annotated[
+    str | None,
+    typer.Option(
+        "--ssl-servername",
+        metavar="NAME",
+        help="SNI name to send and to verify (default: HOST).",
+        rich_help_panel=TLS,
+    ),
+]
+SslAlpn = Annotated[
+    str | None,
+    typer.Option(
+        "--ssl-alpn",
+        metavar="LIST",
+        help="ALPN protocols to offer, comma-separated (e.g. h2,http/1.1).",
+        rich_help_panel=TLS,
+    ),
+]
+Proxy = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy",
+        metavar="HOST[:PORT]",
+        help="Connect through this proxy (port default: 1080 SOCKS, 3128 HTTP).",
+        rich_help_panel=PROXY,
+    ),
+]
+ProxyTypeFlag = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy-type",
+        metavar="TYPE",
+        help="http (CONNECT, the default, as in ncat), socks5 (the proxy resolves names) "
+        "or socks4 (4a for names).",
+        rich_help_panel=PROXY,
+    ),
+]
+ProxyAuth = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy-auth",
+        metavar="USER:PASS",
+        help="Proxy credentials (SOCKS5 user/password, HTTP Basic; SOCKS4: the user id).",
+        rich_help_panel=PROXY,
+    ),
+]
+Allow = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow",
+        metavar="CIDR",
+        help="Serve only clients in this address or network (repeatable; IPv4/IPv6).",
+        rich_help_panel=ACCESS,
+    ),
+]
+Deny = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--deny",
+        metavar="CIDR",
+        help="Close clients from this address or network at once (repeatable; wins).",
+        rich_help_panel=ACCESS,
+    ),
+]
+AllowFile = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allowfile",
+        metavar="FILE",
+        help="--allow rules, one per line (# comments).",
+        rich_help_panel=ACCESS,
+    ),
+]
+DenyFile = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--denyfile",
+        metavar="FILE",
+        help="--deny rules, one per line (# comments).",
+        rich_help_panel=ACCESS,
+    ),
+]
+Crlf = Annotated[
+    bool,
+    typer.Option(
+        "-C", "--crlf", help="Send line feeds as CRLF (uses the portable copy path).",
+        rich_help_panel=TEXT,
+    ),
+]  # fmt: skip
+Output = Annotated[
+    str | None,
+    typer.Option(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="Hex dump of both directions to FILE (ncat's -x layout, > sent, < received).",
+        rich_help_panel=TEXT,
+    ),
+]
+AppendOutput = Annotated[
+    bool,
+    typer.Option(
+        "--append-output", help="Append to the -o file instead of replacing it.",
+        rich_help_panel=TEXT,
+    ),
+]  # fmt: skip
+
+
+def tls_options(
+    ssl: bool,
+    *,
+    server: bool,
+    ca: str | None = None,
+    no_verify: bool = False,
+    cert: str | None = None,
+    key: str | None = None,
+    servername: str | None = None,
+    alpn: str | None = None,
+) -> TlsOptions | None:
+    """``--ssl`` and companions; any ``--ssl-*`` flag implies ``--ssl`` (as in ncat)."""
+    if not (ssl or ca or no_verify or cert or key or servername or alpn):
+        return None
+    if key is not None and cert is None:
+        raise UsageError("--ssl-key", "needs --ssl-cert")
+    if no_verify and ca is not None:
+        raise UsageError("--ssl-no-verify", "contradicts --ssl-ca")
+    protocols: tuple[str, ...] = ()
+    if alpn is not None:
+        protocols = tuple(p.strip() for p in alpn.split(","))
+        if not all(protocols) or any(len(p.encode()) > 255 for p in protocols):
+            raise UsageError(f"invalid --ssl-alpn {alpn!r}", "expected names like h2,http/1.1")
+    return TlsOptions(
+        server=server,
+        verify=not no_verify,
+        ca_file=ca,
+        cert_file=cert,
+        key_file=key,
+        server_name=servername,
+        alpn=protocols,
+    )
+
+
+def proxy_settings(
+    proxy: str | None, kind: str | None, auth: str | None, *, family: int, numeric: bool
+) -> ProxySettings | None:
+    """``--proxy HOST[:PORT] --proxy-type T --proxy-auth U:P``."""
+    if proxy is None:
+        if kind is not None or auth is not None:
+            raise UsageError("--proxy-type/--proxy-auth", "need --proxy HOST[:PORT]")
+        return None
+    try:
+        proxy_type = ProxyType((kind or "http").lower())
+    except ValueError:
+        raise UsageError(
+            f"invalid --proxy-type {kind!r}", "expected http, socks5 or socks4"
+        ) from None
+    default_port = 3128 if proxy_type is ProxyType.HTTP else 1080
+    host, port = _host_port(proxy, default_port)
+    username = password = None
+    if auth is not None:
+        username, password = parse_proxy_auth(auth)
+    return ProxySettings(Endpoint(host, port, family, numeric), proxy_type, username, password)
+
+
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise UsageError(f"invalid --proxy {text!r}", "expected [ADDRESS]:PORT")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:  # a name, or an IPv6 address without a port
+        host, port_text = text, ""
+    if not host:
+        raise UsageError(f"invalid --proxy {text!r}", "no host")
+    port = default_port if not port_text else parse_port(port_text, what="proxy port")
+    return host, port
+
+
+def access_policy(
+    allow: list[str] | None,
+    deny: list[str] | None,
+    allow_files: list[str] | None,
+    deny_files: list[str] | None,
+) -> AccessPolicy:
+    return AccessPolicy.from_rules(allow or (), deny or (), allow_files or (), deny_files or ())
+
+
+def dump_options(output: str | None, append: bool) -> DumpOptions | None:
+    if output is None:
+        if append:
+            raise UsageError("--append-output", "needs -o/--output FILE")
+        return None
+    return DumpOptions(output, append)

@@ -1,0 +1,166 @@
+"""What connect/listen put between the socket and the session (issue 7, part B).
+
+* ``--proxy``: the TCP connection goes to the proxy, then a CONNECT handshake
+  (:mod:`ncat_trio.proto.proxy`) turns it into a tunnel to the target.  The handshake
+  never reads past the proxy's reply, so the result is still a plain
+  ``trio.SocketStream`` and the zero-copy paths still apply to it.
+* ``--ssl``: :func:`ncat_trio.transport.tls.start_tls` over that stream.
+* ``-o/--output``: a :class:`~ncat_trio.transport.hexdump.TappedStream` around the
+  (decrypted) stream; ``-C/--crlf``: a translating stdin.  Both are user-space
+  streams, so the portable pump carries the bytes whenever they are on.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+import trio
+
+from .. import diag
+from ..errors import ConnectionLost
+from ..proto.proxy import NEED_DATA, ProxyHandshake, ProxyType
+from ..transport import net, tls
+from ..transport.crlf import CrlfReceiveStream
+from ..transport.hexdump import HexDumpFile, TappedStream
+from ..transport.pump import Side, translate
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """``--proxy HOST:PORT --proxy-type T [--proxy-auth USER:PASS]``."""
+
+    endpoint: net.Endpoint
+    kind: ProxyType = ProxyType.SOCKS5
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class DumpOptions:
+    """``-o/--output FILE`` and ``--append-output``."""
+
+    path: str
+    append: bool = False
+
+
+async def connect(
+    target: net.Endpoint,
+    proxy: ProxySettings | None,
+    *,
+    source: net.Endpoint | None = None,
+    nodelay: bool = False,
+) -> trio.SocketStream:
+    """A stream to ``target``: directly, or through ``proxy`` (its DNS, for names)."""
+    if proxy is None:
+        return await net.connect_tcp(target, source=source, nodelay=nodelay)
+    conn = await net.connect_tcp(proxy.endpoint, source=source, nodelay=nodelay)
+    try:
+        await proxy_handshake(conn, proxy, target)
+    except BaseException:
+        await trio.aclose_forcefully(conn)
+        raise
+    return conn
+
+
+async def proxy_handshake(conn: trio.abc.Stream, proxy: ProxySettings, target: net.Endpoint) -> str:
+    """Run the CONNECT handshake on ``conn``; return the bound address the proxy named."""
+    assert target.host is not None
+    name = f"{proxy.kind.value} proxy {proxy.endpoint}"
+    side = Side(name, local=False)
+    machine = ProxyHandshake(
+        proxy.kind,
+        target.host,
+        target.port,
+        username=proxy.username,
+        password=proxy.password,
+        proxy_name=name,
+    )
+    while True:
+        outgoing = machine.data_to_send()
+        if outgoing:
+            try:
+                await conn.send_all(outgoing)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise translate(exc, side) from exc
+        event = machine.next_event()
+        if event is not NEED_DATA:
+            assert not isinstance(event, type(NEED_DATA))
+            return event.bound
+        try:
+            data = await conn.receive_some(machine.bytes_wanted())
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            error = translate(exc, side)
+            raise ConnectionLost(error.what, f"{error.why} during the handshake") from exc
+        machine.receive_data(data)
+
+
+class Layers:
+    """The per-process part of TLS, ``-o`` and ``-C``, applied to each connection.
+
+    Built once per ``connect``/``listen``: a listener's TLS context (and so its
+    generated certificate and the fingerprint line) exists before ``listening on``,
+    and the ``-o`` file is created (or truncated) before any connection, so a bad
+    path fails at start (exit 5).  Each connection then appends to it.
+    """
+
+    def __init__(
+        self,
+        *,
+        tls_options: tls.TlsOptions | None = None,
+        dump: DumpOptions | None = None,
+        crlf: bool = False,
+        verbose: bool = False,
+    ) -> None:
+        self.tls_options = tls_options
+        self.crlf = crlf
+        self.verbose = verbose
+        self.dump = dump
+        self.context: ssl.SSLContext | None = None
+        if tls_options is not None:
+            make = tls.server_context if tls_options.server else tls.client_context
+            self.context = make(tls_options)
+        if dump is not None:
+            HexDumpFile(dump.path, append=dump.append).close()
+
+    async def wrap(
+        self,
+        conn: trio.SocketStream,
+        *,
+        host: str | None,
+        peer_name: str,
+        handshake_timeout: float | None = None,
+    ) -> trio.abc.HalfCloseableStream:
+        """``conn`` with TLS (handshake done) and the ``-o`` tap, as configured."""
+        stream: trio.abc.HalfCloseableStream = conn
+        if self.tls_options is not None and self.context is not None:
+            options = self.tls_options
+            secure = await tls.start_tls(
+                conn,
+                self.context,
+                server=options.server,
+                server_name=options.server_name or host,
+                peer_name=peer_name,
+                handshake_timeout=handshake_timeout,
+            )
+            if self.verbose:
+                diag.say(f"TLS with {peer_name}: {secure.describe()}")
+            stream = secure
+        if self.dump is not None:
+            stream = TappedStream(stream, HexDumpFile(self.dump.path, append=True))
+        return stream
+
+    def stdin(self, stdin: trio.abc.ReceiveStream | None) -> trio.abc.ReceiveStream | None:
+        """stdin with ``-C`` applied."""
+        if self.crlf and stdin is not None:
+            return CrlfReceiveStream(stdin)
+        return stdin
+
+
+__all__ = [
+    "DumpOptions",
+    "Layers",
+    "ProxySettings",
+    "connect",
+    "proxy_handshake",
+]

@@ -1,0 +1,157 @@
+"""``scan HOST PORTS`` (and nc's ``-z``): which TCP ports accept a connection.
+
+* The host is resolved once; its first address (after ``-4``/``-6``) is scanned.
+* Up to ``concurrency`` connects are in flight (that many worker tasks), each
+  bounded by ``timeout``: a port that neither accepts nor refuses in time counts as
+  not open ("filtered" in ``-v`` lines).
+* Output is stable (README, "Scanning"): one line per open port on stdout,
+  ``ADDRESS PORT open`` (``127.0.0.1 22 open``, ``::1 8080 open``), in ascending port
+  order whatever order the connects finish in, each printed as soon as every lower
+  port has its answer.  ``-v`` adds closed/filtered ports and a summary on stderr.
+* Exit 0 if any port is open, 1 if none.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from .. import diag
+from ..errors import LocalIOError, NcatError, UsageError
+from ..transport import net
+
+
+class PortState(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+    FILTERED = "filtered"  # no answer within the timeout
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    endpoint: net.Endpoint  # the host; its port is unused
+    ports: tuple[int, ...]
+    concurrency: int = 100
+    timeout: float = 3.0
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    address: str
+    states: dict[int, PortState]
+
+    @property
+    def open_ports(self) -> list[int]:
+        return [p for p, state in sorted(self.states.items()) if state is PortState.OPEN]
+
+
+def parse_ports(texts: list[str] | str) -> tuple[int, ...]:
+    """``22,80,8000-8100`` (one or more words): sorted, duplicates removed."""
+    words = [texts] if isinstance(texts, str) else texts
+    ports: set[int] = set()
+    for word in words:
+        for item in word.split(","):
+            text = item.strip()
+            low_text, dash, high_text = text.partition("-")
+            try:
+                low = _port(low_text)
+                high = _port(high_text) if dash else low
+            except ValueError:
+                raise UsageError(
+                    f"invalid port range {text!r}", "expected PORT or LOW-HIGH, each 1-65535"
+                ) from None
+            if high < low:
+                raise UsageError(f"invalid port range {text!r}", f"{low} is above {high}")
+            ports.update(range(low, high + 1))
+    if not ports:
+        raise UsageError("no ports to scan", "expected e.g. 22,80,8000-8100")
+    return tuple(sorted(ports))
+
+
+def _port(text: str) -> int:
+    if not text.isascii() or not text.isdecimal() or not 1 <= int(text) <= 65535:
+        raise ValueError(text)
+    return int(text)
+
+
+async def scan(
+    options: ScanOptions, on_result: Callable[[str, int, PortState, str], None] | None = None
+) -> ScanResult:
+    """Try every port; ``on_result(address, port, state, why)`` is called in port order."""
+    infos = await net.resolve(options.endpoint)
+    family, _type, _proto, _canon, sockaddr = infos[0]
+    address = str(sockaddr[0])
+    states: dict[int, PortState] = {}
+    reasons: dict[int, str] = {}
+    ports = list(options.ports)
+    queue = iter(ports)
+    printed = 0
+
+    def flush() -> None:  # print in port order: everything below the first unanswered
+        nonlocal printed
+        while printed < len(ports) and ports[printed] in states:
+            port = ports[printed]
+            if on_result is not None:
+                on_result(address, port, states[port], reasons[port])
+            printed += 1
+
+    async def worker() -> None:
+        for port in queue:  # the workers share one iterator: each port is tried once
+            target = (address, port, *sockaddr[2:])
+            states[port], reasons[port] = await _probe(family, target, options.timeout)
+            flush()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(min(options.concurrency, len(ports))):
+            nursery.start_soon(worker)
+    return ScanResult(address, states)
+
+
+async def _probe(family: int, sockaddr: tuple[object, ...], limit: float) -> tuple[PortState, str]:
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    with sock:
+        with trio.move_on_after(limit):
+            try:
+                await sock.connect(sockaddr)
+            except OSError as exc:
+                return PortState.CLOSED, (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+            return PortState.OPEN, ""
+        return PortState.FILTERED, f"no answer within {limit:g} s"
+
+
+async def scan_main(options: ScanOptions) -> int:
+    """Print open ports on stdout (flushed per line); exit 0 if any is open, else 1."""
+
+    def report(address: str, port: int, state: PortState, why: str) -> None:
+        if state is PortState.OPEN:
+            try:
+                sys.stdout.write(f"{address} {port} open\n")
+                sys.stdout.flush()
+            except OSError as exc:
+                raise LocalIOError("stdout", (exc.strerror or str(exc)).lower()) from exc
+        elif options.verbose:
+            diag.say(f"{address} {port} {state.value} ({why})")
+
+    result = await scan(options, report)
+    opened = len(result.open_ports)
+    if options.verbose:
+        diag.say(f"scanned {len(result.states)} ports on {result.address}: {opened} open")
+    return 0 if opened else 1
+
+
+__all__ = [
+    "NcatError",
+    "PortState",
+    "ScanOptions",
+    "ScanResult",
+    "parse_ports",
+    "scan",
+    "scan_main",
+]

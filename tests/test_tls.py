@@ -1,0 +1,343 @@
+"""``--ssl``: verification on by default, the closing policy, truncation, SNI and ALPN.
+
+Certificates come from ``trustme`` (a throwaway CA and a leaf for localhost,
+127.0.0.1 and ::1).  The closing policy under test (README, "TLS"): TLS cannot
+half-close, so at stdin EOF ncat-trio keeps receiving until the peer's
+``close_notify`` or ``-q`` runs out, and only then sends its own ``close_notify``.
+Everything sent before a ``close_notify`` arrives (TLS keeps order), so ``-q 0`` is a
+deterministic "send and close", not a race.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+import trustme
+
+from ncat_trio.errors import UsageError
+from ncat_trio.transport import tls
+from ncat_trio.transport.zerocopy import classify
+
+from .support import (
+    NCAT,
+    Drain,
+    Feed,
+    ServeOnce,
+    finish,
+    one_error_line,
+    read_line,
+    reap_children,
+    spawn,
+    spawn_listener,
+    wait_for_port,
+)
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    yield
+    reap_children()
+
+
+class Pki:
+    """A trustme CA and a server certificate, written out as PEM files."""
+
+    def __init__(self, folder: Path) -> None:
+        self.ca = trustme.CA()
+        leaf = self.ca.issue_cert("localhost", "127.0.0.1", "::1")
+        self.ca_file = folder / "ca.pem"
+        self.cert_file = folder / "server.pem"
+        self.key_file = folder / "server.key"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        leaf.private_key_pem.write_to_path(str(self.key_file))
+        leaf.cert_chain_pems[0].write_to_path(str(self.cert_file))
+        for extra in leaf.cert_chain_pems[1:]:
+            extra.write_to_path(str(self.cert_file), append=True)
+        self.leaf = leaf
+
+    def server_args(self) -> list[str]:
+        return ["--ssl", "--ssl-cert", str(self.cert_file), "--ssl-key", str(self.key_file)]
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.leaf.configure_cert(context)
+        return context
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki(tmp_path)
+
+
+def outcome(proc: subprocess.Popen[bytes], timeout: float = 30) -> tuple[int, bytes, bytes]:
+    with proc:
+        drains = [
+            None if pipe is None or pipe.closed else Drain(pipe)
+            for pipe in (proc.stdout, proc.stderr)
+        ]
+        code = finish(proc, timeout)
+        out, err = (b"" if d is None else d.wait(timeout) for d in drains)
+    return code, out, err
+
+
+# --- both ways, verified --------------------------------------------------------------
+
+
+def test_both_ways_verified_with_the_ca(pki: Pki) -> None:
+    """Listener with a CA-issued certificate, client trusting that CA: 1 MiB each way.
+
+    The client keeps its stdin open until the listener's whole reply has arrived, then
+    closes it with ``-q 0``: its close_notify ends the listener's session too.
+    """
+    up, down = os.urandom(1 << 20), os.urandom(1 << 20)
+    listener, port = spawn_listener(
+        ["listen", *pki.server_args(), "127.0.0.1", "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    client = spawn(
+        [
+            *NCAT,
+            "connect",
+            "--ssl",
+            "--ssl-ca",
+            str(pki.ca_file),
+            "-q",
+            "0",
+            "127.0.0.1",
+            str(port),
+        ],
+        stdin=subprocess.PIPE,
+    )
+    assert listener.stdin
+    assert listener.stdout
+    assert client.stdin
+    assert client.stdout
+    reply_arrived = threading.Event()
+    Feed(listener.stdin, down)
+    client_feed = Feed(client.stdin, up, close_after=reply_arrived)
+    at_client = Drain(client.stdout)
+    at_listener = Drain(listener.stdout)
+    at_client.wait_count(len(down))
+    reply_arrived.set()
+    client_feed.wait()
+    assert at_client.wait() == down
+    assert at_listener.wait() == up
+    assert outcome(client)[0] == 0
+    assert outcome(listener)[0] == 0
+
+
+def test_generated_certificate_prints_its_fingerprint_and_no_verify_warns() -> None:
+    listener = spawn([*NCAT, "listen", "--ssl", "127.0.0.1", "0"])
+    assert listener.stderr is not None
+    first = read_line(listener.stderr).decode()  # the fingerprint comes before readiness
+    port = wait_for_port(listener.stderr)
+    client = subprocess.run(
+        [*NCAT, "connect", "-v", "--ssl-no-verify", "-q", "0", "127.0.0.1", str(port)],
+        input=b"hello over tls\n",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    code, out, err = outcome(listener)
+    assert (client.returncode, code) == (0, 0), (client.stderr, err)
+    assert out == b"hello over tls\n"
+    assert "generated a temporary self-signed certificate" in first
+    fingerprint = first.split("SHA-256 fingerprint ")[1].split()[0]
+    assert len(fingerprint) == 32 * 3 - 1
+    text = client.stderr.decode()
+    assert "--ssl-no-verify: the server's certificate is NOT checked" in text
+    assert f"peer certificate SHA-256 {fingerprint}" in text  # the one the listener printed
+
+
+# --- verification failures: exit 1, the reason named ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ([], "certificate verify failed: unable to get local issuer certificate"),
+        (["--ssl-servername", "other.example"], "certificate verify failed: hostname mismatch"),
+    ],
+    ids=["unknown-ca", "wrong-name"],
+)
+def test_certificate_that_does_not_verify_is_exit_1_naming_the_reason(
+    pki: Pki, extra: list[str], reason: str
+) -> None:
+    ca = [] if not extra else ["--ssl-ca", str(pki.ca_file)]
+    listener, port = spawn_listener(["listen", *pki.server_args(), "127.0.0.1", "0"])
+    client = subprocess.run(
+        [*NCAT, "connect", "--ssl", *ca, *extra, "127.0.0.1", str(port)],
+        input=b"secret",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert client.returncode == 1
+    line = one_error_line(client.stderr)
+    assert "TLS handshake" in line
+    assert reason in line.lower()
+    code, out, err = outcome(listener)
+    assert code == 1
+    assert out == b""  # nothing was sent: the handshake failed first
+    assert "TLS handshake" in err.decode()
+
+
+def test_self_signed_listener_is_refused_without_no_verify() -> None:
+    listener, port = spawn_listener(["listen", "--ssl", "127.0.0.1", "0"])
+    client = subprocess.run(
+        [*NCAT, "connect", "--ssl", "127.0.0.1", str(port)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert client.returncode == 1
+    assert "certificate verify failed: self-signed certificate" in one_error_line(client.stderr)
+    outcome(listener)
+
+
+# --- truncation ----------------------------------------------------------------------------
+
+
+def test_peer_closing_without_close_notify_is_a_truncation_exit_7(pki: Pki) -> None:
+    """What arrived is written out; then exit 7 and a line that says 'truncated'."""
+    context = pki.server_context()
+    payload = os.urandom(100_000)
+
+    def truncating_server(conn: socket.socket) -> None:
+        secure = context.wrap_socket(conn, server_side=True)
+        secure.sendall(payload)
+        # Close the TCP connection under TLS: no close_notify (no unwrap()).
+        raw = socket.socket(fileno=secure.detach())
+        raw.shutdown(socket.SHUT_RDWR)
+        raw.close()
+
+    with ServeOnce(truncating_server) as server:
+        client = subprocess.run(
+            [
+                *NCAT,
+                "connect",
+                "--ssl",
+                "--ssl-ca",
+                str(pki.ca_file),
+                "127.0.0.1",
+                str(server.port),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        server.result()
+    assert client.stdout == payload
+    assert client.returncode == 7
+    assert "truncated" in one_error_line(client.stderr)
+
+
+async def test_tls_stream_reports_truncation_after_the_data(pki: Pki) -> None:
+    """The same, in process: data first, then TlsTruncated (not b"" and not a reset)."""
+    client_context = ssl.create_default_context(cafile=str(pki.ca_file))
+    left, right = trio.testing.memory_stream_pair()
+    server = trio.SSLStream(right, pki.server_context(), server_side=True)
+    client = tls.TlsStream(
+        trio.SSLStream(left, client_context, server_hostname="localhost"),  # type: ignore[arg-type]
+        "test peer",
+    )
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.do_handshake)
+            await client.ssl_stream.do_handshake()
+        await server.send_all(b"data")
+        await server.transport_stream.aclose()  # TCP-level close, no close_notify
+        assert await client.receive_some() == b"data"
+        with pytest.raises(tls.TlsTruncated, match="truncated"):
+            await client.receive_some()
+
+
+# --- SNI and ALPN ---------------------------------------------------------------------------
+
+
+def test_sni_sends_the_servername_and_verifies_it(pki: Pki) -> None:
+    context = pki.server_context()
+    seen: list[str | None] = []
+    context.sni_callback = lambda _sock, name, _ctx: seen.append(name)  # type: ignore[assignment, func-returns-value]
+
+    def server(conn: socket.socket) -> bytes:
+        with context.wrap_socket(conn, server_side=True) as secure:
+            chunks = []
+            while chunk := secure.recv(65536):
+                chunks.append(chunk)
+            secure.unwrap()
+        return b"".join(chunks)
+
+    with ServeOnce(server) as srv:
+        client = subprocess.run(
+            [*NCAT, "connect", "--ssl", "--ssl-ca", str(pki.ca_file),
+             "--ssl-servername", "localhost", "-q", "0", "127.0.0.1", str(srv.port)],
+            input=b"sni",
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )  # fmt: skip
+        assert srv.result() == b"sni"
+    assert client.returncode == 0, client.stderr
+    assert seen == ["localhost"]
+
+
+def test_alpn_is_negotiated_and_logged(pki: Pki) -> None:
+    listener, port = spawn_listener(
+        ["listen", "-v", *pki.server_args(), "--ssl-alpn", "h2,http/1.1", "127.0.0.1", "0"]
+    )
+    client = subprocess.run(
+        [*NCAT, "connect", "-v", "--ssl", "--ssl-ca", str(pki.ca_file), "--ssl-alpn", "http/1.1",
+         "-q", "0", "localhost", str(port)],
+        input=b"x",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )  # fmt: skip
+    code, _out, err = outcome(listener)
+    assert (client.returncode, code) == (0, 0), (client.stderr, err)
+    assert "ALPN http/1.1" in client.stderr.decode()
+    assert "ALPN http/1.1" in err.decode()
+
+
+# --- the pieces ------------------------------------------------------------------------------
+
+
+async def test_tls_streams_never_take_the_zero_copy_path(pki: Pki) -> None:
+    left, _right = trio.testing.memory_stream_pair()
+    ssl_stream = trio.SSLStream(left, ssl.create_default_context(), server_hostname="x")
+    assert classify(tls.TlsStream(ssl_stream, "x")) is None  # type: ignore[arg-type]
+    sock = trio.socket.socket()
+    with sock:
+        assert classify(trio.SocketStream(sock)) is not None  # the plain socket would
+
+
+def test_generated_certificate_needs_cryptography(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    with pytest.raises(UsageError, match="--ssl-cert FILE --ssl-key FILE"):
+        tls.self_signed_certificate()
+
+
+def test_bad_flag_combinations_are_usage_errors(tmp_path: Path) -> None:
+    for args in (
+        ["connect", "--ssl-key", "k.pem", "127.0.0.1", "1"],
+        ["connect", "--ssl-no-verify", "--ssl-ca", "ca.pem", "127.0.0.1", "1"],
+        ["connect", "--ssl", "--ssl-alpn", "h2,,x", "127.0.0.1", "1"],
+        ["connect", "--ssl", "--ssl-ca", str(tmp_path / "missing.pem"), "127.0.0.1", "1"],
+    ):
+        done = subprocess.run([*NCAT, *args], capture_output=True, timeout=30, check=False)
+        assert done.returncode == 2, (args, done.stderr)
+        one_error_line(done.stderr)
