@@ -4,7 +4,7 @@ Runs each pair of programs over 127.0.0.1 (the receiver on port 0, its ``port = 
 line read from stdout), alternating the pairs so that machine noise hits both alike,
 and takes the median of the transmitter's MiB/s.  Prints one table::
 
-    python benchmarks/bench_ttcp.py            # full sizes, 5 rounds (a few minutes)
+    python benchmarks/bench_ttcp.py            # full sizes, 5 rounds (about 2 minutes)
     python benchmarks/bench_ttcp.py --quick    # small sizes, 1 round (seconds)
 
 Targets (issue 4): ncat-trio↔ncat-trio ≥ 0.8× ttcp_ref↔ttcp_ref at -l 65536 -n 8192,
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,13 +33,15 @@ TIMEOUT = 300
 
 NOTES = """
 Reading the table: at window 1 every payload waits one round trip, so MiB/s is
-length / round trip and both programs mostly wait for each other.  Per round trip the
-C peer does write() and a blocking read(); ncat-trio does os.write() and, when the
-reply is not there yet, a Trio wait (epoll re-arm, epoll_wait, a scheduler pass) on
-each side.  That fixed cost is what separates the two, most at 1 KiB where it is the
-whole round trip.  The C pair itself is bimodal on this VM (1.1-1.3 or 2.3-3.1 GiB/s
-at 64 KiB, depending on how the two processes are scheduled), so the ratio moves
-with it; the window row compares ncat-trio with itself and is stable."""
+length / round trip and the two programs mostly wait for each other.  Per round trip
+the C peer does write() and a blocking read(); ncat-trio does os.write(), then
+poll() and readv(), plus its Python work (protocol parsing, the Trio run loop) on
+each side.  That fixed cost is the gap, widest at 1 KiB where it is the whole round
+trip.  Unpinned, the C pair is bimodal on this VM (about 1100-1300 or 2300-3100 MiB/s
+at 64 KiB, depending on where the scheduler puts the two processes), so the unpinned
+ratio moves with it; the "CPU 0" rows pin both processes of every pair to one CPU,
+which makes each round trip the sum of both sides' CPU time: the steadiest figure.
+The window row compares ncat-trio with itself."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,12 @@ class Pair:
 
 def ref_pair() -> Pair:
     return Pair("ttcp_ref ↔ ttcp_ref", [str(TTCP_REF), "-r"], [str(TTCP_REF), "-t"])
+
+
+def on_cpu0(pair: Pair) -> Pair:
+    """The same pair with both processes pinned to CPU 0 (taskset)."""
+    pin = ["taskset", "-c", "0"]
+    return Pair(f"{pair.name} (CPU 0)", [*pin, *pair.receiver], [*pin, *pair.transmitter])
 
 
 def ncat_pair(window: int = 1) -> Pair:
@@ -140,11 +149,31 @@ def main() -> int:
         subprocess.run(["make", "-s", "-C", str(PEERS_SRC), f"O={TTCP_REF.parent}"], check=True)
     scale = 8 if args.quick else 1
     rounds = args.rounds or (1 if args.quick else 5)
+    big, small = 8192 // scale, 20000 // scale
     cases = [
-        Case("-l 65536 -n 8192", ref_pair(), ncat_pair(), 65536, 8192 // scale, 0.8),
-        Case("-l 1024 -n 20000", ref_pair(), ncat_pair(), 1024, 20000 // scale, 0.5),
-        Case("-l 1024 window 16 vs 1", ncat_pair(), ncat_pair(16), 1024, 20000 // scale, 5.0),
+        Case("-l 65536 -n 8192", ref_pair(), ncat_pair(), 65536, big, 0.8),
+        Case("-l 1024 -n 20000", ref_pair(), ncat_pair(), 1024, small, 0.5),
+        Case("-l 1024 window 16 vs 1", ncat_pair(), ncat_pair(16), 1024, small, 5.0),
     ]
+    if shutil.which("taskset"):
+        cases[2:2] = [
+            Case(
+                "-l 65536 -n 8192, CPU 0",
+                on_cpu0(ref_pair()),
+                on_cpu0(ncat_pair()),
+                65536,
+                big,
+                0.8,
+            ),
+            Case(
+                "-l 1024 -n 20000, CPU 0",
+                on_cpu0(ref_pair()),
+                on_cpu0(ncat_pair()),
+                1024,
+                small,
+                0.5,
+            ),
+        ]
     cases = [case for case in cases if args.only in case.title]
     print(
         f"# ttcp over 127.0.0.1, median of {rounds} round(s), MiB/s of the transmitter"

@@ -142,11 +142,9 @@ async def transmit_session(
 
     Raises :class:`RemoteProtocolError` for a wrong or missing ack and
     :class:`ConnectionLost` for a reset.  Never returns an exception group.
-    ``exclusive_thread``: see :func:`receive_session` (used at window 1 only, where
-    the session is a single task).
+    ``exclusive_thread``: see :func:`receive_session`.
     """
-    exclusive = exclusive_thread and options.window == 1
-    wire = _Wire(stream, Side(peer_name, local=False), exclusive=exclusive)
+    wire = _Wire(stream, Side(peer_name, local=False), exclusive=exclusive_thread)
     proto = ttcp.Transmitter()
     start = trio.current_time()
     try:
@@ -191,20 +189,26 @@ async def _stop_and_wait(wire: _Wire, proto: ttcp.Transmitter, options: Transmit
 
 async def _pipelined(wire: _Wire, proto: ttcp.Transmitter, options: TransmitOptions) -> float:
     """Window > 1: a sender task keeps up to ``window`` payloads un-acked; an ack-reader
-    task counts acks back in and hands the sender its credit.  Returns the summed RTTs."""
+    task counts acks back in and hands the sender its credit.  Returns the summed RTTs.
+
+    On an exclusive wire the ack reader may block the thread in poll() only while the
+    sender is parked for credit (or done): then nothing else of ours can run anyway.
+    """
     credit = options.window
     credit_returned = trio.lowlevel.ParkingLot()
+    sender_parked = False  # waiting for credit or finished: the ack reader may block
     sent_at: deque[float] = deque()  # one entry per payload in flight, oldest first
     rtt_sum = 0.0
     per_batch = max(1, BATCH_BYTES // (ttcp.HEADER_SIZE + options.length))
     payload = ttcp.Payload(options.length)
 
     async def sender() -> None:
-        nonlocal credit
+        nonlocal credit, sender_parked
         pending = proto.send(ttcp.Session(options.number, options.length))
         left = options.number
         while left:
             while credit == 0:
+                sender_parked = True
                 await credit_returned.park()
             count = min(credit, left, per_batch)
             credit -= count
@@ -215,11 +219,12 @@ async def _pipelined(wire: _Wire, proto: ttcp.Transmitter, options: TransmitOpti
             pending = b""
         if pending:
             await wire.send_all(pending)
+        sender_parked = True
 
     async def ack_reader() -> None:
-        nonlocal credit, rtt_sum
+        nonlocal credit, rtt_sum, sender_parked
         while proto.state is not _DONE:
-            proto.receive_data(await wire.receive())
+            proto.receive_data(await wire.receive(may_block=sender_parked))
             now = trio.current_time()
             acked = 0
             while isinstance(proto.next_event(), ttcp.Ack):
@@ -227,7 +232,10 @@ async def _pipelined(wire: _Wire, proto: ttcp.Transmitter, options: TransmitOpti
                 rtt_sum += now - sent_at.popleft()
             if acked:
                 credit += acked
-                credit_returned.unpark_all()
+                if len(credit_returned):  # the sender waits for this credit
+                    sender_parked = False
+                    credit_returned.unpark_all()
+                    await trio.lowlevel.checkpoint()  # let it send before we may block
 
     await _run_both(sender, ack_reader)
     return rtt_sum
@@ -276,14 +284,16 @@ async def receive_session(
     wire = _Wire(stream, Side(peer_name, local=False), exclusive=exclusive_thread)
     proto = ttcp.Receiver(max_length=options.max_length, verify=options.verify)
     started = finished = trio.current_time()
+    ack = ttcp.Ack(0)
     try:
         while True:
             proto.receive_data(await wire.receive())
             acks: list[bytes] = []
             while (event := proto.next_event()) is not ttcp.NEED_DATA:
                 if isinstance(event, ttcp.Payload):
-                    acks.append(proto.send(ttcp.Ack(event.length)))
+                    acks.append(proto.send(ack))
                 elif isinstance(event, ttcp.Session):
+                    ack = ttcp.Ack(event.length)  # one immutable event for the session
                     started = finished = trio.current_time()
                     if on_session is not None:
                         on_session(event)
@@ -368,8 +378,11 @@ class _Wire:
         except _STREAM_ERRORS as exc:
             raise translate(exc, self._peer) from exc
 
-    async def receive(self) -> bytes | bytearray | memoryview:
-        """Some bytes; b"" at EOF.  A view of a buffer that the next call reuses."""
+    async def receive(self, *, may_block: bool = True) -> bytes | bytearray | memoryview:
+        """Some bytes; b"" at EOF.  A view of a buffer that the next call reuses.
+
+        ``may_block=False``: wait the Trio way even on an exclusive wire.
+        """
         try:
             if self._fd < 0:
                 return await self._stream.receive_some(CHUNK)
@@ -378,7 +391,7 @@ class _Wire:
                     count = os.readv(self._fd, (self._buffer,))
                 except BlockingIOError:
                     # Blocks the whole Trio thread, on purpose: see exclusive_thread.
-                    if self._poll is not None and self._poll.poll(EXCLUSIVE_WAIT_MS):
+                    if may_block and self._poll and self._poll.poll(EXCLUSIVE_WAIT_MS):
                         continue
                     await trio.lowlevel.wait_readable(self._fd)
                     self._unblocked = 0

@@ -92,6 +92,10 @@ Event = Session | Payload | Ack | ConnectionClosed
 class State(enum.Enum):
     """Where one side of a ttcp connection is."""
 
+    # Members are singletons compared by identity; Enum's own __hash__ is Python code,
+    # and the state table is consulted for every payload.
+    __hash__ = object.__hash__
+
     IDLE = "idle"  # transmitter: nothing sent yet
     AWAIT_SESSION = "await session"  # receiver: waiting for the 8-byte session
     AWAIT_HEADER = "await header"  # receiver: waiting for a payload's length field
@@ -197,6 +201,26 @@ class _Incoming:
             parts += piece
             self._advance(len(piece))
         return bytes(parts)
+
+    def whole_int32(self, n: int) -> int | None:
+        """The int32 at the front if the first chunk holds all of the next ``n`` bytes."""
+        if self._chunks and self._offset + n <= len(self._chunks[0]):
+            return int(_INT32.unpack_from(self._chunks[0], self._offset)[0])
+        return None
+
+    def drop(self, n: int) -> None:
+        """Remove ``n`` bytes that :meth:`whole_int32` found in the first chunk."""
+        self._advance(n)
+
+    def int32(self) -> int:
+        """Remove 4 bytes (``len(self) >= 4``) and return them as a big-endian int32."""
+        first = self._chunks[0]
+        if self._offset + 4 <= len(first):  # no slice, no copy
+            (value,) = _INT32.unpack_from(first, self._offset)
+            self._advance(4)
+        else:
+            (value,) = _INT32.unpack(self.take(4))
+        return int(value)
 
     def skip(self, n: int, check: Callable[[Chunk, int, int], None] | None = None) -> int:
         """Remove up to ``n`` bytes; return how many.  ``check(chunk, start, end)`` sees them."""
@@ -358,7 +382,7 @@ class Transmitter(_Machine):
                         f"connection closed while waiting for ack {index} of {self._number}{partial}",
                     )
                 return NEED_DATA
-            (value,) = _INT32.unpack(self._incoming.take(ACK_SIZE))
+            value = self._incoming.int32()
             if value != self._length:
                 raise RemoteProtocolError(
                     "ttcp", f"ack {index} of {self._number} is {value}, expected {self._length}"
@@ -433,27 +457,32 @@ class Receiver(_Machine):
             self.goto(State.AWAIT_HEADER if number else State.DONE)
             return Session(number, length)
         if state is State.AWAIT_HEADER:
+            # Fast path, the common case: a whole, well-formed payload in the first chunk.
+            size = HEADER_SIZE + self._length
+            if not self._verify and self._incoming.whole_int32(size) == self._length:
+                self._incoming.drop(size)
+                self._data_bytes += self._length
+                return self._payload_done()
             if len(self._incoming) < HEADER_SIZE:
                 return self._short(f"the length of payload {self._index}", HEADER_SIZE)
-            (length,) = _INT32.unpack(self._incoming.take(HEADER_SIZE))
+            length = self._incoming.int32()
             if length != self._length:
                 raise RemoteProtocolError(
                     "ttcp", f"payload {self._index} has length {length}, expected {self._length}"
                 )
-            if length == 0:
-                return self._payload_done()
             self._data_left = length
-            self.goto(State.IN_DATA)
-            state = State.IN_DATA
+            state = State.IN_DATA  # entered for real only if the data is not all here
         if state is State.IN_DATA:
             check = None
             if self._verify:
                 self._position = self._length - self._data_left
                 check = self._check_pattern
-            got = self._incoming.skip(self._data_left, check)
+            got = self._incoming.skip(self._data_left, check) if self._data_left else 0
             self._data_left -= got
             self._data_bytes += got
             if self._data_left:
+                if self._state is not State.IN_DATA:
+                    self.goto(State.IN_DATA)
                 if self._eof:
                     raise RemoteProtocolError(
                         "ttcp",
