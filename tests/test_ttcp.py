@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -331,6 +332,57 @@ async def test_exclusive_receiver_against_a_peer_in_another_thread() -> None:
                 server, ReceiveOptions(verify=True), exclusive_thread=True
             )
     assert (result.number, result.data_bytes) == (2000, 128_000)
+
+
+def blocking_receiver(sock: socket.socket) -> int:
+    """A C-style receiver on a blocking socket: read a payload, ack it; count them."""
+
+    def read_exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "EOF inside a message"
+            data += chunk
+        return data
+
+    with sock:
+        header = read_exactly(8)
+        number, length = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
+        for _ in range(number):
+            assert int.from_bytes(read_exactly(4), "big") == length
+            read_exactly(length)
+            sock.sendall(length.to_bytes(4, "big"))
+        assert sock.recv(1) == b""  # then the transmitter closes
+    return number
+
+
+@pytest.mark.parametrize(("window", "length"), [(8, 64), (4, 1 << 20)])
+async def test_exclusive_windowed_transmitter_against_a_peer_in_another_thread(
+    window: int, length: int
+) -> None:
+    """The ack reader polls only while the sender waits for credit; with 1 MiB
+    payloads the sender also waits for the socket, and must still get to run."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    server = await listeners[0].accept()
+    await listeners[0].aclose()
+    peer = socket.socket(fileno=os.dup(server.socket.fileno()))
+    peer.setblocking(True)
+    await server.aclose()
+    counted: list[int] = []
+
+    async def far_end() -> None:
+        counted.append(await trio.to_thread.run_sync(blocking_receiver, peer))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(far_end)
+            sent = await transmit_session(
+                client, TransmitOptions(200, length, window), exclusive_thread=True
+            )
+    assert counted == [sent.number] == [200]
 
 
 async def test_fd_path_still_checkpoints_when_nothing_blocks() -> None:
