@@ -386,13 +386,14 @@ class _Wire:
         try:
             if self._fd < 0:
                 return await self._stream.receive_some(CHUNK)
+            if may_block and self._poll:
+                # Blocks the whole Trio thread, on purpose: see exclusive_thread.  Polling
+                # first (it returns at once if data is there) spares the EAGAIN read.
+                self._poll.poll(EXCLUSIVE_WAIT_MS)
             while True:
                 try:
                     count = os.readv(self._fd, (self._buffer,))
                 except BlockingIOError:
-                    # Blocks the whole Trio thread, on purpose: see exclusive_thread.
-                    if may_block and self._poll and self._poll.poll(EXCLUSIVE_WAIT_MS):
-                        continue
                     await trio.lowlevel.wait_readable(self._fd)
                     self._unblocked = 0
                     continue
