@@ -447,4 +447,3 @@ def test_state_tables_cover_every_state_they_mention() -> None:
         for targets in table.values():
             assert targets <= set(table)
         assert table[State.ERROR] == frozenset()
-
