@@ -277,9 +277,10 @@ async def receive_session(
     while the session does (the CLI: one session per process).  On a socket, a wait
     for the peer then starts as a blocking ``poll()`` of up to ``EXCLUSIVE_WAIT_MS``
     before it is handed to Trio: in a stop-and-wait round trip Trio's wake-up path
-    (epoll re-arm, scheduler pass) was the largest cost left (1.3-2.2× the round
-    trips with both processes on one CPU; benchmarks/RESULTS.md).  Signals and other
-    tasks wait at most that long.  Leave it False inside a larger program.
+    (epoll re-arm, scheduler pass) was the largest cost left: with it, 1.3× the round
+    trips at 64 KiB and 2.2× at 1 KiB, both processes on one CPU of the 2-core VM this
+    was built on.  Signals and other tasks wait at most that long.  Leave it False
+    inside a larger program.
     """
     wire = _Wire(stream, Side(peer_name, local=False), exclusive=exclusive_thread)
     proto = ttcp.Receiver(max_length=options.max_length, verify=options.verify)
@@ -326,7 +327,7 @@ class _Wire:
     only on EAGAIN.  Trio's ``SocketStream`` adds a scheduler pass to every call that
     does not block; in a two-process stop-and-wait ping-pong the fd path made 1.8× the
     round trips at 1 KiB and 8 % more at 64 KiB (DESIGN.md §5: Python pays per call,
-    not per byte; benchmarks/RESULTS.md).
+    not per byte).
     A call that does not block is then no checkpoint, so every ``YIELD_EVERY``-th one
     yields explicitly: a peer that always answers at once cannot starve other tasks
     or a Ctrl-C.  With ``exclusive``, a read that would block first waits in a blocking
