@@ -154,7 +154,7 @@ class ReceiverStatistics:
         return self.payloads_received - self.acks_sent
 
 
-Chunk = bytes | memoryview
+_Chunk = bytes | memoryview
 
 
 class _Incoming:
@@ -167,14 +167,14 @@ class _Incoming:
     """
 
     def __init__(self) -> None:
-        self._chunks: deque[Chunk] = deque()
+        self._chunks: deque[_Chunk] = deque()
         self._offset = 0  # into _chunks[0]
         self._size = 0
 
     def __len__(self) -> int:
         return self._size
 
-    def append(self, data: Chunk) -> None:
+    def append(self, data: _Chunk) -> None:
         if data:
             self._chunks.append(data)
             self._size += len(data)
@@ -186,7 +186,7 @@ class _Incoming:
             self._chunks = deque([rest]) if rest else deque()
             self._offset = 0
 
-    def take(self, n: int) -> Chunk:
+    def take(self, n: int) -> _Chunk:
         """Remove and return exactly ``n`` bytes (``n <= len(self)``)."""
         first = self._chunks[0]
         end = self._offset + n
@@ -222,7 +222,7 @@ class _Incoming:
             (value,) = _INT32.unpack(self.take(4))
         return int(value)
 
-    def skip(self, n: int, check: Callable[[Chunk, int, int], None] | None = None) -> int:
+    def skip(self, n: int, check: Callable[[_Chunk, int, int], None] | None = None) -> int:
         """Remove up to ``n`` bytes; return how many.  ``check(chunk, start, end)`` sees them."""
         done = 0
         while done < n and self._chunks:
@@ -522,7 +522,7 @@ class Receiver(_Machine):
         self.goto(State.DONE if self._received == self._number else State.AWAIT_HEADER)
         return self._payload_event
 
-    def _check_pattern(self, chunk: Chunk, start: int, end: int) -> None:
+    def _check_pattern(self, chunk: _Chunk, start: int, end: int) -> None:
         position = self._position
         self._position += end - start
         if not isinstance(chunk, bytes):  # bytes.startswith is a memcmp; memoryview == is not
