@@ -77,13 +77,13 @@ async def proxy_handshake(conn: trio.abc.Stream, proxy: ProxySettings, target: n
         proxy_name=name,
     )
     while True:
+        event = machine.next_event()  # may queue the next request: send it before reading
         outgoing = machine.data_to_send()
         if outgoing:
             try:
                 await conn.send_all(outgoing)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise translate(exc, side) from exc
-        event = machine.next_event()
         if event is not NEED_DATA:
             assert not isinstance(event, type(NEED_DATA))
             return event.bound

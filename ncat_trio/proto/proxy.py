@@ -294,7 +294,7 @@ class ProxyHandshake:
             return f"{ipaddress.IPv4Address(reply[4:8])}:{port}"
         if atyp == 4:
             return f"[{ipaddress.IPv6Address(reply[4:20])}]:{port}"
-        return f"{reply[5:-2].decode('idna', 'replace')}:{port}"
+        return f"{reply[5:-2].decode('ascii', 'replace')}:{port}"
 
     def _http_status(self, head: bytes) -> None:
         status_line = head.split(b"\r\n", 1)[0].decode("latin-1")

@@ -14,6 +14,8 @@
   ``close_notify`` (or, with ``-q SECS``, at most SECS), *then* send our
   ``close_notify`` and close.  A peer that closes TCP without ``close_notify`` is a
   truncation: :class:`TlsTruncated`, exit 7, after everything received was written.
+  It ends both directions: after a ragged EOF ``trio.SSLStream`` is broken and
+  refuses to send (checked with trio 0.35), so our upload cannot go on.
 * :class:`TlsStream` is not a ``trio.SocketStream``, so ``zerocopy.classify`` never
   matches it: the bytes must pass through OpenSSL in user space.
 """
