@@ -153,8 +153,13 @@ async def connect_udp(endpoint: Endpoint) -> trio.socket.SocketType:
     return sock
 
 
-async def bind_udp(endpoint: Endpoint) -> trio.socket.SocketType:
-    """A bound UDP socket.  No host: one dual-stack ``::`` socket (else ``0.0.0.0``)."""
+async def bind_udp(
+    endpoint: Endpoint, *, configure: Callable[[trio.socket.SocketType], None] | None = None
+) -> trio.socket.SocketType:
+    """A bound UDP socket.  No host: one dual-stack ``::`` socket (else ``0.0.0.0``).
+
+    ``configure`` sets socket options before the bind (netcat's --reuseport, --ttl, ...).
+    """
     if endpoint.host is None:
         candidates: list[tuple[int, tuple[str, int]]] = []
         if endpoint.family in (0, trio.socket.AF_INET6):
@@ -175,6 +180,8 @@ async def bind_udp(endpoint: Endpoint) -> trio.socket.SocketType:
             if family == trio.socket.AF_INET6:
                 v6only = endpoint.family == trio.socket.AF_INET6
                 sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, v6only)
+            if configure is not None:
+                configure(sock)
             await sock.bind(address)
         except OSError as exc:
             sock.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import socket as _stdsocket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -83,6 +84,7 @@ async def connect_tcp(
     *,
     source: Endpoint | None = None,
     nodelay: bool = False,
+    configure: Callable[[trio.socket.SocketType], None] | None = None,
 ) -> trio.SocketStream:
     """Connect to ``target`` (every resolved address in turn), optionally from ``source``.
 
@@ -95,6 +97,8 @@ async def connect_tcp(
     for family, socktype, proto, _canon, sockaddr in infos:
         sock = trio.socket.socket(family, socktype, proto)
         try:
+            if configure is not None:  # socket options, before bind/connect
+                configure(sock)
             if source is not None:
                 await _bind_source(sock, family, source)
             try:
@@ -139,7 +143,12 @@ async def _bind_source(sock: trio.socket.SocketType, family: int, source: Endpoi
         raise ConnectError(f"bind to {format_address(infos[0][4])}", _why(exc)) from exc
 
 
-async def open_tcp_listener(endpoint: Endpoint, *, backlog: int = 128) -> trio.SocketListener:
+async def open_tcp_listener(
+    endpoint: Endpoint,
+    *,
+    backlog: int = 128,
+    configure: Callable[[trio.socket.SocketType], None] | None = None,
+) -> trio.SocketListener:
     """Bind and listen.  With no host: one dual-stack ``::`` socket (IPv4-mapped peers
     accepted) so that port 0 yields one port for both families, else ``0.0.0.0``."""
     if endpoint.host is None:
@@ -163,6 +172,8 @@ async def open_tcp_listener(endpoint: Endpoint, *, backlog: int = 128) -> trio.S
             if family == trio.socket.AF_INET6:
                 v6only = endpoint.family == trio.socket.AF_INET6
                 sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, v6only)
+            if configure is not None:  # socket options, before bind
+                configure(sock)
             await sock.bind(address)
             sock.listen(backlog)
         except OSError as exc:
