@@ -84,6 +84,8 @@ def _root(
 
 #: typer cannot give a flag an optional value, so `--progress=WHEN` is spelled out here.
 _PROGRESS_SPELLINGS = {"--progress=auto": "--progress-auto", "--progress=always": "--progress"}
+#: Likewise `--keepalive[=IDLE,INTVL,CNT]`: alone, it is on with the kernel's timers.
+_PROGRESS_SPELLINGS["--keepalive"] = "--keepalive="
 
 
 def rewrite_shorthand(args: list[str]) -> list[str]:

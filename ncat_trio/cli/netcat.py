@@ -13,6 +13,7 @@ from ..modes import netcat
 from ..parse import parse_duration, parse_port, parse_size
 from ..transport.net import Endpoint
 from . import netcat_flags as flags
+from . import netcat_transport as transport
 
 CONN = "Connection"
 TIME = "Timeouts"
@@ -200,9 +201,9 @@ def _family(ipv4: bool, ipv6: bool) -> int:
 
 def connect(
     host: Annotated[
-        str, typer.Argument(metavar="HOST", help="Host name or address to connect to.")
-    ],
-    port: Annotated[str, typer.Argument(metavar="PORT", help="Port (1-65535).")],
+        str | None, typer.Argument(metavar="HOST", help="Host name or address to connect to.")
+    ] = None,
+    port: Annotated[str | None, typer.Argument(metavar="PORT", help="Port (1-65535).")] = None,
     source: Annotated[
         str | None,
         typer.Option(
@@ -248,6 +249,17 @@ def connect(
     stats: Stats = False,
     json: Json = False,
     json_file: JsonFile = None,
+    udp: transport.Udp = False,
+    unix: transport.Unix = None,
+    exec_: transport.Exec = None,
+    sh_exec: transport.ShExec = None,
+    keepalive: transport.Keepalive = None,
+    sndbuf: transport.SndBuf = None,
+    rcvbuf: transport.RcvBuf = None,
+    tos: transport.Tos = None,
+    ttl: transport.Ttl = None,
+    reuseport: transport.ReusePort = False,
+    broadcast: transport.Broadcast = False,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
@@ -274,7 +286,7 @@ def connect(
         sport = 0 if source_port is None else parse_port(source_port, what="source port (-p)")
         src = Endpoint(source, sport, family, numeric)
     options = netcat.NetcatOptions(
-        endpoint=Endpoint(host, parse_port(port), family, numeric),
+        endpoint=transport.connect_endpoint(host, port, family, numeric, unix),
         session=_session(
             linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only, no_zerocopy, rate
         ),
@@ -299,6 +311,10 @@ def connect(
         crlf=crlf,
         output=flags.dump_options(output, append_output),
     )
+    options = transport.with_transport(
+        options, udp=udp, unix=unix, exec_=exec_, sh_exec=sh_exec, keepalive=keepalive,
+        sndbuf=sndbuf, rcvbuf=rcvbuf, tos=tos, ttl=ttl, reuseport=reuseport, broadcast=broadcast,
+    )  # fmt: skip
     return runner.run(lambda: netcat.connect_main(options))
 
 
@@ -344,6 +360,19 @@ def listen(
     stats: Stats = False,
     json: Json = False,
     json_file: JsonFile = None,
+    udp: transport.Udp = False,
+    unix: transport.Unix = None,
+    exec_: transport.Exec = None,
+    sh_exec: transport.ShExec = None,
+    max_conns: transport.MaxConns = None,
+    sequential: transport.Sequential = False,
+    keepalive: transport.Keepalive = None,
+    sndbuf: transport.SndBuf = None,
+    rcvbuf: transport.RcvBuf = None,
+    tos: transport.Tos = None,
+    ttl: transport.Ttl = None,
+    reuseport: transport.ReusePort = False,
+    broadcast: transport.Broadcast = False,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
@@ -369,6 +398,7 @@ def listen(
     words = list(address or [])
     if port_option is not None:
         words.append(port_option)
+    words = transport.listen_words(words, unix)
     if not words or len(words) > 2:
         raise UsageError("listen", "expected [HOST] PORT (or -p PORT)")
     host = words[0] if len(words) == 2 else None
@@ -390,6 +420,11 @@ def listen(
         crlf=crlf,
         output=flags.dump_options(output, append_output),
     )
+    options = transport.with_transport(
+        options, udp=udp, unix=unix, exec_=exec_, sh_exec=sh_exec, max_conns=max_conns,
+        sequential=sequential, keepalive=keepalive, sndbuf=sndbuf, rcvbuf=rcvbuf, tos=tos,
+        ttl=ttl, reuseport=reuseport, broadcast=broadcast,
+    )  # fmt: skip
     return runner.run(lambda: netcat.listen_main(options))
 
 

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -32,11 +33,16 @@ from ..progress import show_progress, summary_line
 from ..transport import net
 from ..transport.access import AccessPolicy, admit
 from ..transport.pump import Side, send_eof
+from ..transport.sockopts import SocketOptions, apply_socket_options
 from ..transport.stdio import CHUNK, FdKind, fd_kind, open_stdin, open_stdout
 from ..transport.throttle import ThrottledReceiveStream
 from ..transport.tls import TlsOptions
 from ..transport.zerocopy import copy
 from . import netcat_layers
+from .stream_endpoints import connect_stream, open_stream_listener
+
+if TYPE_CHECKING:
+    from .exec import ExecCommand
 
 STDIN = Side("stdin", local=True)
 STDOUT = Side("stdout", local=True)
@@ -96,6 +102,13 @@ class NetcatOptions:
     access: AccessPolicy = field(default_factory=AccessPolicy)  # listen: --allow/--deny
     crlf: bool = False  # -C: LF -> CRLF on send
     output: netcat_layers.DumpOptions | None = None  # -o: hex dump of both directions
+    # issue 7 part A: transport and what runs on it (cli/netcat_transport.py)
+    udp: bool = False  # -u: datagrams (modes/netcat_udp.py)
+    unix_path: str | None = None  # -U PATH: a Unix socket; `endpoint` is then unused
+    exec_command: ExecCommand | None = None  # -e/-c: a child per connection (modes/exec.py)
+    max_conns: int = 100  # listen -k: clients at once (modes/keep_open.py)
+    sequential: bool = False  # listen -k: one client after another (OpenBSD nc)
+    socket_options: SocketOptions = field(default_factory=SocketOptions)
 
 
 async def netcat_session(
@@ -323,14 +336,22 @@ def _summaries(
 
 async def connect_main(opts: NetcatOptions) -> int:
     """``ncat-trio connect HOST PORT``."""
+    if opts.udp:  # datagrams: modes/netcat_udp.py
+        from .netcat_udp import connect_udp_main
+
+        return await connect_udp_main(opts)
     target = opts.endpoint
     layers = netcat_layers.Layers(
         tls_options=opts.tls, dump=opts.output, crlf=opts.crlf, verbose=opts.verbose
     )
     with trio.move_on_after(_or_inf(opts.connect_timeout)) as scope:
-        conn = await netcat_layers.connect(
-            target, opts.proxy, source=opts.source, nodelay=opts.nodelay
-        )
+        if opts.unix_path is not None or opts.proxy is None:  # socket options before connect
+            conn = await connect_stream(opts)  # TCP, or Unix with -U (modes/stream_endpoints.py)
+        else:
+            conn = await netcat_layers.connect(
+                target, opts.proxy, source=opts.source, nodelay=opts.nodelay
+            )
+            apply_socket_options(conn.socket, opts.socket_options)
     if scope.cancelled_caught:
         raise NcatTimeout(
             f"connect to {target}", f"timed out after {opts.connect_timeout:g} s (-w)"
@@ -344,6 +365,12 @@ async def connect_main(opts: NetcatOptions) -> int:
         peer_name=f"connection to {peer}",
         handshake_timeout=opts.connect_timeout,
     )
+    if opts.exec_command is not None:  # -e/-c: the child has the connection (modes/exec.py)
+        from .exec import run_exec
+
+        result = await run_exec(stream, opts, f"connection to {peer}", conn=conn)
+        _report(opts, result)
+        return 0
     async with open_stdio(opts.session) as (stdin, stdout, session):
         result = await _run_one(
             stream, layers.stdin(stdin), stdout, session, f"connection to {peer}", opts
@@ -353,46 +380,77 @@ async def connect_main(opts: NetcatOptions) -> int:
 
 
 async def listen_main(opts: NetcatOptions) -> int:
-    """``ncat-trio listen [HOST] PORT``: serve one client (or, with -k, one after another)."""
+    """``ncat-trio listen [HOST] PORT``: serve one client (or, with -k, many at once:
+    modes/keep_open.py; with -k --sequential, one after another)."""
+    if opts.udp:  # datagrams: modes/netcat_udp.py
+        from .netcat_udp import listen_udp_main
+
+        return await listen_udp_main(opts)
     layers = netcat_layers.Layers(
         tls_options=opts.tls, dump=opts.output, crlf=opts.crlf, verbose=opts.verbose
     )
-    listener = await net.open_tcp_listener(opts.endpoint, backlog=128 if opts.keep_open else 1)
-    async with listener:
+    async with open_stream_listener(opts) as listener:  # TCP, or Unix with -U
         diag.say(f"listening on {diag.format_address(net.local_address(listener))}")
+        serve = partial(serve_client, layers=layers)
+        if opts.keep_open and not opts.sequential:
+            from .keep_open import serve_concurrently
+
+            accept = partial(accept_client, listener, opts)
+            return await serve_concurrently(listener, opts, accept, serve)
         async with open_stdio(opts.session) as (stdin, stdout, session):
             while True:
-                conn = await net.accept(listener)  # EMFILE: wait, don't die
-                if not await admit(conn, opts.access):  # --allow/--deny: closed and logged
-                    continue
+                conn = await accept_client(listener, opts)
                 if not opts.keep_open:
                     await listener.aclose()  # like nc: one client, then nobody else gets in
-                conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, opts.nodelay)
                 try:
-                    try:
-                        peer = diag.format_address(net.peer_address(conn))
-                    except NcatError:  # reset while queued: accepted already dead
-                        await trio.aclose_forcefully(conn)
-                        raise
-                    if opts.verbose:
-                        diag.say(f"connection from {peer}")
-                    stream = await layers.wrap(conn, host=None, peer_name=f"connection from {peer}")
-                    result = await _run_one(
-                        stream,
-                        layers.stdin(stdin),
-                        stdout,
-                        session,
-                        f"connection from {peer}",
-                        opts,
-                    )
+                    await serve(conn, stdin, stdout, session, opts)
                 except NcatError as exc:
                     if not opts.keep_open or isinstance(exc, LocalIOError):  # stdio is gone
                         raise
                     diag.say(str(exc))
                     continue
-                _report(opts, result)
                 if not opts.keep_open:
                     return 0
+
+
+async def accept_client(listener: trio.SocketListener, opts: NetcatOptions) -> trio.SocketStream:
+    """The next client that --allow/--deny admits (refused ones are closed and logged)."""
+    while True:
+        conn = await net.accept(listener)  # EMFILE: wait, don't die
+        if await admit(conn, opts.access):
+            return conn
+
+
+async def serve_client(
+    conn: trio.SocketStream,
+    stdin: trio.abc.ReceiveStream | None,
+    stdout: trio.abc.SendStream | None,
+    session: SessionOptions,
+    opts: NetcatOptions,
+    *,
+    layers: netcat_layers.Layers,
+) -> SessionResult:
+    """One accepted client: name it, wrap it (TLS, -o), run its session, report it."""
+    if opts.unix_path is None:
+        conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, opts.nodelay)
+    try:
+        peer = diag.format_address(net.peer_address(conn))
+    except NcatError:  # reset while queued: accepted already dead
+        await trio.aclose_forcefully(conn)
+        raise
+    if opts.verbose:
+        diag.say(f"connection from {peer}")
+    stream = await layers.wrap(conn, host=None, peer_name=f"connection from {peer}")
+    if opts.exec_command is not None:  # -e/-c: the child has the connection (modes/exec.py)
+        from .exec import run_exec
+
+        result = await run_exec(stream, opts, f"connection from {peer}", conn=conn)
+    else:
+        result = await _run_one(
+            stream, layers.stdin(stdin), stdout, session, f"connection from {peer}", opts
+        )
+    _report(opts, result)
+    return result
 
 
 def _report(opts: NetcatOptions, result: SessionResult) -> None:

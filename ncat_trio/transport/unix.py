@@ -50,7 +50,9 @@ def _socket(kind: int, configure: Configure | None) -> trio.socket.SocketType:
     return sock
 
 
-async def connect_unix_stream(path: str, *, configure: Configure | None = None) -> trio.SocketStream:
+async def connect_unix_stream(
+    path: str, *, configure: Configure | None = None
+) -> trio.SocketStream:
     """A stream connection to the listener at ``path``; failures are :class:`ConnectError`."""
     sock = _socket(_stdsocket.SOCK_STREAM, configure)
     try:
@@ -68,9 +70,16 @@ async def connect_unix_datagram(
     path: str, *, configure: Configure | None = None
 ) -> trio.socket.SocketType:
     """A datagram socket connected to ``path``, bound to an abstract address for replies."""
-    sock = _socket(_stdsocket.SOCK_DGRAM, configure)
+    raw = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_DGRAM)
     try:
-        await sock.bind("")  # autobind: an abstract address, no file to clean up
+        raw.bind("")  # autobind: an abstract address, no file to clean up (trio's bind refuses "")
+    except BaseException:
+        raw.close()
+        raise
+    sock = trio.socket.from_stdlib_socket(raw)
+    try:
+        if configure is not None:
+            configure(sock)
         await sock.connect(path)
     except OSError as exc:
         sock.close()

@@ -1,0 +1,184 @@
+"""``listen -k``: serve clients concurrently, ncat's way.
+
+* Up to ``--max-conns`` clients at once (default 100), each with its own two pumps;
+  a client beyond that is accepted and closed at once (ncat does the same), with a
+  line on stderr.
+* stdin is read once and every chunk is given to every client connected at that
+  moment (:class:`StdinBroadcast`).  The slowest client sets the pace: a chunk is
+  handed to all before the next is read (bounded memory, nothing dropped).  A client
+  arriving after stdin's EOF gets EOF (our FIN) at once.
+* What clients send goes to stdout in whole chunks: :class:`ChunkedStdout` writes one
+  chunk at a time, so lines of different clients never interleave mid-chunk.
+* A client's failure (reset, idle timeout) is one line on stderr and ends only that
+  client; a stdio failure (stdout closed, stdin unreadable) ends the listener.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from .. import diag
+from ..errors import LocalIOError, NcatError
+from ..transport.pump import translate
+from ..transport.stdio import CHUNK
+from .netcat import STDIN, SessionOptions, SessionResult, open_stdio
+
+if TYPE_CHECKING:
+    from .netcat import NetcatOptions
+
+#: Chunks queued per client before the broadcast waits for it.
+BROADCAST_QUEUE = 4
+
+ServeConnection = Callable[
+    [
+        trio.SocketStream,
+        trio.abc.ReceiveStream | None,
+        trio.abc.SendStream | None,
+        SessionOptions,
+        "NetcatOptions",
+    ],
+    Awaitable[SessionResult],
+]
+
+
+class _ChannelStream(trio.abc.ReceiveStream):
+    """One client's view of stdin: the broadcast chunks, then ``b""`` at EOF."""
+
+    def __init__(self, channel: trio.MemoryReceiveChannel[bytes]) -> None:
+        self._channel = channel
+        self._pending = b""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if not self._pending:
+            try:
+                self._pending = await self._channel.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return b""
+        else:
+            await trio.lowlevel.checkpoint()
+        limit = max_bytes or len(self._pending)
+        data, self._pending = self._pending[:limit], self._pending[limit:]
+        return data
+
+    async def aclose(self) -> None:
+        await self._channel.aclose()
+
+
+class StdinBroadcast:
+    """Reads stdin once and hands each chunk to every subscribed client."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[trio.MemorySendChannel[bytes]] = set()
+        self._eof = False
+
+    def subscribe(self) -> _ChannelStream:
+        send, receive = trio.open_memory_channel[bytes](BROADCAST_QUEUE)
+        if self._eof:
+            send.close()
+        else:
+            self._subscribers.add(send)
+        return _ChannelStream(receive)
+
+    async def run(self, stdin: trio.abc.ReceiveStream, chunk_size: int = CHUNK) -> None:
+        """Until stdin's EOF; raises :class:`LocalIOError` if stdin fails."""
+        try:
+            while True:
+                try:
+                    data = await stdin.receive_some(chunk_size)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    raise translate(exc, STDIN) from exc
+                if not data:
+                    return
+                for channel in list(self._subscribers):
+                    try:
+                        await channel.send(bytes(data))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        self._subscribers.discard(channel)  # that client has gone
+        finally:
+            self._eof = True
+            for channel in self._subscribers:
+                channel.close()
+            self._subscribers.clear()
+
+
+class ChunkedStdout(trio.abc.SendStream):
+    """Stdout shared by many clients: each ``send_all`` is written whole, one at a time."""
+
+    def __init__(self, stdout: trio.abc.SendStream) -> None:
+        self._stdout = stdout
+        self._lock = trio.Lock()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        async with self._lock:
+            await self._stdout.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stdout.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()  # stdout belongs to the listener, not a client
+
+
+async def serve_concurrently(
+    listener: trio.SocketListener,
+    opts: NetcatOptions,
+    accept: Callable[[], Awaitable[trio.SocketStream]],
+    serve: ServeConnection,
+) -> int:
+    """Accept (``accept()``: the listener's next admitted client) until a signal or a
+    stdio failure; each client runs ``serve`` in its own task."""
+    stdio_options = opts.session
+    if opts.exec_command is not None:  # each client has its own child: no stdio
+        stdio_options = SessionOptions(send=False, receive=False)
+    fatal: list[NcatError] = []
+    active = 0
+    async with open_stdio(stdio_options) as (stdin, stdout, session):
+        if opts.exec_command is not None:
+            session = opts.session
+        broadcast = StdinBroadcast() if stdin is not None else None
+        shared_stdout = ChunkedStdout(stdout) if stdout is not None else None
+
+        async def client(conn: trio.SocketStream, nursery: trio.Nursery) -> None:
+            nonlocal active
+            client_stdin = broadcast.subscribe() if broadcast is not None else None
+            try:
+                await serve(conn, client_stdin, shared_stdout, session, opts)
+            except LocalIOError as exc:  # stdout (or a child we could not start)
+                if opts.exec_command is not None:
+                    diag.say(str(exc))
+                else:
+                    fatal.append(exc)
+                    nursery.cancel_scope.cancel()
+            except NcatError as exc:
+                diag.say(str(exc))
+            finally:
+                active -= 1
+                if client_stdin is not None:
+                    await client_stdin.aclose()
+
+        async def read_stdin(nursery: trio.Nursery) -> None:
+            assert broadcast is not None
+            assert stdin is not None
+            try:
+                await broadcast.run(stdin, session.chunk_size)
+            except LocalIOError as exc:
+                fatal.append(exc)
+                nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            if broadcast is not None:
+                nursery.start_soon(read_stdin, nursery)
+            while True:
+                conn = await accept()
+                if active >= opts.max_conns:
+                    diag.say(f"refused a client: {active} connected (--max-conns {opts.max_conns})")
+                    await trio.aclose_forcefully(conn)
+                    continue
+                active += 1
+                nursery.start_soon(client, conn, nursery)
+    if fatal:
+        raise fatal[0]
+    return 0  # unreachable in practice: only a signal or a failure ends the loop

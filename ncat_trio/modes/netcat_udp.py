@@ -1,0 +1,307 @@
+"""``-u``: connect and listen over datagrams (UDP, or Unix datagram with ``-U``).
+
+nc's rules, made explicit:
+
+* Each read from stdin (at most :data:`MAX_PAYLOAD` bytes) is sent as one datagram, so
+  a terminal or a line-buffered pipe sends one datagram per line; each datagram that
+  arrives is written to stdout as it is.
+* ``listen`` waits for the first datagram and locks onto its sender (the socket is
+  connected to it, so the kernel drops everyone else's, and datagrams queued from
+  others before the lock are skipped).  Stdin is not read before that: there is nobody
+  to send to.  With ``-k`` it never locks: every sender is heard and replies go to the
+  most recent one.
+* UDP has no EOF.  A session ends when ``-i/--idle-timeout`` passes with no datagram
+  either way, or ``-q SECS`` after stdin's EOF; both are normal ends (exit 0).  Without
+  either it runs until a signal (130/143), like nc.
+* A datagram bigger than our receive buffer is detected (``MSG_TRUNC``: the kernel
+  reports its real size) and reported as :class:`IntegrityError` (exit 7), never
+  written out cut short.  A datagram too big to send (``EMSGSIZE``) is
+  :class:`LocalProtocolError` (exit 6).  An ICMP port unreachable on a connected socket
+  is :class:`ConnectError` (exit 1).
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import socket as _stdsocket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .. import diag
+from ..errors import ConnectError, IntegrityError, LocalProtocolError, NcatError
+from ..transport import unix
+from ..transport.datagram import MAX_DATAGRAM, bind_udp
+from ..transport.net import Endpoint, resolve
+from ..transport.pump import translate
+from ..transport.sockopts import configure_with
+from .netcat import STDIN, STDOUT, SessionOptions, SessionResult, open_stdio
+
+if TYPE_CHECKING:
+    from .netcat import NetcatOptions
+
+#: The largest UDP payload over IPv4 (65535 - 20 - 8): one stdin read, one datagram.
+MAX_PAYLOAD = 65507
+
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+def name_of(address: Any) -> str:
+    """An address for messages; abstract Unix addresses as ``@name``."""
+    if isinstance(address, bytes) and address.startswith(b"\0"):
+        return "@" + address[1:].decode("utf-8", "replace")
+    if address in ("", b"", None):
+        return "(unnamed)"
+    return diag.format_address(address)
+
+
+def _peer_error(exc: OSError, name: str) -> ConnectError:
+    why = (exc.strerror or str(exc)).lower()
+    if exc.errno == errno.ECONNREFUSED:
+        why = "port unreachable (connection refused): is a server running there?"
+    elif exc.errno == errno.EACCES:
+        why += " (a broadcast address needs --broadcast)"
+    error = ConnectError(name, why)
+    error.__cause__ = exc
+    return error
+
+
+class DatagramSession:
+    """One datagram session over ``sock``; see the module docstring for the rules.
+
+    ``mode``: ``"connected"`` (connect, or a client socket already connected),
+    ``"lock"`` (listen: lock onto the first sender), ``"last"`` (listen -k).
+    """
+
+    def __init__(
+        self,
+        sock: trio.socket.SocketType,
+        options: SessionOptions,
+        *,
+        mode: str,
+        name: str,
+        verbose: bool = False,
+    ) -> None:
+        self.sock = sock
+        self.options = options
+        self.mode = mode
+        self.name = name
+        self.verbose = verbose
+        self.peer: Any = None
+        self.peer_known = trio.Event()
+        self.result = SessionResult()
+        if mode == "connected":
+            self.peer_known.set()
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            if self.mode == "last":
+                await self.sock.sendto(data, self.peer)
+            else:
+                await self.sock.send(data)
+        except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:
+                raise LocalProtocolError(
+                    f"datagram to {self.name}",
+                    f"{len(data)} bytes is too large to send ({(exc.strerror or 'EMSGSIZE').lower()})",
+                ) from exc
+            if exc.errno in (errno.EDESTADDRREQ, errno.ENOTCONN):
+                raise ConnectError(
+                    f"reply to {self.name}", "the peer has no address (an unnamed Unix socket)"
+                ) from exc
+            raise _peer_error(exc, self.name) from exc
+
+    async def run(
+        self, stdin: trio.abc.ReceiveStream | None, stdout: trio.abc.SendStream | None
+    ) -> SessionResult:
+        options, result = self.options, self.result
+        idle = options.idle_timeout
+        idle_scope = trio.CancelScope(
+            deadline=math.inf if idle is None else trio.current_time() + idle
+        )
+        download_scope = trio.CancelScope()
+        failure: list[NcatError] = []
+
+        def activity() -> None:
+            if idle is not None:
+                idle_scope.deadline = trio.current_time() + idle
+
+        async def upload() -> None:
+            if not options.send or stdin is None:
+                return
+            await self.peer_known.wait()
+            while True:
+                try:
+                    data = await stdin.receive_some(MAX_PAYLOAD)
+                except _STREAM_ERRORS as exc:
+                    raise translate(exc, STDIN) from exc
+                if not data:
+                    break
+                await self._send(bytes(data))
+                result.bytes_sent += len(data)
+                activity()
+            result.stdin_eof = True
+            if options.linger is not None:
+                download_scope.deadline = trio.current_time() + options.linger
+
+        async def download() -> None:
+            buffer = bytearray(MAX_DATAGRAM)
+            sink = stdout if options.receive else None
+            with download_scope:
+                while True:
+                    try:
+                        size, address = await self.sock.recvfrom_into(
+                            buffer, 0, _stdsocket.MSG_TRUNC
+                        )
+                    except OSError as exc:
+                        raise _peer_error(exc, self.name) from exc
+                    if self.mode == "lock" and self.peer_known.is_set() and address != self.peer:
+                        continue  # queued from someone else before we locked on
+                    activity()
+                    await self._learn(address)
+                    if size > len(buffer):
+                        error = IntegrityError(
+                            f"datagram from {name_of(address)}",
+                            f"{size} bytes, larger than the {len(buffer)}-byte receive buffer:"
+                            " not written (it would be truncated)",
+                        )
+                        if self.mode != "last":
+                            raise error
+                        diag.say(str(error))  # -k: one bad datagram does not end the server
+                        continue
+                    if sink is not None:
+                        try:
+                            await sink.send_all(buffer[:size])
+                        except _STREAM_ERRORS as exc:
+                            raise translate(exc, STDOUT) from exc
+                    result.bytes_received += size
+            if download_scope.cancelled_caught:
+                result.lingered_out = True
+
+        async def guarded(direction: Callable[[], Awaitable[None]], both: trio.CancelScope) -> None:
+            try:
+                await direction()
+            except NcatError as exc:
+                if not failure:
+                    failure.append(exc)
+                both.cancel()
+
+        with idle_scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(guarded, upload, nursery.cancel_scope)
+                nursery.start_soon(guarded, download, nursery.cancel_scope)
+        if failure:
+            raise failure[0]
+        if idle_scope.cancelled_caught and self.verbose:
+            diag.say(f"idle for {idle:g} s: session over")
+        return result
+
+    async def _learn(self, address: Any) -> None:
+        """Remember who to reply to; in ``lock`` mode, connect to the first sender."""
+        if self.mode == "connected":
+            return
+        first = not self.peer_known.is_set()
+        if not first and self.mode == "lock":
+            return
+        self.peer = address
+        if first:
+            self.name = name_of(address)
+            if self.verbose:
+                diag.say(f"datagram from {self.name}")
+            if self.mode == "lock" and address not in ("", b"", None):
+                try:
+                    await self.sock.connect(address)
+                except OSError as exc:
+                    raise _peer_error(exc, self.name) from exc
+            self.peer_known.set()
+
+
+async def _connect_udp(opts: NetcatOptions) -> trio.socket.SocketType:
+    """A UDP socket connected to ``opts.endpoint`` (every address in turn), options set."""
+    configure = configure_with(opts.socket_options)
+    infos = await resolve(opts.endpoint, socktype=_stdsocket.SOCK_DGRAM)
+    last: ConnectError | None = None
+    for family, socktype, proto, _canon, sockaddr in infos:
+        sock = trio.socket.socket(family, socktype, proto)
+        try:
+            if configure is not None:
+                configure(sock)
+            if opts.source is not None:
+                source = opts.source
+                host = source.host or ("::" if family == _stdsocket.AF_INET6 else "0.0.0.0")
+                local = await resolve(
+                    Endpoint(host, source.port, family, source.numeric),
+                    passive=True,
+                    socktype=_stdsocket.SOCK_DGRAM,
+                )
+                try:
+                    await sock.bind(local[0][4])
+                except OSError as exc:
+                    raise ConnectError(
+                        f"bind to {diag.format_address(local[0][4])}", (exc.strerror or "").lower()
+                    ) from exc
+            await sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            last = _peer_error(exc, f"connect to {diag.format_address(sockaddr)}")
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert last is not None
+    raise last
+
+
+@asynccontextmanager
+async def _bound(opts: NetcatOptions) -> AsyncIterator[trio.socket.SocketType]:
+    configure = configure_with(opts.socket_options)
+    if opts.unix_path is not None:
+        async with unix.bound_unix_socket(
+            opts.unix_path, _stdsocket.SOCK_DGRAM, configure=configure
+        ) as sock:
+            yield sock
+        return
+    with await bind_udp(opts.endpoint, configure=configure) as sock:
+        yield sock
+
+
+async def connect_udp_main(opts: NetcatOptions) -> int:
+    """``ncat-trio connect -u HOST PORT`` / ``connect -u -U PATH``."""
+    if opts.unix_path is not None:
+        sock = await unix.connect_unix_datagram(
+            opts.unix_path, configure=configure_with(opts.socket_options)
+        )
+    else:
+        sock = await _connect_udp(opts)
+    with sock:
+        name = name_of(sock.getpeername())
+        if opts.verbose:
+            diag.say(f"sending datagrams to {name} from {name_of(sock.getsockname())}")
+        async with open_stdio(opts.session) as (stdin, stdout, session):
+            session_ = DatagramSession(
+                sock, session, mode="connected", name=name, verbose=opts.verbose
+            )
+            result = await session_.run(stdin, stdout)
+    _report(opts, result)
+    return 0
+
+
+async def listen_udp_main(opts: NetcatOptions) -> int:
+    """``ncat-trio listen -u [HOST] PORT`` / ``listen -u -U PATH``."""
+    async with _bound(opts) as sock:
+        diag.say(f"listening on {name_of(sock.getsockname())} (datagrams)")
+        async with open_stdio(opts.session) as (stdin, stdout, session):
+            mode = "last" if opts.keep_open else "lock"
+            session_ = DatagramSession(sock, session, mode=mode, name="peer", verbose=opts.verbose)
+            result = await session_.run(stdin, stdout)
+    _report(opts, result)
+    return 0
+
+
+def _report(opts: NetcatOptions, result: SessionResult) -> None:
+    if opts.verbose:
+        diag.say(f"{result.bytes_sent} bytes sent, {result.bytes_received} received")
