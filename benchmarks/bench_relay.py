@@ -1,0 +1,463 @@
+"""Relay benchmarks: ncat-trio relay against socat's fork relay, as same-run ratios.
+
+Every figure is measured in the same run as the socat figure it is compared with,
+alternating the contenders round by round so machine noise hits both alike; the
+median of the rounds is reported.  Everything is on 127.0.0.1, every port is 0.
+
+1. One relay hop, nc.openbsd at both ends (``head -c N /dev/zero | nc -N`` → relay →
+   ``nc -l > /dev/null``): ncat-trio relay vs ``socat TCP-LISTEN:0,fork,reuseaddr TCP:…``
+   with default buffers and with ``-b262144``.  Targets: ≥ 1.2× and ≥ 1.0×.
+2. An all-ncat-trio chain (``ncat-trio connect`` → ``ncat-trio relay`` →
+   ``ncat-trio listen``) vs the same chain of ``socat -b262144``.  Target ≥ 1.25×.
+3. 1000 concurrent connections × 1 MiB up through the relay (a Trio driver in this
+   process is both the clients and the server): wall time vs socat fork, and the
+   relay's peak RSS (VmHWM).  Target ≤ 48 MiB.
+4. 64-byte ping-pong through the relay (a blocking client here, a blocking echo server
+   in a subprocess): round trips/s vs socat's relay.  Target ≥ 0.6×.
+5. ``--workers 2`` vs 1 with 200 parallel streams (only if the relay has --workers).
+
+Usage:  python benchmarks/bench_relay.py [--quick] [--only 1 2 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import re
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+NCAT = [sys.executable, "-m", "ncat_trio"]
+_OURS_READY = re.compile(rb"listening on \S+:(\d+)")
+_SOCAT_READY = re.compile(rb"listening on AF=2 \S+:(\d+)")
+_NC_READY = re.compile(rb"Listening on \S+ (\d+)")
+
+
+# --- processes ----------------------------------------------------------------------
+
+
+def _line_matching(
+    proc: subprocess.Popen[bytes], pattern: re.Pattern[bytes], timeout: float = 15
+) -> re.Match[bytes]:
+    """Read stderr lines until one matches ``pattern``."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while time.monotonic() < deadline:
+        byte = proc.stderr.read(1)
+        if not byte:
+            break
+        buf += byte
+        if byte == b"\n":
+            match = pattern.search(buf)
+            if match:
+                return match
+            buf = b""
+    raise RuntimeError(f"{proc.args!r}: no line matching {pattern.pattern!r}")
+
+
+def _port_from(proc: subprocess.Popen[bytes], pattern: re.Pattern[bytes]) -> int:
+    return int(_line_matching(proc, pattern).group(1))
+
+
+@contextmanager
+def running(
+    argv: list[str],
+    pattern: re.Pattern[bytes],
+    *,
+    then: re.Pattern[bytes] | None = None,
+    **kwargs: object,
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Start a listener, yield (process, port), kill it on exit.  With ``then``, the
+    stderr line matching it is left for :func:`wait_line` (nothing is discarded before)."""
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    kwargs.setdefault("stdout", subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+    try:
+        port = _port_from(proc, pattern)
+        if then is None:  # keep reading stderr so a chatty peer never blocks on it
+            threading.Thread(target=_discard, args=(proc.stderr,), daemon=True).start()
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_line(proc: subprocess.Popen[bytes], pattern: re.Pattern[bytes]) -> None:
+    """Wait for a stderr line matching ``pattern``, then discard the rest in a thread."""
+    _line_matching(proc, pattern)
+    threading.Thread(target=_discard, args=(proc.stderr,), daemon=True).start()
+
+
+def _discard(stream: object) -> None:
+    try:
+        while stream.read(65536):  # type: ignore[attr-defined]
+            pass
+    except (OSError, ValueError):
+        pass
+
+
+def relay_argv(
+    kind: str, target_port: int, extra: list[str] | None = None
+) -> tuple[list[str], re.Pattern[bytes]]:
+    target = f"127.0.0.1:{target_port}"
+    if kind == "ncat-trio":
+        return [*NCAT, "relay", *(extra or []), "127.0.0.1:0", target], _OURS_READY
+    buffers = ["-b262144"] if kind == "socat -b262144" else []
+    argv = [
+        "socat",
+        "-d",
+        "-d",
+        *buffers,
+        "TCP-LISTEN:0,fork,reuseaddr,backlog=4096,bind=127.0.0.1",
+        f"TCP:{target}",
+    ]
+    return argv, _SOCAT_READY
+
+
+def vm_hwm(pid: int) -> int:
+    """Peak resident set size of a live process, bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for row in status:
+            if row.startswith("VmHWM:"):
+                return int(row.split()[1]) * 1024
+    return 0
+
+
+@dataclass
+class Row:
+    name: str
+    figure: str
+    ratio: str = ""
+    target: str = ""
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# --- 1 and 2: bulk through one hop ------------------------------------------------------
+
+
+def one_hop_nc(kind: str, size: int) -> float:
+    """GB/s of ``size`` zero bytes, nc.openbsd → relay → nc.openbsd."""
+    with running(["nc.openbsd", "-v", "-n", "-l", "127.0.0.1", "0"], _NC_READY) as (
+        sink,
+        sink_port,
+    ):
+        argv, pattern = relay_argv(kind, sink_port)
+        with running(argv, pattern) as (_relay, port):
+            start = time.perf_counter()
+            subprocess.run(
+                f"head -c {size} /dev/zero | nc.openbsd -N 127.0.0.1 {port}",
+                shell=True,
+                check=True,
+                timeout=300,
+            )
+            sink.wait(300)
+            return size / (time.perf_counter() - start) / 1e9
+
+
+def chain(kind: str, size: int) -> float:
+    """GB/s through sender → relay → sink, all ncat-trio or all socat -b262144.
+
+    The sender starts first and connects (the sink logs the relayed connection); the
+    clock starts when the bytes start (``head -c`` into the sender's stdin pipe), so
+    Python's start-up is not counted against ncat-trio."""
+    if kind == "ncat-trio":
+        sink_argv, sink_ready = [*NCAT, "listen", "-v", "127.0.0.1", "0"], _OURS_READY
+        connected = re.compile(rb"connection from")
+    else:
+        sink_argv = ["socat", "-d", "-d", "-u", "-b262144", "TCP-LISTEN:0,bind=127.0.0.1", "STDOUT"]
+        sink_ready, connected = _SOCAT_READY, re.compile(rb"accepting connection from")
+    with running(sink_argv, sink_ready, then=connected) as (sink, sink_port):
+        argv, pattern = relay_argv(
+            "ncat-trio" if kind == "ncat-trio" else "socat -b262144", sink_port
+        )
+        with running(argv, pattern) as (_relay, port):
+            if kind == "ncat-trio":
+                sender_argv = [*NCAT, "connect", "127.0.0.1", str(port)]
+            else:
+                sender_argv = ["socat", "-u", "-b262144", "STDIN", f"TCP:127.0.0.1:{port}"]
+            read_end, write_end = os.pipe()
+            sender = subprocess.Popen(sender_argv, stdin=read_end, stdout=subprocess.DEVNULL)
+            os.close(read_end)
+            try:
+                wait_line(sink, connected)
+                start = time.perf_counter()
+                subprocess.run(
+                    ["head", "-c", str(size), "/dev/zero"],
+                    stdout=write_end,
+                    check=True,
+                    timeout=300,
+                )
+                os.close(write_end)
+                write_end = -1
+                sink.wait(300)
+                elapsed = time.perf_counter() - start
+                sender.wait(30)
+            finally:
+                if write_end >= 0:
+                    os.close(write_end)
+                if sender.poll() is None:
+                    sender.kill()
+                    sender.wait()
+            return size / elapsed / 1e9
+
+
+# --- 3: many concurrent connections ---------------------------------------------------
+
+
+def sink_listener() -> socket.socket:
+    """A listening socket on 127.0.0.1 port 0 for the in-process Trio sink."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)
+    return sock
+
+
+async def serve_sink(sock: socket.socket, *, reply_eof: bool, task_status: object) -> None:
+    """Read every connection to EOF (then FIN back if asked), until cancelled."""
+    import trio
+
+    async def sink(stream: trio.SocketStream) -> None:
+        async with stream:
+            while await stream.receive_some(1 << 20):
+                pass
+            if reply_eof:
+                await stream.send_eof()
+
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    await trio.serve_listeners(sink, [listener], task_status=task_status)  # type: ignore[arg-type]
+
+
+def uploads(port: int, sock: socket.socket, count: int, each: int, *, wait_eof: bool) -> float:
+    """Wall seconds for ``count`` concurrent uploads of ``each`` zero bytes to ``port``."""
+    import trio
+
+    from ncat_trio.modes.relay import raise_fd_limit
+
+    raise_fd_limit()  # count clients + count server ends in this process
+    chunk = b"\0" * (256 << 10)
+
+    async def main() -> float:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(serve_sink, sock, reply_eof=wait_eof))
+
+            async def client() -> None:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                async with stream:
+                    left = each
+                    while left:
+                        piece = chunk[: min(left, len(chunk))]
+                        await stream.send_all(piece)
+                        left -= len(piece)
+                    await stream.send_eof()
+                    if wait_eof:
+                        while await stream.receive_some(65536):
+                            pass
+
+            start = time.perf_counter()
+            async with trio.open_nursery() as clients:
+                for _ in range(count):
+                    clients.start_soon(client)
+            elapsed = time.perf_counter() - start
+            nursery.cancel_scope.cancel()
+        return elapsed
+
+    return trio.run(main)
+
+
+def many_connections(kind: str, count: int, each: int) -> tuple[float, int]:
+    """(wall seconds, relay peak RSS) for ``count`` concurrent uploads of ``each`` bytes,
+    each finished when the server's FIN has come back through the relay."""
+    with sink_listener() as sock:
+        argv, pattern = relay_argv(kind, sock.getsockname()[1])
+        with running(argv, pattern) as (relay, port):
+            elapsed = uploads(port, sock, count, each, wait_eof=True)
+            return elapsed, vm_hwm(relay.pid)
+
+
+# --- 4: ping-pong -----------------------------------------------------------------------
+
+_ECHO = """
+import socket, sys
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(8)
+sys.stderr.write("Listening on 127.0.0.1 %d\\n" % ls.getsockname()[1]); sys.stderr.flush()
+c, _ = ls.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while True:
+    d = c.recv(65536)
+    if not d: break
+    c.sendall(d)
+"""
+
+
+def ping_pong(kind: str, rounds: int) -> float:
+    """Round trips per second of 64-byte messages through the relay (or direct)."""
+    with running([sys.executable, "-c", _ECHO], _NC_READY) as (_echo, echo_port):
+        if kind == "direct":
+            return _ping(echo_port, rounds)
+        argv, pattern = relay_argv(kind, echo_port)
+        with running(argv, pattern) as (_relay, port):
+            return _ping(port, rounds)
+
+
+def _ping(port: int, rounds: int) -> float:
+    message = b"x" * 64
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(100):  # warm up
+            conn.sendall(message)
+            _recv_exactly(conn, 64)
+        start = time.perf_counter()
+        for _ in range(rounds):
+            conn.sendall(message)
+            _recv_exactly(conn, 64)
+        return rounds / (time.perf_counter() - start)
+
+
+def _recv_exactly(conn: socket.socket, count: int) -> None:
+    while count:
+        data = conn.recv(count)
+        if not data:
+            raise RuntimeError("echo closed")
+        count -= len(data)
+
+
+# --- 5: workers -----------------------------------------------------------------------
+
+
+def relay_has_workers() -> bool:
+    out = subprocess.run([*NCAT, "relay", "--help"], capture_output=True, check=False).stdout
+    return b"--workers" in out
+
+
+def parallel_streams(workers: int, streams: int, each: int) -> float:
+    """GB/s of ``streams`` parallel uploads through ``ncat-trio relay --workers N``."""
+    with sink_listener() as sock:
+        argv, pattern = relay_argv("ncat-trio", sock.getsockname()[1], ["--workers", str(workers)])
+        with running(argv, pattern) as (_relay, port):
+            elapsed = uploads(port, sock, streams, each, wait_eof=True)
+    return streams * each / elapsed / 1e9
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def rounds_of(funcs: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Run each contender once per round, alternating; return medians."""
+    values: dict[str, list[float]] = {name: [] for name in funcs}
+    for _ in range(rounds):
+        for name, func in funcs.items():
+            values[name].append(func())
+    return {name: median(v) for name, v in values.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="small sizes, one round (seconds)")
+    ap.add_argument("--only", nargs="*", type=int, default=[1, 2, 3, 4, 5])
+    args = ap.parse_args(argv)
+    quick = args.quick
+    rounds = 1 if quick else 3
+    size = (512 << 20) if quick else (2 << 30)
+    rows: list[Row] = []
+
+    if 1 in args.only:
+        kinds = ["ncat-trio", "socat", "socat -b262144"]
+        gbs = rounds_of({k: (lambda k=k: one_hop_nc(k, size)) for k in kinds}, rounds)  # type: ignore[misc]
+        for k in kinds:
+            rows.append(Row(f"1. one hop, nc ends: {k}", f"{gbs[k]:.2f} GB/s"))
+        rows.append(
+            Row(
+                "   ncat-trio / socat default",
+                "",
+                f"{gbs['ncat-trio'] / gbs['socat']:.2f}x",
+                ">= 1.2x",
+            )
+        )
+        rows.append(
+            Row(
+                "   ncat-trio / socat -b262144",
+                "",
+                f"{gbs['ncat-trio'] / gbs['socat -b262144']:.2f}x",
+                ">= 1.0x",
+            )
+        )
+    if 2 in args.only:
+        kinds = ["ncat-trio", "socat -b262144"]
+        gbs = rounds_of({k: (lambda k=k: chain(k, size)) for k in kinds}, rounds)  # type: ignore[misc]
+        for k in kinds:
+            rows.append(Row(f"2. chain sender->relay->sink: all {k}", f"{gbs[k]:.2f} GB/s"))
+        rows.append(
+            Row(
+                "   ncat-trio / socat -b262144",
+                "",
+                f"{gbs['ncat-trio'] / gbs['socat -b262144']:.2f}x",
+                ">= 1.25x",
+            )
+        )
+    if 3 in args.only:
+        count = 200 if quick else 1000
+        ours_t, ours_rss = many_connections("ncat-trio", count, 1 << 20)
+        socat_t, _ = many_connections("socat", count, 1 << 20)
+        rows.append(Row(f"3. {count} concurrent x 1 MiB: ncat-trio", f"{ours_t:.2f} s"))
+        rows.append(Row(f"   {count} concurrent x 1 MiB: socat fork", f"{socat_t:.2f} s"))
+        rows.append(Row("   socat time / ncat-trio time", "", f"{socat_t / ours_t:.2f}x"))
+        rows.append(
+            Row("   ncat-trio relay peak RSS", f"{ours_rss / (1 << 20):.1f} MiB", "", "<= 48 MiB")
+        )
+    if 4 in args.only:
+        pings = 3000 if quick else 20000
+        kinds = ["direct", "ncat-trio", "socat"]
+        rate = rounds_of({k: (lambda k=k: ping_pong(k, pings)) for k in kinds}, rounds)  # type: ignore[misc]
+        for k in kinds:
+            rows.append(Row(f"4. 64 B ping-pong: {k}", f"{rate[k]:.0f} rt/s"))
+        rows.append(
+            Row("   ncat-trio / socat", "", f"{rate['ncat-trio'] / rate['socat']:.2f}x", ">= 0.6x")
+        )
+    if 5 in args.only:
+        if relay_has_workers():
+            streams, each = (50, 8 << 20) if quick else (200, 16 << 20)
+            one = parallel_streams(1, streams, each)
+            two = parallel_streams(2, streams, each)
+            rows.append(Row(f"5. {streams} streams, --workers 1", f"{one:.2f} GB/s"))
+            rows.append(
+                Row(f"   {streams} streams, --workers 2", f"{two:.2f} GB/s", f"{two / one:.2f}x")
+            )
+        else:
+            rows.append(Row("5. --workers", "not implemented"))
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    print(
+        f"bench_relay ({'quick' if quick else 'full'}: {rounds} round(s), {size >> 20} MiB bulk; "
+        f"{os.cpu_count()} cores, fd limit {soft})"
+    )
+    widths = [max(len(getattr(r, f)) for r in rows) for f in ("name", "figure", "ratio", "target")]
+    header = Row("case", "figure", "ratio", "target")
+    for r in [header, *rows]:
+        print(
+            f"{r.name:<{widths[0]}}  {r.figure:>{max(widths[1], 6)}}  {r.ratio:>{max(widths[2], 5)}}  {r.target}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
