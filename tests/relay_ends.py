@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import random
+import re
 import socket
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, suppress
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from functools import cache
 
 import trio
 
 from ncat_trio.transport import net
+
+from .support import NCAT
 
 BLOCK_SIZE = 8 << 20
 
@@ -162,3 +167,71 @@ async def wait_reset(stream: trio.SocketStream) -> bytes:
             raise AssertionError(f"failed, but not with a reset: {exc!r}") from exc
         return b"".join(chunks)
     raise AssertionError("clean EOF where a reset was expected")
+
+
+class RelayProcess:
+    """A running ``ncat-trio relay`` and the lines of its stderr."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        assert process.stderr is not None
+        self._stderr = process.stderr
+        self._buffer = b""
+        self.port = 0
+
+    async def line(self) -> str:
+        """The next stderr line (without the newline); AssertionError at EOF."""
+        while b"\n" not in self._buffer:
+            chunk = await self._stderr.receive_some(65536)
+            if not chunk:
+                raise AssertionError(f"relay stderr ended; partial line {self._buffer!r}")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode()
+
+    async def line_starting(self, prefix: str) -> str:
+        """Skip lines until one starts with ``prefix``."""
+        while not (line := await self.line()).startswith(prefix):
+            pass
+        return line
+
+    async def close(self) -> None:
+        await self._stderr.aclose()
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def fd_count(self) -> int:
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+    def rss(self) -> int:
+        """Resident set size in bytes, from /proc/PID/status."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for row in status:
+                if row.startswith("VmRSS:"):
+                    return int(row.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
+
+@asynccontextmanager
+async def relay_process(*args: str) -> AsyncIterator[RelayProcess]:
+    process = await trio.lowlevel.open_process(
+        [*NCAT, "relay", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    relay = RelayProcess(process)
+    try:
+        with trio.fail_after(20):
+            ready = await relay.line()
+        match = re.search(r"listening on \S+:(\d+)$", ready)
+        assert match is not None, ready
+        relay.port = int(match.group(1))
+        yield relay
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+            await relay.close()

@@ -245,6 +245,16 @@ def relay(
             rich_help_panel=FAULTS,
         ),
     ] = 1.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            metavar="N",
+            min=1,
+            help="Linux: N processes share the port (SO_REUSEPORT), one Trio run each; limits and stats are per worker.",
+            rich_help_panel=CONN,
+        ),
+    ] = 1,
     seed: Annotated[
         int | None,
         typer.Option(
@@ -300,6 +310,10 @@ def relay(
     )
     if reject_over_limit and max_conns is None:
         raise UsageError("--reject-over-limit", "needs --max-conns")
+    if workers > 1:
+        from ..modes import relay_workers
+
+        return relay_workers.run_workers(options, workers)
     return runner.run(lambda: relay_mode.relay_main(options))
 
 

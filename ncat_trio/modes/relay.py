@@ -25,6 +25,7 @@ The nursery tree is the work: process → server (accept loop + one task per cli
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import resource
@@ -388,17 +389,35 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-async def relay_main(opts: RelayOptions) -> int:
+@dataclass(frozen=True)
+class WorkerSetup:
+    """How a ``--workers`` child listens and reports (see relay_workers.py)."""
+
+    index: int  # 1..N, prefixed to its log lines
+    family: int
+    address: tuple[str, int] | tuple[str, int, int, int]
+    v6only: bool
+    ready: Callable[[], None]  # called once listening (the parent prints readiness)
+
+
+async def relay_main(opts: RelayOptions, worker: WorkerSetup | None = None) -> int:
     """``ncat-trio relay``: serve until a signal; SIGTERM drains (exit 143)."""
     raise_fd_limit()
     plan = FaultPlan(opts.faults, seed=opts.seed) if opts.faults else None
-    server = RelayServer(opts, plan, log=_json_line if opts.json_log else diag.say)
-    listener = await net.open_tcp_listener(opts.listen, backlog=opts.backlog)
+    say = diag.say if worker is None else _prefixed(f"worker {worker.index}: ")
+    server = RelayServer(opts, plan, log=_json_line if opts.json_log else say)
+    if worker is None:
+        listener = await net.open_tcp_listener(opts.listen, backlog=opts.backlog)
+    else:
+        listener = await open_reuseport_listener(worker, opts.backlog)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve, listener)
             assert server.address is not None
-            diag.say(f"listening on {diag.format_address(server.address)}")
+            if worker is None:
+                diag.say(f"listening on {diag.format_address(server.address)}")
+            else:
+                worker.ready()
             if opts.stats_interval:
                 nursery.start_soon(server.report_every, opts.stats_interval)
             draining = False
@@ -407,22 +426,52 @@ async def relay_main(opts: RelayOptions) -> int:
                     server.report()
                 elif not draining:
                     draining = True
-                    nursery.start_soon(_drain, server, opts.drain_timeout, nursery.cancel_scope)
+                    drain = functools.partial(_drain, server, opts.drain_timeout, say)
+                    nursery.start_soon(drain, nursery.cancel_scope)
                 else:  # a second SIGTERM: stop now
                     nursery.cancel_scope.cancel()
-    diag.say("interrupted by SIGTERM")
+    if worker is None:  # a worker's parent says it once for all
+        diag.say("interrupted by SIGTERM")
     return int(ExitCode.SIGTERM)
 
 
-async def _drain(server: RelayServer, grace: float, everything: trio.CancelScope) -> None:
+async def open_reuseport_listener(worker: WorkerSetup, backlog: int) -> trio.SocketListener:
+    """A listener with SO_REUSEPORT on the address the ``--workers`` parent reserved:
+    the kernel spreads new connections over the workers' accept queues."""
+    sock = trio.socket.socket(worker.family, trio.socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+        if worker.family == trio.socket.AF_INET6:
+            sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, worker.v6only)
+        await sock.bind(worker.address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ConnectError(
+            f"listen on {diag.format_address(worker.address)}", exc.strerror or ""
+        ) from exc
+    return trio.SocketListener(sock)
+
+
+async def _drain(
+    server: RelayServer, grace: float, say: Callable[[str], None], everything: trio.CancelScope
+) -> None:
     server.stop_accepting()
     live = server.statistics().active
-    diag.say(f"SIGTERM: draining {live} connection(s), up to {grace:g} s (--drain-timeout)")
+    say(f"SIGTERM: draining {live} connection(s), up to {grace:g} s (--drain-timeout)")
     finished = await server.drain(grace)
     if not finished:
-        diag.say(f"drain timeout: cancelled {server.statistics().active} connection(s)")
+        say(f"drain timeout: cancelled {server.statistics().active} connection(s)")
     await server.wait_quiet()
     everything.cancel()
+
+
+def _prefixed(prefix: str) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        diag.say(prefix + message)
+
+    return say
 
 
 def _json_line(line: str) -> None:
