@@ -331,7 +331,11 @@ class RelayServer:
                 except ConnectError as exc:
                     failures.append(f"{endpoint}: {exc.why}")
                     continue
-                return stream, diag.format_address(stream.socket.getpeername())
+                try:
+                    where = diag.format_address(stream.socket.getpeername())
+                except OSError:  # reset already: the relay will find out and say so
+                    where = str(endpoint)
+                return stream, where
             failures.append(f"{endpoint}: timed out after {self.options.connect_timeout:g} s")
         return None, "; ".join(failures)
 
