@@ -14,6 +14,9 @@ See README.md, "Python API".
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
 from .errors import (
@@ -28,26 +31,64 @@ from .errors import (
     RemoteProtocolError,
     UsageError,
 )
-from .modes.netcat import (
-    NetcatOptions,
-    SessionOptions,
-    SessionResult,
-    close_gracefully,
-    netcat_session,
-)
-from .relay_api import Relay, open_relay, serve_relay
-from .transport.faults import (
-    Bandwidth,
-    FaultPlan,
-    Latency,
-    LimitData,
-    ResetPeer,
-    Slicer,
-    SlowClose,
-    Stall,
-)
-from .transport.net import Endpoint, connect_tcp, open_tcp_listener
-from .transport.pump import Side, pump
+
+# Everything else loads on first use (PEP 562), so `ncat-trio --version` and the CLI's
+# start-up do not pay for modes they will not run; type checkers see the real imports.
+if TYPE_CHECKING:
+    from .modes.netcat import (
+        NetcatOptions,
+        SessionOptions,
+        SessionResult,
+        close_gracefully,
+        netcat_session,
+    )
+    from .relay_api import Relay, open_relay, serve_relay
+    from .transport.faults import (
+        Bandwidth,
+        FaultPlan,
+        Latency,
+        LimitData,
+        ResetPeer,
+        Slicer,
+        SlowClose,
+        Stall,
+    )
+    from .transport.net import Endpoint, connect_tcp, open_tcp_listener
+    from .transport.pump import Side, pump
+
+_LAZY = {
+    "NetcatOptions": ".modes.netcat",
+    "SessionOptions": ".modes.netcat",
+    "SessionResult": ".modes.netcat",
+    "close_gracefully": ".modes.netcat",
+    "netcat_session": ".modes.netcat",
+    "Relay": ".relay_api",
+    "open_relay": ".relay_api",
+    "serve_relay": ".relay_api",
+    "Bandwidth": ".transport.faults",
+    "FaultPlan": ".transport.faults",
+    "Latency": ".transport.faults",
+    "LimitData": ".transport.faults",
+    "ResetPeer": ".transport.faults",
+    "Slicer": ".transport.faults",
+    "SlowClose": ".transport.faults",
+    "Stall": ".transport.faults",
+    "Endpoint": ".transport.net",
+    "connect_tcp": ".transport.net",
+    "open_tcp_listener": ".transport.net",
+    "Side": ".transport.pump",
+    "pump": ".transport.pump",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Bandwidth",

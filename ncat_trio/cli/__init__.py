@@ -59,14 +59,13 @@ SUBCOMMANDS = {
 def _version(value: bool) -> None:
     if value:
         import platform
-
-        import trio
+        from importlib.metadata import version
 
         from .. import __version__
 
-        print(
-            f"ncat-trio {__version__} (Python {platform.python_version()}, Trio {trio.__version__})"
-        )
+        # The installed Trio's version, without paying for importing Trio itself.
+        trio_version = version("trio")
+        print(f"ncat-trio {__version__} (Python {platform.python_version()}, Trio {trio_version})")
         raise typer.Exit(0)
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .. import runner
 from ..errors import UsageError
-from ..modes import clock
+from ..modes.clock_defaults import NTP_PORT, NTP_SERVE_PORT, PROTOCOLS, ROUNDTRIP_PORT
 from ..parse import parse_duration, parse_port
-from ..transport.net import Endpoint
+from ..transport.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    pass
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(
     name="clock",
@@ -35,8 +40,8 @@ Port = Annotated[
         "-p",
         "--port",
         metavar="PORT",
-        help=f"Port (default: roundtrip {clock.ROUNDTRIP_PORT}; ntp {clock.NTP_SERVE_PORT} "
-        f"to serve, {clock.NTP_PORT} to probe).",
+        help=f"Port (default: roundtrip {ROUNDTRIP_PORT}; ntp {NTP_SERVE_PORT} "
+        f"to serve, {NTP_PORT} to probe).",
     ),
 ]
 Tcp = Annotated[
@@ -50,7 +55,8 @@ Numeric = Annotated[
 
 
 def _proto(proto: str, tcp: bool) -> str:
-    if proto not in clock.PROTOCOLS:
+
+    if proto not in PROTOCOLS:
         raise UsageError(f"invalid --proto {proto!r}", "use roundtrip or ntp")
     if tcp and proto != "roundtrip":
         raise UsageError("--tcp", "only roundtrip runs over TCP (NTP is UDP only)")
@@ -90,6 +96,9 @@ def serve(
 
     Prints `ncat-trio: listening on ADDR:PORT (PROTO over udp|tcp)` on stderr once ready.
     """
+    from .. import runner  # lazy: keeps start-up light
+    from ..modes import clock  # lazy: keeps start-up light
+
     proto = _proto(proto, tcp)
     number = (
         clock.default_port(proto, serve=True) if port is None else parse_port(port, allow_zero=True)
@@ -134,6 +143,9 @@ def probe(
     Exit 0 if at least one valid reply came back; 4 if none did, 1 if the port is
     unreachable, 6 if the server only sent invalid replies (e.g. a kiss-o'-death).
     """
+    from .. import runner  # lazy: keeps start-up light
+    from ..modes import clock  # lazy: keeps start-up light
+
     proto = _proto(proto, tcp)
     number = clock.default_port(proto, serve=False) if port is None else parse_port(port)
     wait = parse_duration(timeout, what="--timeout")

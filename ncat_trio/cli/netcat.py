@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .. import runner
 from ..errors import UsageError
-from ..modes import netcat
 from ..parse import parse_duration, parse_port, parse_size
-from ..transport.net import Endpoint
+from ..transport.endpoint import Endpoint
 from . import netcat_flags as flags
 from . import netcat_transport as transport
+
+if TYPE_CHECKING:
+    pass
+
+if TYPE_CHECKING:
+    from ..modes import netcat
 
 CONN = "Connection"
 TIME = "Timeouts"
@@ -154,6 +158,8 @@ def _session(
     no_zerocopy: bool,
     rate: str | None = None,
 ) -> netcat.SessionOptions:
+    from ..modes import netcat  # lazy: keeps start-up light
+
     if send_only and (recv_only or no_stdin):
         raise UsageError("--send-only", "cannot be combined with --recv-only/-d")
     return netcat.SessionOptions(
@@ -184,6 +190,8 @@ def _reporting(
     json: bool,
     json_file: str | None,
 ) -> netcat.ReportOptions:
+    from ..modes import netcat  # lazy: keeps start-up light
+
     return netcat.ReportOptions(
         progress="auto" if progress_auto else "always" if progress else "never",
         size=None if size is None else parse_size(size, what="--size"),
@@ -280,6 +288,9 @@ def connect(
     append_output: flags.AppendOutput = False,
 ) -> int:
     """Connect to HOST PORT: stdin goes to the socket, the socket goes to stdout."""
+    from .. import runner  # lazy: keeps start-up light
+    from ..modes import netcat  # lazy: keeps start-up light
+
     family = _family(ipv4, ipv6)
     src = None
     if source is not None or source_port is not None:
@@ -395,6 +406,9 @@ def listen(
 
     Prints `ncat-trio: listening on ADDR:PORT` on stderr (the real port) once ready.
     """
+    from .. import runner  # lazy: keeps start-up light
+    from ..modes import netcat  # lazy: keeps start-up light
+
     words = list(address or [])
     if port_option is not None:
         words.append(port_option)
@@ -434,6 +448,7 @@ def demo(
     ] = "16M",
 ) -> int:
     """Run a real loopback demo: a listener and a client, payloads both ways, verified."""
+    from .. import runner  # lazy: keeps start-up light
     from ..modes import demo as demo_mode
     from ..parse import parse_size
 

@@ -8,17 +8,24 @@ value is a :class:`UsageError` (exit 2) raised before anything runs.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import UsageError
-from ..modes.netcat_layers import DumpOptions, ProxySettings
 from ..parse import parse_port
 from ..proto.proxy import ProxyType, parse_proxy_auth
-from ..transport.access import AccessPolicy
-from ..transport.net import Endpoint
-from ..transport.tls import TlsOptions
+from ..transport.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    from ..transport.tls import TlsOptions
+
+
+if TYPE_CHECKING:
+    from ..transport.access import AccessPolicy
+
+if TYPE_CHECKING:
+    from ..modes.netcat_layers import DumpOptions, ProxySettings
 
 TLS = "TLS"
 PROXY = "Proxy"
@@ -189,6 +196,8 @@ def tls_options(
     alpn: str | None = None,
 ) -> TlsOptions | None:
     """``--ssl`` and companions; any ``--ssl-*`` flag implies ``--ssl`` (as in ncat)."""
+    from ..transport.tls import TlsOptions  # lazy: keeps start-up light
+
     if not (ssl or ca or no_verify or cert or key or servername or alpn):
         return None
     if key is not None and cert is None:
@@ -230,6 +239,8 @@ def proxy_settings(
     username = password = None
     if auth is not None:
         username, password = parse_proxy_auth(auth)
+    from ..modes.netcat_layers import ProxySettings  # lazy: keeps start-up light
+
     return ProxySettings(Endpoint(host, port, family, numeric), proxy_type, username, password)
 
 
@@ -256,6 +267,8 @@ def access_policy(
     allow_files: list[str] | None,
     deny_files: list[str] | None,
 ) -> AccessPolicy:
+    from ..transport.access import AccessPolicy  # lazy: keeps start-up light
+
     return AccessPolicy.from_rules(allow or (), deny or (), allow_files or (), deny_files or ())
 
 
@@ -264,4 +277,6 @@ def dump_options(output: str | None, append: bool) -> DumpOptions | None:
         if append:
             raise UsageError("--append-output", "needs -o/--output FILE")
         return None
+    from ..modes.netcat_layers import DumpOptions  # lazy: keeps start-up light
+
     return DumpOptions(output, append)

@@ -8,16 +8,20 @@ into a :class:`~ncat_trio.modes.netcat.NetcatOptions` (``dataclasses.replace``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import UsageError
-from ..modes.exec import ExecCommand
-from ..modes.netcat import NetcatOptions
 from ..parse import parse_port, parse_size
-from ..transport.net import Endpoint
-from ..transport.sockopts import SocketOptions, parse_keepalive, parse_tos, parse_ttl
+from ..transport.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    pass
+
+
+if TYPE_CHECKING:
+    from ..modes.netcat import NetcatOptions
 
 TRANSPORT = "Transport"
 EXEC = "Exec"
@@ -181,12 +185,23 @@ def with_transport(
     broadcast: bool = False,
 ) -> NetcatOptions:
     """``options`` with the transport flags parsed in; UsageError for bad values/combinations."""
+    from ..transport.sockopts import (  # lazy: keeps start-up light
+        SocketOptions,
+        parse_keepalive,
+        parse_tos,
+        parse_ttl,
+    )
+
     if exec_ is not None and sh_exec is not None:
         raise UsageError("-e and -c", "choose one")
     command = None
     if exec_ is not None:
+        from ..modes.exec import ExecCommand  # lazy: keeps start-up light
+
         command = ExecCommand.from_exec(exec_)
     elif sh_exec is not None:
+        from ..modes.exec import ExecCommand  # lazy: keeps start-up light
+
         command = ExecCommand.from_sh(sh_exec)
     if command is not None and udp:
         raise UsageError("-e/-c with -u", "not supported: exec needs a stream (TCP or -U)")

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .. import runner
 from ..errors import UsageError
-from ..modes import relay as relay_mode
 from ..parse import parse_duration, parse_port, parse_size
-from ..transport.faults import FAULT_FLAGS, AnyFault, parse_fault
-from ..transport.net import Endpoint
+from ..transport.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    from ..transport.faults import AnyFault
+
+
+if TYPE_CHECKING:
+    pass
+
+if TYPE_CHECKING:
+    pass
 
 CONN = "Connections"
 LIMITS = "Limits and access"
@@ -43,7 +50,6 @@ def parse_host_port(
 
 
 def _fault_help(kind: str) -> str:
-    assert kind in FAULT_FLAGS
     return "(repeatable)."
 
 
@@ -270,6 +276,10 @@ def relay(
     Bounded (--buffer per direction), half-close passes through, resets propagate.
     Prints `ncat-trio: listening on ADDR:PORT` on stderr once ready.
     """
+    from .. import runner  # lazy: keeps start-up light
+    from ..modes import relay as relay_mode  # lazy: keeps start-up light
+    from ..transport.faults import parse_fault  # lazy: keeps start-up light
+
     if ipv4 and ipv6:
         raise UsageError("-4 and -6", "choose one")
     family = socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .. import runner
 from ..errors import UsageError
-from ..modes import scan as scan_mode
 from ..parse import parse_duration
-from ..transport.net import Endpoint
+from ..transport.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    pass
+
+if TYPE_CHECKING:
+    pass
 
 
 def scan(
@@ -49,6 +53,9 @@ def scan(
 
     Exit 0 if any port is open, 1 if none, 2 for bad arguments.
     """
+    from .. import runner  # lazy: keeps start-up light
+    from ..modes import scan as scan_mode  # lazy: keeps start-up light
+
     if ipv4 and ipv6:
         raise UsageError("-4 and -6", "choose one")
     if not 1 <= concurrency <= 10000:

@@ -8,15 +8,19 @@ for a receiver behind NAT.  Exit codes: PROTOCOL.md, "Exit codes".
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .. import runner
 from ..errors import UsageError
-from ..modes import transfer
 from ..parse import parse_duration, parse_port
-from ..transport.net import Endpoint
+from ..transport.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    pass
+
+if TYPE_CHECKING:
+    pass
 
 CONN = "Connection"
 OUT = "Output"
@@ -130,6 +134,9 @@ def send(
     acknowledgement (connection lost): exit 3. The receiver's refusal or digest
     mismatch: the receiver's exit code (5 local I/O, 6 protocol, 7 integrity).
     """
+    from .. import runner  # lazy: keeps start-up light
+    from ..modes import transfer  # lazy: keeps start-up light
+
     host, port, path = send_endpoint(list(words), listen=listen)
     options = transfer.SendOptions(
         endpoint=Endpoint(host, parse_port(port, allow_zero=listen), _family(ipv4, ipv6), numeric),
@@ -189,6 +196,9 @@ def receive(
     the digest matched; it is never put over an existing file without --force.
     Exit 7 on a digest mismatch or a short stream.
     """
+    from .. import runner  # lazy: keeps start-up light
+    from ..modes import transfer  # lazy: keeps start-up light
+
     if listen and len(words) in (1, 2):
         host = words[0] if len(words) == 2 else None
     elif not listen and len(words) == 2:

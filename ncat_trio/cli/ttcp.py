@@ -7,17 +7,21 @@ this module knows about them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from .. import runner
 from ..errors import UsageError
-from ..modes import ttcp
 from ..parse import parse_port, parse_size
-from ..proto.ttcp import INT32_MAX, LENGTH_LIMIT
-from ..transport.net import Endpoint
+from ..proto.ttcp import DEFAULT_LENGTH, DEFAULT_NUMBER, DEFAULT_PORT, INT32_MAX, LENGTH_LIMIT
+from ..transport.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    pass
+
+if TYPE_CHECKING:
+    pass
 
 _CLASSIC_FLAGS = "rkD"  # getopt letters without a value that may be bundled: -rk
 _COMMANDS = ("receive", "transmit")
@@ -150,7 +154,7 @@ def _bounded_size(text: str, what: str) -> int:
 
 @app.command()
 def receive(
-    port: Port = str(ttcp.DEFAULT_PORT),
+    port: Port = str(DEFAULT_PORT),
     bind: Bind = None,
     keep_open: KeepOpen = False,
     max_length: MaxLength = "64M",
@@ -161,6 +165,9 @@ def receive(
 
     Prints `port = P` on stdout and `ncat-trio: listening on ADDR:PORT` on stderr once ready.
     """
+    from .. import runner  # lazy: keeps start-up light
+    from ..modes import ttcp  # lazy: keeps start-up light
+
     options = ttcp.TtcpReceiveOptions(
         endpoint=Endpoint(bind, parse_port(port, allow_zero=True)),
         session=ttcp.ReceiveOptions(
@@ -175,14 +182,17 @@ def receive(
 @app.command(no_args_is_help=True)
 def transmit(
     host: Host,
-    port: Port = str(ttcp.DEFAULT_PORT),
-    length: Length = str(ttcp.DEFAULT_LENGTH),
-    number: Number = str(ttcp.DEFAULT_NUMBER),
+    port: Port = str(DEFAULT_PORT),
+    length: Length = str(DEFAULT_LENGTH),
+    number: Number = str(DEFAULT_NUMBER),
     nodelay: NoDelay = False,
     window: Window = "1",
     json_output: Json = False,
 ) -> int:
     """Transmit: connect to HOST, send the session and payloads, print the rate (`ttcp -t HOST`)."""
+    from .. import runner  # lazy: keeps start-up light
+    from ..modes import ttcp  # lazy: keeps start-up light
+
     options = ttcp.TtcpTransmitOptions(
         endpoint=Endpoint(host, parse_port(port)),
         session=ttcp.TransmitOptions(

@@ -54,16 +54,9 @@ from ..proto.roundtrip import (
 )
 from ..transport import datagram, net
 from ..transport.pump import describe_failure
+from .clock_defaults import NTP_PORT, NTP_SERVE_PORT, PROTOCOLS, ROUNDTRIP_PORT
 
 WallClock = datagram.WallClock  # ns since the Unix epoch
-
-PROTOCOLS = ("roundtrip", "ntp")
-#: muduo's roundtrip programs have no default port; ours sits next to NTP's stand-in.
-ROUNDTRIP_PORT = 12124
-#: 123 needs root to bind: ``clock serve --proto ntp`` defaults to this unprivileged port.
-NTP_SERVE_PORT = 12123
-#: ...while ``clock probe --proto ntp`` defaults to the real NTP port of real servers.
-NTP_PORT = 123
 
 
 def default_port(proto: str, *, serve: bool) -> int:

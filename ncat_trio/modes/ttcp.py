@@ -30,9 +30,9 @@ from ..proto import ttcp
 from ..transport import net
 from ..transport.pump import Side, describe_failure, translate
 
-DEFAULT_PORT = 5001
-DEFAULT_LENGTH = 65536
-DEFAULT_NUMBER = 8192
+DEFAULT_PORT = ttcp.DEFAULT_PORT
+DEFAULT_LENGTH = ttcp.DEFAULT_LENGTH
+DEFAULT_NUMBER = ttcp.DEFAULT_NUMBER
 #: Receive size.  Python's cost is per call, not per byte, so ask for a lot at once.
 CHUNK = 256 * 1024
 #: A windowed transmitter joins payloads into one ``send_all`` up to about this size.

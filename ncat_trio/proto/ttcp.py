@@ -42,6 +42,10 @@ INT32_MAX = 2**31 - 1
 LENGTH_LIMIT = INT32_MAX - HEADER_SIZE
 #: Default bound on the session length a receiver accepts (``--max-length``).
 DEFAULT_MAX_LENGTH = 64 * 1024 * 1024
+#: The original tool's conventions, which users know: port 5001, 64 KiB x 8192 (512 MiB).
+DEFAULT_PORT = 5001
+DEFAULT_LENGTH = 65536
+DEFAULT_NUMBER = 8192
 
 _SESSION = struct.Struct(">ii")
 _INT32 = struct.Struct(">i")

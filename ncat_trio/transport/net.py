@@ -10,12 +10,12 @@ import errno
 import os
 import socket as _stdsocket
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import trio
 
 from ..diag import format_address, say
 from ..errors import ConnectError, ConnectionLost
+from .endpoint import Endpoint as Endpoint  # re-exported: callers import it from here
 
 AddrInfo = tuple[
     _stdsocket.AddressFamily,
@@ -24,19 +24,6 @@ AddrInfo = tuple[
     str,
     tuple[str, int] | tuple[str, int, int, int],
 ]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where to connect or listen.  ``host=None`` means "any" for a listener."""
-
-    host: str | None
-    port: int
-    family: int = 0  # 0, AF_INET or AF_INET6 (-4/-6)
-    numeric: bool = False  # -n: no DNS, the host must be a literal address
-
-    def __str__(self) -> str:
-        return format_address((self.host or "*", self.port))
 
 
 async def resolve(
