@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -11,12 +11,6 @@ from ..errors import UsageError
 from ..modes.clock_defaults import NTP_PORT, NTP_SERVE_PORT, PROTOCOLS, ROUNDTRIP_PORT
 from ..parse import parse_duration, parse_port
 from ..transport.endpoint import Endpoint
-
-if TYPE_CHECKING:
-    pass
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(
     name="clock",

@@ -14,9 +14,6 @@ from . import netcat_flags as flags
 from . import netcat_transport as transport
 
 if TYPE_CHECKING:
-    pass
-
-if TYPE_CHECKING:
     from ..modes import netcat
 
 CONN = "Connection"

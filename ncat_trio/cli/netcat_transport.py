@@ -17,10 +17,6 @@ from ..parse import parse_port, parse_size
 from ..transport.endpoint import Endpoint
 
 if TYPE_CHECKING:
-    pass
-
-
-if TYPE_CHECKING:
     from ..modes.netcat import NetcatOptions
 
 TRANSPORT = "Transport"

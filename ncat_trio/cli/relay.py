@@ -15,12 +15,6 @@ if TYPE_CHECKING:
     from ..transport.faults import AnyFault
 
 
-if TYPE_CHECKING:
-    pass
-
-if TYPE_CHECKING:
-    pass
-
 CONN = "Connections"
 LIMITS = "Limits and access"
 OUT = "Output"

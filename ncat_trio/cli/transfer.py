@@ -8,19 +8,13 @@ for a receiver behind NAT.  Exit codes: PROTOCOL.md, "Exit codes".
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from ..errors import UsageError
 from ..parse import parse_duration, parse_port
 from ..transport.endpoint import Endpoint
-
-if TYPE_CHECKING:
-    pass
-
-if TYPE_CHECKING:
-    pass
 
 CONN = "Connection"
 OUT = "Output"

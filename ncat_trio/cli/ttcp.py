@@ -7,7 +7,7 @@ this module knows about them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -16,12 +16,6 @@ from ..errors import UsageError
 from ..parse import parse_port, parse_size
 from ..proto.ttcp import DEFAULT_LENGTH, DEFAULT_NUMBER, DEFAULT_PORT, INT32_MAX, LENGTH_LIMIT
 from ..transport.endpoint import Endpoint
-
-if TYPE_CHECKING:
-    pass
-
-if TYPE_CHECKING:
-    pass
 
 _CLASSIC_FLAGS = "rkD"  # getopt letters without a value that may be bundled: -rk
 _COMMANDS = ("receive", "transmit")
