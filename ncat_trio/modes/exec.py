@@ -24,7 +24,7 @@ import math
 import os
 import shlex
 import shutil
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import trio
@@ -32,7 +32,7 @@ import trio
 from .. import diag
 from ..errors import LocalIOError, NcatError, NcatTimeout, UsageError
 from ..transport.child import describe_status, open_child
-from ..transport.pump import Side, send_eof
+from ..transport.pump import Side, run_directions, send_eof
 from ..transport.zerocopy import copy
 from .netcat import NetcatOptions, SessionResult, close_gracefully
 
@@ -114,7 +114,7 @@ async def exec_session(
     child_in = Side(f"{command.name} (stdin)", local=True)
     child_out = Side(f"{command.name} (stdout)", local=True)
     result = SessionResult()
-    failure: list[NcatError] = []
+    failure: NcatError | None = None
     idle_scope = trio.CancelScope(
         deadline=math.inf if idle_timeout is None else trio.current_time() + idle_timeout
     )
@@ -168,28 +168,17 @@ async def exec_session(
                 await from_child_done.wait()
                 to_child_scope.cancel()
 
-        async def guarded(direction: Callable[[], Awaitable[None]], both: trio.CancelScope) -> None:
-            try:
-                await direction()
-            except NcatError as exc:
-                if not failure:
-                    failure.append(exc)
-                both.cancel()
-
         with idle_scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(guarded, to_child, nursery.cancel_scope)
-                nursery.start_soon(guarded, from_child, nursery.cancel_scope)
-                nursery.start_soon(stop_reading_once_child_is_gone)
-        if not failure and not idle_scope.cancelled_caught:
+            failure = await run_directions(to_child, from_child, stop_reading_once_child_is_gone)
+        if failure is None and not idle_scope.cancelled_caught:
             # Both directions are done: give the child its grace period to exit by itself.
             with trio.move_on_after(command.grace):
                 await proc.wait()
     if verbose:
         code = proc.returncode
         diag.say(f"{command.name}: {'did not exit' if code is None else describe_status(code)}")
-    if failure:
-        raise failure[0]
+    if failure is not None:
+        raise failure
     if idle_scope.cancelled_caught:
         raise NcatTimeout(peer_name, f"idle for {idle_timeout:g} s (-i)")
     return result

@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -32,7 +32,7 @@ from ..errors import ConnectError, LocalIOError, NcatError, NcatTimeout
 from ..progress import show_progress, summary_line
 from ..transport import net
 from ..transport.access import AccessPolicy, admit
-from ..transport.pump import Side, send_eof
+from ..transport.pump import Side, run_directions, send_eof
 from ..transport.sockopts import SocketOptions, apply_socket_options
 from ..transport.stdio import CHUNK, FdKind, fd_kind, open_stdin, open_stdout
 from ..transport.throttle import ThrottledReceiveStream
@@ -130,7 +130,6 @@ async def netcat_session(
     """
     peer = Side(peer_name, local=False)
     result = live if live is not None else SessionResult()
-    failure: list[NcatError] = []
     idle = options.idle_timeout
     idle_scope = trio.CancelScope(deadline=_after(idle))
     upload_scope = trio.CancelScope()
@@ -182,21 +181,11 @@ async def netcat_session(
         if download_scope.cancelled_caught:
             result.lingered_out = True
 
-    async def guarded(direction: Callable[[], Awaitable[None]], both: trio.CancelScope) -> None:
-        # The first failure ends both directions and is raised as itself, not as a group.
-        try:
-            await direction()
-        except NcatError as exc:
-            if not failure:
-                failure.append(exc)
-            both.cancel()
-
+    failure: NcatError | None = None  # stays None when the idle timeout cancels both
     with idle_scope:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(guarded, upload, nursery.cancel_scope)
-            nursery.start_soon(guarded, download, nursery.cancel_scope)
-    if failure:
-        raise failure[0]
+        failure = await run_directions(upload, download)
+    if failure is not None:
+        raise failure
     if idle_scope.cancelled_caught:
         raise NcatTimeout(peer_name, f"idle for {idle:g} s (-i)")
     return result

@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import math
 import socket as _stdsocket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ from ..errors import ConnectError, IntegrityError, LocalProtocolError, NcatError
 from ..transport import unix
 from ..transport.datagram import MAX_DATAGRAM, bind_udp
 from ..transport.net import Endpoint, resolve
-from ..transport.pump import translate
+from ..transport.pump import run_directions, translate
 from ..transport.sockopts import configure_with
 from .netcat import STDIN, STDOUT, SessionOptions, SessionResult, open_stdio
 
@@ -123,7 +123,6 @@ class DatagramSession:
             deadline=math.inf if idle is None else trio.current_time() + idle
         )
         download_scope = trio.CancelScope()
-        failure: list[NcatError] = []
 
         def activity() -> None:
             if idle is not None:
@@ -181,20 +180,11 @@ class DatagramSession:
             if download_scope.cancelled_caught:
                 result.lingered_out = True
 
-        async def guarded(direction: Callable[[], Awaitable[None]], both: trio.CancelScope) -> None:
-            try:
-                await direction()
-            except NcatError as exc:
-                if not failure:
-                    failure.append(exc)
-                both.cancel()
-
+        failure: NcatError | None = None  # stays None when the idle timeout cancels both
         with idle_scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(guarded, upload, nursery.cancel_scope)
-                nursery.start_soon(guarded, download, nursery.cancel_scope)
-        if failure:
-            raise failure[0]
+            failure = await run_directions(upload, download)
+        if failure is not None:
+            raise failure
         if idle_scope.cancelled_caught and self.verbose:
             diag.say(f"idle for {idle:g} s: session over")
         return result

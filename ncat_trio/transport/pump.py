@@ -7,7 +7,7 @@ the sender.  At most one chunk (``chunk_size`` bytes) is held in user space.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -83,3 +83,25 @@ async def send_eof(stream: trio.abc.HalfCloseableStream, side: Side) -> None:
         await stream.send_eof()
     except _STREAM_ERRORS as exc:
         raise translate(exc, side) from exc
+
+
+async def run_directions(*directions: Callable[[], Awaitable[None]]) -> NcatError | None:
+    """Run a connection's directions side by side until every one has finished.
+
+    The first :class:`NcatError` cancels the others and is *returned*, not raised inside
+    an exception group, so the caller can finish its cleanup and raise it as itself.
+    """
+    failure: list[NcatError] = []
+
+    async def guarded(direction: Callable[[], Awaitable[None]], both: trio.CancelScope) -> None:
+        try:
+            await direction()
+        except NcatError as exc:
+            if not failure:
+                failure.append(exc)
+            both.cancel()
+
+    async with trio.open_nursery() as nursery:
+        for direction in directions:
+            nursery.start_soon(guarded, direction, nursery.cancel_scope)
+    return failure[0] if failure else None
