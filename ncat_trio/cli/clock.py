@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Annotated
 
 import typer
@@ -11,6 +10,7 @@ from ..errors import UsageError
 from ..modes.clock_defaults import NTP_PORT, NTP_SERVE_PORT, PROTOCOLS, ROUNDTRIP_PORT
 from ..parse import parse_duration, parse_port
 from ..transport.endpoint import Endpoint
+from .common import IPv4, IPv6, Numeric, address_family
 
 app = typer.Typer(
     name="clock",
@@ -41,11 +41,6 @@ Port = Annotated[
 Tcp = Annotated[
     bool, typer.Option("--tcp", help="roundtrip over TCP (TCP_NODELAY) instead of UDP.")
 ]
-IPv4 = Annotated[bool, typer.Option("-4", help="IPv4 only.")]
-IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.")]
-Numeric = Annotated[
-    bool, typer.Option("-n", "--numeric", help="No DNS: hosts are literal addresses.")
-]
 
 
 def _proto(proto: str, tcp: bool) -> str:
@@ -55,12 +50,6 @@ def _proto(proto: str, tcp: bool) -> str:
     if tcp and proto != "roundtrip":
         raise UsageError("--tcp", "only roundtrip runs over TCP (NTP is UDP only)")
     return proto
-
-
-def _family(ipv4: bool, ipv6: bool) -> int:
-    if ipv4 and ipv6:
-        raise UsageError("-4 and -6", "choose one")
-    return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
 
 
 def serve(
@@ -98,7 +87,7 @@ def serve(
         clock.default_port(proto, serve=True) if port is None else parse_port(port, allow_zero=True)
     )
     options = clock.ServeOptions(
-        endpoint=Endpoint(bind, number, _family(ipv4, ipv6), numeric),
+        endpoint=Endpoint(bind, number, address_family(ipv4, ipv6), numeric),
         proto=proto,
         tcp=tcp,
         stratum=stratum,
@@ -146,7 +135,7 @@ def probe(
     if wait <= 0:
         raise UsageError(f"invalid --timeout {timeout!r}", "must be more than 0")
     options = clock.ProbeOptions(
-        endpoint=Endpoint(host, number, _family(ipv4, ipv6), numeric),
+        endpoint=Endpoint(host, number, address_family(ipv4, ipv6), numeric),
         proto=proto,
         tcp=tcp,
         count=count,

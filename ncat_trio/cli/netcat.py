@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,25 +11,14 @@ from ..parse import parse_duration, parse_port, parse_size
 from ..transport.endpoint import Endpoint
 from . import netcat_flags as flags
 from . import netcat_transport as transport
+from .common import CONN, IO, OUT, TIME, IPv4, IPv6, Numeric, address_family
 
 if TYPE_CHECKING:
     from ..modes import netcat
 
-CONN = "Connection"
-TIME = "Timeouts"
-IO = "I/O"
-OUT = "Output"
 
 Verbose = Annotated[
     bool, typer.Option("-v", "--verbose", help="Log connections on stderr.", rich_help_panel=OUT)
-]
-IPv4 = Annotated[bool, typer.Option("-4", help="IPv4 only.", rich_help_panel=CONN)]
-IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.", rich_help_panel=CONN)]
-Numeric = Annotated[
-    bool,
-    typer.Option(
-        "-n", "--numeric", help="No DNS: hosts are literal addresses.", rich_help_panel=CONN
-    ),
 ]
 NoDelay = Annotated[
     bool, typer.Option("--nodelay", help="Set TCP_NODELAY (Nagle off).", rich_help_panel=CONN)
@@ -198,12 +186,6 @@ def _reporting(
     )
 
 
-def _family(ipv4: bool, ipv6: bool) -> int:
-    if ipv4 and ipv6:
-        raise UsageError("-4 and -6", "choose one")
-    return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
-
-
 def connect(
     host: Annotated[
         str | None, typer.Argument(metavar="HOST", help="Host name or address to connect to.")
@@ -288,7 +270,7 @@ def connect(
     from .. import runner  # lazy: keeps start-up light
     from ..modes import netcat  # lazy: keeps start-up light
 
-    family = _family(ipv4, ipv6)
+    family = address_family(ipv4, ipv6)
     src = None
     if source is not None or source_port is not None:
         sport = 0 if source_port is None else parse_port(source_port, what="source port (-p)")
@@ -415,7 +397,7 @@ def listen(
     host = words[0] if len(words) == 2 else None
     options = netcat.NetcatOptions(
         endpoint=Endpoint(
-            host, parse_port(words[-1], allow_zero=True), _family(ipv4, ipv6), numeric
+            host, parse_port(words[-1], allow_zero=True), address_family(ipv4, ipv6), numeric
         ),
         session=_session(
             linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only, no_zerocopy, rate

@@ -7,7 +7,6 @@ for a receiver behind NAT.  Exit codes: PROTOCOL.md, "Exit codes".
 
 from __future__ import annotations
 
-import socket
 from typing import Annotated
 
 import typer
@@ -15,9 +14,7 @@ import typer
 from ..errors import UsageError
 from ..parse import parse_duration, parse_port
 from ..transport.endpoint import Endpoint
-
-CONN = "Connection"
-OUT = "Output"
+from .common import CONN, OUT, IPv4, IPv6, Numeric, address_family
 
 Listen = Annotated[
     bool,
@@ -37,14 +34,6 @@ ConnectTimeout = Annotated[
         rich_help_panel=CONN,
     ),
 ]
-IPv4 = Annotated[bool, typer.Option("-4", help="IPv4 only.", rich_help_panel=CONN)]
-IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.", rich_help_panel=CONN)]
-Numeric = Annotated[
-    bool,
-    typer.Option(
-        "-n", "--numeric", help="No DNS: hosts are literal addresses.", rich_help_panel=CONN
-    ),
-]
 Progress = Annotated[
     bool,
     typer.Option("--progress", help="Print progress on stderr every second.", rich_help_panel=OUT),
@@ -58,12 +47,6 @@ Json = Annotated[
 Quiet = Annotated[
     bool, typer.Option("-q", "--quiet", help="No summary line on stderr.", rich_help_panel=OUT)
 ]
-
-
-def _family(ipv4: bool, ipv6: bool) -> int:
-    if ipv4 and ipv6:
-        raise UsageError("-4 and -6", "choose one")
-    return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
 
 
 def _timeout(text: str | None) -> float | None:
@@ -133,7 +116,9 @@ def send(
 
     host, port, path = send_endpoint(list(words), listen=listen)
     options = transfer.SendOptions(
-        endpoint=Endpoint(host, parse_port(port, allow_zero=listen), _family(ipv4, ipv6), numeric),
+        endpoint=Endpoint(
+            host, parse_port(port, allow_zero=listen), address_family(ipv4, ipv6), numeric
+        ),
         path=path,
         name=None if name is None else transfer.checked_name(name),
         listen=listen,
@@ -205,7 +190,7 @@ def receive(
         raise UsageError("--resume", "cannot resume onto stdout (-o -)")
     options = transfer.ReceiveOptions(
         endpoint=Endpoint(
-            host, parse_port(words[-1], allow_zero=listen), _family(ipv4, ipv6), numeric
+            host, parse_port(words[-1], allow_zero=listen), address_family(ipv4, ipv6), numeric
         ),
         target=transfer.ReceiveTarget(output=output, force=force, resume=resume),
         listen=listen,

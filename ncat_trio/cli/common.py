@@ -1,0 +1,31 @@
+"""Options and helpers that several commands share, defined once."""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated
+
+import typer
+
+from ..errors import UsageError
+
+CONN = "Connection"
+TIME = "Timeouts"
+IO = "I/O"
+OUT = "Output"
+
+IPv4 = Annotated[bool, typer.Option("-4", help="IPv4 only.", rich_help_panel=CONN)]
+IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.", rich_help_panel=CONN)]
+Numeric = Annotated[
+    bool,
+    typer.Option(
+        "-n", "--numeric", help="No DNS: hosts are literal addresses.", rich_help_panel=CONN
+    ),
+]
+
+
+def address_family(ipv4: bool, ipv6: bool) -> int:
+    """-4/-6 as an address family (0: either)."""
+    if ipv4 and ipv6:
+        raise UsageError("-4 and -6", "choose one")
+    return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
