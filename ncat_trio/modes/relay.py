@@ -159,6 +159,9 @@ class RelayServer:
         self._clients: trio.Nursery | None = None
         self._listener: trio.SocketListener | None = None
         self._live = 0
+        self._fd_waiters = 0  # clients waiting for an fd to connect to their target
+        self._no_fd_waiters = trio.Event()
+        self._no_fd_waiters.set()
         self._quiet = trio.Event()
         self._quiet.set()
 
@@ -268,6 +271,7 @@ class RelayServer:
 
     async def _accept(self, listener: trio.SocketListener) -> trio.SocketStream:
         warned = False
+        await self._no_fd_waiters.wait()  # accepted clients wait for a target fd: them first
         while True:
             try:
                 return await listener.accept()
@@ -327,7 +331,7 @@ class RelayServer:
             endpoint = targets[(first + i) % len(targets)]
             with trio.move_on_after(self.options.connect_timeout):
                 try:
-                    stream = await net.connect_tcp(endpoint, nodelay=True)
+                    stream = await self._connect(endpoint)
                 except ConnectError as exc:
                     failures.append(f"{endpoint}: {exc.why}")
                     continue
@@ -338,6 +342,29 @@ class RelayServer:
                 return stream, where
             failures.append(f"{endpoint}: timed out after {self.options.connect_timeout:g} s")
         return None, "; ".join(failures)
+
+    async def _connect(self, endpoint: net.Endpoint) -> trio.SocketStream:
+        """Connect, waiting out fd exhaustion (EMFILE...) as accept does: the client
+        waits instead of being reset as unreachable, and while any client waits here
+        the accept loop takes nobody new (they would only hold more of the scarce fds)."""
+        delay = 0.005
+        while True:
+            try:
+                return await net.connect_tcp(endpoint, nodelay=True)
+            except ConnectError as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, OSError) and cause.errno in _ACCEPT_PRESSURE):
+                    raise
+            if self._fd_waiters == 0:
+                self._no_fd_waiters = trio.Event()
+            self._fd_waiters += 1
+            try:
+                await trio.sleep(delay)  # a backoff: until a connection ends and frees fds
+            finally:
+                self._fd_waiters -= 1
+                if self._fd_waiters == 0:
+                    self._no_fd_waiters.set()
+            delay = min(delay * 2, 0.1)
 
     # -- logging -------------------------------------------------------------------
 

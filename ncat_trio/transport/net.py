@@ -82,7 +82,10 @@ async def connect_tcp(
     infos = await resolve(target)
     last: ConnectError | None = None
     for family, socktype, proto, _canon, sockaddr in infos:
-        sock = trio.socket.socket(family, socktype, proto)
+        try:
+            sock = trio.socket.socket(family, socktype, proto)
+        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: no socket to connect with
+            raise ConnectError(f"connect to {format_address(sockaddr)}", _why(exc)) from exc
         try:
             if configure is not None:  # socket options, before bind/connect
                 configure(sock)

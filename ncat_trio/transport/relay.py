@@ -371,7 +371,10 @@ class RelayConnection:
         assert isinstance(flow.source, trio.SocketStream)
         assert isinstance(flow.raw_sink, trio.SocketStream)
         src, dst = flow.source.socket, flow.raw_sink.socket
-        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # out of fds (EMFILE/ENFILE): the pump needs none
+            return False
         try:
             try:
                 fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, self.chunk_size)
