@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCRIPTS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in {".py", ".sh"})
+SCRIPTS = sorted(
+    p for p in EXAMPLES.iterdir() if p.suffix in {".py", ".sh"} and not p.name.startswith("_")
+)
 
 
 def command_for(path: Path) -> list[str]:
