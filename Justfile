@@ -38,3 +38,12 @@ demo:
 # Benchmarks against the real peers, same-run ratios (see benchmarks/RESULTS.md).
 bench *ARGS: peers
     {{py}} benchmarks/run_all.py {{ARGS}}
+
+# Reliability (RELIABILITY.md): a long soak of listen -k and relay, then the signal storm.
+soak SECONDS="60":
+    {{py}} benchmarks/soak.py --duration {{SECONDS}}
+    {{py}} benchmarks/soak.py --signals 200
+
+# 100k+ hypothesis inputs over every decoder and parser, then atheris if installed.
+fuzz *ARGS:
+    {{py}} benchmarks/fuzz.py {{ARGS}}
