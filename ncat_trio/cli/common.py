@@ -22,6 +22,16 @@ Numeric = Annotated[
         "-n", "--numeric", help="No DNS: hosts are literal addresses.", rich_help_panel=CONN
     ),
 ]
+ConnectTimeout = Annotated[
+    str | None,
+    typer.Option(
+        "-w",
+        "--connect-timeout",
+        metavar="SECS",
+        help="Give up connecting after SECS (exit 4).",
+        rich_help_panel=TIME,
+    ),
+]
 
 
 def address_family(ipv4: bool, ipv6: bool) -> int:

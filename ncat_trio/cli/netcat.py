@@ -11,7 +11,7 @@ from ..parse import parse_duration, parse_port, parse_size
 from ..transport.endpoint import Endpoint
 from . import netcat_flags as flags
 from . import netcat_transport as transport
-from .common import CONN, IO, OUT, TIME, IPv4, IPv6, Numeric, address_family
+from .common import CONN, IO, OUT, TIME, ConnectTimeout, IPv4, IPv6, Numeric, address_family
 
 if TYPE_CHECKING:
     from ..modes import netcat
@@ -211,16 +211,7 @@ def connect(
             rich_help_panel=CONN,
         ),
     ] = None,
-    connect_timeout: Annotated[
-        str | None,
-        typer.Option(
-            "-w",
-            "--connect-timeout",
-            metavar="SECS",
-            help="Give up connecting after SECS (exit 4).",
-            rich_help_panel=TIME,
-        ),
-    ] = None,
+    connect_timeout: ConnectTimeout = None,
     linger: Linger = None,
     idle_timeout: Idle = None,
     shutdown: Shutdown = False,

@@ -14,23 +14,13 @@ import typer
 from ..errors import UsageError
 from ..parse import parse_duration, parse_port
 from ..transport.endpoint import Endpoint
-from .common import CONN, OUT, IPv4, IPv6, Numeric, address_family
+from .common import CONN, OUT, ConnectTimeout, IPv4, IPv6, Numeric, address_family
 
 Listen = Annotated[
     bool,
     typer.Option(
         "--listen/--connect",
         help="Listen for the other side, or connect to it.",
-        rich_help_panel=CONN,
-    ),
-]
-ConnectTimeout = Annotated[
-    str | None,
-    typer.Option(
-        "-w",
-        "--connect-timeout",
-        metavar="SECS",
-        help="Give up connecting after SECS (exit 4).",
         rich_help_panel=CONN,
     ),
 ]
