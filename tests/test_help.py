@@ -6,12 +6,17 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ncat_trio.cli import run_cli
+from ncat_trio.cli.panels import PANEL_ORDER, UNGROUPED, PanelledCommand, PanelledGroup, panel_rank
 from ncat_trio.errors import EXIT_CODE_MEANINGS, ExitCode
 from tests.support import NCAT
+
+if TYPE_CHECKING:
+    from typer import _click as click_types
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -73,3 +78,69 @@ def test_bash_completion_offers_subcommands() -> None:
     }
     proc = subprocess.run(NCAT, env=env, capture_output=True, timeout=30, check=False)
     assert proc.stdout.decode().split() == ["connect"]
+
+
+def _headings(text: str) -> list[str]:
+    """The section headings of a plain click help text (``Connection:`` …)."""
+    return re.findall(r"^([A-Z][^\n]*):$", text, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["connect"], ["listen"], ["relay"], ["scan"], ["send"], ["receive"],
+     ["ttcp", "transmit"], ["ttcp", "receive"], ["clock", "probe"], ["clock", "serve"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_help_groups_options_in_reading_order(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli([*command, "--help"]) == 0
+    headings = _headings(capsys.readouterr().out)
+    assert headings[0] == "Arguments" or command == ["ttcp", "receive"] or command[-1] == "serve"
+    assert headings[-1] == UNGROUPED  # --help itself
+    panels = [h for h in headings if h not in ("Arguments", UNGROUPED)]
+    assert panels == sorted(panels, key=panel_rank)
+    assert len(set(headings)) == len(headings)  # one section per panel
+
+
+def test_connect_help_reads_connection_timeouts_io_tls_output(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_cli(["connect", "--help"]) == 0
+    headings = _headings(capsys.readouterr().out)
+    wanted = ["Connection", "Timeouts", "I/O", "TLS", "Output"]
+    assert [h for h in headings if h in wanted] == wanted
+
+
+def _all_commands() -> list[tuple[str, click_types.Command]]:
+    import typer
+
+    from ncat_trio.cli import app
+
+    found: list[tuple[str, click_types.Command]] = []
+    todo: list[tuple[str, click_types.Command]] = [("", typer.main.get_command(app))]
+    while todo:
+        name, command = todo.pop()
+        found.append((name, command))
+        for sub_name, sub in getattr(command, "commands", {}).items():
+            todo.append((f"{name} {sub_name}".strip(), sub))
+    return found
+
+
+def test_every_panel_has_a_place_and_every_option_is_shown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, command in _all_commands():
+        assert isinstance(command, PanelledCommand | PanelledGroup), name
+        assert run_cli([*name.split(), "--help"]) == 0
+        text = capsys.readouterr().out
+        for param in command.params:
+            panel = getattr(param, "rich_help_panel", None)
+            assert panel is None or panel in PANEL_ORDER, (name, panel)
+            if param.param_type_name == "option" and not getattr(param, "hidden", False):
+                assert param.opts[0] in text, (name, param.opts)
+
+
+def test_usage_errors_stay_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["relay", "0", "127.0.0.1:9", "--no-such-flag"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -23,9 +23,11 @@ from . import relay as relay_cli
 from . import scan as scan_cli
 from . import transfer as transfer_cli
 from . import ttcp as ttcp_cli
+from .panels import PanelledGroup
 
 app = typer.Typer(
     name="ncat-trio",
+    cls=PanelledGroup,
     help="A netcat, relay and network-test tool built on Trio. Stdout is data only; "
     "diagnostics go to stderr.",
     no_args_is_help=True,

@@ -10,10 +10,22 @@ from ..errors import UsageError
 from ..modes.clock_defaults import NTP_PORT, NTP_SERVE_PORT, PROTOCOLS, ROUNDTRIP_PORT
 from ..parse import parse_duration, parse_port
 from ..transport.endpoint import Endpoint
-from .common import IPv4, IPv6, Numeric, address_family
+from .common import (
+    CONN,
+    OUT,
+    TIME,
+    IPv4,
+    IPv6,
+    JsonFile,
+    Numeric,
+    address_family,
+    checked_json_file,
+)
+from .panels import PanelledCommand, PanelledGroup
 
 app = typer.Typer(
     name="clock",
+    cls=PanelledGroup,
     help="Measure clock offset and round trip to a server (roundtrip or SNTPv4), or serve.",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -26,6 +38,7 @@ Proto = Annotated[
         "--proto",
         metavar="roundtrip|ntp",
         help="Wire format: muduo's 16-byte roundtrip frames, or SNTPv4 (RFC 4330).",
+        rich_help_panel=CONN,
     ),
 ]
 Port = Annotated[
@@ -36,10 +49,14 @@ Port = Annotated[
         metavar="PORT",
         help=f"Port (default: roundtrip {ROUNDTRIP_PORT}; ntp {NTP_SERVE_PORT} "
         f"to serve, {NTP_PORT} to probe).",
+        rich_help_panel=CONN,
     ),
 ]
 Tcp = Annotated[
-    bool, typer.Option("--tcp", help="roundtrip over TCP (TCP_NODELAY) instead of UDP.")
+    bool,
+    typer.Option(
+        "--tcp", help="roundtrip over TCP (TCP_NODELAY) instead of UDP.", rich_help_panel=CONN
+    ),
 ]
 
 
@@ -57,7 +74,11 @@ def serve(
     bind: Annotated[
         str | None,
         typer.Option(
-            "-b", "--bind", metavar="ADDR", help="Address to bind (default: all, dual-stack)."
+            "-b",
+            "--bind",
+            metavar="ADDR",
+            help="Address to bind (default: all, dual-stack).",
+            rich_help_panel=CONN,
         ),
     ] = None,
     proto: Proto = "roundtrip",
@@ -65,14 +86,20 @@ def serve(
     stratum: Annotated[
         int,
         typer.Option(
-            "--stratum", metavar="N", min=1, max=15, help="ntp: the stratum we claim (1-15)."
+            "--stratum",
+            metavar="N",
+            min=1,
+            max=15,
+            help="ntp: the stratum we claim (1-15).",
+            rich_help_panel=OUT,
         ),
     ] = 10,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
     verbose: Annotated[
-        bool, typer.Option("-v", "--verbose", help="Log drops and connections.")
+        bool,
+        typer.Option("-v", "--verbose", help="Log drops and connections.", rich_help_panel=OUT),
     ] = False,
 ) -> int:
     """Answer clock probes until interrupted (port 0 picks one).
@@ -102,23 +129,37 @@ def probe(
     proto: Proto = "roundtrip",
     tcp: Tcp = False,
     count: Annotated[
-        int, typer.Option("-c", "--count", metavar="COUNT", min=1, help="Probes to send.")
+        int,
+        typer.Option(
+            "-c", "--count", metavar="COUNT", min=1, help="Probes to send.", rich_help_panel=TIME
+        ),
     ] = 8,
     interval: Annotated[
-        str, typer.Option("--interval", metavar="SECS", help="Time between probes.")
+        str,
+        typer.Option(
+            "--interval", metavar="SECS", help="Time between probes.", rich_help_panel=TIME
+        ),
     ] = "0.2",
     timeout: Annotated[
         str,
-        typer.Option("--timeout", metavar="SECS", help="How long each probe waits for its reply."),
+        typer.Option(
+            "--timeout",
+            metavar="SECS",
+            help="How long each probe waits for its reply.",
+            rich_help_panel=TIME,
+        ),
     ] = "1",
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the summary as one JSON object.")
+        bool,
+        typer.Option("--json", help="Print the summary as one JSON object.", rich_help_panel=OUT),
     ] = False,
+    json_file: JsonFile = None,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
     verbose: Annotated[
-        bool, typer.Option("-v", "--verbose", help="One line per probe on stderr.")
+        bool,
+        typer.Option("-v", "--verbose", help="One line per probe on stderr.", rich_help_panel=OUT),
     ] = False,
 ) -> int:
     """Probe HOST COUNT times; print the best (smallest round trip) offset, median, spread.
@@ -142,13 +183,14 @@ def probe(
         interval=parse_duration(interval, what="--interval"),
         timeout=wait,
         json=as_json,
+        json_file=checked_json_file(json_file),
         verbose=verbose,
     )
     return runner.run(lambda: clock.probe_main(options))
 
 
-app.command(no_args_is_help=False)(serve)
-app.command(no_args_is_help=True)(probe)
+app.command(no_args_is_help=False, cls=PanelledCommand)(serve)
+app.command(no_args_is_help=True, cls=PanelledCommand)(probe)
 
 
 def register(root: typer.Typer) -> None:

@@ -33,6 +33,25 @@ ConnectTimeout = Annotated[
     ),
 ]
 
+JsonFile = Annotated[
+    str | None,
+    typer.Option(
+        "--json-file",
+        metavar="FILE",
+        help="Append the JSON summary to FILE, one object per line (README: JSON summaries).",
+        rich_help_panel=OUT,
+    ),
+]
+
+
+def checked_json_file(path: str | None) -> str | None:
+    """``--json-file``: refused at once (exit 5) if it could not be written at the end."""
+    if path is not None:
+        from ..json_summary import check_appendable  # lazy: keeps start-up light
+
+        check_appendable(path)
+    return path
+
 
 def address_family(ipv4: bool, ipv6: bool) -> int:
     """-4/-6 as an address family (0: either)."""

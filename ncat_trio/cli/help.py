@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_CODE_MEANINGS
+from .panels import PanelledCommand
 
 TOPICS = {"exit-codes": "the exit codes and what each means"}
 
@@ -22,7 +23,7 @@ def exit_codes_text() -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="help")
+    @app.command(name="help", cls=PanelledCommand)
     def help_command(
         topic: Annotated[
             list[str] | None,

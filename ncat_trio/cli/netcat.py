@@ -11,7 +11,20 @@ from ..parse import parse_duration, parse_port, parse_size
 from ..transport.endpoint import Endpoint
 from . import netcat_flags as flags
 from . import netcat_transport as transport
-from .common import CONN, IO, OUT, TIME, ConnectTimeout, IPv4, IPv6, Numeric, address_family
+from .common import (
+    CONN,
+    IO,
+    OUT,
+    TIME,
+    ConnectTimeout,
+    IPv4,
+    IPv6,
+    JsonFile,
+    Numeric,
+    address_family,
+    checked_json_file,
+)
+from .panels import PanelledCommand
 
 if TYPE_CHECKING:
     from ..modes import netcat
@@ -118,15 +131,6 @@ Json = Annotated[
         rich_help_panel=OUT,
     ),
 ]
-JsonFile = Annotated[
-    str | None,
-    typer.Option(
-        "--json-file",
-        metavar="FILE",
-        help="Append the JSON summary to FILE instead.",
-        rich_help_panel=OUT,
-    ),
-]
 RecvOnly = Annotated[
     bool,
     typer.Option("--recv-only", help="Only receive to stdout; never send.", rich_help_panel=IO),
@@ -182,7 +186,7 @@ def _reporting(
         size=None if size is None else parse_size(size, what="--size"),
         stats=stats,
         json=json,
-        json_file=json_file,
+        json_file=checked_json_file(json_file),
     )
 
 
@@ -427,6 +431,6 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(connect)
-    app.command()(listen)
-    app.command()(demo)
+    app.command(cls=PanelledCommand)(connect)
+    app.command(cls=PanelledCommand)(listen)
+    app.command(cls=PanelledCommand)(demo)

@@ -10,14 +10,14 @@ import typer
 from ..errors import UsageError
 from ..parse import parse_duration, parse_port, parse_size
 from ..transport.endpoint import Endpoint
+from .common import CONN, IO, OUT, TIME, JsonFile, checked_json_file
+from .panels import PanelledCommand
 
 if TYPE_CHECKING:
     from ..transport.faults import AnyFault
 
 
-CONN = "Connections"
 LIMITS = "Limits and access"
-OUT = "Output"
 FAULTS = "Fault injection (DIR is up, down or both; default both)"
 
 
@@ -68,7 +68,7 @@ def relay(
             "--buffer",
             metavar="BYTES",
             help="Most bytes held in user space per direction; the reader stops while the writer lags.",
-            rich_help_panel=CONN,
+            rich_help_panel=IO,
         ),
     ] = "256K",
     connect_timeout: Annotated[
@@ -77,7 +77,7 @@ def relay(
             "--connect-timeout",
             metavar="SECS",
             help="Give up on a target after SECS and try the next.",
-            rich_help_panel=CONN,
+            rich_help_panel=TIME,
         ),
     ] = "10",
     ipv4: Annotated[
@@ -91,7 +91,7 @@ def relay(
         typer.Option(
             "--no-splice",
             help="Copy through user space even on Linux (the splice(2) path is the default).",
-            rich_help_panel=CONN,
+            rich_help_panel=IO,
         ),
     ] = False,
     max_conns: Annotated[
@@ -118,7 +118,7 @@ def relay(
             "--idle-timeout",
             metavar="SECS",
             help="Close a connection when no data moves either way for SECS.",
-            rich_help_panel=LIMITS,
+            rich_help_panel=TIME,
         ),
     ] = None,
     allow: Annotated[
@@ -145,7 +145,7 @@ def relay(
             "--drain-timeout",
             metavar="SECS",
             help="On SIGTERM: stop accepting, let transfers finish for SECS, then cancel (exit 143).",
-            rich_help_panel=LIMITS,
+            rich_help_panel=TIME,
         ),
     ] = "5",
     verbose: Annotated[
@@ -169,6 +169,15 @@ def relay(
     json_log: Annotated[
         bool, typer.Option("--json-log", help="Log lines as JSON objects.", rich_help_panel=OUT)
     ] = False,
+    json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="At exit, write a JSON summary (totals, how it ended) on stderr.",
+            rich_help_panel=OUT,
+        ),
+    ] = False,
+    json_file: JsonFile = None,
     latency: Annotated[
         list[str] | None,
         typer.Option(
@@ -308,6 +317,8 @@ def relay(
         if stats is None
         else _positive(parse_duration(stats, what="--stats"), "--stats"),
         json_log=json_log,
+        json=json,
+        json_file=checked_json_file(json_file),
         faults=tuple(faults),
         seed=seed,
         splice=not no_splice,
@@ -328,4 +339,4 @@ def _positive(value: float, what: str) -> float:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(no_args_is_help=True)(relay)
+    app.command(no_args_is_help=True, cls=PanelledCommand)(relay)

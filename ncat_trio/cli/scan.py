@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Annotated
 
 import typer
@@ -10,6 +9,18 @@ import typer
 from ..errors import UsageError
 from ..parse import parse_duration
 from ..transport.endpoint import Endpoint
+from .common import (
+    CONN,
+    OUT,
+    TIME,
+    IPv4,
+    IPv6,
+    JsonFile,
+    Numeric,
+    address_family,
+    checked_json_file,
+)
+from .panels import PanelledCommand
 
 
 def scan(
@@ -22,7 +33,9 @@ def scan(
     ],
     concurrency: Annotated[
         int,
-        typer.Option("--concurrency", metavar="N", help="At most N connects in flight."),
+        typer.Option(
+            "--concurrency", metavar="N", help="At most N connects in flight.", rich_help_panel=CONN
+        ),
     ] = 100,
     timeout: Annotated[
         str,
@@ -31,17 +44,30 @@ def scan(
             "--timeout",
             metavar="SECS",
             help="Per-port connect timeout; no answer counts as not open.",
+            rich_help_panel=TIME,
         ),
     ] = "3",
-    ipv4: Annotated[bool, typer.Option("-4", help="IPv4 only.")] = False,
-    ipv6: Annotated[bool, typer.Option("-6", help="IPv6 only.")] = False,
-    numeric: Annotated[
-        bool, typer.Option("-n", "--numeric", help="No DNS: HOST is a literal address.")
-    ] = False,
+    ipv4: IPv4 = False,
+    ipv6: IPv6 = False,
+    numeric: Numeric = False,
     verbose: Annotated[
         bool,
-        typer.Option("-v", "--verbose", help="Also report closed ports and a summary on stderr."),
+        typer.Option(
+            "-v",
+            "--verbose",
+            help="Also report closed ports and a summary on stderr.",
+            rich_help_panel=OUT,
+        ),
     ] = False,
+    json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object (open, closed, filtered ports) instead of the lines.",
+            rich_help_panel=OUT,
+        ),
+    ] = False,
+    json_file: JsonFile = None,
 ) -> int:
     """Report which TCP ports accept a connection: `ADDRESS PORT open` lines on stdout.
 
@@ -50,20 +76,19 @@ def scan(
     from .. import runner  # lazy: keeps start-up light
     from ..modes import scan as scan_mode  # lazy: keeps start-up light
 
-    if ipv4 and ipv6:
-        raise UsageError("-4 and -6", "choose one")
     if not 1 <= concurrency <= 10000:
         raise UsageError(f"invalid --concurrency {concurrency}", "must be 1-10000")
-    family = socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
     options = scan_mode.ScanOptions(
-        endpoint=Endpoint(host, 0, family, numeric),
+        endpoint=Endpoint(host, 0, address_family(ipv4, ipv6), numeric),
         ports=scan_mode.parse_ports(ports),
         concurrency=concurrency,
         timeout=parse_duration(timeout, what="timeout (-w)"),
         verbose=verbose,
+        json=json,
+        json_file=checked_json_file(json_file),
     )
     return runner.run(lambda: scan_mode.scan_main(options))
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(scan)
+    app.command(cls=PanelledCommand)(scan)

@@ -14,7 +14,18 @@ import typer
 from ..errors import UsageError
 from ..parse import parse_duration, parse_port
 from ..transport.endpoint import Endpoint
-from .common import CONN, OUT, ConnectTimeout, IPv4, IPv6, Numeric, address_family
+from .common import (
+    CONN,
+    OUT,
+    ConnectTimeout,
+    IPv4,
+    IPv6,
+    JsonFile,
+    Numeric,
+    address_family,
+    checked_json_file,
+)
+from .panels import PanelledCommand
 
 Listen = Annotated[
     bool,
@@ -93,6 +104,7 @@ def send(
     numeric: Numeric = False,
     progress: Progress = False,
     json: Json = False,
+    json_file: JsonFile = None,
     quiet: Quiet = False,
 ) -> int:
     """Send a file (or stdin) and exit 0 only when the receiver confirms it is on disk, verified.
@@ -115,6 +127,7 @@ def send(
         connect_timeout=_timeout(connect_timeout),
         progress=progress,
         json=json,
+        json_file=checked_json_file(json_file),
         quiet=quiet,
     )
     return runner.run(lambda: transfer.send_main(options))
@@ -156,6 +169,7 @@ def receive(
     numeric: Numeric = False,
     progress: Progress = False,
     json: Json = False,
+    json_file: JsonFile = None,
     quiet: Quiet = False,
 ) -> int:
     """Receive one file, verify its sha256, and only then give it its name.
@@ -187,11 +201,12 @@ def receive(
         connect_timeout=_timeout(connect_timeout),
         progress=progress,
         json=json,
+        json_file=checked_json_file(json_file),
         quiet=quiet,
     )
     return runner.run(lambda: transfer.receive_main(options))
 
 
 def register(app: typer.Typer) -> None:
-    app.command(no_args_is_help=True)(send)
-    app.command(no_args_is_help=True)(receive)
+    app.command(no_args_is_help=True, cls=PanelledCommand)(send)
+    app.command(no_args_is_help=True, cls=PanelledCommand)(receive)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from ..errors import UsageError
 from ..parse import parse_port, parse_size
 from ..proto.ttcp import DEFAULT_LENGTH, DEFAULT_NUMBER, DEFAULT_PORT, INT32_MAX, LENGTH_LIMIT
 from ..transport.endpoint import Endpoint
+from .common import CONN, IO, OUT, JsonFile, checked_json_file
+from .panels import PanelledCommand, PanelledGroup
 
 _CLASSIC_FLAGS = "rkD"  # getopt letters without a value that may be bundled: -rk
 _COMMANDS = ("receive", "transmit")
@@ -73,7 +74,7 @@ def _is_classic_bundle(arg: str) -> bool:
     return all(letter in _CLASSIC_FLAGS for letter in head) and ("t" in arg or "r" in head)
 
 
-class ClassicSpellings(TyperGroup):
+class ClassicSpellings(PanelledGroup):
     """The ``ttcp`` group: rewrites ``-r`` / ``-t HOST`` before parsing."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -90,41 +91,82 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the lines.")]
+Json = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON object instead of the lines.", rich_help_panel=OUT),
+]
 Port = Annotated[
-    str, typer.Option("-p", "--port", metavar="PORT", help="TCP port (receive: 0 picks one).")
+    str,
+    typer.Option(
+        "-p",
+        "--port",
+        metavar="PORT",
+        help="TCP port (receive: 0 picks one).",
+        rich_help_panel=CONN,
+    ),
 ]
 Bind = Annotated[
     str | None,
     typer.Option(
-        "-b", "--bind", metavar="ADDR", help="Address to bind (default: all, dual-stack)."
+        "-b",
+        "--bind",
+        metavar="ADDR",
+        help="Address to bind (default: all, dual-stack).",
+        rich_help_panel=CONN,
     ),
 ]
 KeepOpen = Annotated[
-    bool, typer.Option("-k", "--keep-open", help="Serve one session after another; don't exit.")
+    bool,
+    typer.Option(
+        "-k",
+        "--keep-open",
+        help="Serve one session after another; don't exit.",
+        rich_help_panel=CONN,
+    ),
 ]
 MaxLength = Annotated[
     str,
     typer.Option(
-        "--max-length", metavar="BYTES", help="Refuse sessions with longer payloads (e.g. 1M)."
+        "--max-length",
+        metavar="BYTES",
+        help="Refuse sessions with longer payloads (e.g. 1M).",
+        rich_help_panel=IO,
     ),
 ]
 Verify = Annotated[
     bool,
-    typer.Option("--verify", help="Check payload data against the pattern (mismatch: exit 6)."),
+    typer.Option(
+        "--verify",
+        help="Check payload data against the pattern (mismatch: exit 6).",
+        rich_help_panel=IO,
+    ),
 ]
 Host = Annotated[str, typer.Argument(metavar="HOST", help="The receiver's host name or address.")]
 Length = Annotated[
-    str, typer.Option("-l", "--length", metavar="BYTES", help="Payload length (e.g. 1024, 64K).")
+    str,
+    typer.Option(
+        "-l",
+        "--length",
+        metavar="BYTES",
+        help="Payload length (e.g. 1024, 64K).",
+        rich_help_panel=IO,
+    ),
 ]
-Number = Annotated[str, typer.Option("-n", "--number", metavar="N", help="Number of payloads.")]
-NoDelay = Annotated[bool, typer.Option("-D", "--nodelay", help="Set TCP_NODELAY (Nagle off).")]
+Number = Annotated[
+    str,
+    typer.Option("-n", "--number", metavar="N", help="Number of payloads.", rich_help_panel=IO),
+]
+NoDelay = Annotated[
+    bool,
+    typer.Option("-D", "--nodelay", help="Set TCP_NODELAY (Nagle off).", rich_help_panel=CONN),
+]
 Window = Annotated[
     str,
     typer.Option(
         "--window",
         metavar="W",
         help="Payloads in flight before waiting for acks (1: stop-and-wait).",
+        rich_help_panel=IO,
     ),
 ]
 
@@ -146,7 +188,7 @@ def _bounded_size(text: str, what: str) -> int:
     return value
 
 
-@app.command()
+@app.command(cls=PanelledCommand)
 def receive(
     port: Port = str(DEFAULT_PORT),
     bind: Bind = None,
@@ -154,6 +196,7 @@ def receive(
     max_length: MaxLength = "64M",
     verify: Verify = False,
     json_output: Json = False,
+    json_file: JsonFile = None,
 ) -> int:
     """Receive: listen, ack every payload, print the session's numbers (`ttcp -r`).
 
@@ -169,11 +212,12 @@ def receive(
         ),
         keep_open=keep_open,
         json=json_output,
+        json_file=checked_json_file(json_file),
     )
     return runner.run(lambda: ttcp.receive_main(options))
 
 
-@app.command(no_args_is_help=True)
+@app.command(no_args_is_help=True, cls=PanelledCommand)
 def transmit(
     host: Host,
     port: Port = str(DEFAULT_PORT),
@@ -182,6 +226,7 @@ def transmit(
     nodelay: NoDelay = False,
     window: Window = "1",
     json_output: Json = False,
+    json_file: JsonFile = None,
 ) -> int:
     """Transmit: connect to HOST, send the session and payloads, print the rate (`ttcp -t HOST`)."""
     from .. import runner  # lazy: keeps start-up light
@@ -196,5 +241,6 @@ def transmit(
         ),
         nodelay=nodelay,
         json=json_output,
+        json_file=checked_json_file(json_file),
     )
     return runner.run(lambda: ttcp.transmit_main(options))

@@ -39,6 +39,7 @@ from ..errors import (
     RemoteProtocolError,
     UsageError,
 )
+from ..json_summary import append_json
 from ..proto import ntp
 from ..proto.roundtrip import (
     CLOSED,
@@ -87,7 +88,8 @@ class ProbeOptions:
     count: int = 8
     interval: float = 0.2
     timeout: float = 1.0
-    json: bool = False
+    json: bool = False  # the summary as one JSON object on stdout
+    json_file: str | None = None  # also append that object to this file
     verbose: bool = False
 
 
@@ -545,6 +547,7 @@ def report_json(peer: str, opts: ProbeOptions, report: ClockReport) -> dict[str,
         return item
 
     return {
+        "mode": "clock",
         "server": peer,
         "proto": opts.proto,
         "transport": "tcp" if opts.tcp else "udp",
@@ -589,6 +592,8 @@ async def probe_main(opts: ProbeOptions, *, clock: WallClock = time.time_ns) -> 
             clock=clock, on_event=on_event,
         )  # fmt: skip
     report = run.report
+    if opts.json_file is not None:
+        append_json(opts.json_file, report_json(peer, opts, report))
     if opts.json:
         _write_stdout(json.dumps(report_json(peer, opts, report)) + "\n")
     else:

@@ -24,6 +24,7 @@ The nursery tree is the work: process → server (accept loop + one task per cli
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import ipaddress
@@ -37,7 +38,8 @@ from dataclasses import asdict, dataclass, field
 import trio
 
 from .. import diag
-from ..errors import ConnectError, ExitCode
+from ..errors import ConnectError, ExitCode, NcatError
+from ..json_summary import append_json, json_line
 from ..transport import net
 from ..transport.faults import AnyFault, FaultPlan
 from ..transport.relay import (
@@ -113,6 +115,8 @@ class RelayOptions:
     verbose: bool = False  # one line per connection
     stats_interval: float | None = None
     json_log: bool = False
+    json: bool = False  # a summary object on stderr at exit (report_schema.RELAY)
+    json_file: str | None = None  # ... appended to this file instead
     faults: tuple[AnyFault, ...] = ()
     seed: int | None = None
     splice: bool = True  # Linux splice(2) fast path when no fault applies
@@ -164,6 +168,12 @@ class RelayServer:
         self._no_fd_waiters.set()
         self._quiet = trio.Event()
         self._quiet.set()
+        self._endings: collections.Counter[str] = collections.Counter()
+        self.drain_finished: bool | None = None  # set by drain(): did everything finish?
+
+    def endings(self) -> dict[str, int]:
+        """Relayed connections so far by how they ended (``Ending`` values)."""
+        return dict(self._endings)
 
     def statistics(self) -> ServerStatistics:
         s = self.meter.statistics()
@@ -206,6 +216,7 @@ class RelayServer:
         with trio.move_on_after(grace):
             await self.wait_quiet()
         finished = self._live == 0
+        self.drain_finished = finished
         if self._clients is not None:
             self._clients.cancel_scope.cancel()
         return finished
@@ -311,6 +322,7 @@ class RelayServer:
             try:
                 result = await connection.run()
             finally:
+                self._endings[(Ending.CANCELLED if result is None else result.ending).value] += 1
                 if self.options.verbose:
                     self._connection_line(peer, where, connection, result, start)
         except BaseException:
@@ -441,6 +453,28 @@ async def relay_main(opts: RelayOptions, worker: WorkerSetup | None = None) -> i
         listener = await net.open_tcp_listener(opts.listen, backlog=opts.backlog)
     else:
         listener = await open_reuseport_listener(worker, opts.backlog)
+    where = diag.format_address(listener.socket.getsockname())
+    started = trio.current_time()
+    failure: BaseException | None = None
+    try:
+        return await _serve_until_signal(opts, server, listener, worker, say)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        if opts.json or opts.json_file is not None:
+            seconds = trio.current_time() - started
+            record = relay_summary(opts, server, where, worker, seconds, failure)
+            _write_summary(opts, record, say)
+
+
+async def _serve_until_signal(
+    opts: RelayOptions,
+    server: RelayServer,
+    listener: trio.SocketListener,
+    worker: WorkerSetup | None,
+    say: Callable[[str], None],
+) -> int:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve, listener)
@@ -464,6 +498,62 @@ async def relay_main(opts: RelayOptions, worker: WorkerSetup | None = None) -> i
     if worker is None:  # a worker's parent says it once for all
         diag.say("interrupted by SIGTERM")
     return int(ExitCode.SIGTERM)
+
+
+def relay_summary(
+    opts: RelayOptions,
+    server: RelayServer,
+    where: str,
+    worker: WorkerSetup | None,
+    seconds: float,
+    failure: BaseException | None,
+) -> dict[str, object]:
+    """The ``--json`` object (schema: report_schema.RELAY)."""
+    error = _first_ncat_error(failure)
+    if error is not None:
+        ended, code = "error", int(error.exit_code)
+    elif failure is not None:  # SIGINT/SIGHUP: the runner cancelled us
+        ended, code = "cancelled", None
+    else:
+        ended = "drained" if server.drain_finished else "drain timeout"
+        code = int(ExitCode.SIGTERM)
+    s = server.statistics()
+    return {
+        "mode": "relay",
+        "listen": where,
+        "targets": [str(t) for t in opts.targets],
+        "worker": None if worker is None else worker.index,
+        "seconds": round(seconds, 6),
+        "accepted": s.accepted, "connections": s.total, "denied": s.denied,
+        "rejected": s.rejected, "unreachable": s.unreachable, "endings": server.endings(),
+        "bytes_up": s.bytes_up, "bytes_down": s.bytes_down, "peak_buffered": s.peak_buffered,
+        "peak_total_buffered": s.peak_total_buffered,
+        "ended": ended, "exit_code": code, "error": None if error is None else str(error),
+    }  # fmt: skip
+
+
+def _first_ncat_error(exc: BaseException | None) -> NcatError | None:
+    if isinstance(exc, NcatError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_ncat_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _write_summary(
+    opts: RelayOptions, record: dict[str, object], say: Callable[[str], None]
+) -> None:
+    """At exit nothing may mask the real exit code: a file that fails is only reported."""
+    if opts.json_file is None:
+        diag.write_raw(json_line(record))
+        return
+    try:
+        append_json(opts.json_file, record)
+    except NcatError as exc:
+        say(str(exc))
 
 
 async def open_reuseport_listener(worker: WorkerSetup, backlog: int) -> trio.SocketListener:

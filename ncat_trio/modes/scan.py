@@ -24,6 +24,7 @@ import trio
 
 from .. import diag
 from ..errors import LocalIOError, NcatError, UsageError
+from ..json_summary import append_json, json_line
 from ..transport import net
 
 
@@ -40,6 +41,8 @@ class ScanOptions:
     concurrency: int = 100
     timeout: float = 3.0
     verbose: bool = False
+    json: bool = False  # one JSON object on stdout instead of the `open` lines
+    json_file: str | None = None  # also append that object to this file
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,10 @@ class ScanResult:
 
     @property
     def open_ports(self) -> list[int]:
-        return [p for p, state in sorted(self.states.items()) if state is PortState.OPEN]
+        return self.ports_in(PortState.OPEN)
+
+    def ports_in(self, state: PortState) -> list[int]:
+        return [p for p, got in sorted(self.states.items()) if got is state]
 
 
 def parse_ports(texts: list[str] | str) -> tuple[int, ...]:
@@ -126,21 +132,49 @@ async def _probe(family: int, sockaddr: tuple[object, ...], limit: float) -> tup
         return PortState.FILTERED, f"no answer within {limit:g} s"
 
 
+def scan_json(options: ScanOptions, result: ScanResult, seconds: float) -> dict[str, object]:
+    """The ``--json`` object (schema: report_schema.SCAN)."""
+    return {
+        "mode": "scan",
+        "host": str(options.endpoint.host),
+        "address": result.address,
+        "ports": len(result.states),
+        "open": result.ports_in(PortState.OPEN),
+        "closed": result.ports_in(PortState.CLOSED),
+        "filtered": result.ports_in(PortState.FILTERED),
+        "concurrency": options.concurrency,
+        "timeout": options.timeout,
+        "seconds": round(seconds, 6),
+        "exit_code": 0 if result.open_ports else 1,
+    }
+
+
+def _write_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        raise LocalIOError("stdout", (exc.strerror or str(exc)).lower()) from exc
+
+
 async def scan_main(options: ScanOptions) -> int:
     """Print open ports on stdout (flushed per line); exit 0 if any is open, else 1."""
 
     def report(address: str, port: int, state: PortState, why: str) -> None:
-        if state is PortState.OPEN:
-            try:
-                sys.stdout.write(f"{address} {port} open\n")
-                sys.stdout.flush()
-            except OSError as exc:
-                raise LocalIOError("stdout", (exc.strerror or str(exc)).lower()) from exc
-        elif options.verbose:
+        if state is PortState.OPEN and not options.json:
+            _write_stdout(f"{address} {port} open\n")
+        elif state is not PortState.OPEN and options.verbose:
             diag.say(f"{address} {port} {state.value} ({why})")
 
+    started = trio.current_time()
     result = await scan(options, report)
     opened = len(result.open_ports)
+    if options.json or options.json_file is not None:
+        record = scan_json(options, result, trio.current_time() - started)
+        if options.json_file is not None:
+            append_json(options.json_file, record)
+        if options.json:
+            _write_stdout(json_line(record))
     if options.verbose:
         diag.say(f"scanned {len(result.states)} ports on {result.address}: {opened} open")
     return 0 if opened else 1
@@ -153,5 +187,6 @@ __all__ = [
     "ScanResult",
     "parse_ports",
     "scan",
+    "scan_json",
     "scan_main",
 ]

@@ -62,6 +62,7 @@ from ..errors import (
     RemoteProtocolError,
     UsageError,
 )
+from ..json_summary import append_json
 from ..proto import transfer as wire
 from ..transport import net
 from ..transport.pump import Side, describe_failure, translate
@@ -740,7 +741,8 @@ class SendOptions:
     listen: bool = False  # wait for the receiver to connect (receiver behind NAT)
     connect_timeout: float | None = None
     progress: bool = False
-    json: bool = False
+    json: bool = False  # the summary object on stdout
+    json_file: str | None = None  # also append it to this file
     quiet: bool = False
 
 
@@ -753,7 +755,8 @@ class ReceiveOptions:
     listen: bool = True  # False: connect to a listening sender
     connect_timeout: float | None = None
     progress: bool = False
-    json: bool = False
+    json: bool = False  # the summary object on stdout
+    json_file: str | None = None  # also append it to this file
     quiet: bool = False
 
 
@@ -864,8 +867,9 @@ async def _with_progress(
 
 def _summary(command: str, result: TransferResult, opts: SendOptions | ReceiveOptions) -> None:
     rate = result.bytes_moved / result.seconds / (1 << 20) if result.seconds > 0 else 0.0
-    if opts.json:
+    if opts.json or opts.json_file is not None:
         record = {
+            "mode": command,
             "command": command,
             "name": result.name,
             "path": result.path,
@@ -879,8 +883,11 @@ def _summary(command: str, result: TransferResult, opts: SendOptions | ReceiveOp
         }
         if command == "send":
             del record["path"]
-        sys.stdout.write(json.dumps(record) + "\n")
-        sys.stdout.flush()
+        if opts.json_file is not None:
+            append_json(opts.json_file, record)
+        if opts.json:
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
     if opts.quiet:
         return
     resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""

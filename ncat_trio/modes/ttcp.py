@@ -26,6 +26,7 @@ import trio
 
 from .. import diag
 from ..errors import LocalIOError, NcatError, UsageError
+from ..json_summary import append_json
 from ..proto import ttcp
 from ..transport import net
 from ..transport.pump import Side, describe_failure, translate
@@ -420,7 +421,8 @@ class TtcpTransmitOptions:
     endpoint: net.Endpoint
     session: TransmitOptions = field(default_factory=TransmitOptions)
     nodelay: bool = False  # -D: TCP_NODELAY, as the original
-    json: bool = False
+    json: bool = False  # one JSON object on stdout instead of the lines
+    json_file: str | None = None  # also append that object to this file
 
 
 @dataclass(frozen=True)
@@ -430,7 +432,8 @@ class TtcpReceiveOptions:
     endpoint: net.Endpoint
     session: ReceiveOptions = field(default_factory=ReceiveOptions)
     keep_open: bool = False  # -k: serve one session after another
-    json: bool = False
+    json: bool = False  # one JSON object per session on stdout instead of the lines
+    json_file: str | None = None  # also append each object to this file
 
 
 async def transmit_main(opts: TtcpTransmitOptions) -> int:
@@ -447,8 +450,13 @@ async def transmit_main(opts: TtcpTransmitOptions) -> int:
     result = await transmit_session(
         conn, session, peer_name=f"connection to {peer}", exclusive_thread=True
     )
+    report = {
+        "mode": "ttcp", "role": "transmit", "peer": peer, **result.as_dict(),
+        "nodelay": opts.nodelay,
+    }  # fmt: skip
+    if opts.json_file is not None:
+        append_json(opts.json_file, report)
     if opts.json:
-        report = {"role": "transmit", "peer": peer, **result.as_dict(), "nodelay": opts.nodelay}
         _emit(json.dumps(report))
     else:
         _emit(*result.human_lines())
@@ -481,8 +489,11 @@ async def receive_main(opts: TtcpReceiveOptions) -> int:
                     raise
                 diag.say(str(exc))  # -k: report the failed session, serve the next
                 continue
+            report = {"mode": "ttcp", "role": "receive", "peer": peer, **result.as_dict()}
+            if opts.json_file is not None:
+                append_json(opts.json_file, report)
             if opts.json:
-                _emit(json.dumps({"role": "receive", "peer": peer, **result.as_dict()}))
+                _emit(json.dumps(report))
             else:
                 _emit(*result.human_lines())
             if not opts.keep_open:
