@@ -44,6 +44,8 @@ soak SECONDS="60":
     {{py}} benchmarks/soak.py --duration {{SECONDS}}
     {{py}} benchmarks/soak.py --signals 200
 
-# 100k+ hypothesis inputs over every decoder and parser, then atheris if installed.
+# 100k+ hypothesis inputs over every decoder and parser, then 100k atheris runs (the fuzz
+# extra installs atheris where PyPI has a wheel, Linux x86-64; elsewhere: hypothesis only).
 fuzz *ARGS:
+    {{py}} -c "import atheris" 2>/dev/null || .venv/bin/pip install -q -e '.[fuzz]'
     {{py}} benchmarks/fuzz.py {{ARGS}}

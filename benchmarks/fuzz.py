@@ -3,8 +3,10 @@
 The targets and the rule ("only the documented error types may escape") live in
 ``tests/test_fuzz.py``; CI runs them with a quick hypothesis profile.  This script runs
 the same hypothesis tests under the ``fuzz`` profile, counting every input each target
-was given, then (if ``atheris`` is installed: ``pip install atheris``) a coverage-guided
-libFuzzer run over all targets at once, the first byte choosing the target.
+was given, then (if ``atheris`` is installed: ``pip install -e '.[fuzz]'``, which ``just
+fuzz`` does; PyPI has wheels for Linux x86-64) a coverage-guided libFuzzer run over all
+targets at once, the first byte choosing the target.  Without atheris the hypothesis
+run stands alone and the script says so.
 
     python benchmarks/fuzz.py                      # ~280k hypothesis inputs + 100k atheris runs
     python benchmarks/fuzz.py --examples 2000 --atheris-runs 0   # quick
@@ -68,7 +70,7 @@ def run_atheris(runs: int) -> tuple[str, int | None, float]:
     try:
         import atheris  # type: ignore[import-not-found,import-untyped,unused-ignore]  # noqa: F401
     except ImportError:
-        return "atheris is not installed (pip install atheris)", None, 0.0
+        return "atheris is not installed (pip install -e '.[fuzz]'): hypothesis only", None, 0.0
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, __file__, "--atheris-worker", str(runs)],
