@@ -4,6 +4,8 @@ Scenarios (each tool at both ends unless named otherwise):
   pipe   head -c N /dev/zero | SENDER   →TCP→   RECEIVER | wc -c
   file   SENDER < N-byte file           →TCP→   RECEIVER > file
   mixed  ncat-trio → nc.openbsd and nc.openbsd → nc.openbsd
+  progress  pipe → TCP → pipe, ncat-trio at both ends with and without -P (progress
+            forced on: stderr is /dev/null, or a pty for the live display)
   startup  `ncat-trio --version` vs `python3 -c 'import trio'`
 
 Tools run alternately (A B C A B C …) for --rounds rounds; the table shows the median
@@ -19,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ class Tool:
     name: str
     listen: Argv
     connect: Argv
+    pty: bool = False  # stderr is a terminal (a pty we drain): -P draws its live display
 
 
 TOOLS = {
@@ -81,16 +85,70 @@ class Sample:
     rss_mib: float
 
 
+class PtyStderr:
+    """A pty for a child's stderr, drained by a thread so the child never blocks on it."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self.master, 65536):
+                pass
+        except OSError:  # EIO: the child closed its end
+            pass
+
+    def child_started(self) -> None:
+        if self.slave >= 0:
+            os.close(self.slave)  # the child holds its own copy
+            self.slave = -1
+
+    def close(self) -> None:
+        self.child_started()
+        self._thread.join(10)
+        os.close(self.master)
+
+
+def stderr_for(tool: Tool) -> tuple[int, PtyStderr | None]:
+    if not tool.pty:
+        return subprocess.DEVNULL, None
+    pty = PtyStderr()
+    return pty.slave, pty
+
+
 def transfer(sender: Tool, receiver: Tool, nbytes: int, mode: str, src_file: str | None) -> Sample:
+    ptys: list[PtyStderr] = []
+    try:
+        return _transfer(sender, receiver, nbytes, mode, src_file, ptys)
+    finally:
+        for pty in ptys:
+            pty.close()
+
+
+def _transfer(
+    sender: Tool,
+    receiver: Tool,
+    nbytes: int,
+    mode: str,
+    src_file: str | None,
+    ptys: list[PtyStderr],
+) -> Sample:
     port = free_port()
+    recv_err, recv_pty = stderr_for(receiver)
+    send_err, send_pty = stderr_for(sender)
+    ptys += [p for p in (recv_pty, send_pty) if p is not None]
     with tempfile.TemporaryFile() as out:
         recv_stdout = subprocess.PIPE if mode == "pipe" else out
         recv = subprocess.Popen(
             receiver.listen(port),
             stdin=subprocess.DEVNULL,
             stdout=recv_stdout,
-            stderr=subprocess.DEVNULL,
+            stderr=recv_err,
         )
+        if recv_pty is not None:
+            recv_pty.child_started()
         counter = None
         if mode == "pipe":
             assert recv.stdout is not None
@@ -104,7 +162,7 @@ def transfer(sender: Tool, receiver: Tool, nbytes: int, mode: str, src_file: str
                 sender.connect(port),
                 stdin=gen.stdout,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=send_err,
             )
             assert gen.stdout is not None
             gen.stdout.close()
@@ -115,8 +173,10 @@ def transfer(sender: Tool, receiver: Tool, nbytes: int, mode: str, src_file: str
                     sender.connect(port),
                     stdin=f,
                     stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stderr=send_err,
                 )
+        if send_pty is not None:
+            send_pty.child_started()
         s = wait_with_rusage(send, started)
         r = wait_with_rusage(recv, started)
         if mode == "pipe":
@@ -140,7 +200,8 @@ def scenario(
     rounds: int,
     mode: str,
     baseline: str,
-) -> None:
+) -> dict[str, list[float]]:
+    """Run the pairs alternately; print the table; return each pair's GB/s, round by round."""
     src_file = None
     if mode == "file":
         fd, src_file = tempfile.mkstemp(prefix="bench-")
@@ -182,6 +243,41 @@ def scenario(
         ])  # fmt: skip
     print(f"\n### {title} ({nbytes / 2**30:.2f} GiB, {rounds} rounds)\n")
     print(table(rows))
+    return {name: [x.gbps for x in got] for name, got in samples.items()}
+
+
+def progress_cost(nbytes: int, rounds: int) -> None:
+    """Issue 8: ``-P`` must cost < 3% throughput on pipe → TCP → pipe (both ends -P)."""
+    ours = TOOLS["ncat-trio"]
+
+    def with_progress(pty: bool) -> Tool:
+        return Tool(
+            "ncat-trio -P",
+            lambda p: [*NCAT, "listen", "-P", "127.0.0.1", str(p)],
+            lambda p: [*NCAT, "-P", "127.0.0.1", str(p)],
+            pty=pty,
+        )
+
+    pairs = [
+        ("ncat-trio", ours, ours),
+        ("ncat-trio -P (stderr /dev/null: a line a second)", with_progress(False), with_progress(False)),
+        ("ncat-trio -P (stderr a pty: live display)", with_progress(True), with_progress(True)),
+    ]  # fmt: skip
+    rates = scenario(
+        "pipe → TCP → pipe, ncat-trio with and without --progress",
+        pairs, nbytes, rounds, "pipe", "ncat-trio",
+    )  # fmt: skip
+    base = rates["ncat-trio"]
+    for name, _, _ in pairs[1:]:
+        # Paired: each round ran the variants back to back, so the per-round ratio
+        # cancels the drift of a shared machine better than a ratio of medians.
+        ratios = [got / ref for got, ref in zip(rates[name], base, strict=True)]
+        cost = 100 * (1 - statistics.median(ratios))
+        verdict = "within" if cost < 3 else "OVER"
+        print(
+            f"\n{name}: costs {cost:+.1f}% throughput, median of {len(ratios)} paired rounds "
+            f"({verdict} the 3% budget; per round: {', '.join(f'{r:.2f}' for r in ratios)})"
+        )
 
 
 def startup(rounds: int) -> None:
@@ -212,8 +308,14 @@ def main() -> None:
     ap.add_argument("--size", default="1G")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="1 GiB, 3 rounds")
+    ap.add_argument(
+        "--only-progress", action="store_true", help="only the --progress cost scenario"
+    )
     args = ap.parse_args()
     nbytes, rounds = (1 << 30, 3) if args.quick else (parse_size(args.size), args.rounds)
+    if args.only_progress:
+        progress_cost(nbytes, max(rounds, 7))
+        return
     tools = [t for t in TOOLS.values() if have(t.listen(0)[0]) or t.name == "ncat-trio"]
     missing = sorted(set(TOOLS) - {t.name for t in tools})
     if missing:
@@ -245,6 +347,7 @@ def main() -> None:
             "pipe",
             "nc.openbsd → nc.openbsd",
         )
+    progress_cost(nbytes, max(rounds, 7))
     startup(max(rounds, 5))
 
 
