@@ -439,6 +439,174 @@ def test_transmitter_garbage_is_a_remote_protocol_error(garbage: bytes, payloads
         assert garbage == CAPTURE_ACK * 4
 
 
+# --- the bulk path (receive_payloads / receive_acks) is the event path --------------
+
+
+def split(wire: bytes, cuts: list[int]) -> list[bytes]:
+    """``wire`` cut at ``cuts``, without empty chunks (b"" would mean EOF)."""
+    points = sorted({c for c in cuts if 0 < c < len(wire)})
+    chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
+    return [chunk for chunk in chunks if chunk]
+
+
+Outcome = tuple[list[int], str | None, object]
+
+
+def receive_by_events(receiver: Receiver, chunks: list[bytes]) -> Outcome:
+    """Payloads completed per chunk, the error if any, and the final statistics."""
+    counts: list[int] = []
+    try:
+        for chunk in [*chunks, b""]:
+            receiver.receive_data(chunk)
+            payloads = [e for e in drain(receiver) if isinstance(e, Payload)]
+            for event in payloads:
+                receiver.send(Ack(event.length))
+            counts.append(len(payloads))
+    except RemoteProtocolError as exc:
+        return counts, str(exc), receiver.statistics()
+    return counts, None, receiver.statistics()
+
+
+def receive_in_bulk(receiver: Receiver, chunks: list[bytes]) -> Outcome:
+    """The same through receive_payloads, each chunk read into one reused buffer."""
+    counts: list[int] = []
+    buffer = bytearray(max(map(len, chunks), default=0))
+    try:
+        for chunk in chunks:
+            buffer[: len(chunk)] = chunk
+            view = memoryview(buffer)[: len(chunk)]
+            if receiver.state is State.AWAIT_SESSION:  # the session goes through the events
+                receiver.receive_data(view)
+                count = sum(isinstance(e, Payload) for e in drain(receiver))
+            else:
+                count = receiver.receive_payloads(view)
+            buffer[:] = b"\xff" * len(buffer)  # the caller reuses its buffer at once
+            if count:
+                assert len(receiver.acks(count)) == 4 * count
+            counts.append(count)
+        receiver.receive_data(b"")
+        assert drain(receiver) == [ConnectionClosed()]
+        counts.append(0)
+    except RemoteProtocolError as exc:
+        return counts, str(exc), receiver.statistics()
+    return counts, None, receiver.statistics()
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    number=st.integers(0, 6),
+    length=st.integers(0, 40),
+    cuts=st.lists(st.integers(0, 400), max_size=8),
+    damage=st.one_of(st.none(), st.tuples(st.integers(0, 400), st.integers(0, 255))),
+    tail=st.binary(max_size=6),
+    keep=st.floats(0.5, 1),
+    verify=st.booleans(),
+    aligned=st.booleans(),
+)
+def test_receive_payloads_matches_the_events(
+    number: int,
+    length: int,
+    cuts: list[int],
+    damage: tuple[int, int] | None,
+    tail: bytes,
+    keep: float,
+    verify: bool,
+    aligned: bool,
+) -> None:
+    """Valid, damaged, truncated and extended sessions, cut anywhere: the bulk path
+    completes the same payloads per chunk and fails with the same message."""
+    whole = transmit_stream(number, length)
+    wire = bytearray(whole[: int(len(whole) * keep)])
+    if aligned:  # one message per chunk, as stop-and-wait reads them; damage hits a header
+        cuts = list(range(8, len(wire) + 1, 4 + length))
+        if damage is not None and cuts:
+            damage = (cuts[damage[0] % len(cuts)] + 3, damage[1])
+    if damage is not None and damage[0] < len(wire):
+        wire[damage[0]] = damage[1]
+    chunks = split(bytes(wire) + tail, cuts)
+    events = receive_by_events(Receiver(verify=verify), chunks)
+    bulk = receive_in_bulk(Receiver(verify=verify), chunks)
+    assert bulk == events
+
+
+def test_receive_payloads_checks_every_header_of_a_run() -> None:
+    wire = bytearray(transmit_stream(4, 10))
+    wire[8 + 3 * 14 + 3] = 11  # the fourth payload's length field
+    receiver = Receiver()
+    receiver.receive_data(bytes(wire[:8]))
+    assert drain(receiver) == [Session(4, 10)]
+    with pytest.raises(RemoteProtocolError, match="payload 4 of 4 has length 11, expected 10"):
+        receiver.receive_payloads(bytes(wire[8:]))
+    stats = receiver.statistics()
+    assert (stats.state, stats.payloads_received) == (State.ERROR, 3)
+
+
+def test_bulk_misuse_is_a_local_protocol_error() -> None:
+    receiver = Receiver()
+    with pytest.raises(LocalProtocolError):
+        receiver.receive_payloads(b"")  # EOF goes through receive_data
+    with pytest.raises(LocalProtocolError):
+        receiver.acks(1)  # nothing owed
+    receiver.receive_data(transmit_stream(2, 3))
+    assert drain(receiver) == [Session(2, 3), Payload(3), Payload(3)]
+    with pytest.raises(LocalProtocolError, match="3 acks asked, 2 owed"):
+        receiver.acks(3)
+    assert receiver.acks(2) == (3).to_bytes(4, "big") * 2
+    transmitter = Transmitter()
+    with pytest.raises(LocalProtocolError):
+        transmitter.payloads(1)  # no session yet
+    transmitter.send(Session(3, 5))
+    assert transmitter.payloads(2) == ttcp.payload_message(5) * 2
+    with pytest.raises(LocalProtocolError, match="2 payloads asked, 1 left"):
+        transmitter.payloads(2)
+    with pytest.raises(LocalProtocolError):
+        transmitter.receive_acks(b"")
+
+
+def acks_by_events(transmitter: Transmitter, chunks: list[bytes]) -> Outcome:
+    counts: list[int] = []
+    try:
+        for chunk in [*chunks, b""]:
+            transmitter.receive_data(chunk)
+            counts.append(sum(isinstance(e, Ack) for e in drain(transmitter)))
+    except RemoteProtocolError as exc:
+        return counts, str(exc), transmitter.statistics()
+    return counts, None, transmitter.statistics()
+
+
+def acks_in_bulk(transmitter: Transmitter, chunks: list[bytes]) -> Outcome:
+    counts: list[int] = []
+    try:
+        for chunk in chunks:
+            counts.append(transmitter.receive_acks(memoryview(bytearray(chunk))))
+        transmitter.receive_data(b"")
+        assert drain(transmitter) == [ConnectionClosed()]
+        counts.append(0)
+    except RemoteProtocolError as exc:
+        return counts, str(exc), transmitter.statistics()
+    return counts, None, transmitter.statistics()
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    payloads=st.integers(0, 6),
+    acks=st.integers(0, 8),
+    cuts=st.lists(st.integers(0, 40), max_size=6),
+    damage=st.one_of(st.none(), st.tuples(st.integers(0, 40), st.integers(0, 255))),
+)
+def test_receive_acks_matches_the_events(
+    payloads: int, acks: int, cuts: list[int], damage: tuple[int, int] | None
+) -> None:
+    """Right, wrong, early and missing acks, cut anywhere: same counts, same error."""
+    wire = bytearray(CAPTURE_ACK * acks)
+    if damage is not None and damage[0] < len(wire):
+        wire[damage[0]] = damage[1]
+    chunks = split(bytes(wire), cuts)
+    events = acks_by_events(started(number=6, length=20, payloads=payloads), chunks)
+    bulk = acks_in_bulk(started(number=6, length=20, payloads=payloads), chunks)
+    assert bulk == events
+
+
 # --- the state table ------------------------------------------------
 
 

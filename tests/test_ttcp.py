@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -505,6 +507,69 @@ def test_keep_open_reports_a_bad_session_and_serves_the_next() -> None:
         assert finish(receiver) == 143
         assert receiver.stdout is not None
         assert receiver.stdout.read().decode().count("receive number = 3\n") == 2
+
+
+SIGNALS = pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+DEADLINE = 1.0  # the issue's bound on exiting after a signal
+
+
+def signal_and_wait(proc: subprocess.Popen[bytes], signum: int) -> tuple[int, float, bytes]:
+    """Deliver ``signum``; the exit code, the seconds until exit, and stderr."""
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    try:
+        _out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("no exit within 10 s of the signal") from None
+    return proc.returncode, time.monotonic() - sent, err
+
+
+@SIGNALS
+def test_a_signal_stops_a_receiver_blocked_inside_a_payload(
+    signum: signal.Signals, code: int
+) -> None:
+    """The CLI receiver waits for data in a blocking read (exclusive_thread): a
+    signal still ends it promptly, with its exit code and one line."""
+    with (
+        started_receiver("receive", "-p", "0", "-b", "127.0.0.1") as (receiver, port),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        sock.sendall(session_bytes(2, 1000) + (1000).to_bytes(4, "big") + b"0123")
+        assert receiver.stdout is not None
+        assert read_line(receiver.stdout).startswith(b"port = ")
+        assert read_line(receiver.stdout) == b"receive number = 2\n"  # in the session
+        got, elapsed, err = signal_and_wait(receiver, signum)
+    assert got == code
+    assert elapsed < DEADLINE
+    assert err.endswith(f"ncat-trio: interrupted by {signum.name}\n".encode()), err
+
+
+@SIGNALS
+@pytest.mark.parametrize("length", ["10", "4M"])
+def test_a_signal_stops_a_transmitter_blocked_on_its_peer(
+    signum: signal.Signals, code: int, length: str
+) -> None:
+    """A receiver that reads the session and then nothing: at 10 bytes the
+    transmitter waits for an ack (a blocking read), at 4 MiB it waits to write."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        cmd = ["transmit", "127.0.0.1", "-p", str(port), "-l", length, "-n", "3"]
+        with popen([*NCAT, "ttcp", *cmd]) as proc:
+            try:
+                server.settimeout(10)
+                conn, _ = server.accept()
+                with conn:
+                    conn.settimeout(10)
+                    assert len(conn.recv(8, socket.MSG_WAITALL)) == 8  # it is in the session
+                    got, elapsed, err = signal_and_wait(proc, signum)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+    assert got == code
+    assert elapsed < DEADLINE
+    assert err == f"ncat-trio: interrupted by {signum.name}\n".encode(), err
 
 
 def test_transmit_to_a_closed_port_exits_1() -> None:

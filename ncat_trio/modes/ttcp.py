@@ -14,9 +14,11 @@ and :func:`receive_main` open the sockets and print the report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import select
+import socket as _socket
+import struct
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -39,11 +41,17 @@ CHUNK = 256 * 1024
 #: A windowed transmitter joins payloads into one ``send_all`` up to about this size.
 BATCH_BYTES = 256 * 1024
 MIB = 1024 * 1024
-#: ``exclusive_thread``: longest blocking poll() before the wait is handed to Trio.
+#: ``exclusive_thread``: longest blocking read or write before the wait is handed to Trio.
 EXCLUSIVE_WAIT_MS = 10
+#: Largest window sent by one task on a socket (:func:`_windowed`): its acks, 4 bytes
+#: each, must fit in the socket buffers, or a write that waits could deadlock.
+DIRECT_WINDOW_LIMIT = 4096
+_TIMEVAL = struct.Struct("@ll")  # struct timeval for SO_RCVTIMEO / SO_SNDTIMEO
+_NO_TIMEOUT = _TIMEVAL.pack(0, 0)
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _DONE = ttcp.State.DONE
+_CLOSED = ttcp.State.CLOSED
 
 
 @dataclass(frozen=True)
@@ -145,14 +153,19 @@ async def transmit_session(
     :class:`ConnectionLost` for a reset.  Never returns an exception group.
     ``exclusive_thread``: see :func:`receive_session`.
     """
-    wire = _Wire(stream, Side(peer_name, local=False), exclusive=exclusive_thread)
+    # A window above the limit takes two tasks, and one must not block the other.
+    exclusive = exclusive_thread and options.window <= DIRECT_WINDOW_LIMIT
+    wire = _Wire(stream, Side(peer_name, local=False), exclusive=exclusive)
     proto = ttcp.Transmitter()
     start = trio.current_time()
     try:
-        if options.window == 1:
-            rtt_sum = await _stop_and_wait(wire, proto, options)
-        else:
-            rtt_sum = await _pipelined(wire, proto, options)
+        with wire:
+            if options.window == 1:
+                rtt_sum = await _stop_and_wait(wire, proto, options)
+            elif wire.direct and options.window <= DIRECT_WINDOW_LIMIT:
+                rtt_sum = await _windowed(wire, proto, options)
+            else:
+                rtt_sum = await _pipelined(wire, proto, options)
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
@@ -170,73 +183,117 @@ async def _stop_and_wait(wire: _Wire, proto: ttcp.Transmitter, options: Transmit
     """Window 1, the original: send, wait for the ack, repeat.  Returns the summed RTTs.
 
     One task is enough here (a second would only add a wake-up per payload); the
-    session message rides with the first payload.
+    session message rides with the first payload.  Each payload leaves as the ack
+    of the one before arrives, so the round trips add up to the time from the first
+    payload to the last ack: no clock read per payload.
     """
     pending = proto.send(ttcp.Session(options.number, options.length))
-    payload = ttcp.Payload(options.length)
-    rtt_sum = 0.0
-    for _ in range(options.number):
-        message = proto.send(payload)
-        sent_at = trio.current_time()
-        await wire.send_all(pending + message if pending else message)
-        pending = b""
-        while not isinstance(proto.next_event(), ttcp.Ack):
-            proto.receive_data(await wire.receive())
-        rtt_sum += trio.current_time() - sent_at
+    if not options.number:  # the session alone
+        await wire.send_all(pending)
+        return 0.0
+    await wire.send_all(pending + proto.payloads(1))
+    sent_at = trio.current_time()
+    for _ in range(options.number - 1):
+        await _acks(wire, proto)
+        await wire.send_all(proto.payloads(1))
+    await _acks(wire, proto)
+    return trio.current_time() - sent_at
+
+
+async def _acks(wire: _Wire, proto: ttcp.Transmitter) -> int:
+    """Wait for at least one ack; returns how many arrived.  EOF: the protocol's error."""
+    while True:
+        data = await wire.receive()
+        if data:
+            if count := proto.receive_acks(data):
+                return count
+        else:
+            proto.receive_data(b"")
+            proto.next_event()  # raises: an ack is missing
+            raise AssertionError("ttcp: EOF before an ack went unnoticed")
+
+
+async def _windowed(wire: _Wire, proto: ttcp.Transmitter, options: TransmitOptions) -> float:
+    """Window > 1 on a socket, in one task: send all the credit, then wait for acks.
+
+    No second task and no wake-up between tasks per ack (on a socket the kernel
+    buffers overlap the two directions).  While a write waits for buffer space no
+    ack is read, which is safe as long as the receiver can always write its acks:
+    ``DIRECT_WINDOW_LIMIT`` keeps them (4 bytes each) far below a socket buffer.
+    Returns the summed RTTs.
+    """
+    now = trio.current_time
+    per_batch = max(1, BATCH_BYTES // (ttcp.HEADER_SIZE + options.length))
+    pending = proto.send(ttcp.Session(options.number, options.length))
+    batches: deque[list[float]] = deque()  # [sent_at, payloads] per write, oldest first
+    credit, left, rtt_sum = options.window, options.number, 0.0
+    while left or batches:
+        if credit and left:
+            count = min(credit, left, per_batch)
+            credit -= count
+            left -= count
+            data = proto.payloads(count)
+            await wire.send_all(pending + data if pending else data)
+            pending = b""
+            batches.append([now(), count])
+            continue
+        acked = await _acks(wire, proto)
+        credit += acked
+        acked_at = now()
+        while acked:
+            oldest = batches[0]
+            step = min(acked, int(oldest[1]))
+            rtt_sum += (acked_at - oldest[0]) * step
+            acked -= step
+            oldest[1] -= step
+            if not oldest[1]:
+                batches.popleft()
     if pending:  # number == 0: the session alone
         await wire.send_all(pending)
     return rtt_sum
 
 
 async def _pipelined(wire: _Wire, proto: ttcp.Transmitter, options: TransmitOptions) -> float:
-    """Window > 1: a sender task keeps up to ``window`` payloads un-acked; an ack-reader
-    task counts acks back in and hands the sender its credit.  Returns the summed RTTs.
+    """Window > 1 on any stream: a sender task keeps up to ``window`` payloads
+    un-acked; an ack-reader task counts acks back in and hands the sender its credit.
+    Returns the summed RTTs.
 
-    On an exclusive wire the ack reader may block the thread in poll() only while the
-    sender is parked for credit (or done): then nothing else of ours can run anyway.
+    Two tasks, because a stream without buffers (``lockstep_stream_pair``, TLS
+    over one) would otherwise deadlock: the receiver's ack waits for our read while
+    our write waits for its read.
     """
     credit = options.window
     credit_returned = trio.lowlevel.ParkingLot()
-    sender_parked = False  # waiting for credit or finished: the ack reader may block
     sent_at: deque[float] = deque()  # one entry per payload in flight, oldest first
     rtt_sum = 0.0
     per_batch = max(1, BATCH_BYTES // (ttcp.HEADER_SIZE + options.length))
-    payload = ttcp.Payload(options.length)
 
     async def sender() -> None:
-        nonlocal credit, sender_parked
+        nonlocal credit
         pending = proto.send(ttcp.Session(options.number, options.length))
         left = options.number
         while left:
             while credit == 0:
-                sender_parked = True
                 await credit_returned.park()
             count = min(credit, left, per_batch)
             credit -= count
             left -= count
-            messages = [proto.send(payload) for _ in range(count)]
             sent_at.extend([trio.current_time()] * count)
-            await wire.send_all(pending + b"".join(messages))
+            data = proto.payloads(count)
+            await wire.send_all(pending + data if pending else data)
             pending = b""
         if pending:
             await wire.send_all(pending)
-        sender_parked = True
 
     async def ack_reader() -> None:
-        nonlocal credit, rtt_sum, sender_parked
+        nonlocal credit, rtt_sum
         while proto.state is not _DONE:
-            proto.receive_data(await wire.receive(may_block=sender_parked))
+            acked = await _acks(wire, proto)
             now = trio.current_time()
-            acked = 0
-            while isinstance(proto.next_event(), ttcp.Ack):
-                acked += 1
+            for _ in range(acked):
                 rtt_sum += now - sent_at.popleft()
-            if acked:
-                credit += acked
-                if len(credit_returned):  # the sender waits for this credit
-                    sender_parked = False
-                    credit_returned.unpark_all()
-                    await trio.lowlevel.checkpoint()  # let it send before we may block
+            credit += acked
+            credit_returned.unpark_all()
 
     await _run_both(sender, ack_reader)
     return rtt_sum
@@ -275,38 +332,44 @@ async def receive_session(
     :class:`RemoteProtocolError` for anything the transmitter gets wrong.
 
     ``exclusive_thread=True`` says that nothing else in this Trio thread needs to run
-    while the session does (the CLI: one session per process).  On a socket, a wait
-    for the peer then starts as a blocking ``poll()`` of up to ``EXCLUSIVE_WAIT_MS``
-    before it is handed to Trio: in a stop-and-wait round trip Trio's wake-up path
-    (epoll re-arm, scheduler pass) was the largest cost left: with it, 1.3× the round
-    trips at 64 KiB and 2.2× at 1 KiB, both processes on one CPU of the 2-core VM this
-    was built on.  Signals and other tasks wait at most that long.  Leave it False
-    inside a larger program.
+    while the session does (the CLI: one session per process).  On a socket, the
+    session then makes the socket blocking with ``SO_RCVTIMEO``/``SO_SNDTIMEO`` of
+    ``EXCLUSIVE_WAIT_MS``: a read or write waits in the kernel, as the C peer's do,
+    and only a wait that times out is handed to Trio.  Trio's wake-up path (epoll
+    re-arm, scheduler pass), or a poll() before each read, costs a syscall and
+    Python per round trip, which at 64 KiB was most of the gap to the C peer.
+    Signals and other tasks wait at most that long.  Leave it False inside a
+    larger program.
     """
     wire = _Wire(stream, Side(peer_name, local=False), exclusive=exclusive_thread)
     proto = ttcp.Receiver(max_length=options.max_length, verify=options.verify)
     started = finished = trio.current_time()
-    ack = ttcp.Ack(0)
+    owed = 0
     try:
-        while True:
-            proto.receive_data(await wire.receive())
-            acks: list[bytes] = []
-            while (event := proto.next_event()) is not ttcp.NEED_DATA:
-                if isinstance(event, ttcp.Payload):
-                    acks.append(proto.send(ack))
-                elif isinstance(event, ttcp.Session):
-                    ack = ttcp.Ack(event.length)  # one immutable event for the session
-                    started = finished = trio.current_time()
-                    if on_session is not None:
-                        on_session(event)
+        with wire:
+            # The session message (and whatever came with it) goes through the events ...
+            while proto.state is ttcp.State.AWAIT_SESSION:
+                proto.receive_data(await wire.receive())
+                while (event := proto.next_event()) is not ttcp.NEED_DATA:
+                    if isinstance(event, ttcp.Payload):
+                        owed += 1
+                    elif isinstance(event, ttcp.Session):
+                        started = finished = trio.current_time()
+                        if on_session is not None:
+                            on_session(event)
+            # ... the payloads through the bulk path: one ack write per read.
+            while proto.state is not _CLOSED:
+                if owed:
+                    await wire.send_all(proto.acks(owed))
+                    owed = 0
+                    if proto.state is _DONE:  # that was the last ack
+                        finished = trio.current_time()
+                data = await wire.receive()
+                if data:
+                    owed = proto.receive_payloads(data)
                 else:
-                    break  # ConnectionClosed
-            if acks:
-                await wire.send_all(acks[0] if len(acks) == 1 else b"".join(acks))
-                if proto.state is _DONE:  # that was the last ack
-                    finished = trio.current_time()
-            if isinstance(event, ttcp.ConnectionClosed):
-                break
+                    proto.receive_data(b"")
+                    proto.next_event()  # ConnectionClosed after the last payload, else raises
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
@@ -324,17 +387,18 @@ class _Wire:
     """``send_all`` / ``receive_some`` for the session loops, as cheap as the stream allows.
 
     On a ``trio.SocketStream`` it calls ``os.readv`` / ``os.write`` on the socket's
-    non-blocking fd and waits with ``trio.lowlevel.wait_readable`` / ``wait_writable``
-    only on EAGAIN.  Trio's ``SocketStream`` adds a scheduler pass to every call that
-    does not block; in a two-process stop-and-wait ping-pong the fd path made 1.8× the
+    fd and waits with ``trio.lowlevel.wait_readable`` / ``wait_writable`` only on
+    EAGAIN.  Trio's ``SocketStream`` adds a scheduler pass to every call that does
+    not block; in a two-process stop-and-wait ping-pong the fd path made 1.8× the
     round trips at 1 KiB and 8 % more at 64 KiB (DESIGN.md §5: Python pays per call,
     not per byte).
     A call that does not block is then no checkpoint, so every ``YIELD_EVERY``-th one
     yields explicitly: a peer that always answers at once cannot starve other tasks
-    or a Ctrl-C.  With ``exclusive``, a read that would block first waits in a blocking
-    ``poll()`` (see ``exclusive_thread`` in :func:`receive_session`).  Any other stream
-    (memory streams in tests, TLS) uses its own methods.  Failures become
-    :class:`ConnectionLost` naming ``peer``.
+    or a Ctrl-C.  With ``exclusive``, the fd is blocking with send and receive
+    timeouts of ``EXCLUSIVE_WAIT_MS`` while the wire is entered (``with wire:``; see
+    ``exclusive_thread`` in :func:`receive_session`), so EAGAIN means "timed out".
+    Any other stream (memory streams in tests, TLS) uses its own methods.  Failures
+    become :class:`ConnectionLost` naming ``peer``.
     """
 
     YIELD_EVERY = 32
@@ -344,13 +408,11 @@ class _Wire:
         self._peer = peer
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._unblocked = 0  # calls since the last checkpoint
-        self._poll: select.poll | None = None
-        if exclusive and self._fd >= 0:
-            self._poll = select.poll()
-            self._poll.register(self._fd, select.POLLIN)
+        self._exclusive = exclusive and self._fd >= 0
         # One buffer for every read: a fresh 256 KiB bytes object per read cost ~12 % at
         # 64 KiB payloads.  The protocol machines copy nothing they keep past NEED_DATA.
         self._buffer = bytearray(CHUNK if self._fd >= 0 else 0)
+        self._buffers = (self._buffer,)  # for readv, made once
         self._view = memoryview(self._buffer)
 
     @property
@@ -358,43 +420,61 @@ class _Wire:
         """True when the fd path is in use."""
         return self._fd >= 0
 
+    def __enter__(self) -> _Wire:
+        if self._exclusive:
+            assert isinstance(self._stream, trio.SocketStream)
+            timeout = _TIMEVAL.pack(0, EXCLUSIVE_WAIT_MS * 1000)
+            try:
+                for option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
+                    self._stream.socket.setsockopt(_socket.SOL_SOCKET, option, timeout)
+                os.set_blocking(self._fd, True)
+            except OSError as exc:
+                raise translate(exc, self._peer) from exc
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._exclusive:  # give the stream back as Trio expects it: non-blocking
+            assert isinstance(self._stream, trio.SocketStream)
+            with contextlib.suppress(OSError):  # a dead socket is closed next anyway
+                os.set_blocking(self._fd, False)
+                for option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
+                    self._stream.socket.setsockopt(_socket.SOL_SOCKET, option, _NO_TIMEOUT)
+
     async def send_all(self, data: bytes) -> None:
         try:
             if self._fd < 0:
                 await self._stream.send_all(data)
                 return
-            view = memoryview(data)
-            while True:
-                try:
-                    sent = os.write(self._fd, view)
-                except BlockingIOError:
-                    sent = 0
-                if sent == len(view):
-                    break
-                view = view[sent:]
-                await trio.lowlevel.wait_writable(self._fd)
-                self._unblocked = 0
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            if sent != len(data):
+                view = memoryview(data)[sent:]
+                while True:
+                    await trio.lowlevel.wait_writable(self._fd)
+                    self._unblocked = 0
+                    try:
+                        sent = os.write(self._fd, view)
+                    except BlockingIOError:
+                        sent = 0
+                    if sent == len(view):
+                        break
+                    view = view[sent:]
             self._unblocked += 1
             if self._unblocked >= self.YIELD_EVERY:
                 await self._yield()
         except _STREAM_ERRORS as exc:
             raise translate(exc, self._peer) from exc
 
-    async def receive(self, *, may_block: bool = True) -> bytes | bytearray | memoryview:
-        """Some bytes; b"" at EOF.  A view of a buffer that the next call reuses.
-
-        ``may_block=False``: wait the Trio way even on an exclusive wire.
-        """
+    async def receive(self) -> bytes | bytearray | memoryview:
+        """Some bytes; b"" at EOF.  A view of a buffer that the next call reuses."""
         try:
             if self._fd < 0:
                 return await self._stream.receive_some(CHUNK)
-            if may_block and self._poll:
-                # Blocks the whole Trio thread, on purpose: see exclusive_thread.  Polling
-                # first (it returns at once if data is there) spares the EAGAIN read.
-                self._poll.poll(EXCLUSIVE_WAIT_MS)
             while True:
                 try:
-                    count = os.readv(self._fd, (self._buffer,))
+                    count = os.readv(self._fd, self._buffers)
                 except BlockingIOError:
                     await trio.lowlevel.wait_readable(self._fd)
                     self._unblocked = 0

@@ -173,15 +173,15 @@ class _Incoming:
     def __init__(self) -> None:
         self._chunks: deque[_Chunk] = deque()
         self._offset = 0  # into _chunks[0]
-        self._size = 0
+        self.size = 0  # bytes queued: len(self), without a Python call
 
     def __len__(self) -> int:
-        return self._size
+        return self.size
 
     def append(self, data: _Chunk) -> None:
         if data:
             self._chunks.append(data)
-            self._size += len(data)
+            self.size += len(data)
 
     def detach(self) -> None:
         """Replace views of the caller's buffer by copies of their unread bytes."""
@@ -240,7 +240,7 @@ class _Incoming:
 
     def _advance(self, n: int) -> None:
         self._offset += n
-        self._size -= n
+        self.size -= n
         if self._offset == len(self._chunks[0]):
             self._chunks.popleft()
             self._offset = 0
@@ -299,6 +299,22 @@ class _Machine:
     def _parse(self) -> Event | _NeedData:
         raise NotImplementedError
 
+    def _drain(self, data: bytes | bytearray | memoryview, expected: Event) -> int:
+        """The general path of the bulk methods: feed ``data``, count ``expected`` events."""
+        if self._state is State.ERROR:
+            raise RemoteProtocolError("ttcp", "the connection already failed")
+        if not data:
+            raise LocalProtocolError("ttcp", 'EOF goes through receive_data(b"")')
+        self.receive_data(data)
+        count = 0
+        while (event := self.next_event()) is not NEED_DATA:
+            if event is not expected:
+                raise LocalProtocolError(
+                    "ttcp", f"{type(event).__name__} arrived in the bulk path"
+                )  # not reachable without EOF: only `expected` or an error can come
+            count += 1
+        return count
+
     def _at_end(self, what: str) -> Event | _NeedData:
         """DONE: only EOF may follow.  Anything else is a peer fault."""
         if self._incoming:
@@ -329,6 +345,8 @@ class Transmitter(_Machine):
         self._acked = 0
         self._message = b""
         self._ack_event = Ack(0)  # events are immutable: one instance per session
+        self._acks = b""  # receive_acks: a run of expected acks to compare with
+        self._run, self._run_count = b"", 0  # payloads(): the last run of payloads built
 
     def statistics(self) -> TransmitterStatistics:
         return TransmitterStatistics(
@@ -363,6 +381,59 @@ class Transmitter(_Machine):
             self._sent += 1
             return self._message
         raise LocalProtocolError("ttcp transmitter", f"cannot send {type(event).__name__}")
+
+    def payloads(self, count: int) -> bytes:
+        """The bytes of the next ``count`` payloads: ``send(Payload(length))`` ``count``
+        times, joined.  The last run built is kept: a window sends the same few sizes."""
+        if self._state is State.IDLE:
+            raise LocalProtocolError("ttcp payload", "send the session first")
+        if not 0 < count <= self._number - self._sent:
+            raise LocalProtocolError(
+                "ttcp payload", f"{count} payloads asked, {self._number - self._sent} left"
+            )
+        if not self._message:  # built on first use: 4 + length bytes, once
+            self._message = payload_message(self._length)
+        self._sent += count
+        if count == 1:
+            return self._message
+        if self._run_count != count:
+            self._run, self._run_count = self._message * count, count
+        return self._run
+
+    def receive_acks(self, data: bytes | bytearray | memoryview) -> int:
+        """Feed ack bytes (not EOF) and return how many acks they completed.
+
+        The bulk form of ``receive_data(data)`` followed by ``next_event()`` until
+        :data:`NEED_DATA`, for the payload phase, where every event is an :class:`Ack`:
+        the same checks and errors, but whole acks that are the only thing queued are
+        compared in one step instead of one event each (the per-payload cost at
+        small lengths is this module's Python, not the kernel's).
+        """
+        size = len(data)
+        count = size >> 2
+        if (
+            self._state is State.SENDING
+            and not self._incoming.size
+            and size
+            and not size & 3
+            and count <= self._sent - self._acked
+            and (
+                _INT32.unpack_from(data)[0] == self._length
+                if count == 1
+                else data == self._ack_run(count)
+            )
+        ):
+            self._acked += count
+            if self._acked == self._number:
+                self.goto(State.DONE)
+            return count
+        return self._drain(data, self._ack_event)
+
+    def _ack_run(self, count: int) -> bytes:
+        """``count`` acks of this session's length, for one comparison."""
+        if len(self._acks) < count * ACK_SIZE:
+            self._acks = _INT32.pack(self._length) * max(count, 64)
+        return self._acks[: count * ACK_SIZE]
 
     def _parse(self) -> Event | _NeedData:
         if self._state is State.IDLE:
@@ -447,6 +518,50 @@ class Receiver(_Machine):
             )
         self._acked += 1
         return self._ack
+
+    def receive_payloads(self, data: bytes | bytearray | memoryview) -> int:
+        """Feed payload bytes (not EOF) after the session; return how many payloads
+        they completed, each of which owes an ack (:meth:`acks`).
+
+        The bulk form of ``receive_data(data)`` followed by ``next_event()`` until
+        :data:`NEED_DATA`: the same checks and errors, but whole payloads at the front
+        of ``data`` are checked header by header without events or queueing.  The
+        buffer rule of :meth:`receive_data` holds: it may be reused on return.
+        """
+        if self._state is not State.AWAIT_HEADER or self._incoming.size or self._verify or not data:
+            return self._drain(data, self._payload_event)
+        length = self._length
+        size = HEADER_SIZE + length
+        if len(data) == size:  # stop-and-wait: exactly one payload per read
+            if _INT32.unpack_from(data)[0] != length:
+                return self._drain(data, self._payload_event)  # raises
+            self._data_bytes += length
+            self._received += 1
+            if self._received == self._number:
+                self.goto(State.DONE)
+            return 1
+        end = min(len(data) // size, self._number - self._received) * size
+        offset = 0
+        while offset < end and _INT32.unpack_from(data, offset)[0] == length:
+            offset += size
+        count = offset // size
+        if count:
+            self._received += count
+            self._data_bytes += count * length
+            if self._received == self._number:
+                self.goto(State.DONE)
+        if offset == len(data):
+            return count
+        return count + self._drain(memoryview(data)[offset:], self._payload_event)
+
+    def acks(self, count: int) -> bytes:
+        """The bytes of the next ``count`` acks: ``send(Ack(length))`` ``count`` times."""
+        if not 0 < count <= self._received - self._acked:
+            raise LocalProtocolError(
+                "ttcp ack", f"{count} acks asked, {self._received - self._acked} owed"
+            )
+        self._acked += count
+        return self._ack if count == 1 else self._ack * count
 
     def _parse(self) -> Event | _NeedData:
         state = self._state
