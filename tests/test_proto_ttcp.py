@@ -484,8 +484,11 @@ def receive_in_bulk(receiver: Receiver, chunks: list[bytes]) -> Outcome:
             if count:
                 assert len(receiver.acks(count)) == 4 * count
             counts.append(count)
-        receiver.receive_data(b"")
-        assert drain(receiver) == [ConnectionClosed()]
+        if receiver.state is State.AWAIT_SESSION:
+            receiver.receive_data(b"")
+            drain(receiver)  # raises: no session
+        assert receiver.receive_payloads(b"") == 0  # EOF
+        assert receiver.state is State.CLOSED
         counts.append(0)
     except RemoteProtocolError as exc:
         return counts, str(exc), receiver.statistics()
@@ -543,8 +546,8 @@ def test_receive_payloads_checks_every_header_of_a_run() -> None:
 
 def test_bulk_misuse_is_a_local_protocol_error() -> None:
     receiver = Receiver()
-    with pytest.raises(LocalProtocolError):
-        receiver.receive_payloads(b"")  # EOF goes through receive_data
+    with pytest.raises(LocalProtocolError, match="the session event comes first"):
+        receiver.receive_payloads(transmit_stream(2, 3))
     with pytest.raises(LocalProtocolError):
         receiver.acks(1)  # nothing owed
     receiver.receive_data(transmit_stream(2, 3))
@@ -559,7 +562,19 @@ def test_bulk_misuse_is_a_local_protocol_error() -> None:
     assert transmitter.payloads(2) == ttcp.payload_message(5) * 2
     with pytest.raises(LocalProtocolError, match="2 payloads asked, 1 left"):
         transmitter.payloads(2)
-    with pytest.raises(LocalProtocolError):
+
+
+def test_bulk_eof() -> None:
+    """b"" is EOF in the bulk methods too: CLOSED after a whole session, else the error."""
+    receiver = Receiver()
+    receiver.receive_data(transmit_stream(1, 3))
+    assert drain(receiver) == [Session(1, 3), Payload(3)]
+    receiver.acks(1)
+    assert receiver.receive_payloads(b"") == 0
+    assert receiver.state is State.CLOSED
+    transmitter = started(number=2, length=20, payloads=2)
+    assert transmitter.receive_acks(CAPTURE_ACK) == 1
+    with pytest.raises(RemoteProtocolError, match="closed while waiting for ack 2 of 2"):
         transmitter.receive_acks(b"")
 
 
@@ -579,8 +594,8 @@ def acks_in_bulk(transmitter: Transmitter, chunks: list[bytes]) -> Outcome:
     try:
         for chunk in chunks:
             counts.append(transmitter.receive_acks(memoryview(bytearray(chunk))))
-        transmitter.receive_data(b"")
-        assert drain(transmitter) == [ConnectionClosed()]
+        assert transmitter.receive_acks(b"") == 0  # EOF
+        assert transmitter.state is State.CLOSED
         counts.append(0)
     except RemoteProtocolError as exc:
         return counts, str(exc), transmitter.statistics()

@@ -300,18 +300,11 @@ class _Machine:
         raise NotImplementedError
 
     def _drain(self, data: bytes | bytearray | memoryview, expected: Event) -> int:
-        """The general path of the bulk methods: feed ``data``, count ``expected`` events."""
-        if self._state is State.ERROR:
-            raise RemoteProtocolError("ttcp", "the connection already failed")
-        if not data:
-            raise LocalProtocolError("ttcp", 'EOF goes through receive_data(b"")')
+        """The general path of the bulk methods: feed ``data`` (``b""``: EOF) and count
+        ``expected`` events up to NEED_DATA or ConnectionClosed."""
         self.receive_data(data)
         count = 0
-        while (event := self.next_event()) is not NEED_DATA:
-            if event is not expected:
-                raise LocalProtocolError(
-                    "ttcp", f"{type(event).__name__} arrived in the bulk path"
-                )  # not reachable without EOF: only `expected` or an error can come
+        while self.next_event() is expected:
             count += 1
         return count
 
@@ -401,13 +394,13 @@ class Transmitter(_Machine):
         return self._run
 
     def receive_acks(self, data: bytes | bytearray | memoryview) -> int:
-        """Feed ack bytes (not EOF) and return how many acks they completed.
+        """Feed bytes from the receiver (``b""``: EOF); return how many acks completed.
 
         The bulk form of ``receive_data(data)`` followed by ``next_event()`` until
-        :data:`NEED_DATA`, for the payload phase, where every event is an :class:`Ack`:
-        the same checks and errors, but whole acks that are the only thing queued are
-        compared in one step instead of one event each (the per-payload cost at
-        small lengths is this module's Python, not the kernel's).
+        :data:`NEED_DATA` or :class:`ConnectionClosed` (after which ``state`` is
+        ``CLOSED``): the same checks and errors, but whole acks that are the only
+        thing queued are compared in one step instead of one event each (at small
+        lengths the per-payload cost is this module's Python, not the kernel's).
         """
         size = len(data)
         count = size >> 2
@@ -520,15 +513,20 @@ class Receiver(_Machine):
         return self._ack
 
     def receive_payloads(self, data: bytes | bytearray | memoryview) -> int:
-        """Feed payload bytes (not EOF) after the session; return how many payloads
-        they completed, each of which owes an ack (:meth:`acks`).
+        """Feed bytes from the transmitter (``b""``: EOF) once the :class:`Session`
+        event is through; return how many payloads completed, each of which owes an
+        ack (:meth:`acks`).
 
         The bulk form of ``receive_data(data)`` followed by ``next_event()`` until
-        :data:`NEED_DATA`: the same checks and errors, but whole payloads at the front
-        of ``data`` are checked header by header without events or queueing.  The
+        :data:`NEED_DATA` or :class:`ConnectionClosed` (after which ``state`` is
+        ``CLOSED``): the same checks and errors, but whole payloads at the front of
+        ``data`` are checked header by header without events or queueing.  The
         buffer rule of :meth:`receive_data` holds: it may be reused on return.
         """
-        if self._state is not State.AWAIT_HEADER or self._incoming.size or self._verify or not data:
+        state = self._state
+        if state is State.AWAIT_SESSION:
+            raise LocalProtocolError("ttcp receive_payloads", "the session event comes first")
+        if state is not State.AWAIT_HEADER or self._incoming.size or self._verify or not data:
             return self._drain(data, self._payload_event)
         length = self._length
         size = HEADER_SIZE + length
