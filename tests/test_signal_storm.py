@@ -276,7 +276,7 @@ def storm_once(run: Run, tls: Tls) -> float:
         pipes.close()
     want = {signal.SIGINT: 130, signal.SIGTERM: 143}[run.signum]
     assert code == want, f"{run}: exit {code}\n{err}"
-    assert elapsed < DEADLINE, f"{run}: {elapsed:.3f} s after the signal"
+    assert elapsed < DEADLINE, f"{run}: {elapsed:.3f} s after the signal\n{err}"
     assert "Traceback" not in err, f"{run}:\n{err}"
     lines = err.splitlines()
     assert all(line.startswith("ncat-trio: ") for line in lines), f"{run}:\n{err}"
