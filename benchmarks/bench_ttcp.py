@@ -4,8 +4,14 @@ Runs each pair of programs over 127.0.0.1 (the receiver on port 0, its ``port = 
 line read from stdout), alternating the pairs so that machine noise hits both alike,
 and takes the median of the transmitter's MiB/s.  Prints one table::
 
-    python benchmarks/bench_ttcp.py            # full sizes, 5 rounds (about 2 minutes)
+    python benchmarks/bench_ttcp.py            # full sizes, 7 rounds (about 2 minutes)
     python benchmarks/bench_ttcp.py --quick    # small sizes, 1 round (seconds)
+
+Each round runs the baseline and the subject back to back (the order alternates), and
+the ratio is the median of the rounds' ratios: a change in the machine's load, or in
+where the scheduler places the two processes, then hits both sides of a ratio alike.
+The CPU columns are both processes' CPU time (getrusage of the children) per
+message, less their start-up (measured with ``-n 0``): a figure that load hardly moves.
 
 Targets (issue 4): ncat-trio↔ncat-trio ≥ 0.8× ttcp_ref↔ttcp_ref at -l 65536 -n 8192,
 ≥ 0.5× at -l 1024 -n 20000, and --window 16 at -l 1024 ≥ 5× its own window-1 figure.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,14 +41,22 @@ TIMEOUT = 300
 NOTES = """
 Reading the table: at window 1 every payload waits one round trip, so MiB/s is
 length / round trip and the two programs mostly wait for each other.  Per round trip
-the C peer does write() and a blocking read(); ncat-trio does os.write(), then
-poll() and readv(), plus its Python work (protocol parsing, the Trio run loop) on
-each side.  That fixed cost is the gap, widest at 1 KiB where it is the whole round
-trip.  Unpinned, the C pair is bimodal on this VM (about 1100-1300 or 2300-3100 MiB/s
-at 64 KiB, depending on where the scheduler puts the two processes), so the unpinned
-ratio moves with it; the "CPU 0" rows pin both processes of every pair to one CPU,
-which makes each round trip the sum of both sides' CPU time: the steadiest figure.
-The window row compares ncat-trio with itself."""
+each ncat-trio side makes two syscalls, as the C transmitter does (the C receiver makes
+three: it reads the length and the data apart): os.write, then a readv that blocks in
+the kernel under a 10 ms SO_RCVTIMEO (the CLI's exclusive_thread mode) like the C
+peer's read; only a wait that times out goes to Trio.  What is left of the gap is
+Python: about 1.4 µs of CPU per message on each side (1 KiB x 100000, pinned), against
+0.2-0.3 µs for the C peer and 0.7 µs for a bare loop of os.write/os.readv with no Trio
+and no protocol checks.  It is the whole gap at 1 KiB and a sixth of the 64 KiB round
+trip (about 20 µs for the C pair on one CPU).
+Unpinned, each pair runs in one of two placements, chosen as the processes start and
+then kept (perf stat: 1-8 CPU migrations per run, for either pair): both on one CPU
+(the C pair makes 2400-3100 MiB/s at 64 KiB, the data copied while cache-hot) or one
+per CPU (1000-1400 MiB/s: every round trip wakes the other vCPU).  Which one a run
+gets follows the machine's other load more than the program, so the two pairs run
+back to back and the ratio is the median of the rounds' ratios.  The "CPU 0" rows pin
+both processes of every pair to CPU 0, which makes each round trip the sum of both
+sides' CPU time: the steadiest figure.  The window row compares ncat-trio with itself."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +84,9 @@ def ncat_pair(window: int = 1) -> Pair:
     return Pair(name, [*NCAT, "receive"], [*NCAT, "transmit", *extra])
 
 
-def run_pair(pair: Pair, length: int, number: int) -> float:
-    """One session; returns the transmitter's MiB/s."""
+def run_pair(pair: Pair, length: int, number: int) -> tuple[float, float]:
+    """One session; returns the transmitter's MiB/s and both processes' CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     receiver = subprocess.Popen(
         [*pair.receiver, "-p", "0", "-b", "127.0.0.1"],
         stdout=subprocess.PIPE,
@@ -88,11 +104,13 @@ def run_pair(pair: Pair, length: int, number: int) -> float:
         if done.returncode != 0:
             raise RuntimeError(f"{pair.name}: transmitter failed: {done.stderr.decode()!r}")
         receiver.wait(timeout=TIMEOUT)
-        return parse_rate(done.stdout.decode())
     finally:
         if receiver.poll() is None:
             receiver.kill()
         receiver.wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return parse_rate(done.stdout.decode()) if number else 0.0, cpu
 
 
 def parse_rate(output: str) -> float:
@@ -118,25 +136,53 @@ class Case:
     target: float
 
 
-def measure(cases: list[Case], rounds: int, say: Callable[[str], None]) -> list[str]:
-    rows = []
+def start_up_cpu(pair: Pair) -> float:
+    """Both processes' CPU seconds for a session of no payloads (median of 3)."""
+    return statistics.median(run_pair(pair, 0, 0)[1] for _ in range(3))
+
+
+def measure(
+    cases: list[Case], rounds: int, say: Callable[[str], None]
+) -> tuple[list[str], list[str]]:
+    """Table rows, and one line per case with every run's MiB/s."""
+    rows: list[str] = []
+    runs: list[str] = []
+    start_up: dict[str, float] = {}
     for case in cases:
-        base: list[float] = []
-        subj: list[float] = []
+        for pair in (case.baseline, case.subject):
+            if pair.name not in start_up:
+                start_up[pair.name] = start_up_cpu(pair)
+        base: list[tuple[float, float]] = []
+        subj: list[tuple[float, float]] = []
         for index in range(rounds):  # alternate which pair goes first
             order = [(case.baseline, base), (case.subject, subj)]
             for pair, out in order if index % 2 == 0 else reversed(order):
                 out.append(run_pair(pair, case.length, case.number))
-        b, s = statistics.median(base), statistics.median(subj)
-        ratio = s / b if b else float("nan")
+        ratio = statistics.median(s[0] / b[0] for b, s in zip(base, subj, strict=True))
         verdict = "ok" if ratio >= case.target else "BELOW TARGET"
         row = (
-            f"| {case.title} | {case.baseline.name} | {b:9.2f} | {case.subject.name} | "
-            f"{s:9.2f} | {ratio:5.2f}× | ≥ {case.target}× | {verdict} |"
+            f"| {case.title} | {figures(base, case.baseline, start_up, case.number)} | "
+            f"{figures(subj, case.subject, start_up, case.number)} | "
+            f"{ratio:5.2f}× | ≥ {case.target}× | {verdict} |"
         )
         say(row)
         rows.append(row)
-    return rows
+        runs.append(
+            f"{case.title}: {case.baseline.name} "
+            + " ".join(f"{r:.0f}" for r, _ in base)
+            + f"; {case.subject.name} "
+            + " ".join(f"{r:.0f}" for r, _ in subj)
+        )
+    return rows, runs
+
+
+def figures(
+    runs: list[tuple[float, float]], pair: Pair, start_up: dict[str, float], number: int
+) -> str:
+    """``name | median MiB/s | CPU µs per message`` for one pair's runs."""
+    rate = statistics.median(r for r, _ in runs)
+    cpu = statistics.median(c for _, c in runs) - start_up[pair.name]
+    return f"{pair.name} | {rate:9.2f} | {cpu / number * 1e6:6.1f}"
 
 
 def main() -> int:
@@ -148,7 +194,7 @@ def main() -> int:
     if not TTCP_REF.exists():
         subprocess.run(["make", "-s", "-C", str(PEERS_SRC), f"O={TTCP_REF.parent}"], check=True)
     scale = 8 if args.quick else 1
-    rounds = args.rounds or (1 if args.quick else 5)
+    rounds = args.rounds or (1 if args.quick else 7)
     big, small = 8192 // scale, 20000 // scale
     cases = [
         Case("-l 65536 -n 8192", ref_pair(), ncat_pair(), 65536, big, 0.8),
@@ -176,13 +222,18 @@ def main() -> int:
         ]
     cases = [case for case in cases if args.only in case.title]
     print(
-        f"# ttcp over 127.0.0.1, median of {rounds} round(s), MiB/s of the transmitter"
-        + (" (--quick: numbers ÷ 8)" if args.quick else "")
+        f"# ttcp over 127.0.0.1, {rounds} round(s): median MiB/s of the transmitter, "
+        "median of the rounds' ratios" + (" (--quick: numbers ÷ 8)" if args.quick else "")
     )
     print(f"# {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    print("| case | baseline | MiB/s | subject | MiB/s | ratio | target | |")
-    print("|---|---|---:|---|---:|---:|---|---|")
-    measure(cases, rounds, lambda row: print(row, flush=True))
+    print(
+        "| case | baseline | MiB/s | CPU µs/msg | subject | MiB/s | CPU µs/msg | ratio | target | |"
+    )
+    print("|---|---|---:|---:|---|---:|---:|---:|---|---|")
+    _rows, runs = measure(cases, rounds, lambda row: print(row, flush=True))
+    print("\nEvery run, MiB/s, in order:")
+    for line in runs:
+        print(f"- {line}")
     print(NOTES)
     return 0
 

@@ -292,7 +292,7 @@ async def test_large_payloads_through_small_socket_buffers(window: int) -> None:
 
 
 async def test_exclusive_waits_fall_back_to_trio_when_the_peer_is_this_thread() -> None:
-    """Both ends in one Trio thread: every blocking poll() times out (the peer cannot
+    """Both ends in one Trio thread: every blocking read times out (the peer cannot
     run meanwhile) and the wait is handed to Trio, so the session still completes."""
     client, server = await loopback_pair()
     results: list[ReceiveResult] = []
@@ -321,7 +321,7 @@ def blocking_transmitter(sock: socket.socket, number: int, length: int) -> None:
 
 
 async def test_exclusive_receiver_against_a_peer_in_another_thread() -> None:
-    """The blocking-poll path proper: the peer answers while we sit in poll()."""
+    """The blocking-read path proper: the peer answers while we sit in readv()."""
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     peer = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -362,8 +362,8 @@ def blocking_receiver(sock: socket.socket) -> int:
 async def test_exclusive_windowed_transmitter_against_a_peer_in_another_thread(
     window: int, length: int
 ) -> None:
-    """The ack reader polls only while the sender waits for credit; with 1 MiB
-    payloads the sender also waits for the socket, and must still get to run."""
+    """One task sends the window and then blocks reading acks; with 1 MiB payloads
+    and a small send buffer its writes also time out and wait in Trio."""
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     client = await trio.open_tcp_stream("127.0.0.1", port)
@@ -401,6 +401,23 @@ async def test_fd_path_still_checkpoints_when_nothing_blocks() -> None:
             sent += 1
     assert scope.cancelled_caught  # the cancel arrived although no write blocked ...
     assert sent < wire.YIELD_EVERY  # ... within YIELD_EVERY calls
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_an_exclusive_wire_gives_the_socket_back_non_blocking() -> None:
+    """Blocking with timeouts only inside ``with wire:``; Trio's socket as it was after."""
+    client, server = await loopback_pair()
+    fd = client.socket.fileno()
+    wire = ttcp_mode._Wire(client, Side("test", local=False), exclusive=True)
+    no_timeout = client.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+    with wire:
+        assert os.get_blocking(fd)
+        timeout = client.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+        assert timeout != no_timeout
+    assert not os.get_blocking(fd)
+    for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+        assert client.socket.getsockopt(socket.SOL_SOCKET, option, 16) == no_timeout
     await client.aclose()
     await server.aclose()
 
