@@ -270,7 +270,15 @@ async def loopback_pair(
     return client, server
 
 
-@pytest.mark.parametrize(("number", "length", "window"), [(1000, 1, 1), (1000, 1, 8), (3, 0, 1)])
+@pytest.mark.parametrize(
+    ("number", "length", "window"),
+    [
+        (1000, 1, 1),
+        (1000, 1, 8),  # one task sends and reads acks (_windowed)
+        (3, 0, 1),
+        (6000, 1, ttcp_mode.DIRECT_WINDOW_LIMIT + 1),  # above: two tasks (_pipelined)
+    ],
+)
 async def test_session_over_loopback(number: int, length: int, window: int) -> None:
     pair = await loopback_pair()
     sent, received = await run_both(
