@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -305,3 +306,24 @@ def test_tty_stdin_takes_the_safe_path(zerocopy: bool) -> None:
     assert proc.returncode == 0, proc.stderr
     assert bytes(received) == b"typed line\n"
     assert proc.stdout == b"reply after EOF\n"
+
+
+@pytest.mark.parametrize("zerocopy", [True, False], ids=["zerocopy", "portable"])
+def test_devnull_stdout_counts_every_byte_it_discards(zerocopy: bool) -> None:
+    """stdout /dev/null: the zero-copy path drops the bytes in the kernel (MSG_TRUNC),
+    yet the count in the summary is exact, and the peer's FIN still ends the session."""
+    with server(DOWN) as srv:
+        argv = [*NCAT, "--json", "127.0.0.1", str(srv.port)]
+        proc = subprocess.run(
+            argv + ([] if zerocopy else ["--no-zerocopy"]),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=30,
+            check=False,
+        )
+        assert srv.thread is not None
+        srv.thread.join(10)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stderr)
+    assert (record["bytes_received"], record["peer_eof"]) == (len(DOWN), True)

@@ -9,8 +9,9 @@ pipe → socket               ``splice(pipe, socket)``
 regular file → socket       ``sendfile(socket, file)`` (the file offset advances,
                             as ``cat`` would advance it)
 socket → pipe               ``splice(socket, pipe)``
+socket → /dev/null          ``recv(MSG_TRUNC)``: TCP discards in the kernel
 socket → anything else      ``splice(socket, private pipe)`` then
-(file, /dev/null, socket)   ``splice(private pipe, sink)``
+(file, socket)              ``splice(private pipe, sink)``
 ==========================  ===================================================
 
 Every fd involved is one we own or a non-blocking description we opened ourselves
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 import trio
 
 from .pump import Side, pump, translate
-from .stdio import CHUNK, FileReceiveStream, FileSendStream
+from .stdio import CHUNK, FdKind, FileReceiveStream, FileSendStream, fd_kind
 
 YIELD_EVERY = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -51,7 +52,7 @@ OnChunk = Callable[[int], None] | None
 @dataclass(frozen=True)
 class FdEnd:
     fd: int
-    kind: str  # "socket", "pipe", "file" (regular or /dev/null)
+    kind: str  # "socket", "pipe", "file" (regular or, as a source, /dev/null), "null"
 
 
 def classify(stream: object) -> FdEnd | None:
@@ -66,7 +67,7 @@ def classify(stream: object) -> FdEnd | None:
             # this kernel/filesystem), so files are written from user space.  (Splice
             # into an O_APPEND file would fail with EINVAL anyway.)
             return None
-        return FdEnd(fd, "file")
+        return FdEnd(fd, "null" if fd_kind(fd) is FdKind.DEVNULL else "file")
     if isinstance(stream, FileReceiveStream):
         fd = stream.fileno()
         # sendfile needs a source it can map: a regular file, not /dev/null (EINVAL).
@@ -145,7 +146,9 @@ class _KernelCopy:
             return await self._loop(self._sendfile, self._wait_sink)
         if "pipe" in (src.kind, dst.kind):  # pipe → socket, socket → pipe
             return await self._loop(self._splice, self._wait_either)
-        return await self._via_private_pipe()  # socket → file, /dev/null or socket
+        if dst.kind == "null" and src.kind == "socket":
+            return await self._discard()
+        return await self._via_private_pipe()  # socket → file or socket
 
     def _splice(self) -> int:
         return os.splice(self.src.fd, self.dst.fd, PIPE_SIZE, flags=_SPLICE_FLAGS)
@@ -199,6 +202,23 @@ class _KernelCopy:
             if unyielded >= YIELD_EVERY:
                 unyielded = 0
                 await trio.lowlevel.checkpoint()
+
+    async def _discard(self) -> int:
+        """socket → /dev/null: with ``MSG_TRUNC`` a TCP socket drops what it has queued
+        without copying it anywhere (tcp(7)); the count is all that is kept.  The
+        buffer is never written, so its pages are never touched."""
+        # A dup: a socket object made on the fd itself would close it when collected.
+        sock = socket.socket(fileno=os.dup(self.src.fd))
+        buffer = bytearray(PIPE_SIZE)
+
+        def discard() -> int:
+            return sock.recv_into(buffer, PIPE_SIZE, socket.MSG_TRUNC)
+
+        async def wait_source() -> None:
+            await trio.lowlevel.wait_readable(self.src.fd)
+
+        with sock:
+            return await self._loop(discard, wait_source)
 
     async def _via_private_pipe(self) -> int:
         """socket → private pipe → sink: at most PIPE_SIZE bytes in flight, in the kernel."""
