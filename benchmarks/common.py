@@ -41,6 +41,39 @@ def wait_listening(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
+def wait_established(port: int, timeout: float = 10.0) -> float:
+    """Poll /proc/net/tcp until a connection to 127.0.0.1:port is established; return
+    ``time.perf_counter()`` at that moment.  This is where a transfer's clock starts: a
+    sender's start-up (Python's imports, for ncat-trio) is reported by its own row in
+    the start-up table and is not counted as transfer time."""
+    local = f"0100007F:{port:04X}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/net/tcp") as f:
+            for row in f:
+                fields = row.split()
+                # ESTABLISHED, or already half-closed: a receiver whose stdin is
+                # /dev/null sends its FIN at once (FIN_WAIT1/2, CLOSE_WAIT).
+                if fields[1] == local and fields[3] in _CONNECTED:
+                    return time.perf_counter()
+        time.sleep(0.0005)
+    raise RuntimeError(f"no connection to 127.0.0.1:{port} after {timeout} s")
+
+
+_CONNECTED = {"01", "04", "05", "08"}
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_so_far(pid: int) -> float:
+    """User + system CPU seconds a live process has used (``/proc/PID/stat``; 0 if gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 @dataclass(frozen=True)
 class ProcStats:
     wall: float
@@ -49,13 +82,16 @@ class ProcStats:
     code: int
 
 
-def wait_with_rusage(proc: subprocess.Popen[bytes], started: float) -> ProcStats:
-    """Reap ``proc`` with wait4 to get its own CPU time and peak RSS."""
+def wait_with_rusage(
+    proc: subprocess.Popen[bytes], started: float, cpu_before: float = 0.0
+) -> ProcStats:
+    """Reap ``proc`` with wait4 to get its own CPU time (minus ``cpu_before``, what it
+    had used when the transfer started) and peak RSS."""
     _pid, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return ProcStats(
         wall=time.perf_counter() - started,
-        cpu=usage.ru_utime + usage.ru_stime,
+        cpu=usage.ru_utime + usage.ru_stime - cpu_before,
         maxrss_kib=usage.ru_maxrss,
         code=proc.returncode,
     )
