@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 import trio
 
 from ncat_trio import diag
@@ -249,7 +248,6 @@ def dropped_count(text: list[bytes]) -> int:
     return sum(int(m[1]) for line in text if (m := DROPPED.match(line)))
 
 
-@pytest.mark.slow
 def test_relay_with_unread_verbose_stderr_keeps_forwarding() -> None:
     with echo_server() as target:
 
@@ -268,7 +266,6 @@ def test_relay_with_unread_verbose_stderr_keeps_forwarding() -> None:
     assert len(logged) + dropped == 1000  # every connection line: written or counted
 
 
-@pytest.mark.slow
 def test_listen_k_with_unread_verbose_stderr_keeps_serving() -> None:
     stdout_r, stdout_w = os.pipe()
     received = Drain(os.fdopen(stdout_r, "rb"), keep=False)
