@@ -27,7 +27,6 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import errno
 import os
 import select
 import socket
@@ -111,7 +110,7 @@ class StderrWriter:
 
     def close(self) -> None:
         """Drop the queue and close our private description (fd 2's writer never is)."""
-        self.reset_after_fork()
+        self._discard()
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -121,9 +120,12 @@ class StderrWriter:
 
     def reset_after_fork(self) -> None:
         """In a forked child: the parent writes its own queue; a drain task is the parent's."""
+        self._discard()
+        self._draining = False
+
+    def _discard(self) -> None:
         self._head, self._queued_bytes, self._dropped = b"", 0, 0
         self._queue.clear()
-        self._draining = False
 
     def _write_some(self) -> bool:
         """Write until the fd would block; True when nothing is left."""
@@ -145,7 +147,7 @@ class StderrWriter:
         except BlockingIOError:
             return False
         except OSError:  # EPIPE and the like: stderr is gone, drop everything
-            self.reset_after_fork()
+            self._discard()
             return True
 
     def _send(self, data: bytes) -> int:
@@ -170,10 +172,12 @@ class StderrWriter:
                 await trio.lowlevel.wait_writable(
                     self._socket if self._socket is not None else self._fd
                 )
-        except OSError as exc:  # cannot wait on this fd after all: the exit flush writes
-            if exc.errno not in (errno.EPERM, errno.EBADF):
-                raise
-        finally:  # also when cancelled at the end of the run
+        except Exception:
+            # Cannot wait on this fd after all (EPERM, a busy fd...).  An exception
+            # escaping a system task would crash the whole run (TrioInternalError): a log
+            # line must never do that.  The queue stays for the next line or the exit flush.
+            pass
+        finally:  # also when cancelled at the end of the run (Cancelled passes through)
             self._draining = False
 
 
