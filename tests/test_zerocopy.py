@@ -29,7 +29,7 @@ import trio.testing
 from ncat_trio.errors import ConnectionLost, LocalIOError
 from ncat_trio.transport.pump import Side
 from ncat_trio.transport.stdio import FileSendStream, open_stdin, open_stdout
-from ncat_trio.transport.zerocopy import classify, copy
+from ncat_trio.transport.zerocopy import FdEnd, classify, copy
 from tests.support import NCAT
 
 SIZE = 3 * 1024 * 1024 + 17
@@ -213,7 +213,8 @@ def test_append_mode_stdout_falls_back_and_appends() -> None:
         f.write(b"existing\n")
         f.flush()
         with open(f.name, "ab") as out:
-            assert classify(FileSendStream(out.fileno())) is None  # splice can't write O_APPEND
+            # written with write(), which appends (splice into O_APPEND would fail)
+            assert classify(FileSendStream(out.fileno())) == FdEnd(out.fileno(), "regfile")
             proc = subprocess.run(
                 [*NCAT, "-d", "127.0.0.1", str(srv.port)],
                 stdout=out,
