@@ -1,11 +1,11 @@
 """``--ssl``: verification on by default, the closing policy, truncation, SNI and ALPN.
 
 Certificates come from ``trustme`` (a throwaway CA and a leaf for localhost,
-127.0.0.1 and ::1).  The closing policy under test (README, "TLS"): TLS cannot
-half-close, so at stdin EOF ncat-trio keeps receiving until the peer's
-``close_notify`` or ``-q`` runs out, and only then sends its own ``close_notify``.
-Everything sent before a ``close_notify`` arrives (TLS keeps order), so ``-q 0`` is a
-deterministic "send and close", not a race.
+127.0.0.1 and ::1).  The closing policy (README, "TLS"): under TLS 1.3 stdin EOF sends
+``close_notify`` at once and receiving goes on until the peer's (a half-close; its
+details and the TLS 1.2 fallback are in ``test_tls_halfclose.py``).  Everything sent
+before a ``close_notify`` arrives (TLS keeps order), so ``-q 0`` is a deterministic
+"send and close", not a race.
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trio
-import trio.testing
 import trustme
 
 from ncat_trio.errors import UsageError
 from ncat_trio.transport import tls
-from ncat_trio.transport.zerocopy import classify
 
 from .support import (
     NCAT,
@@ -245,26 +242,6 @@ def test_peer_closing_without_close_notify_is_a_truncation_exit_7(pki: Pki) -> N
     assert "truncated" in one_error_line(client.stderr)
 
 
-async def test_tls_stream_reports_truncation_after_the_data(pki: Pki) -> None:
-    """In process: the data first, then TlsTruncated (not b"", not a reset)."""
-    client_context = ssl.create_default_context(cafile=str(pki.ca_file))
-    left, right = trio.testing.memory_stream_pair()
-    server = trio.SSLStream(right, pki.server_context(), server_side=True)
-    client = tls.TlsStream(
-        trio.SSLStream(left, client_context, server_hostname="localhost"),  # type: ignore[arg-type]
-        "test peer",
-    )
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server.do_handshake)
-            await client.ssl_stream.do_handshake()
-        await server.send_all(b"data")
-        await server.transport_stream.aclose()  # TCP-level close, no close_notify
-        assert await client.receive_some() == b"data"
-        with pytest.raises(tls.TlsTruncated, match="truncated"):
-            await client.receive_some()
-
-
 # --- SNI and ALPN ---------------------------------------------------------------------------
 
 
@@ -313,15 +290,6 @@ def test_alpn_is_negotiated_and_logged(pki: Pki) -> None:
 
 
 # --- the pieces ------------------------------------------------------------------------------
-
-
-async def test_tls_streams_never_take_the_zero_copy_path(pki: Pki) -> None:
-    left, _right = trio.testing.memory_stream_pair()
-    ssl_stream = trio.SSLStream(left, ssl.create_default_context(), server_hostname="x")
-    assert classify(tls.TlsStream(ssl_stream, "x")) is None  # type: ignore[arg-type]
-    sock = trio.socket.socket()
-    with sock:
-        assert classify(trio.SocketStream(sock)) is not None  # the plain socket would
 
 
 def test_generated_certificate_needs_cryptography(monkeypatch: pytest.MonkeyPatch) -> None:

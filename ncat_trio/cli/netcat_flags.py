@@ -94,6 +94,15 @@ SslAlpn = Annotated[
         rich_help_panel=TLS,
     ),
 ]
+SslAllowTruncation = Annotated[
+    bool,
+    typer.Option(
+        "--ssl-allow-truncation",
+        help="A peer that closes without TLS close_notify (ncat does) ends its side "
+        "cleanly: one stderr line, exit 0, instead of exit 7.",
+        rich_help_panel=TLS,
+    ),
+]
 Proxy = Annotated[
     str | None,
     typer.Option(
@@ -194,11 +203,12 @@ def tls_options(
     key: str | None = None,
     servername: str | None = None,
     alpn: str | None = None,
+    allow_truncation: bool = False,
 ) -> TlsOptions | None:
     """``--ssl`` and companions; any ``--ssl-*`` flag implies ``--ssl`` (as in ncat)."""
     from ..transport.tls import TlsOptions  # lazy: keeps start-up light
 
-    if not (ssl or ca or no_verify or cert or key or servername or alpn):
+    if not (ssl or ca or no_verify or cert or key or servername or alpn or allow_truncation):
         return None
     if key is not None and cert is None:
         raise UsageError("--ssl-key", "needs --ssl-cert")
@@ -217,6 +227,7 @@ def tls_options(
         key_file=key,
         server_name=servername,
         alpn=protocols,
+        allow_truncation=allow_truncation,
     )
 
 

@@ -142,9 +142,10 @@ class Layers:
                 server_name=options.server_name or host,
                 peer_name=peer_name,
                 handshake_timeout=handshake_timeout,
+                allow_truncation=options.allow_truncation,
             )
             if self.verbose:
-                diag.say(f"TLS with {peer_name}: {secure.describe()}")
+                diag.say(f"TLS with {peer_name}: {tls.describe(secure)}")
             stream = secure
         if self.dump is not None:
             stream = TappedStream(stream, HexDumpFile(self.dump.path, append=True))

@@ -8,14 +8,19 @@
   prints its SHA-256 fingerprint, so a client can pin it by eye.  Without
   ``cryptography`` it fails with a message asking for ``--ssl-cert/--ssl-key``: the
   runtime dependencies stay trio and typer, and no ``openssl`` binary is shelled out to.
-* TLS cannot half-close: ``trio.SSLStream`` has no ``send_eof``, and a TCP FIN under
-  TLS is indistinguishable from an attack that truncates the stream.  The policy
-  (README, "TLS"): at stdin EOF nothing is sent; we keep receiving until the peer's
-  ``close_notify`` (or, with ``-q SECS``, at most SECS), *then* send our
-  ``close_notify`` and close.  A peer that closes TCP without ``close_notify`` is a
-  truncation: :class:`TlsTruncated`, exit 7, after everything received was written.
-  It ends both directions: after a ragged EOF ``trio.SSLStream`` is broken and
-  refuses to send (checked with trio 0.35), so our upload cannot go on.
+* Closing (README, "TLS"; :mod:`.tls_stream` does the mechanics).  Under **TLS 1.3**
+  stdin EOF sends our ``close_notify`` at once, the TLS counterpart of a FIN (RFC 8446
+  §6.1: it closes our write side only), and we keep receiving until the peer's.  Two
+  ncat-trio ends that both reach stdin EOF therefore both finish, and a reply the peer
+  sends after our EOF still arrives.  Under **TLS 1.2** there is no half-close (the peer
+  must answer ``close_notify`` at once and may drop its pending writes), so stdin EOF
+  sends nothing: we receive until the peer's ``close_notify`` (or ``-q SECS`` runs
+  out), then send ours and close.
+* A peer that closes TCP without ``close_notify`` is a truncation: :class:`TlsTruncated`,
+  exit 7, after everything received was written.  ``--ssl-allow-truncation`` makes it
+  one stderr line and the peer's EOF (ncat ends its side with a bare FIN); our upload can
+  go on after it (``OP_IGNORE_UNEXPECTED_EOF`` keeps OpenSSL from breaking the
+  connection; :mod:`.tls_stream` still tells the truncation apart).
 * :class:`TlsStream` is not a ``trio.SocketStream``, so ``zerocopy.classify`` never
   matches it: the bytes must pass through OpenSSL in user space.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import math
 import os
 import ssl
 import tempfile
@@ -33,12 +39,8 @@ from dataclasses import dataclass
 import trio
 
 from .. import diag
-from ..errors import ConnectError, IntegrityError, NcatTimeout, UsageError
-
-
-class TlsTruncated(IntegrityError):
-    """The peer closed the TCP connection without a TLS ``close_notify``: the data
-    that arrived may be cut short, and nothing proves otherwise (exit 7)."""
+from ..errors import ConnectError, NcatTimeout, UsageError
+from .tls_stream import TlsStream, TlsTruncated
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class TlsOptions:
     key_file: str | None = None
     server_name: str | None = None  # SNI and the name checked (default: the host)
     alpn: tuple[str, ...] = ()
+    allow_truncation: bool = False  # --ssl-allow-truncation: a bare TCP EOF is an EOF
 
 
 def _load(context: ssl.SSLContext, options: TlsOptions) -> None:
@@ -66,6 +69,9 @@ def _load(context: ssl.SSLContext, options: TlsOptions) -> None:
         raise UsageError(f"cannot load {what}", str(reason).lower()) from exc
     if options.alpn:
         context.set_alpn_protocols(list(options.alpn))
+    # A bare TCP EOF must not break the connection (we may still send after an allowed
+    # truncation); tls_stream.TlsStream tells it apart from close_notify by itself.
+    context.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
 
 
 def client_context(options: TlsOptions) -> ssl.SSLContext:
@@ -162,7 +168,7 @@ def _handshake_failure(exc: BaseException) -> str:
         cause = cause.__cause__
     if isinstance(cause, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {cause.verify_message}"
-    if isinstance(cause, ssl.SSLEOFError) or (
+    if isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError) or (
         isinstance(cause, ssl.SSLError) and cause.reason == "UNEXPECTED_EOF_WHILE_READING"
     ):
         return "the peer closed during the handshake (did it reject our certificate?)"
@@ -175,95 +181,63 @@ def _handshake_failure(exc: BaseException) -> str:
     return "the peer closed the connection during the handshake"
 
 
-class TlsStream(trio.abc.HalfCloseableStream):
-    """A handshaken ``trio.SSLStream`` with the no-half-close policy and truncation check.
-
-    ``send_eof`` sends nothing (TLS cannot half-close; see the module docstring) and
-    ``aclose`` sends ``close_notify``.  A ragged EOF raises :class:`TlsTruncated`.
-    """
-
-    def __init__(self, ssl_stream: trio.SSLStream[trio.SocketStream], peer_name: str) -> None:
-        self.ssl_stream = ssl_stream
-        self.peer_name = peer_name
-        self.eof_requested = False
-
-    @property
-    def socket_stream(self) -> trio.SocketStream:
-        return self.ssl_stream.transport_stream
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.ssl_stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.ssl_stream.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        # Nothing to send: trio's SSLStream can only send close_notify as part of
-        # closing (aclose/unwrap), after which it receives nothing more.  So the
-        # close_notify waits until the peer is done or -q runs out (aclose).
-        self.eof_requested = True
-        await trio.lowlevel.checkpoint()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        try:
-            return await self.ssl_stream.receive_some(max_bytes)
-        except trio.BrokenResourceError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ssl.SSLEOFError) or (
-                isinstance(cause, ssl.SSLError) and "UNEXPECTED_EOF" in str(cause)
-            ):
-                raise TlsTruncated(
-                    self.peer_name,
-                    "TLS truncated: the peer closed without close_notify "
-                    "(what arrived was written, but may be incomplete)",
-                ) from exc
-            raise
-
-    async def aclose(self) -> None:
-        await self.ssl_stream.aclose()
-
-    def describe(self) -> str:
-        """``TLSv1.3 TLS_AES_256_GCM_SHA384, ALPN h2`` for -v."""
-        cipher = self.ssl_stream.cipher()
-        parts = [f"{self.ssl_stream.version()} {cipher[0] if cipher else '?'}"]
-        alpn = self.ssl_stream.selected_alpn_protocol()
-        if alpn:
-            parts.append(f"ALPN {alpn}")
-        der = self.ssl_stream.getpeercert(binary_form=True)
-        if der:
-            parts.append(f"peer certificate SHA-256 {fingerprint(der)}")
-        return ", ".join(parts)
+def describe(stream: TlsStream) -> str:
+    """``TLSv1.3 TLS_AES_256_GCM_SHA384, ALPN h2, peer certificate SHA-256 …`` for -v."""
+    cipher = stream.cipher()
+    parts = [f"{stream.version()} {cipher[0] if cipher else '?'}"]
+    alpn = stream.selected_alpn_protocol()
+    if alpn:
+        parts.append(f"ALPN {alpn}")
+    der = stream.getpeercert()
+    if der:
+        parts.append(f"peer certificate SHA-256 {fingerprint(der)}")
+    return ", ".join(parts)
 
 
 async def start_tls(
-    conn: trio.SocketStream,
+    conn: trio.abc.Stream,
     context: ssl.SSLContext,
     *,
     server: bool,
     server_name: str | None,
     peer_name: str,
     handshake_timeout: float | None = None,
+    allow_truncation: bool = False,
 ) -> TlsStream:
     """Run the handshake on ``conn``; failures are :class:`ConnectError` naming the reason.
 
     On failure ``conn`` is closed.  ``handshake_timeout`` bounds the handshake (exit 4).
     """
-    ssl_stream = trio.SSLStream(
+    stream = TlsStream(
         conn,
         context,
         server_side=server,
-        server_hostname=None if server else server_name,
-        https_compatible=False,  # a ragged EOF must raise, so truncation is seen
+        server_hostname=server_name,
+        peer_name=peer_name,
+        allow_truncation=allow_truncation,
     )
     try:
-        with trio.fail_after(float("inf") if handshake_timeout is None else handshake_timeout):
-            await ssl_stream.do_handshake()
+        with trio.fail_after(math.inf if handshake_timeout is None else handshake_timeout):
+            await stream.do_handshake()
     except trio.TooSlowError as exc:
-        await trio.aclose_forcefully(ssl_stream)
+        await trio.aclose_forcefully(conn)
         raise NcatTimeout(
             f"TLS handshake with {peer_name}", f"no answer within {handshake_timeout:g} s"
         ) from exc
-    except (trio.BrokenResourceError, OSError) as exc:
-        await trio.aclose_forcefully(ssl_stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        await trio.aclose_forcefully(conn)
         raise ConnectError(f"TLS handshake with {peer_name}", _handshake_failure(exc)) from exc
-    return TlsStream(ssl_stream, peer_name)
+    return stream
+
+
+__all__ = [
+    "TlsOptions",
+    "TlsStream",
+    "TlsTruncated",
+    "client_context",
+    "describe",
+    "fingerprint",
+    "self_signed_certificate",
+    "server_context",
+    "start_tls",
+]
