@@ -10,8 +10,8 @@ and takes the median of the transmitter's MiB/s.  Prints one table::
 Each round runs the baseline and the subject back to back (the order alternates), and
 the ratio is the median of the rounds' ratios: a change in the machine's load, or in
 where the scheduler places the two processes, then hits both sides of a ratio alike.
-The CPU columns are both processes' CPU time (getrusage of the children) per
-message, less their start-up (measured with ``-n 0``): a figure that load hardly moves.
+The last table (full runs only) is each process's CPU time per message (getrusage of
+the children) at 1 KiB, less its start-up: a figure that load hardly moves.
 
 Targets (issue 4): ncat-trio↔ncat-trio ≥ 0.8× ttcp_ref↔ttcp_ref at -l 65536 -n 8192,
 ≥ 0.5× at -l 1024 -n 20000, and --window 16 at -l 1024 ≥ 5× its own window-1 figure.
@@ -39,24 +39,25 @@ TIMEOUT = 300
 
 
 NOTES = """
-Reading the table: at window 1 every payload waits one round trip, so MiB/s is
+Reading the tables: at window 1 every payload waits one round trip, so MiB/s is
 length / round trip and the two programs mostly wait for each other.  Per round trip
 each ncat-trio side makes two syscalls, as the C transmitter does (the C receiver makes
 three: it reads the length and the data apart): os.write, then a readv that blocks in
 the kernel under a 10 ms SO_RCVTIMEO (the CLI's exclusive_thread mode) like the C
 peer's read; only a wait that times out goes to Trio.  What is left of the gap is
-Python: about 1.4 µs of CPU per message on each side (1 KiB x 100000, pinned), against
-0.2-0.3 µs for the C peer and 0.7 µs for a bare loop of os.write/os.readv with no Trio
-and no protocol checks.  It is the whole gap at 1 KiB and a sixth of the 64 KiB round
-trip (about 20 µs for the C pair on one CPU).
+Python: the CPU table shows about 1 µs of user time per message on each ncat-trio
+side against 0.3 µs for the C peer (a bare Python loop of os.write/os.readv, no Trio,
+no protocol checks, takes 0.7 µs), with the same system time.  That is most of the
+gap at 1 KiB and about 2 µs of a 20-24 µs round trip at 64 KiB.
 Unpinned, each pair runs in one of two placements, chosen as the processes start and
 then kept (perf stat: 1-8 CPU migrations per run, for either pair): both on one CPU
 (the C pair makes 2400-3100 MiB/s at 64 KiB, the data copied while cache-hot) or one
-per CPU (1000-1400 MiB/s: every round trip wakes the other vCPU).  Which one a run
-gets follows the machine's other load more than the program, so the two pairs run
-back to back and the ratio is the median of the rounds' ratios.  The "CPU 0" rows pin
-both processes of every pair to CPU 0, which makes each round trip the sum of both
-sides' CPU time: the steadiest figure.  The window row compares ncat-trio with itself."""
+per CPU (1000-1400 MiB/s: every round trip wakes the other vCPU, which costs each
+side about 15 µs more system time per message).  Which one a run gets follows the
+machine's other load more than the program, so the two pairs run back to back and the
+ratio is the median of the rounds' ratios.  The "CPU 0" rows pin both processes of
+every pair to CPU 0, which makes each round trip the sum of both sides' CPU time: the
+steadiest figure.  The window row compares ncat-trio with itself."""
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,18 @@ def ncat_pair(window: int = 1) -> Pair:
     return Pair(name, [*NCAT, "receive"], [*NCAT, "transmit", *extra])
 
 
-def run_pair(pair: Pair, length: int, number: int) -> tuple[float, float]:
-    """One session; returns the transmitter's MiB/s and both processes' CPU seconds."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+@dataclass(frozen=True)
+class Run:
+    """One session: the transmitter's MiB/s and each process's CPU seconds."""
+
+    mib_per_s: float
+    receiver_cpu: tuple[float, float]  # user, system
+    transmitter_cpu: tuple[float, float]
+
+
+def run_pair(pair: Pair, length: int, number: int) -> Run:
+    """One session (the receiver on port 0, its ``port = P`` line read from stdout)."""
+    start = resource.getrusage(resource.RUSAGE_CHILDREN)
     receiver = subprocess.Popen(
         [*pair.receiver, "-p", "0", "-b", "127.0.0.1"],
         stdout=subprocess.PIPE,
@@ -101,6 +111,7 @@ def run_pair(pair: Pair, length: int, number: int) -> tuple[float, float]:
         port = first.split("=")[1].strip()
         args = [*pair.transmitter, "127.0.0.1", "-p", port, "-l", str(length), "-n", str(number)]
         done = subprocess.run(args, capture_output=True, timeout=TIMEOUT, check=False)
+        transmitted = resource.getrusage(resource.RUSAGE_CHILDREN)  # the transmitter, reaped
         if done.returncode != 0:
             raise RuntimeError(f"{pair.name}: transmitter failed: {done.stderr.decode()!r}")
         receiver.wait(timeout=TIMEOUT)
@@ -108,9 +119,12 @@ def run_pair(pair: Pair, length: int, number: int) -> tuple[float, float]:
         if receiver.poll() is None:
             receiver.kill()
         receiver.wait()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return parse_rate(done.stdout.decode()) if number else 0.0, cpu
+    received = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Run(
+        parse_rate(done.stdout.decode()) if number else 0.0,
+        (received.ru_utime - transmitted.ru_utime, received.ru_stime - transmitted.ru_stime),
+        (transmitted.ru_utime - start.ru_utime, transmitted.ru_stime - start.ru_stime),
+    )
 
 
 def parse_rate(output: str) -> float:
@@ -136,53 +150,61 @@ class Case:
     target: float
 
 
-def start_up_cpu(pair: Pair) -> float:
-    """Both processes' CPU seconds for a session of no payloads (median of 3)."""
-    return statistics.median(run_pair(pair, 0, 0)[1] for _ in range(3))
-
-
 def measure(
     cases: list[Case], rounds: int, say: Callable[[str], None]
 ) -> tuple[list[str], list[str]]:
     """Table rows, and one line per case with every run's MiB/s."""
     rows: list[str] = []
     runs: list[str] = []
-    start_up: dict[str, float] = {}
     for case in cases:
-        for pair in (case.baseline, case.subject):
-            if pair.name not in start_up:
-                start_up[pair.name] = start_up_cpu(pair)
-        base: list[tuple[float, float]] = []
-        subj: list[tuple[float, float]] = []
+        base: list[float] = []
+        subj: list[float] = []
         for index in range(rounds):  # alternate which pair goes first
             order = [(case.baseline, base), (case.subject, subj)]
             for pair, out in order if index % 2 == 0 else reversed(order):
-                out.append(run_pair(pair, case.length, case.number))
-        ratio = statistics.median(s[0] / b[0] for b, s in zip(base, subj, strict=True))
+                out.append(run_pair(pair, case.length, case.number).mib_per_s)
+        ratio = statistics.median(s / b for b, s in zip(base, subj, strict=True))
         verdict = "ok" if ratio >= case.target else "BELOW TARGET"
         row = (
-            f"| {case.title} | {figures(base, case.baseline, start_up, case.number)} | "
-            f"{figures(subj, case.subject, start_up, case.number)} | "
+            f"| {case.title} | {case.baseline.name} | {statistics.median(base):9.2f} | "
+            f"{case.subject.name} | {statistics.median(subj):9.2f} | "
             f"{ratio:5.2f}× | ≥ {case.target}× | {verdict} |"
         )
         say(row)
         rows.append(row)
         runs.append(
             f"{case.title}: {case.baseline.name} "
-            + " ".join(f"{r:.0f}" for r, _ in base)
+            + " ".join(f"{r:.0f}" for r in base)
             + f"; {case.subject.name} "
-            + " ".join(f"{r:.0f}" for r, _ in subj)
+            + " ".join(f"{r:.0f}" for r in subj)
         )
     return rows, runs
 
 
-def figures(
-    runs: list[tuple[float, float]], pair: Pair, start_up: dict[str, float], number: int
-) -> str:
-    """``name | median MiB/s | CPU µs per message`` for one pair's runs."""
-    rate = statistics.median(r for r, _ in runs)
-    cpu = statistics.median(c for _, c in runs) - start_up[pair.name]
-    return f"{pair.name} | {rate:9.2f} | {cpu / number * 1e6:6.1f}"
+def cpu_per_message(
+    pairs: list[Pair], length: int, number: int, say: Callable[[str], None]
+) -> None:
+    """µs of user and system CPU per message for each process, less its start-up.
+
+    Each program runs against the C peer, so that one side is ours and the other the
+    reference; medians of 3 sessions and of 3 sessions of no payloads (the start-up).
+    Pinned to one CPU where taskset exists: one per CPU, every wake-up of the other
+    vCPU costs both sides about 15 µs more system time per message, and user time
+    grows too.
+    """
+    say(f"\nCPU per message at -l {length} -n {number} (median of 3, start-up subtracted):\n")
+    say("| pair | receiver user µs | receiver sys µs | transmitter user µs | transmitter sys µs |")
+    say("|---|---:|---:|---:|---:|")
+    for pair in pairs:
+        full = [run_pair(pair, length, number) for _ in range(3)]
+        empty = [run_pair(pair, 0, 0) for _ in range(3)]
+        cells = []
+        for side in ("receiver_cpu", "transmitter_cpu"):
+            for index in (0, 1):  # user, system
+                busy = statistics.median(getattr(run, side)[index] for run in full)
+                idle = statistics.median(getattr(run, side)[index] for run in empty)
+                cells.append(f"{(busy - idle) / number * 1e6:.2f}")
+        say(f"| {pair.name} | {' | '.join(cells)} |")
 
 
 def main() -> int:
@@ -226,14 +248,23 @@ def main() -> int:
         "median of the rounds' ratios" + (" (--quick: numbers ÷ 8)" if args.quick else "")
     )
     print(f"# {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    print(
-        "| case | baseline | MiB/s | CPU µs/msg | subject | MiB/s | CPU µs/msg | ratio | target | |"
-    )
-    print("|---|---|---:|---:|---|---:|---:|---:|---|---|")
+    print("| case | baseline | MiB/s | subject | MiB/s | ratio | target | |")
+    print("|---|---|---:|---|---:|---:|---|---|")
     _rows, runs = measure(cases, rounds, lambda row: print(row, flush=True))
     print("\nEvery run, MiB/s, in order:")
     for line in runs:
         print(f"- {line}")
+    if not args.quick and not args.only:
+        ref = ref_pair()
+        ncat = ncat_pair()
+        mixed = [
+            Pair("ncat-trio receive ← ttcp_ref -t", ncat.receiver, ref.transmitter),
+            Pair("ttcp_ref -r ← ncat-trio transmit", ref.receiver, ncat.transmitter),
+            ref,
+        ]
+        if shutil.which("taskset"):  # one placement for all: see the notes
+            mixed = [on_cpu0(pair) for pair in mixed]
+        cpu_per_message(mixed, 1024, 100_000, lambda line: print(line, flush=True))
     print(NOTES)
     return 0
 
