@@ -4,7 +4,7 @@ Runs each pair of programs over 127.0.0.1 (the receiver on port 0, its ``port = 
 line read from stdout), alternating the pairs so that machine noise hits both alike,
 and takes the median of the transmitter's MiB/s.  Prints one table::
 
-    python benchmarks/bench_ttcp.py            # full sizes, 7 rounds (about 2 minutes)
+    python benchmarks/bench_ttcp.py            # full sizes, 9 rounds (about 2 minutes)
     python benchmarks/bench_ttcp.py --quick    # small sizes, 1 round (seconds)
 
 Each round runs the baseline and the subject back to back (the order alternates), and
@@ -57,7 +57,10 @@ side about 15 µs more system time per message).  Which one a run gets follows t
 machine's other load more than the program, so the two pairs run back to back and the
 ratio is the median of the rounds' ratios.  The "CPU 0" rows pin both processes of
 every pair to CPU 0, which makes each round trip the sum of both sides' CPU time: the
-steadiest figure.  The window row compares ncat-trio with itself."""
+steadiest figure.  The window rows compare ncat-trio with itself: in either placement
+window 16 makes 13-16x window 1 (unpinned it is 270-330 MiB/s one per CPU, where each
+window of 16 waits one slow cross-CPU round trip, and 750-830 MiB/s on one CPU), so a
+round whose two runs landed in different placements is an outlier the median drops."""
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,7 @@ def main() -> int:
     if not TTCP_REF.exists():
         subprocess.run(["make", "-s", "-C", str(PEERS_SRC), f"O={TTCP_REF.parent}"], check=True)
     scale = 8 if args.quick else 1
-    rounds = args.rounds or (1 if args.quick else 7)
+    rounds = args.rounds or (1 if args.quick else 9)
     big, small = 8192 // scale, 20000 // scale
     cases = [
         Case("-l 65536 -n 8192", ref_pair(), ncat_pair(), 65536, big, 0.8),
@@ -242,6 +245,16 @@ def main() -> int:
                 0.5,
             ),
         ]
+        cases.append(
+            Case(
+                "-l 1024 window 16 vs 1, CPU 0",
+                on_cpu0(ncat_pair()),
+                on_cpu0(ncat_pair(16)),
+                1024,
+                small,
+                5.0,
+            )
+        )
     cases = [case for case in cases if args.only in case.title]
     print(
         f"# ttcp over 127.0.0.1, {rounds} round(s): median MiB/s of the transmitter, "
