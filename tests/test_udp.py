@@ -182,11 +182,11 @@ def test_datagram_too_large_to_send_is_exit_6(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["connect", "-u", "-e", "cat", "127.0.0.1", "9"],
+        ["listen", "-u", "-k", "-e", "cat", "0"],  # -u -e works; with -k it is refused
         ["connect", "--keepalive", "-u", "127.0.0.1", "9"],
         ["connect", "--broadcast", "127.0.0.1", "9"],
     ],
-    ids=["exec", "keepalive", "broadcast-on-tcp"],
+    ids=["keep-open-exec", "keepalive", "broadcast-on-tcp"],
 )
 def test_udp_flag_combinations_that_make_no_sense_are_usage_errors(args: list[str]) -> None:
     result = subprocess.run([*NCAT, *args], capture_output=True, timeout=20, check=False)

@@ -199,8 +199,12 @@ def with_transport(
         from ..modes.exec import ExecCommand  # lazy: keeps start-up light
 
         command = ExecCommand.from_sh(sh_exec)
-    if command is not None and udp:
-        raise UsageError("-e/-c with -u", "not supported: exec needs a stream (TCP or -U)")
+    if command is not None and udp and options.keep_open:
+        raise UsageError(
+            "-k with -u -e/-c",
+            "not supported (ncat starts a child per sender): without -k the first sender "
+            "gets the child",
+        )
     if unix is not None and not unix.strip():
         raise UsageError("-U", "empty path")
     conns = 100

@@ -18,6 +18,14 @@ nc's rules, made explicit:
   written out cut short.  A datagram too big to send (``EMSGSIZE``) is
   :class:`LocalProtocolError` (exit 6).  An ICMP port unreachable on a connected socket
   is :class:`ConnectError` (exit 1).
+
+``-e/-c`` over datagrams (:func:`exec_over_datagrams`, as ``ncat -u -e``): listen locks
+onto the first sender *before* starting the child (so ``NCAT_REMOTE_*`` names it);
+each datagram is written to the child's stdin, each read from its stdout (at most
+:data:`MAX_PAYLOAD` bytes) becomes one datagram.  The session ends when the child has
+exited and its stdout is finished, or at ``-i`` (then its stdin is closed, and it gets
+the same SIGTERM/SIGKILL supervision as TCP exec).  A child that stops reading has the
+rest discarded.  ``-k`` is refused with ``-u -e``: ncat runs one child per sender there.
 """
 
 from __future__ import annotations
@@ -34,13 +42,15 @@ import trio
 from .. import diag
 from ..errors import ConnectError, IntegrityError, LocalProtocolError, NcatError
 from ..transport import unix
+from ..transport.child import describe_status, open_child
 from ..transport.datagram import MAX_DATAGRAM, bind_udp
 from ..transport.net import Endpoint, resolve
-from ..transport.pump import run_directions, translate
+from ..transport.pump import Side, run_directions, translate
 from ..transport.sockopts import configure_with
 from .netcat import STDIN, STDOUT, SessionOptions, SessionResult, open_stdio
 
 if TYPE_CHECKING:
+    from .exec import ExecCommand
     from .netcat import NetcatOptions
 
 #: The largest UDP payload over IPv4 (65535 - 20 - 8): one stdin read, one datagram.
@@ -74,6 +84,8 @@ class DatagramSession:
 
     ``mode``: ``"connected"`` (connect, or a client socket already connected),
     ``"lock"`` (listen: lock onto the first sender), ``"last"`` (listen -k).
+    ``locked_to``: in ``"lock"`` mode, the sender already locked onto (exec).
+    ``source_side``/``sink_side`` name the local ends in errors (stdin/stdout, or a child).
     """
 
     def __init__(
@@ -84,16 +96,22 @@ class DatagramSession:
         mode: str,
         name: str,
         verbose: bool = False,
+        locked_to: Any = None,
+        source_side: Side = STDIN,
+        sink_side: Side = STDOUT,
     ) -> None:
         self.sock = sock
         self.options = options
         self.mode = mode
         self.name = name
         self.verbose = verbose
-        self.peer: Any = None
+        self.peer: Any = locked_to
         self.peer_known = trio.Event()
+        self.upload_done = trio.Event()  # the source's EOF: everything from it was sent
+        self.source_side = source_side
+        self.sink_side = sink_side
         self.result = SessionResult()
-        if mode == "connected":
+        if mode == "connected" or locked_to is not None:
             self.peer_known.set()
 
     async def _send(self, data: bytes) -> None:
@@ -136,13 +154,14 @@ class DatagramSession:
                 try:
                     data = await stdin.receive_some(MAX_PAYLOAD)
                 except _STREAM_ERRORS as exc:
-                    raise translate(exc, STDIN) from exc
+                    raise translate(exc, self.source_side) from exc
                 if not data:
                     break
                 await self._send(bytes(data))
                 result.bytes_sent += len(data)
                 activity()
             result.stdin_eof = True
+            self.upload_done.set()
             if options.linger is not None:
                 download_scope.deadline = trio.current_time() + options.linger
 
@@ -175,7 +194,7 @@ class DatagramSession:
                         try:
                             await sink.send_all(buffer[:size])
                         except _STREAM_ERRORS as exc:
-                            raise translate(exc, STDOUT) from exc
+                            raise translate(exc, self.sink_side) from exc
                     result.bytes_received += size
             if download_scope.cancelled_caught:
                 result.lingered_out = True
@@ -207,6 +226,108 @@ class DatagramSession:
                 except OSError as exc:
                     raise _peer_error(exc, self.name) from exc
             self.peer_known.set()
+
+
+class ChildInput(trio.abc.SendStream):
+    """A child's stdin for datagrams: once the child stops reading (a broken pipe),
+    what still arrives is discarded, as TCP exec does, instead of ending the session."""
+
+    def __init__(self, pipe: trio.abc.SendStream) -> None:
+        self.pipe = pipe
+        self.open = True
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.open:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            await self.pipe.send_all(data)
+        except _STREAM_ERRORS:
+            self.open = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.pipe.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        self.open = False
+        await self.pipe.aclose()
+
+
+async def first_sender(sock: trio.socket.SocketType) -> Any:
+    """The address of the first datagram queued on ``sock``, which stays queued."""
+    try:
+        _data, address = await sock.recvfrom(1, _stdsocket.MSG_PEEK)
+    except OSError as exc:
+        raise _peer_error(exc, "first datagram") from exc
+    return address
+
+
+async def exec_over_datagrams(
+    sock: trio.socket.SocketType, opts: NetcatOptions, *, listen: bool
+) -> SessionResult:
+    """``-u -e/-c``: the child's stdout → datagrams, datagrams → its stdin (module docstring).
+
+    ``listen``: lock onto the first sender before the child starts; else ``sock`` is
+    already connected to the target.
+    """
+    from .exec import child_environment  # lazy: exec imports the TCP session code
+
+    command: ExecCommand | None = opts.exec_command
+    assert command is not None
+    peer = await first_sender(sock) if listen else sock.getpeername()
+    name = name_of(peer)
+    if listen:
+        if opts.verbose:
+            diag.say(f"datagram from {name}: starting {command.name}")
+        if peer not in ("", b"", None):
+            try:
+                await sock.connect(peer)  # the kernel drops everyone else's from now on
+            except OSError as exc:
+                raise _peer_error(exc, name) from exc
+    env = child_environment(
+        proto="UNIX" if opts.unix_path is not None else "UDP",
+        local=sock.getsockname(),
+        remote=peer,
+    )
+    options = SessionOptions(idle_timeout=opts.session.idle_timeout)
+    async with open_child(command.argv, env=env, grace=command.grace) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        child_stdin = ChildInput(proc.stdin)
+        session = DatagramSession(
+            sock,
+            options,
+            mode="lock" if listen else "connected",
+            name=name,
+            verbose=opts.verbose,
+            locked_to=peer if listen else None,
+            source_side=Side(f"{command.name} (stdout)", local=True),
+            sink_side=Side(f"{command.name} (stdin)", local=True),
+        )
+
+        async def end_once_the_child_is_done(scope: trio.CancelScope) -> None:
+            await proc.wait()
+            await session.upload_done.wait()  # and all it wrote was sent
+            scope.cancel()
+
+        failure: NcatError | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(end_once_the_child_is_done, nursery.cancel_scope)
+            try:
+                await session.run(proc.stdout, child_stdin)
+            except NcatError as exc:  # raised below as itself, not as a group
+                failure = exc
+            nursery.cancel_scope.cancel()  # -i: the session is over, the child is not
+        if failure is None and proc.returncode is None:  # -i: EOF for the child, its grace
+            await child_stdin.aclose()
+            with trio.move_on_after(command.grace):
+                await proc.wait()
+    if opts.verbose:
+        code = proc.returncode
+        diag.say(f"{command.name}: {'did not exit' if code is None else describe_status(code)}")
+    if failure is not None:
+        raise failure
+    return session.result
 
 
 async def _connect_udp(opts: NetcatOptions) -> trio.socket.SocketType:
@@ -271,6 +392,9 @@ async def connect_udp_main(opts: NetcatOptions) -> int:
         name = name_of(sock.getpeername())
         if opts.verbose:
             diag.say(f"sending datagrams to {name} from {name_of(sock.getsockname())}")
+        if opts.exec_command is not None:
+            _report(opts, await exec_over_datagrams(sock, opts, listen=False))
+            return 0
         async with open_stdio(opts.session) as (stdin, stdout, session):
             session_ = DatagramSession(
                 sock, session, mode="connected", name=name, verbose=opts.verbose
@@ -284,6 +408,9 @@ async def listen_udp_main(opts: NetcatOptions) -> int:
     """``ncat-trio listen -u [HOST] PORT`` / ``listen -u -U PATH``."""
     async with _bound(opts) as sock:
         diag.say(f"listening on {name_of(sock.getsockname())} (datagrams)")
+        if opts.exec_command is not None:
+            _report(opts, await exec_over_datagrams(sock, opts, listen=True))
+            return 0
         async with open_stdio(opts.session) as (stdin, stdout, session):
             mode = "last" if opts.keep_open else "lock"
             session_ = DatagramSession(sock, session, mode=mode, name="peer", verbose=opts.verbose)
