@@ -257,10 +257,10 @@ def main() -> int:
         )
     cases = [case for case in cases if args.only in case.title]
     print(
-        f"# ttcp over 127.0.0.1, {rounds} round(s): median MiB/s of the transmitter, "
+        f"ttcp over 127.0.0.1, {rounds} round(s): median MiB/s of the transmitter, "
         "median of the rounds' ratios" + (" (--quick: numbers ÷ 8)" if args.quick else "")
     )
-    print(f"# {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(f"({os.cpu_count()} CPUs, Python {sys.version.split()[0]})\n")
     print("| case | baseline | MiB/s | subject | MiB/s | ratio | target | |")
     print("|---|---|---:|---|---:|---:|---|---|")
     _rows, runs = measure(cases, rounds, lambda row: print(row, flush=True))
