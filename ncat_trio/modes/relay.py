@@ -31,7 +31,6 @@ import ipaddress
 import json
 import resource
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -596,9 +595,6 @@ def _prefixed(prefix: str) -> Callable[[str], None]:
 
 
 def _json_line(line: str) -> None:
-    """``--json-log``: JSON records go to stderr bare (no prefix), one per line."""
-    try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    """``--json-log``: JSON records go to stderr bare (no prefix), one per line, by the
+    same never-blocking path as the other log lines."""
+    diag.write_raw(line + "\n")

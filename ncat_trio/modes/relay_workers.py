@@ -137,6 +137,7 @@ def _run_worker(options: RelayOptions, setup: WorkerSetup) -> None:
         code = runner.run(lambda: relay_main(options, setup))
     finally:
         with contextlib.suppress(Exception):
+            diag.flush()  # log lines still queued (os._exit skips the exit hooks)
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)

@@ -117,14 +117,15 @@ async def admit(conn: trio.SocketStream, policy: AccessPolicy) -> bool:
     try:
         peer = conn.socket.getpeername()
     except OSError as exc:
-        await trio.aclose_forcefully(conn)
+        # Log first: a signal arriving during the close must not cancel the line.
         diag.say(f"refused a connection: the peer was already gone ({exc.strerror})")
+        await trio.aclose_forcefully(conn)
         return False
     host = peer[0] if isinstance(peer, tuple) else str(peer)
     if policy.permits(host):
         return True
-    await trio.aclose_forcefully(conn)
     diag.say(f"denied connection from {diag.format_address(peer)} (--allow/--deny)")
+    await trio.aclose_forcefully(conn)
     return False
 
 
