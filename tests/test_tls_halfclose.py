@@ -20,6 +20,7 @@ import trio
 import trio.testing
 import trustme
 
+from ncat_trio.errors import ConnectError
 from ncat_trio.modes.netcat import SessionOptions, netcat_session
 from ncat_trio.transport import tls
 from ncat_trio.transport.tls_stream import TlsStream, TlsTruncated
@@ -355,3 +356,13 @@ def test_two_processes_with_nothing_to_send_both_exit_0(pki: Pki) -> None:
         assert finish(listener, 30) == 0
         assert listener.stdout is not None
         assert listener.stdout.read() == b""
+
+
+async def test_a_peer_closing_during_the_handshake_is_a_connect_error(pki: Pki) -> None:
+    client_context, _ = contexts(pki)
+    left, right = trio.testing.memory_stream_pair()
+    await right.send_eof()  # the server ends its side before answering
+    with pytest.raises(ConnectError, match="the peer closed during the handshake"):
+        await tls.start_tls(
+            left, client_context, server=False, server_name="localhost", peer_name="server"
+        )

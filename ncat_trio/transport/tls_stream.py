@@ -109,6 +109,7 @@ class TlsStream(trio.abc.HalfCloseableStream):
             self._transport_eof = True
 
     async def _retry(self, operation: Callable[[], object]) -> object:
+        """Run ``operation`` (the handshake) until OpenSSL needs nothing more from the peer."""
         while True:
             try:
                 return operation()
@@ -173,6 +174,8 @@ class TlsStream(trio.abc.HalfCloseableStream):
                 return
             except ssl.SSLZeroReturnError:
                 data = b""
+            except ssl.SSLError as exc:
+                raise trio.BrokenResourceError(f"TLS: {exc.reason or exc}") from exc
             if not data:
                 self._eof_seen = True  # receive_some reports it after the plaintext
                 return
