@@ -45,10 +45,12 @@ each ncat-trio side makes two syscalls, as the C transmitter does (the C receive
 three: it reads the length and the data apart): os.write, then a readv that blocks in
 the kernel under a 10 ms SO_RCVTIMEO (the CLI's exclusive_thread mode) like the C
 peer's read; only a wait that times out goes to Trio.  What is left of the gap is
-Python: the CPU table shows about 1 µs of user time per message on each ncat-trio
-side against 0.3 µs for the C peer (a bare Python loop of os.write/os.readv, no Trio,
-no protocol checks, takes 0.7 µs), with the same system time.  That is most of the
-gap at 1 KiB and about 2 µs of a 20-24 µs round trip at 64 KiB.
+Python: on one CPU at 1 KiB an ncat-trio side spends 1.1-1.7 µs of user time per
+message (the upper figure when the other side is Python too and they share the CPU's
+caches) against 0.2-0.4 µs for the C peer, and a bare Python loop of os.write/os.readv
+with no Trio and no protocol checks 0.7 µs; system time is within 0.6 µs per round
+trip of the C pair's.  That adds up to the gap: about 3 µs per round trip, 16 against
+12.5 µs at 1 KiB and 23.5 against 20.5 µs at 64 KiB (both pinned).
 Unpinned, each pair runs in one of two placements, chosen as the processes start and
 then kept (perf stat: 1-8 CPU migrations per run, for either pair): both on one CPU
 (the C pair makes 2400-3100 MiB/s at 64 KiB, the data copied while cache-hot) or one
@@ -58,8 +60,8 @@ machine's other load more than the program, so the two pairs run back to back an
 ratio is the median of the rounds' ratios.  The "CPU 0" rows pin both processes of
 every pair to CPU 0, which makes each round trip the sum of both sides' CPU time: the
 steadiest figure.  The window rows compare ncat-trio with itself: in either placement
-window 16 makes 13-16x window 1 (unpinned it is 270-330 MiB/s one per CPU, where each
-window of 16 waits one slow cross-CPU round trip, and 750-830 MiB/s on one CPU), so a
+window 16 makes 13-16x window 1 (unpinned it is 230-320 MiB/s one per CPU, where each
+window of 16 waits one slow cross-CPU round trip, and 700-850 MiB/s on one CPU), so a
 round whose two runs landed in different placements is an outlier the median drops."""
 
 
@@ -190,7 +192,8 @@ def cpu_per_message(
     """µs of user and system CPU per message for each process, less its start-up.
 
     Each program runs against the C peer, so that one side is ours and the other the
-    reference; medians of 3 sessions and of 3 sessions of no payloads (the start-up).
+    reference, then the two pairs alike; medians of 3 sessions and of 3 sessions of no
+    payloads (the start-up).
     Pinned to one CPU where taskset exists: one per CPU, every wake-up of the other
     vCPU costs both sides about 15 µs more system time per message, and user time
     grows too.
@@ -273,6 +276,7 @@ def main() -> int:
         mixed = [
             Pair("ncat-trio receive ← ttcp_ref -t", ncat.receiver, ref.transmitter),
             Pair("ttcp_ref -r ← ncat-trio transmit", ref.receiver, ncat.transmitter),
+            ncat,
             ref,
         ]
         if shutil.which("taskset"):  # one placement for all: see the notes
