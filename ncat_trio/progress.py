@@ -1,7 +1,7 @@
 """Live progress on stderr (``-P/--progress``), in the style of ``pv``.
 
 Never touches stdout, never runs in the hot loop: a Trio task samples two counters at
-most ten times a second.  On a terminal it draws a rich progress display (rich is
+most five times a second (a redraw costs ~0.6 ms).  On a terminal it draws a rich progress display (rich is
 imported only here, only when asked for, and refreshed from this task — no refresh
 thread); elsewhere it prints one plain line per second.
 """
@@ -37,8 +37,21 @@ def summary_line(sent: int, received: int, seconds: float, total: int | None = N
     )
 
 
+def prepare(tty: bool | None = None) -> None:
+    """Import rich now, before any connection exists, when the display will need it.
+
+    The import takes ~35 ms here; done by :func:`show_progress` it stalled the Trio loop
+    at the start of every transfer (measured: -P on a terminal cost 6% of a 2 GiB
+    pipe → TCP → pipe; the budget is 3%)."""
+    if tty is None:
+        tty = sys.stderr is not None and sys.stderr.isatty()
+    if tty:
+        import rich.console
+        import rich.progress  # noqa: F401
+
+
 async def show_progress(
-    counters: Counters, *, total: int | None = None, tty: bool | None = None, interval: float = 0.1
+    counters: Counters, *, total: int | None = None, tty: bool | None = None, interval: float = 0.2
 ) -> None:
     """Render progress until cancelled; the last state is drawn once more on the way out."""
     if tty is None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .. import diag
+from .. import diag, progress
 from ..errors import ConnectError, LocalIOError, NcatError, NcatTimeout
 from ..progress import show_progress, summary_line
 from ..transport import net
@@ -329,6 +329,8 @@ async def connect_main(opts: NetcatOptions) -> int:
         from .netcat_udp import connect_udp_main
 
         return await connect_udp_main(opts)
+    if _progress_wanted(opts.report.progress):
+        progress.prepare()  # rich's import must not stall the transfer
     target = opts.endpoint
     layers = netcat_layers.Layers(
         tls_options=opts.tls, dump=opts.output, crlf=opts.crlf, verbose=opts.verbose
@@ -375,6 +377,8 @@ async def listen_main(opts: NetcatOptions) -> int:
         from .netcat_udp import listen_udp_main
 
         return await listen_udp_main(opts)
+    if _progress_wanted(opts.report.progress):
+        progress.prepare()  # rich's import must not stall the transfer
     layers = netcat_layers.Layers(
         tls_options=opts.tls, dump=opts.output, crlf=opts.crlf, verbose=opts.verbose
     )
