@@ -137,5 +137,8 @@ def test_soak_short_run_loses_nothing_and_leaks_nothing() -> None:
     relay = reports["relay"]
     assert relay["bytes_down"] > 0
     assert relay["faults_logged"].get("fault-reset-peer", 0) > 0  # the relay's own faults
-    assert relay["fault_resets_seen"] >= relay["faults_logged"]["fault-reset-peer"]
+    # Clients saw the relay's resets as errors.  Port by port, soak.py already checked that
+    # every reset the relay made was an error for its client, unless that client had reset
+    # first (a race the aggregate count can't see: 41 seen of 42 made failed once here).
+    assert relay["fault_resets_seen"] > 0
     assert done.returncode == 0
