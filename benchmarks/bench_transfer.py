@@ -31,7 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import NCAT, free_port, have, table, wait_listening, wait_with_rusage
+from common import (
+    NCAT,
+    cpu_so_far,
+    free_port,
+    have,
+    table,
+    wait_established,
+    wait_listening,
+    wait_with_rusage,
+)
 
 from ncat_trio.parse import parse_size
 
@@ -108,7 +117,6 @@ def run_once(row: Row, src: Path, out: Path, nbytes: int) -> Sample:
             stderr=subprocess.DEVNULL,
         )
         wait_listening(port)
-        started = time.perf_counter()
         with open(src, "rb") if row.redirect else open(os.devnull, "rb") as source:
             send = subprocess.Popen(
                 row.sender(port, src, out),
@@ -116,8 +124,13 @@ def run_once(row: Row, src: Path, out: Path, nbytes: int) -> Sample:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            s = wait_with_rusage(send, started)
-        r = wait_with_rusage(recv, started)
+            # As in bench_netcat: the clock and the CPU figures start at the connection
+            # (the sender may have sent for the ~1 ms the poll takes); start-up is not
+            # transfer time.
+            started = wait_established(port)
+            cpu_send, cpu_recv = cpu_so_far(send.pid), cpu_so_far(recv.pid)
+            s = wait_with_rusage(send, started, cpu_send)
+        r = wait_with_rusage(recv, started, cpu_recv)
     got = out.stat().st_size if out.exists() else -1
     if got != nbytes or s.code or r.code:
         raise RuntimeError(f"{row.name}: got {got} of {nbytes} bytes, exit {s.code}/{r.code}")
