@@ -17,6 +17,7 @@ from ..transport.endpoint import Endpoint
 from .common import (
     CONN,
     OUT,
+    TIME,
     ConnectTimeout,
     IPv4,
     IPv6,
@@ -52,6 +53,23 @@ Quiet = Annotated[
 
 def _timeout(text: str | None) -> float | None:
     return None if text is None else parse_duration(text, what="connect timeout (-w)")
+
+
+IdleTimeout = Annotated[
+    str | None,
+    typer.Option(
+        "-i",
+        "--idle-timeout",
+        metavar="SECS",
+        help="Fail (exit 4) when nothing is sent or received for SECS (a peer that hangs "
+        "without closing). Local hashing and fsync don't count. Default: wait.",
+        rich_help_panel=TIME,
+    ),
+]
+
+
+def _idle(text: str | None) -> float | None:
+    return None if text is None else parse_duration(text, what="idle timeout (-i)")
 
 
 def send_endpoint(words: list[str], *, listen: bool) -> tuple[str | None, str, str]:
@@ -99,6 +117,7 @@ def send(
         ),
     ] = None,
     connect_timeout: ConnectTimeout = None,
+    idle_timeout: IdleTimeout = None,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
@@ -125,6 +144,7 @@ def send(
         name=None if name is None else transfer.checked_name(name),
         listen=listen,
         connect_timeout=_timeout(connect_timeout),
+        idle_timeout=_idle(idle_timeout),
         progress=progress,
         json=json,
         json_file=checked_json_file(json_file),
@@ -164,6 +184,7 @@ def receive(
         ),
     ] = False,
     connect_timeout: ConnectTimeout = None,
+    idle_timeout: IdleTimeout = None,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
@@ -199,6 +220,7 @@ def receive(
         target=transfer.ReceiveTarget(output=output, force=force, resume=resume),
         listen=listen,
         connect_timeout=_timeout(connect_timeout),
+        idle_timeout=_idle(idle_timeout),
         progress=progress,
         json=json,
         json_file=checked_json_file(json_file),

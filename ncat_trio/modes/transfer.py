@@ -65,6 +65,7 @@ from ..errors import (
 from ..json_summary import append_json
 from ..proto import transfer as wire
 from ..transport import net
+from ..transport.idle import IdleWatch, WatchedStream
 from ..transport.pump import Side, describe_failure, translate
 from ..transport.stdio import FdKind, fd_kind, open_stdin, open_stdout
 
@@ -170,6 +171,11 @@ class _EventReader:
             self._proto.receive_data(data)
 
 
+def _local_work(idle: IdleWatch | None) -> contextlib.AbstractContextManager[None]:
+    """Hashing and fsync are not the connection's silence (``-i``)."""
+    return idle.paused() if idle is not None else contextlib.nullcontext()
+
+
 async def _send_bytes(conn: trio.abc.SendStream, data: bytes, side: Side) -> None:
     if not data:
         return
@@ -237,8 +243,10 @@ class SendSession:
         *,
         chunk_size: int = CHUNK,
         peer_name: str = "receiver",
+        idle: IdleWatch | None = None,
     ) -> None:
         self._conn = conn
+        self._idle = idle
         self._source = source
         self._chunk = chunk_size
         self._peer = Side(peer_name, local=False)
@@ -263,7 +271,8 @@ class SendSession:
         if isinstance(event, wire.Failure):
             raise _failure_error(event, source.name)
         assert isinstance(event, wire.Offer)
-        hasher, offset = await self._match_prefix(event)
+        with _local_work(self._idle):
+            hasher, offset = await self._match_prefix(event)
         self._done = offset
         await _send_bytes(self._conn, self._proto.send(wire.Start(offset)), self._peer)
 
@@ -585,10 +594,12 @@ class ReceiveSession:
         stdout: trio.abc.SendStream | None = None,
         chunk_size: int = CHUNK,
         peer_name: str = "sender",
+        idle: IdleWatch | None = None,
     ) -> None:
         if target.output == "-" and stdout is None:
             raise UsageError("-o -", "needs a stdout stream")
         self._conn = conn
+        self._idle = idle
         self._target = target
         self._stdout = stdout
         self._chunk = chunk_size
@@ -655,7 +666,8 @@ class ReceiveSession:
             )
         path: str | None = None
         if self._file is not None:
-            await self._file.commit(header.mode, header.mtime_ns)
+            with _local_work(self._idle):
+                await self._file.commit(header.mode, header.mtime_ns)
             path = self._file.path
         ack = wire.Ack(trailer.size, trailer.sha256)
         try:
@@ -691,7 +703,8 @@ class ReceiveSession:
             diag.say(f"partial {sink.temp} is longer than the file: starting again")
             return hashlib.sha256(), 0, sink
         diag.say(f"offering to resume {header.name!r} at {length} bytes")
-        return await sink.hash_prefix(length), length, sink
+        with _local_work(self._idle):
+            return await sink.hash_prefix(length), length, sink
 
     async def _report(self, exc: NcatError) -> None:
         """Tell the sender why we give up (best effort), then close our direction."""
@@ -740,6 +753,7 @@ class SendOptions:
     name: str | None = None  # the name to send (default: the file's base name, "stdin")
     listen: bool = False  # wait for the receiver to connect (receiver behind NAT)
     connect_timeout: float | None = None
+    idle_timeout: float | None = None  # -i: fail when the connection is silent this long
     progress: bool = False
     json: bool = False  # the summary object on stdout
     json_file: str | None = None  # also append it to this file
@@ -754,6 +768,7 @@ class ReceiveOptions:
     target: ReceiveTarget = ReceiveTarget()
     listen: bool = True  # False: connect to a listening sender
     connect_timeout: float | None = None
+    idle_timeout: float | None = None  # -i: fail when the connection is silent this long
     progress: bool = False
     json: bool = False  # the summary object on stdout
     json_file: str | None = None  # also append it to this file
@@ -904,8 +919,25 @@ def _summary(command: str, result: TransferResult, opts: SendOptions | ReceiveOp
         )
 
 
-async def _run(make: Callable[[], SendSession | ReceiveSession], progress: bool) -> TransferResult:
-    session = make()
+Session = SendSession | ReceiveSession
+
+
+async def _run(
+    make: Callable[[trio.abc.HalfCloseableStream, IdleWatch | None], Session],
+    conn: trio.abc.HalfCloseableStream,
+    peer: str,
+    progress: bool,
+    idle_timeout: float | None,
+) -> TransferResult:
+    if idle_timeout is None:
+        return await _run_session(make(conn, None), progress)
+    watch = IdleWatch(idle_timeout)
+    with watch.scope:
+        return await _run_session(make(WatchedStream(conn, watch), watch), progress)
+    raise NcatTimeout(peer, f"nothing sent or received for {idle_timeout:g} s (-i)")
+
+
+async def _run_session(session: Session, progress: bool) -> TransferResult:
     if progress:
         return await _with_progress(session.statistics, session.run)
     return await session.run()
@@ -918,7 +950,10 @@ async def send_main(opts: SendOptions) -> int:
             opts.endpoint, listen=opts.listen, connect_timeout=opts.connect_timeout
         )
         async with conn_cm as (conn, peer):
-            result = await _run(lambda: SendSession(conn, source, peer_name=peer), opts.progress)
+            result = await _run(
+                lambda c, idle: SendSession(c, source, peer_name=peer, idle=idle),
+                conn, peer, opts.progress, opts.idle_timeout,
+            )  # fmt: skip
     _summary("send", result, opts)
     return 0
 
@@ -936,8 +971,9 @@ async def receive_main(opts: ReceiveOptions) -> int:
         )
         conn, peer = await stack.enter_async_context(conn_cm)
         result = await _run(
-            lambda: ReceiveSession(conn, target, stdout=stdout, peer_name=peer), opts.progress
-        )
+            lambda c, idle: ReceiveSession(c, target, stdout=stdout, peer_name=peer, idle=idle),
+            conn, peer, opts.progress, opts.idle_timeout,
+        )  # fmt: skip
     _summary("receive", result, opts)
     return 0
 
