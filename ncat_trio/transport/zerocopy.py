@@ -1,11 +1,13 @@
-"""Kernel-side copies: ``os.splice`` and ``os.sendfile`` driven by Trio's fd waits.
+"""The fast paths: ``os.splice``, ``os.sendfile`` and big reused buffers, driven by
+Trio's fd waits.
 
 Python's per-chunk cost dominates a byte pump (DESIGN.md §5: a plain Trio pump reached
 ~0.5× nc.openbsd here, splice through 1 MiB pipes ~1.4–2×).  So when both ends of a
-direction are real fds of the right kinds, the bytes never enter user space:
+direction are real fds of the right kinds, each is moved the way that measured fastest:
 
 ==========================  ===================================================
-pipe → socket               ``splice(pipe, socket)``
+pipe → socket               ``readv`` into one reused 1 MiB buffer, ``send``
+                            (see :meth:`_KernelCopy._read_send`)
 regular file → socket       ``sendfile(socket, file)`` (the file offset advances,
                             as ``cat`` would advance it)
 socket → pipe               ``splice(socket, pipe)``
@@ -41,10 +43,11 @@ from .stdio import CHUNK, FdKind, FileReceiveStream, FileSendStream, fd_kind
 
 YIELD_EVERY = 1 << 20
 PIPE_SIZE = 1 << 20
+SEND_BUFFER = 1 << 20
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
-NOTSENT_LOWAT = 128 * 1024
+NOTSENT_LOWAT = 512 * 1024
 # errnos that mean "the socket end failed" rather than the local pipe or file.
 _SOCKET_ERRNOS = {errno.ECONNRESET, errno.ETIMEDOUT, errno.ENOTCONN, errno.ECONNABORTED}
 
@@ -119,9 +122,10 @@ async def copy(
         src, dst = classify(source), classify(sink)
         if src is not None and dst is not None and "socket" in (src.kind, dst.kind):
             if isinstance(sink, trio.SocketStream):
-                # Keep at most 128 KiB unsent in the kernel: the socket reports writable
-                # in bigger, rarer steps (measured here: 2 GiB pipe->TCP->pipe 1.02 ->
-                # 1.08 GB/s median of 3; 512 KiB was no better).
+                # Keep at most 512 KiB unsent in the kernel: the socket reports writable
+                # in bigger, rarer steps (measured here, 2 GiB pipe -> TCP -> pipe, 5
+                # alternating rounds: 2.20 GB/s with 512 KiB, 2.03 with 128 KiB, 2.02 with
+                # 32 KiB, 2.19 with none).
                 with contextlib.suppress(OSError):
                     sink.setsockopt(trio.socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
             return await _KernelCopy(src, dst, source_side, sink_side, on_chunk).run()
@@ -148,7 +152,9 @@ class _KernelCopy:
             _enlarge_pipe(dst.fd)
         if src.kind == "file":  # → socket
             return await self._loop(self._sendfile, self._wait_sink)
-        if "pipe" in (src.kind, dst.kind):  # pipe → socket, socket → pipe
+        if src.kind == "pipe" and dst.kind == "socket":
+            return await self._read_send()
+        if "pipe" in (src.kind, dst.kind):  # socket → pipe
             return await self._loop(self._splice, self._wait_either)
         if dst.kind == "null" and src.kind == "socket":
             return await self._discard()
@@ -225,6 +231,38 @@ class _KernelCopy:
 
         with sock:
             return await self._loop(discard, wait_source)
+
+    async def _read_send(self) -> int:
+        """pipe → socket through one reused 1 MiB buffer.
+
+        Splicing the pipe's pages into the socket measured slower here than copying
+        them: a spliced segment carries one 4 KiB page per fragment, a copied one large
+        page fragments, and every receiver handles the latter more cheaply.  2 GiB pipe
+        → TCP → pipe, 5 alternating rounds, the same receiver: 2.02 GB/s copied (1 MiB
+        reads) against 1.61 spliced; nc.openbsd as the receiver spent 0.39 CPU-s/GB on
+        our copied stream against 0.68 on the spliced one, at 1.24× the speed."""
+        sock = socket.socket(fileno=os.dup(self.dst.fd))
+        buffer = bytearray(SEND_BUFFER)
+        view = memoryview(buffer)
+
+        def read() -> int:
+            return os.readv(self.src.fd, [buffer])
+
+        async def wait_source() -> None:
+            await trio.lowlevel.wait_readable(self.src.fd)
+
+        async def send_out(n: int) -> None:
+            done = 0
+            while done < n:
+                try:
+                    done += sock.send(view[done:n])
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(self.dst.fd)
+                except OSError as exc:
+                    raise translate(exc, self.sink_side) from exc
+
+        with sock:
+            return await self._loop(read, wait_source, send_out)
 
     async def _recv_write(self) -> int:
         """socket → regular file through one reused buffer.  A fresh 256 KiB ``bytes``
