@@ -3,6 +3,8 @@
 Scenarios (each tool at both ends unless named otherwise):
   pipe   head -c N /dev/zero | SENDER   →TCP→   RECEIVER | wc -c
   file   SENDER < N-byte file           →TCP→   RECEIVER > file
+  file-pipe  SENDER < N-byte file       →TCP→   RECEIVER | wc -c   (the sender's sendfile,
+         against the pipe scenario's receiver)
   mixed  ncat-trio → nc.openbsd and nc.openbsd → nc.openbsd
   progress  pipe → TCP → pipe, ncat-trio at both ends with and without -P (progress
             forced on: stderr is /dev/null, or a pty for the live display)
@@ -171,7 +173,8 @@ def _transfer(
     send_err, send_pty = stderr_for(sender)
     ptys += [p for p in (recv_pty, send_pty) if p is not None]
     with tempfile.TemporaryFile() as out:
-        recv_stdout = subprocess.PIPE if mode == "pipe" else out
+        to_pipe = mode in ("pipe", "file-pipe")  # the receiver's stdout: a pipe into wc -c
+        recv_stdout = subprocess.PIPE if to_pipe else out
         recv = subprocess.Popen(
             receiver.listen(port),
             stdin=subprocess.DEVNULL,
@@ -181,7 +184,7 @@ def _transfer(
         if recv_pty is not None:
             recv_pty.child_started()
         counter = None
-        if mode == "pipe":
+        if to_pipe:
             assert recv.stdout is not None
             counter = subprocess.Popen(["wc", "-c"], stdin=recv.stdout, stdout=subprocess.PIPE)
             recv.stdout.close()
@@ -216,11 +219,12 @@ def _transfer(
             send_pty.child_started()
         s = wait_with_rusage(send, started, cpu_send)
         r = wait_with_rusage(recv, started, cpu_recv)
-        if mode == "pipe":
+        if to_pipe:
             assert counter is not None
             got = int(counter.communicate()[0])
+        if mode == "pipe":
             gen.wait()
-        else:
+        elif not to_pipe:
             got = os.fstat(out.fileno()).st_size
     if got != nbytes or s.code or r.code:
         raise RuntimeError(
@@ -240,7 +244,7 @@ def scenario(
 ) -> dict[str, list[float]]:
     """Run the pairs alternately; print the table; return each pair's GB/s, round by round."""
     src_file = None
-    if mode == "file":
+    if mode in ("file", "file-pipe"):
         fd, src_file = tempfile.mkstemp(prefix="bench-")
         with os.fdopen(fd, "wb") as f:
             block = os.urandom(1 << 20)
@@ -374,6 +378,14 @@ def main() -> None:
         nbytes,
         rounds,
         "file",
+        "nc.openbsd",
+    )
+    scenario(
+        "regular file → TCP → pipe, same tool at both ends",
+        both,
+        nbytes,
+        rounds,
+        "file-pipe",
         "nc.openbsd",
     )
     if have("nc.openbsd"):
