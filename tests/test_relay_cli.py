@@ -246,10 +246,13 @@ async def test_slow_consumer_keeps_memory_flat(copy: list[str]) -> None:
             ) as relay:
                 idle = relay.rss()
 
+                sampling = trio.CancelScope()
+
                 async def sample() -> None:
-                    while True:
-                        samples.append(relay.rss())
-                        await trio.sleep(0.2)
+                    with sampling:  # stopped before the relay exits: its /proc entry goes
+                        while True:
+                            samples.append(relay.rss())
+                            await trio.sleep(0.2)
 
                 nursery.start_soon(sample)
                 client = await connect(relay.port)
@@ -269,6 +272,7 @@ async def test_slow_consumer_keeps_memory_flat(copy: list[str]) -> None:
                         count += len(chunk)
                 relay.signal(signal.SIGUSR1)
                 stats = await relay.line_starting("ncat-trio: stats:")
+                sampling.cancel()
             nursery.cancel_scope.cancel()
     assert (count, digest.hexdigest()) == (total, expected.hexdigest())
     assert max(samples) < idle + 2 * buffer + (8 << 20), (idle, max(samples))
