@@ -1,9 +1,14 @@
 """Live progress on stderr (``-P/--progress``), in the style of ``pv``.
 
-Never touches stdout, never runs in the hot loop: a Trio task samples two counters at
-most five times a second (a redraw costs ~0.6 ms).  On a terminal it draws a rich progress display (rich is
-imported only here, only when asked for, and refreshed from this task — no refresh
-thread); elsewhere it prints one plain line per second.
+Never touches stdout, never runs in the hot loop: a Trio task samples two counters
+twice a second.  On a terminal it draws a rich progress display (rich is imported only
+when asked for, and refreshed from this task — no refresh thread); elsewhere it prints
+one plain line per second.
+
+A redraw takes ~1 ms of the Trio thread that also moves the bytes, and each one cost
+more than that in a fast transfer (the pipeline behind the stalled end drains): 2 GiB
+pipe → TCP → pipe, both ends -P on a pty, 7 paired rounds: 4-6% at 5 Hz, ~3% at 2 Hz,
+-0.5% with the display started but never redrawn.  ``pv`` redraws once a second.
 """
 
 from __future__ import annotations
@@ -11,10 +16,15 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
 
 from . import diag
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 Counters = Callable[[], tuple[int, int]]  # (bytes sent, bytes received)
 
@@ -38,20 +48,52 @@ def summary_line(sent: int, received: int, seconds: float, total: int | None = N
 
 
 def prepare(tty: bool | None = None) -> None:
-    """Import rich now, before any connection exists, when the display will need it.
+    """Get the display ready before any connection exists, when it will be needed.
 
-    The import takes ~35 ms here; done by :func:`show_progress` it stalled the Trio loop
-    at the start of every transfer (measured: -P on a terminal cost 6% of a 2 GiB
-    pipe → TCP → pipe; the budget is 3%)."""
+    rich's import takes ~35 ms here, and the first display it draws ~4 ms more (lazy
+    imports and caches inside rich): done by :func:`show_progress`, both stalled the
+    Trio loop at the start of every transfer (measured: -P on a terminal cost 6% of a
+    2 GiB pipe → TCP → pipe, then 4-10% with the warm-up missing; the budget is 3%).
+    So rich is imported here and one display is drawn into a string and thrown away."""
     if tty is None:
         tty = sys.stderr is not None and sys.stderr.isatty()
     if tty:
-        import rich.console
-        import rich.progress  # noqa: F401
+        import io
+
+        from rich.console import Console
+
+        warm = _display(Console(file=io.StringIO(), force_terminal=True, width=80), total=1)
+        task = warm.add_task("sent    ", total=1)
+        warm.start()
+        warm.update(task, completed=1)
+        warm.refresh()
+        warm.stop()
+
+
+def _display(console: Console, total: int | None) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns: list[ProgressColumn | str] = [
+        TextColumn("{task.description}"),
+        DownloadColumn(binary_units=True),
+    ]
+    if total:
+        columns += [BarColumn(), TimeRemainingColumn()]
+    columns += [TransferSpeedColumn(), TimeElapsedColumn()]
+    return Progress(*columns, console=console, auto_refresh=False)
 
 
 async def show_progress(
-    counters: Counters, *, total: int | None = None, tty: bool | None = None, interval: float = 0.2
+    counters: Counters, *, total: int | None = None, tty: bool | None = None, interval: float = 0.5
 ) -> None:
     """Render progress until cancelled; the last state is drawn once more on the way out."""
     if tty is None:
@@ -62,21 +104,8 @@ async def show_progress(
             await trio.sleep(1.0)
             diag.say(summary_line(*counters(), time.monotonic() - started, total))
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
-    columns = [TextColumn("{task.description}"), DownloadColumn(binary_units=True)]
-    if total:
-        columns += [BarColumn(), TimeRemainingColumn()]
-    columns += [TransferSpeedColumn(), TimeElapsedColumn()]
-    progress = Progress(*columns, console=Console(stderr=True), auto_refresh=False)
+    progress = _display(Console(stderr=True), total)
     up = progress.add_task("sent    ", total=total)
     down = progress.add_task("received", total=None)
 
