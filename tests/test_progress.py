@@ -60,7 +60,7 @@ async def test_rich_display_draws_to_stderr(
         await show_progress(counters, total=10 << 20, tty=True)
     assert out.getvalue() == ""
     assert "5.0/10.0 MiB" in err.getvalue()
-    assert 5 <= samples <= 7  # 5 Hz plus the final draw, never from the hot loop
+    assert 2 <= samples <= 4  # 2 Hz plus the final draw, never from the hot loop
 
 
 def test_prepare_imports_rich_only_for_a_terminal() -> None:
