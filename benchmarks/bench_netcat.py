@@ -289,6 +289,11 @@ def scenario(
     return {name: [x.gbps for x in got] for name, got in samples.items()}
 
 
+# A paired round's ratio spreads by about ±5% on this shared VM, so the median of 7
+# rounds still moved by ±3% between runs (the size of the budget it is checked against).
+PROGRESS_ROUNDS = 15
+
+
 def progress_cost(nbytes: int, rounds: int) -> None:
     """Issue 8: ``-P`` must cost < 3% throughput on pipe → TCP → pipe (both ends -P)."""
     ours = TOOLS["ncat-trio"]
@@ -357,7 +362,7 @@ def main() -> None:
     args = ap.parse_args()
     nbytes, rounds = (1 << 30, 3) if args.quick else (parse_size(args.size), args.rounds)
     if args.only_progress:
-        progress_cost(nbytes, max(rounds, 7))
+        progress_cost(nbytes, max(rounds, PROGRESS_ROUNDS))
         return
     tools = [t for t in TOOLS.values() if have(t.listen(0)[0]) or t.name == "ncat-trio"]
     missing = sorted(set(TOOLS) - {t.name for t in tools})
@@ -403,7 +408,7 @@ def main() -> None:
             "pipe",
             "nc.openbsd → nc.openbsd",
         )
-    progress_cost(nbytes, max(rounds, 7))
+    progress_cost(nbytes, max(rounds, PROGRESS_ROUNDS))
     startup(max(rounds, 5))
 
 
