@@ -8,9 +8,11 @@ end with two ncat-trio processes that both reach stdin EOF and must both finish.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +29,7 @@ from ncat_trio.transport.tls_stream import TlsStream, TlsTruncated
 from ncat_trio.transport.zerocopy import classify
 
 from .support import NCAT, Drain, Feed, finish, reap_children, sha256, spawn, spawn_listener
+from .tls_keyupdate_peer import reply
 
 
 @pytest.fixture(autouse=True)
@@ -366,3 +369,68 @@ async def test_a_peer_closing_during_the_handshake_is_a_connect_error(pki: Pki) 
         await tls.start_tls(
             left, client_context, server=False, server_name="localhost", peer_name="server"
         )
+
+
+# --- A KeyUpdate after our close_notify (TLS 1.3) ---------------------------------------
+
+_REPLY = 1 << 20
+_KEY_UPDATE_MODES = pytest.mark.parametrize(
+    "mode", [0, 1], ids=["update_not_requested", "update_requested"]
+)
+
+
+def _keyupdate_peer(*args: str) -> subprocess.Popen[bytes]:
+    """tests/tls_keyupdate_peer.py: libssl through ctypes (Python's ssl cannot send a
+    KeyUpdate), from the repository root so that ``-m tests.…`` resolves."""
+    return spawn(
+        [sys.executable, "-m", "tests.tls_keyupdate_peer", *args],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+def _peer_summary(peer: subprocess.Popen[bytes]) -> list[bytes]:
+    with peer:
+        assert finish(peer, 30) == 0, peer.stderr.read() if peer.stderr else b""
+        assert peer.stdout is not None
+        return peer.stdout.read().split()
+
+
+@_KEY_UPDATE_MODES
+def test_connect_reads_on_through_a_key_update_after_its_close_notify(pki: Pki, mode: int) -> None:
+    """RFC 8446 §4.6.3 allows a KeyUpdate at any time after the handshake, also after
+    our close_notify (our side has stopped sending, the peer's has not).  With
+    ``update_requested`` the peer asks for a KeyUpdate back, which a closed sending side
+    cannot give; libssl must not turn that into an error while we read the reply."""
+    up = os.urandom(256 << 10)
+    peer = _keyupdate_peer("server", str(pki.cert), str(pki.key), str(mode), str(_REPLY))
+    assert peer.stdout is not None
+    ready, _, _ = select.select([peer.stdout], [], [], 30)
+    assert ready, "the KeyUpdate peer printed no port"
+    port = int(peer.stdout.readline())
+    client = subprocess.run(
+        [*NCAT, "connect", "--ssl", "--ssl-ca", str(pki.ca_file), "127.0.0.1", str(port)],
+        input=up,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert (client.returncode, client.stderr) == (0, b"")
+    assert sha256(client.stdout) == sha256(reply(_REPLY))
+    assert _peer_summary(peer) == [b"got", sha256(up).encode(), b"0x0304"]
+
+
+@_KEY_UPDATE_MODES
+def test_listen_reads_on_through_a_key_update_after_its_close_notify(pki: Pki, mode: int) -> None:
+    up = os.urandom(256 << 10)
+    listener, port = spawn_listener(
+        ["listen", *pki.server_args(), "127.0.0.1", "0"], stdin=subprocess.PIPE
+    )
+    assert listener.stdin is not None
+    assert listener.stdout is not None
+    at_listener = Drain(listener.stdout)
+    Feed(listener.stdin, up)  # sent once the peer connects, then close_notify
+    peer = _keyupdate_peer("client", str(port), str(mode), str(_REPLY))
+    assert _peer_summary(peer) == [b"got", sha256(up).encode(), b"0x0304"]
+    assert sha256(at_listener.wait()) == sha256(reply(_REPLY))
+    with listener:
+        assert finish(listener, 30) == 0
