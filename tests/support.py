@@ -15,6 +15,7 @@ import re
 import selectors
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any, Generic, TypeVar, cast
 
 import pytest
+import trustme
 
 ROOT = Path(__file__).resolve().parent.parent
 NCAT = [sys.executable, "-m", "ncat_trio"]
@@ -373,3 +375,31 @@ def reap_children() -> None:
     leftovers, _CHILDREN[:] = list(_CHILDREN), []
     with reaped(*leftovers):
         pass
+
+
+# --- TLS ---------------------------------------------------------------------------
+
+
+class Pki:
+    """A trustme CA and a server certificate, written out as PEM files."""
+
+    def __init__(self, folder: Path) -> None:
+        self.ca = trustme.CA()
+        leaf = self.ca.issue_cert("localhost", "127.0.0.1", "::1")
+        self.ca_file = folder / "ca.pem"
+        self.cert_file = folder / "server.pem"
+        self.key_file = folder / "server.key"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        leaf.private_key_pem.write_to_path(str(self.key_file))
+        leaf.cert_chain_pems[0].write_to_path(str(self.cert_file))
+        for extra in leaf.cert_chain_pems[1:]:
+            extra.write_to_path(str(self.cert_file), append=True)
+        self.leaf = leaf
+
+    def server_args(self) -> list[str]:
+        return ["--ssl", "--ssl-cert", str(self.cert_file), "--ssl-key", str(self.key_file)]
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.leaf.configure_cert(context)
+        return context

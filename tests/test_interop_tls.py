@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from .support import (
     NCAT,
     Drain,
     Feed,
+    Pki,
     finish,
     listening_port_of,
     read_line,
@@ -61,13 +61,8 @@ def _reap_children() -> Iterator[None]:
 @pytest.fixture
 def pki(tmp_path: Path) -> tuple[Path, Path, Path]:
     """(CA file, server certificate, server key) from trustme."""
-    ca = trustme.CA()
-    leaf = ca.issue_cert("localhost", "127.0.0.1")
-    paths = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
-    ca.cert_pem.write_to_path(str(paths[0]))
-    leaf.cert_chain_pems[0].write_to_path(str(paths[1]))
-    leaf.private_key_pem.write_to_path(str(paths[2]))
-    return paths
+    files = Pki(tmp_path)
+    return files.ca_file, files.cert_file, files.key_file
 
 
 def peer_port(proc: subprocess.Popen[bytes], ready: bytes) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -20,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 from ncat_trio.errors import UsageError
 from ncat_trio.transport import tls
@@ -29,6 +27,7 @@ from .support import (
     NCAT,
     Drain,
     Feed,
+    Pki,
     ServeOnce,
     finish,
     one_error_line,
@@ -44,31 +43,6 @@ from .support import (
 def _reap_children() -> Iterator[None]:
     yield
     reap_children()
-
-
-class Pki:
-    """A trustme CA and a server certificate, written out as PEM files."""
-
-    def __init__(self, folder: Path) -> None:
-        self.ca = trustme.CA()
-        leaf = self.ca.issue_cert("localhost", "127.0.0.1", "::1")
-        self.ca_file = folder / "ca.pem"
-        self.cert_file = folder / "server.pem"
-        self.key_file = folder / "server.key"
-        self.ca.cert_pem.write_to_path(str(self.ca_file))
-        leaf.private_key_pem.write_to_path(str(self.key_file))
-        leaf.cert_chain_pems[0].write_to_path(str(self.cert_file))
-        for extra in leaf.cert_chain_pems[1:]:
-            extra.write_to_path(str(self.cert_file), append=True)
-        self.leaf = leaf
-
-    def server_args(self) -> list[str]:
-        return ["--ssl", "--ssl-cert", str(self.cert_file), "--ssl-key", str(self.key_file)]
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.leaf.configure_cert(context)
-        return context
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-import trustme
 
 from ncat_trio.errors import ConnectError
 from ncat_trio.modes.netcat import SessionOptions, netcat_session
@@ -28,7 +27,17 @@ from ncat_trio.transport import tls
 from ncat_trio.transport.tls_stream import TlsStream, TlsTruncated
 from ncat_trio.transport.zerocopy import classify
 
-from .support import NCAT, Drain, Feed, finish, reap_children, sha256, spawn, spawn_listener
+from .support import (
+    NCAT,
+    Drain,
+    Feed,
+    Pki,
+    finish,
+    reap_children,
+    sha256,
+    spawn,
+    spawn_listener,
+)
 from .tls_keyupdate_peer import reply
 
 
@@ -36,21 +45,6 @@ from .tls_keyupdate_peer import reply
 def _reap_children() -> Iterator[None]:
     yield
     reap_children()
-
-
-class Pki:
-    """A trustme CA and a leaf for localhost/127.0.0.1, as PEM files."""
-
-    def __init__(self, folder: Path) -> None:
-        ca = trustme.CA()
-        leaf = ca.issue_cert("localhost", "127.0.0.1")
-        self.ca_file, self.cert, self.key = folder / "ca.pem", folder / "c.pem", folder / "k.pem"
-        ca.cert_pem.write_to_path(str(self.ca_file))
-        leaf.cert_chain_pems[0].write_to_path(str(self.cert))
-        leaf.private_key_pem.write_to_path(str(self.key))
-
-    def server_args(self) -> list[str]:
-        return ["--ssl", "--ssl-cert", str(self.cert), "--ssl-key", str(self.key)]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +58,7 @@ def contexts(
     """(client, server) contexts, built by ncat-trio's own functions."""
     client = tls.client_context(tls.TlsOptions(ca_file=str(pki.ca_file)))
     server = tls.server_context(
-        tls.TlsOptions(server=True, cert_file=str(pki.cert), key_file=str(pki.key))
+        tls.TlsOptions(server=True, cert_file=str(pki.cert_file), key_file=str(pki.key_file))
     )
     if server_max is not None:
         server.maximum_version = server_max
@@ -402,7 +396,7 @@ def test_connect_reads_on_through_a_key_update_after_its_close_notify(pki: Pki, 
     ``update_requested`` the peer asks for a KeyUpdate back, which a closed sending side
     cannot give; libssl must not turn that into an error while we read the reply."""
     up = os.urandom(256 << 10)
-    peer = _keyupdate_peer("server", str(pki.cert), str(pki.key), str(mode), str(_REPLY))
+    peer = _keyupdate_peer("server", str(pki.cert_file), str(pki.key_file), str(mode), str(_REPLY))
     assert peer.stdout is not None
     ready, _, _ = select.select([peer.stdout], [], [], 30)
     assert ready, "the KeyUpdate peer printed no port"
