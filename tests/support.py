@@ -313,20 +313,40 @@ def listening_port_of(pid: int) -> int:
     ``Listening on 127.0.0.1:0``): the socket inode under /proc/PID/fd is looked up in
     /proc/net/tcp{,6}, so tests keep using port 0 instead of guessing a free port.
     """
+    return _port_of(pid, "tcp")
+
+
+def udp_port_of(pid: int) -> int:
+    """The UDP port a process has bound, as :func:`listening_port_of` finds TCP ones."""
+    return _port_of(pid, "udp")
+
+
+def _port_of(pid: int, protocol: str) -> int:
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
             match = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
             if match is not None:
                 inodes.add(match.group(1))
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for table in (f"/proc/net/{protocol}", f"/proc/net/{protocol}6"):
         with contextlib.suppress(OSError), open(table) as rows:
             next(rows)
             for row in rows:
                 fields = row.split()
-                if fields[3] == "0A" and fields[9] in inodes:  # 0A = TCP_LISTEN
+                listening = protocol == "udp" or fields[3] == "0A"  # 0A = TCP_LISTEN
+                if listening and fields[9] in inodes:
                     return int(fields[1].rsplit(":", 1)[1], 16)
-    raise AssertionError(f"process {pid} has no listening TCP socket")
+    kind = "listening TCP" if protocol == "tcp" else "UDP"
+    raise AssertionError(f"process {pid} has no {kind} socket")
+
+
+def pid_gone(pid: int) -> bool:
+    """True once no process ``pid`` exists (an exec child reaped after its session)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def ipv6_loopback_available() -> bool:

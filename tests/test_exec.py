@@ -21,6 +21,7 @@ from .support import (
     ServeOnce,
     finish,
     one_error_line,
+    pid_gone,
     reap_children,
     receive_all,
     sha256,
@@ -45,14 +46,6 @@ def talk(port: int, message: bytes) -> bytes:
 def stderr_of(proc: subprocess.Popen[bytes]) -> str:
     assert proc.stderr is not None
     return proc.stderr.read().decode()
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_echo_through_cat_both_ways() -> None:

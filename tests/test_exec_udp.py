@@ -20,6 +20,7 @@ from .support import (
     NCAT,
     finish,
     one_error_line,
+    pid_gone,
     read_line,
     reap_children,
     spawn,
@@ -54,14 +55,6 @@ def udp_listener(*args: str) -> tuple[subprocess.Popen[bytes], int]:
 def stderr_lines(proc: subprocess.Popen[bytes]) -> list[str]:
     assert proc.stderr is not None
     return proc.stderr.read().decode().splitlines()
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_echo_through_cat_one_datagram_each_and_only_the_first_sender() -> None:

@@ -11,9 +11,6 @@ from /proc/net/udp.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -21,7 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from .support import NCAT, finish, read_line, reap_children, require_program, spawn, wait_for_port
+from .support import (
+    NCAT,
+    finish,
+    read_line,
+    reap_children,
+    require_program,
+    spawn,
+    udp_port_of,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -37,24 +43,6 @@ done
 def _reap_children() -> Iterator[None]:
     yield
     reap_children()
-
-
-def udp_port_of(pid: int) -> int:
-    """The UDP port a process has bound, from /proc (ncat prints the one it was asked for)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            match = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
-            if match is not None:
-                inodes.add(match.group(1))
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        with contextlib.suppress(OSError), open(table) as rows:
-            next(rows)
-            for row in rows:
-                fields = row.split()
-                if fields[9] in inodes:
-                    return int(fields[1].rsplit(":", 1)[1], 16)
-    raise AssertionError(f"process {pid} has no UDP socket")
 
 
 def test_udp_echo_through_exec_cat_with_nc_openbsd_as_the_client() -> None:
