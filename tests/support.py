@@ -244,6 +244,25 @@ class Feed:
             raise self._error
 
 
+def reply_after_eof(
+    eof_side: subprocess.Popen[bytes], replier: subprocess.Popen[bytes], up: bytes, down: bytes
+) -> None:
+    """``eof_side`` sends ``up`` and its stdin ends; ``replier`` sends ``down`` only once
+    all of ``up`` has arrived, so the reply crosses ``eof_side``'s EOF.  Both must arrive
+    whole.  (Both processes were started with stdin and stdout pipes.)"""
+    assert eof_side.stdin is not None
+    assert eof_side.stdout is not None
+    assert replier.stdin is not None
+    assert replier.stdout is not None
+    at_replier = Drain(replier.stdout)
+    at_eof_side = Drain(eof_side.stdout)
+    Feed(eof_side.stdin, up).wait()  # written and closed: eof_side reaches EOF
+    at_replier.wait_count(len(up))
+    Feed(replier.stdin, down)  # the reply, after that EOF
+    assert sha256(at_replier.wait()) == sha256(up)
+    assert sha256(at_eof_side.wait()) == sha256(down)
+
+
 class ServeOnce(Generic[T]):
     """A Python TCP server for one connection on ``host`` port 0; ``handler`` runs in a thread.
 

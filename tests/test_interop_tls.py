@@ -39,6 +39,7 @@ from .support import (
     listening_port_of,
     read_line,
     reap_children,
+    reply_after_eof,
     require_program,
     sha256,
     spawn,
@@ -206,19 +207,9 @@ def test_ncat_client_to_our_listener_both_ways_with_allow_truncation() -> None:
     client = spawn(
         [require_program("ncat"), "--ssl", "127.0.0.1", str(port)], stdin=subprocess.PIPE
     )
-    assert listener.stdin is not None
-    assert listener.stdout is not None
     assert listener.stderr is not None
-    assert client.stdin is not None
-    assert client.stdout is not None
-    at_listener = Drain(listener.stdout)
-    at_client = Drain(client.stdout)
     errors = Drain(listener.stderr)
-    Feed(client.stdin, up).wait()  # ncat's stdin ends first: its bare FIN
-    at_listener.wait_count(SIZE)
-    Feed(listener.stdin, down)  # our reply after its EOF
-    assert sha256(at_client.wait()) == sha256(down)
-    assert sha256(at_listener.wait()) == sha256(up)
+    reply_after_eof(client, listener, up, down)  # ncat's EOF is a bare FIN
     assert code_of(client) == 0
     assert code_of(listener) == 0
     lines = error_lines(errors.wait())
@@ -264,17 +255,7 @@ def test_socat_openssl_client_to_our_listener_with_a_reply_after_its_eof() -> No
         [require_program("socat"), "-t", "30", "STDIO", f"OPENSSL:127.0.0.1:{port},verify=0"],
         stdin=subprocess.PIPE,
     )
-    assert listener.stdin is not None
-    assert listener.stdout is not None
-    assert client.stdin is not None
-    assert client.stdout is not None
-    at_client = Drain(client.stdout)
-    at_listener = Drain(listener.stdout)
-    Feed(client.stdin, up).wait()
-    at_listener.wait_count(SIZE)
-    Feed(listener.stdin, down)
-    assert sha256(at_listener.wait()) == sha256(up)
-    assert sha256(at_client.wait()) == sha256(down)
+    reply_after_eof(client, listener, up, down)
     assert code_of(listener) == 0
     assert code_of(client) == 0
 
@@ -291,21 +272,11 @@ def test_our_client_to_socat_openssl_listen_with_a_reply_after_our_eof(
         stdin=subprocess.PIPE,
     )  # fmt: skip
     port = peer_port(server, b"listening on")
-    assert server.stdin is not None
-    assert server.stdout is not None
     client = spawn(
         [*NCAT, "connect", "--ssl", "--ssl-ca", str(ca), "127.0.0.1", str(port)],
         stdin=subprocess.PIPE,
     )
-    assert client.stdin is not None
-    assert client.stdout is not None
-    at_server = Drain(server.stdout)
-    at_client = Drain(client.stdout)
-    Feed(client.stdin, up).wait()
-    at_server.wait_count(SIZE)
-    Feed(server.stdin, down)
-    assert sha256(at_server.wait()) == sha256(up)
-    assert sha256(at_client.wait()) == sha256(down)
+    reply_after_eof(client, server, up, down)
     assert code_of(client) == 0
     assert code_of(server) == 0
 

@@ -34,6 +34,7 @@ from .support import (
     Pki,
     finish,
     reap_children,
+    reply_after_eof,
     sha256,
     spawn,
     spawn_listener,
@@ -321,17 +322,7 @@ def test_two_processes_at_stdin_eof_both_exit_0_with_a_reply_after_the_eof(
         [*NCAT, "connect", "--ssl", "--ssl-ca", str(ca_file), "127.0.0.1", str(port)],
         stdin=subprocess.PIPE,
     )
-    assert listener.stdin is not None
-    assert listener.stdout is not None
-    assert client.stdin is not None
-    assert client.stdout is not None
-    at_listener = Drain(listener.stdout)
-    at_client = Drain(client.stdout)
-    Feed(client.stdin, up).wait()  # written and closed: the client reaches EOF
-    at_listener.wait_count(len(up))
-    Feed(listener.stdin, down)  # the reply, after the client's EOF
-    assert sha256(at_listener.wait()) == sha256(up)
-    assert sha256(at_client.wait()) == sha256(down)
+    reply_after_eof(client, listener, up, down)
     with client, listener:
         assert finish(client, 30) == 0
         assert finish(listener, 30) == 0
