@@ -126,27 +126,34 @@ class TlsStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("the TLS stream is closed")
         size = READ_SIZE if max_bytes is None else max_bytes
         if self._plaintext:
-            data = bytes(self._plaintext[:size])
+            buffered = bytes(self._plaintext[:size])
             del self._plaintext[:size]
-            return data
+            return buffered
         while not self._eof_seen:
-            try:
-                data = self._ssl.read(size)
-            except ssl.SSLWantReadError:
+            data = self._read(size)
+            if data is None:  # OpenSSL needs more bytes from the transport
                 await self._flush_from_receive()
                 await self._feed()
-                continue
-            except ssl.SSLZeroReturnError:
-                data = b""
-            except ssl.SSLError as exc:
-                raise trio.BrokenResourceError(f"TLS: {exc.reason or exc}") from exc
-            if not data:
-                self._eof_seen = True
-                break
-            await self._flush_from_receive()
-            return data
+            elif data:
+                await self._flush_from_receive()
+                return data
         await trio.lowlevel.checkpoint()
         return self._report_eof()
+
+    def _read(self, size: int) -> bytes | None:
+        """One ``SSLObject.read``: plaintext, b"" at the peer's close_notify (which sets
+        ``_eof_seen``), or None while a record is incomplete."""
+        try:
+            data = self._ssl.read(size)
+        except ssl.SSLWantReadError:
+            return None
+        except ssl.SSLZeroReturnError:
+            data = b""
+        except ssl.SSLError as exc:
+            raise trio.BrokenResourceError(f"TLS: {exc.reason or exc}") from exc
+        if not data:
+            self._eof_seen = True
+        return data
 
     def _report_eof(self) -> bytes:
         """The peer's close_notify is b""; after the TCP EOF it is a truncation."""
@@ -168,16 +175,8 @@ class TlsStream(trio.abc.HalfCloseableStream):
     def _decrypt_received(self) -> None:
         """Move every complete record already received into :attr:`_plaintext`."""
         while not self._eof_seen:
-            try:
-                data = self._ssl.read(READ_SIZE)
-            except ssl.SSLWantReadError:
-                return
-            except ssl.SSLZeroReturnError:
-                data = b""
-            except ssl.SSLError as exc:
-                raise trio.BrokenResourceError(f"TLS: {exc.reason or exc}") from exc
-            if not data:
-                self._eof_seen = True  # receive_some reports it after the plaintext
+            data = self._read(READ_SIZE)
+            if not data:  # incomplete, or the EOF: receive_some reports it after the plaintext
                 return
             self._plaintext += data
 
