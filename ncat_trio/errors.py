@@ -10,6 +10,7 @@ Anything else that escapes is a bug and keeps its traceback (exit 70).
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from typing import ClassVar
 
 
@@ -118,3 +119,12 @@ SIGNAL_EXIT_CODES: dict[int, ExitCode] = {
     2: ExitCode.SIGINT,
     15: ExitCode.SIGTERM,
 }
+
+
+def leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside ``exc``: itself, or every leaf of an exception group."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from leaves(inner)
+    else:
+        yield exc

@@ -17,13 +17,13 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
 
 from . import diag
-from .errors import SIGNAL_EXIT_CODES, ExitCode, NcatError
+from .errors import SIGNAL_EXIT_CODES, ExitCode, NcatError, leaves
 
 MainFn = Callable[[], Awaitable[int | None]]
 
@@ -45,14 +45,6 @@ def ensure_std_fds() -> None:
             if new != fd:
                 os.dup2(new, fd)
                 os.close(new)
-
-
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield exc
 
 
 async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signals]) -> int | None:
@@ -79,20 +71,20 @@ async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signal
 
 def exit_code_for(exc: BaseException) -> int:
     """Map an escaped exception (or group) to an exit code, printing its one line."""
-    leaves = list(_leaves(exc))
-    for leaf in leaves:
+    found = list(leaves(exc))
+    for leaf in found:
         if not isinstance(leaf, NcatError | KeyboardInterrupt | SystemExit):
             traceback.print_exception(exc)
             diag.say(f"internal error: {leaf!r} (this is a bug)")
             return ExitCode.SOFTWARE
-    for leaf in leaves:
+    for leaf in found:
         if isinstance(leaf, KeyboardInterrupt):
             diag.say("interrupted")
             return ExitCode.SIGINT
         if isinstance(leaf, SystemExit):
             code = leaf.code
             return code if isinstance(code, int) else ExitCode.USAGE
-    first = leaves[0]
+    first = found[0]
     assert isinstance(first, NcatError)
     diag.say(str(first))
     return first.exit_code
@@ -120,7 +112,7 @@ def run(main: MainFn) -> int:
     try:
         result = trio.run(_supervise, main, state, signums)
     except BaseException as exc:  # unwrap groups here and only here
-        if state.signum is not None and all(isinstance(leaf, NcatError) for leaf in _leaves(exc)):
+        if state.signum is not None and all(isinstance(leaf, NcatError) for leaf in leaves(exc)):
             code: int = _signal_exit(state.signum)
         else:
             code = exit_code_for(exc)

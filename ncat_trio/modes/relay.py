@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 import trio
 
 from .. import diag
-from ..errors import ConnectError, ExitCode, NcatError
+from ..errors import ConnectError, ExitCode, NcatError, leaves
 from ..json_summary import append_json, json_line
 from ..transport import net
 from ..transport.faults import AnyFault, FaultPlan
@@ -532,14 +532,8 @@ def relay_summary(
 
 
 def _first_ncat_error(exc: BaseException | None) -> NcatError | None:
-    if isinstance(exc, NcatError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _first_ncat_error(inner)
-            if found is not None:
-                return found
-    return None
+    inside = () if exc is None else leaves(exc)
+    return next((leaf for leaf in inside if isinstance(leaf, NcatError)), None)
 
 
 def _write_summary(
