@@ -249,15 +249,41 @@ def say(message: str) -> None:
     write_raw(f"{PROG}: {message}\n")
 
 
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\x1b``, ``\\x00``, ``\\u202e``).
+
+    The one escaping rule for peer-supplied text (addresses, reason phrases, names)
+    before it reaches stderr, a log line or a child's environment: no terminal escape,
+    NUL, newline or C1 control gets through, and what is printable stays as it was.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable():
+            out.append(char)
+        elif ord(char) < 0x100:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return "".join(out)
+
+
 def format_address(address: object) -> str:
-    """``127.0.0.1:80`` / ``[::1]:80`` / a Unix path, from a socket address tuple or str."""
+    """``127.0.0.1:80`` / ``[::1]:80`` / a Unix path, from a socket address tuple or str.
+
+    Escaped by :func:`printable`: a Unix peer's name (an abstract address starts with
+    NUL) is chosen by the peer.
+    """
     if isinstance(address, tuple) and len(address) >= 2:
         host, port = address[0], address[1]
         if isinstance(host, str) and host.startswith("::ffff:") and "." in host:
             host = host[7:]  # an IPv4 peer of a dual-stack listener
         if isinstance(host, str) and ":" in host:
-            return f"[{host}]:{port}"
-        return f"{host}:{port}"
+            return printable(f"[{host}]:{port}")
+        return printable(f"{host}:{port}")
     if isinstance(address, bytes):
-        return address.decode("utf-8", "replace") or "(unnamed)"
-    return str(address) or "(unnamed)"
+        return printable(address.decode("utf-8", "replace")) or "(unnamed)"
+    return printable(str(address)) or "(unnamed)"
