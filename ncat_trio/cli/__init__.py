@@ -21,6 +21,7 @@ from . import help as help_cli
 from . import netcat
 from . import relay as relay_cli
 from . import scan as scan_cli
+from . import toxiproxy as toxiproxy_cli
 from . import transfer as transfer_cli
 from . import ttcp as ttcp_cli
 from .panels import PanelledGroup
@@ -40,6 +41,7 @@ app.add_typer(ttcp_cli.app, name="ttcp")
 clock_cli.register(app)
 transfer_cli.register(app)
 relay_cli.register(app)
+toxiproxy_cli.register(app)
 help_cli.register(app)
 scan_cli.register(app)
 
@@ -53,6 +55,7 @@ SUBCOMMANDS = {
     "send",
     "receive",
     "relay",
+    "toxiproxy",
     "help",
     "scan",
 }

@@ -120,7 +120,12 @@ class LimitData(Fault):
 class ResetPeer(Fault):
     """Reset (RST, via ``SO_LINGER`` 0 and close) this direction's receiver: ``after``
     seconds after the fault takes effect, or, if ``after_bytes`` is set, once that many
-    bytes have been forwarded.  The other side is reset too (the relay propagates resets)."""
+    bytes have been forwarded.  The other side is reset too (the relay propagates resets).
+
+    With both, ``after`` is a wait between reaching ``after_bytes`` and the reset, the
+    bytes past the mark dropped: ``ResetPeer(after_bytes=0, after=t)`` is toxiproxy's
+    ``reset_peer`` (the first chunk that arrives is dropped, the reset follows ``t`` s
+    later)."""
 
     after: float = 0.0
     after_bytes: int | None = None
@@ -293,15 +298,18 @@ class FaultySink(trio.abc.SendStream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self._wait_unstalled()
         active = self.faults.active(self.direction)
-        cut: tuple[int, FaultKind, str] | None = None
+        cut: tuple[int, FaultKind, str, float] | None = None
         for fault in active:
             if isinstance(fault, LimitData):
-                point = (fault.limit, FaultKind.LIMIT_DATA, f"closed after {fault.limit} bytes")
+                point = (
+                    fault.limit, FaultKind.LIMIT_DATA, f"closed after {fault.limit} bytes", 0.0,
+                )  # fmt: skip
             elif isinstance(fault, ResetPeer) and fault.after_bytes is not None:
                 point = (
                     fault.after_bytes,
                     FaultKind.RESET_PEER,
                     f"after {fault.after_bytes} bytes",
+                    fault.after,
                 )
             else:
                 continue
@@ -311,6 +319,8 @@ class FaultySink(trio.abc.SendStream):
             head = bytes(data[: max(0, cut[0] - self.forwarded)])
             if head:
                 await self._deliver(head, active)
+            if cut[3] > 0:  # reset-peer's wait after the mark (toxiproxy's timeout)
+                await trio.sleep(cut[3])
             raise FaultAbort(cut[1], self.direction, cut[2])
         await self._deliver(data, active)
 

@@ -1,0 +1,643 @@
+"""toxiproxy's HTTP API (version 2) over ncat-trio's relay: ``ncat-trio toxiproxy``.
+
+Any toxiproxy client (Ruby, Go, Python, JS, testcontainers, curl) can drive it.  Each
+proxy is a :class:`~ncat_trio.modes.relay.RelayServer` with its own
+:class:`~ncat_trio.transport.faults.FaultPlan`; each toxic maps to one relay fault, so a
+toxic added, changed or removed acts on live connections at their next chunk, and the
+relay's bounded buffers and lossless half-close hold underneath.
+
+Shapes, field names, defaults and status codes are toxiproxy's (api.go, proxy.go,
+toxic_collection.go, toxics/*.go of Shopify/toxiproxy v2.12):
+
+* proxy ``{"name", "listen", "upstream", "enabled", "toxics"}``; ``enabled`` defaults to
+  true; ``listen`` with port 0 is answered with the real port; ``enabled: false`` closes
+  the listener and every live connection; a changed ``listen``/``upstream`` restarts it.
+* toxic ``{"attributes", "name", "type", "stream", "toxicity"}``; ``stream`` defaults to
+  ``downstream``, ``name`` to ``TYPE_STREAM``, ``toxicity`` to 1; attributes in
+  toxiproxy's units (below); an update merges attributes and may change ``toxicity``.
+* 201 on proxy create and populate, 200 on toxic create (as toxiproxy), 204 on delete
+  and reset, 404 unknown, 409 duplicate name or listen port in use, 400 bad body
+  (``{"error": "...", "status": N}``), 403 for browsers (toxiproxy's guard: a web page
+  must not open ports on this machine).
+
+Where ncat-trio's faults differ from toxiproxy's toxics, on purpose:
+``timeout`` holds data instead of dropping it (removing the toxic resumes the stream
+where it stopped; toxiproxy closes those connections), ``latency`` delays each chunk
+before the next is read, half-close passes through every toxic, and an invalid value
+(negative latency, slicer variation >= size, toxicity outside 0..1) is a 400.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import math
+import urllib.parse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .. import __version__, diag
+from ..errors import ConnectError, UsageError
+from ..transport import net
+from ..transport.endpoint import Endpoint
+from ..transport.faults import (
+    AnyFault,
+    Bandwidth,
+    FaultPlan,
+    Latency,
+    LimitData,
+    ResetPeer,
+    Slicer,
+    SlowClose,
+    Stall,
+)
+from .http_server import Request, Response
+from .relay import RelayOptions, RelayServer
+
+#: What ``GET /version`` answers: the toxiproxy API version spoken, with ours as semver
+#: build metadata (ignored when versions are compared).
+VERSION = f"2.12.0+ncat-trio.{__version__}"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8474
+
+#: Each toxic type's attributes, in toxiproxy's names; all are integers.
+TOXIC_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "latency": ("latency", "jitter"),  # ms
+    "bandwidth": ("rate",),  # KB/s (1 KB = 1000 bytes, as toxiproxy computes it)
+    "slow_close": ("delay",),  # ms
+    "timeout": ("timeout",),  # ms; 0 = until removed
+    "reset_peer": ("timeout",),  # ms after the first data
+    "slicer": ("average_size", "size_variation", "delay"),  # bytes, bytes, µs
+    "limit_data": ("bytes",),
+    "noop": (),
+}
+STREAMS = {"upstream": "up", "downstream": "down"}
+
+
+class ApiError(Exception):
+    """An answer other than success: toxiproxy's ``{"error": message, "status": code}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+    def body(self) -> dict[str, object]:
+        return {"error": self.message, "status": self.status}
+
+
+def _bad_body(why: str) -> ApiError:
+    return ApiError(400, f"bad request body: {why}")
+
+
+def _not_found_proxy() -> ApiError:
+    return ApiError(404, "proxy not found")
+
+
+# ---- toxics ----------------------------------------------------------------------
+
+
+@dataclass
+class Toxic:
+    """One toxic as the API shows it; :meth:`fault` is the relay fault it becomes."""
+
+    name: str
+    type: str
+    stream: str
+    toxicity: float
+    attributes: dict[str, int]
+
+    def to_json(self) -> dict[str, object]:
+        toxicity: float | int = self.toxicity
+        if float(toxicity).is_integer():
+            toxicity = int(toxicity)  # as Go prints a float32 1.0: `1`
+        return {
+            "attributes": dict(self.attributes),
+            "name": self.name,
+            "type": self.type,
+            "stream": self.stream,
+            "toxicity": toxicity,
+        }
+
+    def fault(self) -> AnyFault | None:
+        """The relay fault, or None for a toxic that does nothing (noop, rate 0)."""
+        a = self.attributes
+        common: dict[str, Any] = {"direction": STREAMS[self.stream], "toxicity": self.toxicity}
+        try:
+            if self.type == "latency":
+                return Latency(a["latency"] / 1000, a["jitter"] / 1000, **common)
+            if self.type == "bandwidth":
+                return Bandwidth(a["rate"] * 1000, **common) if a["rate"] > 0 else None
+            if self.type == "slow_close":
+                return SlowClose(a["delay"] / 1000, **common)
+            if self.type == "timeout":
+                return Stall(a["timeout"] / 1000, **common)
+            if self.type == "reset_peer":
+                return ResetPeer(after=a["timeout"] / 1000, after_bytes=0, **common)
+            if self.type == "slicer":
+                return Slicer(
+                    a["average_size"], a["size_variation"], a["delay"] / 1_000_000, **common
+                )
+            if self.type == "limit_data":
+                return LimitData(a["bytes"], **common)
+        except UsageError as exc:
+            raise _bad_body(str(exc)) from exc
+        return None
+
+
+def _integer(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad_body(f"{where} must be an integer, got {json.dumps(value)}")
+    if isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer()):
+            raise _bad_body(f"{where} must be an integer, got {value!r}")
+        value = int(value)
+    return value
+
+
+def _toxicity(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad_body(f"toxicity must be a number, got {json.dumps(value)}")
+    return float(value)
+
+
+def _merge_attributes(kind: str, base: dict[str, int], given: object) -> dict[str, int]:
+    """toxiproxy decodes ``attributes`` onto the toxic's struct: named fields are set,
+    others ignored, absent ones kept."""
+    merged = dict(base)
+    if given is None:
+        return merged
+    if not isinstance(given, dict):
+        raise _bad_body("attributes must be an object")
+    for key in TOXIC_ATTRIBUTES[kind]:
+        if key in given and given[key] is not None:
+            merged[key] = _integer(given[key], f"attributes.{key}")
+    return merged
+
+
+def new_toxic(body: object) -> Toxic:
+    """A toxic from a create request's JSON (defaults as toxiproxy's AddToxicJson)."""
+    if not isinstance(body, dict):
+        raise _bad_body("expected a JSON object")
+    stream = body.get("stream", "downstream")
+    if stream in (None, ""):
+        stream = "downstream"
+    if stream not in STREAMS:
+        raise ApiError(400, "stream was invalid, can be either upstream or downstream")
+    kind = body.get("type")
+    if not isinstance(kind, str) or kind not in TOXIC_ATTRIBUTES:
+        raise ApiError(400, "invalid toxic type")
+    name = body.get("name") or f"{kind}_{stream}"
+    if not isinstance(name, str):
+        raise _bad_body("name must be a string")
+    toxicity = 1.0 if body.get("toxicity") is None else _toxicity(body["toxicity"])
+    zero = dict.fromkeys(TOXIC_ATTRIBUTES[kind], 0)
+    toxic = Toxic(
+        name, kind, stream, toxicity, _merge_attributes(kind, zero, body.get("attributes"))
+    )
+    toxic.fault()  # validate now: a bad value is a 400 before anything changes
+    return toxic
+
+
+def updated_toxic(toxic: Toxic, body: object) -> Toxic:
+    """``toxic`` with an update request applied (attributes merged, toxicity replaced)."""
+    if not isinstance(body, dict):
+        raise _bad_body("expected a JSON object")
+    toxicity = toxic.toxicity if body.get("toxicity") is None else _toxicity(body["toxicity"])
+    attributes = _merge_attributes(toxic.type, toxic.attributes, body.get("attributes"))
+    new = Toxic(toxic.name, toxic.type, toxic.stream, toxicity, attributes)
+    new.fault()
+    return new
+
+
+# ---- proxies ---------------------------------------------------------------------
+
+
+def split_host_port(text: str, what: str) -> tuple[str | None, int]:
+    """Go's ``net.SplitHostPort`` for ``host:port``, ``[v6]:port`` and ``:port``
+    (empty host: None)."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise _bad_body(f"{what} {text!r}: expected [IPV6]:PORT")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or ":" in host:
+            raise _bad_body(f"{what} {text!r}: expected HOST:PORT")
+    if not port.isdigit() or int(port) > 65535:
+        raise _bad_body(f"{what} {text!r}: bad port")
+    return (host or None), int(port)
+
+
+@dataclass
+class Proxy:
+    """One proxy: its fields, its toxics, and while enabled a running relay."""
+
+    name: str
+    listen: str
+    upstream: str
+    enabled: bool = False
+    toxics: list[Toxic] = field(default_factory=list)
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    server: RelayServer | None = None
+    _scope: trio.CancelScope | None = None
+    _stopped: trio.Event | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "listen": self.listen,
+            "upstream": self.upstream,
+            "enabled": self.enabled,
+            "toxics": self.toxics_json(),
+        }
+
+    def toxics_json(self) -> list[dict[str, object]]:
+        # toxiproxy lists upstream toxics first, then downstream, each in order added.
+        ordered = sorted(self.toxics, key=lambda t: t.stream != "upstream")
+        return [t.to_json() for t in ordered]
+
+    def find(self, name: str) -> Toxic | None:
+        return next((t for t in self.toxics if t.name == name), None)
+
+    def apply_toxics(self) -> None:
+        """Hand the toxics to the relay: live connections see them at their next chunk."""
+        faults = [t.fault() for t in self.toxics]
+        self.plan.set(*(f for f in faults if f is not None))
+
+
+def _proxy_fields(body: object, base: Proxy | None) -> tuple[str, str, str, bool]:
+    """(name, listen, upstream, enabled) from a create/update body; ``base`` gives the
+    defaults of an update (toxiproxy decodes onto the existing proxy)."""
+    if not isinstance(body, dict):
+        raise _bad_body("expected a JSON object")
+    values: dict[str, Any] = {
+        "name": base.name if base else "",
+        "listen": base.listen if base else "",
+        "upstream": base.upstream if base else "",
+        "enabled": base.enabled if base else True,
+    }
+    for key in ("name", "listen", "upstream"):
+        if body.get(key) is not None:
+            if not isinstance(body[key], str):
+                raise _bad_body(f"{key} must be a string")
+            values[key] = body[key]
+    if body.get("enabled") is not None:
+        if not isinstance(body["enabled"], bool):
+            raise _bad_body("enabled must be true or false")
+        values["enabled"] = body["enabled"]
+    return values["name"], values["listen"], values["upstream"], values["enabled"]
+
+
+def _check_new(name: str, upstream: str, where: str = "") -> None:
+    if not name:
+        raise ApiError(400, f"missing required field: name{where}")
+    if not upstream:
+        raise ApiError(400, f"missing required field: upstream{where}")
+
+
+class ToxiproxyApi:
+    """The proxies and the routes.  Runs its relays in ``nursery``; every request is
+    handled under one lock, as toxiproxy's collection mutex serialises them."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        seed: int | None = None,
+        verbose: bool = False,
+        log: Callable[[str], None] = diag.say,
+    ) -> None:
+        self._nursery = nursery
+        self._seed = seed
+        self._verbose = verbose
+        self._log = log
+        self._lock = trio.Lock()
+        self.proxies: dict[str, Proxy] = {}
+
+    # -- running relays -------------------------------------------------------------
+
+    async def _start(self, proxy: Proxy) -> None:
+        """Listen and relay; ``proxy.listen`` becomes the bound address.  409 if the
+        port is taken, 500 for other listen errors (toxiproxy: 500 for all)."""
+        if proxy.enabled:
+            return
+        host, port = split_host_port(proxy.listen or ":0", "listen")
+        upstream_host, upstream_port = split_host_port(proxy.upstream, "upstream")
+        target = Endpoint(upstream_host or "localhost", upstream_port)
+        try:
+            listener = await net.open_tcp_listener(Endpoint(host, port), backlog=1024)
+        except ConnectError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+                raise ApiError(409, f"listen {proxy.listen}: address already in use") from exc
+            raise ApiError(500, f"listen {proxy.listen}: {exc.why}") from exc
+        options = RelayOptions(
+            listen=Endpoint(host, port), targets=(target,), verbose=self._verbose
+        )
+        server = RelayServer(options, proxy.plan, log=self._prefixed(proxy.name))
+        scope = trio.CancelScope()
+        stopped = trio.Event()
+
+        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                with scope:
+                    await server.serve(listener, task_status=task_status)
+            finally:
+                stopped.set()
+
+        await self._nursery.start(run)
+        proxy.server, proxy._scope, proxy._stopped = server, scope, stopped
+        proxy.listen = diag.format_address(listener.socket.getsockname())
+        proxy.enabled = True
+
+    async def _stop(self, proxy: Proxy) -> None:
+        """Close the listener and every live connection; return once they are closed."""
+        if not proxy.enabled:
+            return
+        proxy.enabled = False
+        if proxy._scope is not None and proxy._stopped is not None:
+            proxy._scope.cancel()
+            await proxy._stopped.wait()
+        proxy.server = proxy._scope = proxy._stopped = None
+
+    async def _differs(self, proxy: Proxy, listen: str, upstream: str) -> bool:
+        """toxiproxy's Proxy.Differs: the upstream text changed, or the listen address
+        resolves to another one than the bound address (port 0 always differs)."""
+        if upstream != proxy.upstream:
+            return True
+        if listen == proxy.listen:
+            return False
+        host, port = split_host_port(listen or ":0", "listen")
+        if port == 0:
+            return True
+        try:
+            infos = await trio.socket.getaddrinfo(
+                host, port, type=trio.socket.SOCK_STREAM, flags=trio.socket.AI_PASSIVE
+            )
+        except OSError as exc:
+            raise _bad_body(f"listen {listen!r}: {exc}") from exc
+        return diag.format_address(infos[0][4]) != proxy.listen
+
+    async def close(self) -> None:
+        """Stop every proxy (the server is shutting down)."""
+        for proxy in list(self.proxies.values()):
+            await self._stop(proxy)
+
+    # -- operations (each also reachable over HTTP) ----------------------------------
+
+    async def create(self, body: object) -> Proxy:
+        name, listen, upstream, enabled = _proxy_fields(body, None)
+        _check_new(name, upstream)
+        if name in self.proxies:
+            raise ApiError(409, "proxy already exists")
+        split_host_port(upstream, "upstream")
+        proxy = Proxy(name, listen, upstream, plan=FaultPlan(seed=self._seed))
+        if enabled:
+            await self._start(proxy)
+        self.proxies[name] = proxy
+        return proxy
+
+    async def update(self, proxy: Proxy, body: object) -> Proxy:
+        _, listen, upstream, enabled = _proxy_fields(body, proxy)
+        split_host_port(upstream, "upstream")
+        if await self._differs(proxy, listen, upstream):
+            was_enabled = proxy.enabled
+            await self._stop(proxy)
+            proxy.listen, proxy.upstream = listen, upstream
+            if was_enabled and not enabled:
+                return proxy
+        if enabled and not proxy.enabled:
+            await self._start(proxy)
+        elif not enabled and proxy.enabled:
+            await self._stop(proxy)
+        return proxy
+
+    async def delete(self, proxy: Proxy) -> None:
+        await self._stop(proxy)
+        del self.proxies[proxy.name]
+
+    async def reset(self) -> None:
+        """Enable every proxy, remove every toxic."""
+        for proxy in self.proxies.values():
+            await self._start(proxy)
+            proxy.toxics.clear()
+            proxy.apply_toxics()
+
+    async def populate(self, body: object) -> tuple[list[Proxy], ApiError | None]:
+        """Create or replace a list of proxies (toxiproxy's PopulateJson): all are
+        checked first; one whose listen and upstream match is left as it is."""
+        if not isinstance(body, list):
+            raise _bad_body("expected a JSON array of proxies")
+        wanted = []
+        for index, item in enumerate(body, 1):
+            name, listen, upstream, enabled = _proxy_fields(item, None)
+            _check_new(name, upstream, f" at proxy {index}")
+            split_host_port(upstream, "upstream")
+            wanted.append((name, listen, upstream, enabled))
+        done: list[Proxy] = []
+        for name, listen, upstream, enabled in wanted:
+            try:
+                existing = self.proxies.get(name)
+                if existing is not None:
+                    if not await self._differs(existing, listen, upstream):
+                        done.append(existing)
+                        continue
+                    await self._stop(existing)
+                    del self.proxies[name]
+                proxy = Proxy(name, listen, upstream, plan=FaultPlan(seed=self._seed))
+                if enabled:
+                    await self._start(proxy)
+                self.proxies[name] = proxy
+                done.append(proxy)
+            except ApiError as exc:
+                return done, exc
+        return done, None
+
+    def add_toxic(self, proxy: Proxy, body: object) -> Toxic:
+        toxic = new_toxic(body)
+        if proxy.find(toxic.name) is not None:
+            raise ApiError(409, "toxic already exists")
+        proxy.toxics.append(toxic)
+        proxy.apply_toxics()
+        return toxic
+
+    def update_toxic(self, proxy: Proxy, name: str, body: object) -> Toxic:
+        toxic = proxy.find(name)
+        if toxic is None:
+            raise ApiError(404, "toxic not found")
+        new = updated_toxic(toxic, body)
+        proxy.toxics[proxy.toxics.index(toxic)] = new
+        proxy.apply_toxics()
+        return new
+
+    def remove_toxic(self, proxy: Proxy, name: str) -> None:
+        toxic = proxy.find(name)
+        if toxic is None:
+            raise ApiError(404, "toxic not found")
+        proxy.toxics.remove(toxic)
+        proxy.apply_toxics()
+
+    # -- HTTP ----------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """Route one request (the :mod:`http_server` handler)."""
+        agent = request.header("user-agent") or ""
+        if agent.startswith("Mozilla/"):
+            # toxiproxy's stopBrowsersMiddleware: this API opens ports and cuts
+            # connections, so a web page must not reach it through a browser.
+            return Response(403, b"User agent not allowed\n", "text/plain; charset=utf-8")
+        async with self._lock:
+            try:
+                status, body = await self._route(request)
+            except ApiError as exc:
+                status, body = exc.status, exc.body()
+        if self._verbose:
+            self._log(
+                f"HTTP API: {request.peer} {diag.printable(request.method)} "
+                f"{diag.printable(request.path)} -> {status}"
+            )
+        if body is None:
+            return Response(status)
+        if isinstance(body, bytes):
+            return Response(status, body, "application/json; charset=utf-8")
+        return Response(status, json.dumps(body, separators=(",", ":")).encode() + b"\n")
+
+    async def _route(self, request: Request) -> tuple[int, object]:
+        parts = [urllib.parse.unquote(p) for p in request.path.strip("/").split("/")]
+        method = request.method
+        if parts == ["version"] and method == "GET":
+            return 200, json.dumps({"version": VERSION}).encode() + b"\n"
+        if parts == ["reset"] and method == "POST":
+            await self.reset()
+            return 204, None
+        if parts == ["populate"] and method == "POST":
+            proxies, error = await self.populate(_decode(request.body))
+            listed = [p.to_json() for p in proxies]
+            if error is not None:
+                return error.status, {**error.body(), "proxies": listed}
+            return 201, {"proxies": listed}
+        if parts == ["proxies"]:
+            if method == "GET":
+                return 200, {name: p.to_json() for name, p in self.proxies.items()}
+            if method == "POST":
+                return 201, (await self.create(_decode(request.body))).to_json()
+            return _not_allowed()
+        if len(parts) < 2 or parts[0] != "proxies" or len(parts) > 4:
+            return 404, b"404 page not found\n"
+        if len(parts) >= 3 and parts[2] != "toxics":
+            return 404, b"404 page not found\n"
+        if len(parts) == 2 and method not in ("GET", "POST", "PATCH", "DELETE"):
+            return _not_allowed()
+        proxy = self.proxies.get(parts[1])
+        if proxy is None:
+            raise _not_found_proxy()
+        if len(parts) == 2:
+            if method == "GET":
+                return 200, proxy.to_json()
+            if method == "DELETE":
+                await self.delete(proxy)
+                return 204, None
+            return 200, (await self.update(proxy, _decode(request.body))).to_json()
+        if len(parts) == 3:
+            if method == "GET":
+                return 200, proxy.toxics_json()
+            if method == "POST":
+                return 200, self.add_toxic(proxy, _decode(request.body)).to_json()
+            return _not_allowed()
+        name = parts[3]
+        if method == "GET":
+            toxic = proxy.find(name)
+            if toxic is None:
+                raise ApiError(404, "toxic not found")
+            return 200, toxic.to_json()
+        if method in ("POST", "PATCH"):
+            return 200, self.update_toxic(proxy, name, _decode(request.body)).to_json()
+        if method == "DELETE":
+            self.remove_toxic(proxy, name)
+            return 204, None
+        return _not_allowed()
+
+    def _prefixed(self, name: str) -> Callable[[str], None]:
+        def log(line: str) -> None:
+            self._log(f"proxy {diag.printable(name)}: {line}")
+
+        return log
+
+
+def _not_allowed() -> tuple[int, object]:
+    return 405, b""
+
+
+def _decode(body: bytes) -> object:
+    if not body.strip():
+        raise _bad_body("EOF")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _bad_body(str(exc)) from exc
+
+
+def load_config(text: str) -> list[object]:
+    """Parse a ``--config`` file (toxiproxy's populate JSON: an array of proxies)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError("--config", f"not JSON: {exc}") from exc
+    if not isinstance(data, list):
+        raise UsageError("--config", "expected a JSON array of proxies")
+    return data
+
+
+async def serve_toxiproxy(
+    listener: trio.SocketListener,
+    *,
+    config: Iterable[object] = (),
+    seed: int | None = None,
+    verbose: bool = False,
+    log: Callable[[str], None] = diag.say,
+    task_status: trio.TaskStatus[ToxiproxyApi] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the API on ``listener`` until cancelled; with ``config`` (populate JSON)
+    the proxies are created first (an error is raised as :class:`ConnectError`)."""
+    from .http_server import serve_http
+
+    async with trio.open_nursery() as nursery:
+        api = ToxiproxyApi(nursery, seed=seed, verbose=verbose, log=log)
+        try:
+            config = list(config)
+            if config:
+                try:
+                    _, error = await api.populate(config)
+                except ApiError as exc:
+                    error = exc
+                if error is not None:
+                    raise ConnectError("--config", error.message)
+            await nursery.start(serve_http, listener, api.handle)
+            task_status.started(api)
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await api.close()
+
+
+async def toxiproxy_main(
+    where: Endpoint, config: list[object], *, seed: int | None = None, verbose: bool = False
+) -> int:
+    """``ncat-trio toxiproxy``: serve until a signal (the runner maps it to an exit code)."""
+    from .relay import raise_fd_limit
+
+    raise_fd_limit()
+    listener = await net.open_tcp_listener(where)
+    async with trio.open_nursery() as nursery:
+        api = await nursery.start(
+            functools.partial(serve_toxiproxy, listener, config=config, seed=seed, verbose=verbose)
+        )
+        diag.say(f"listening on {diag.format_address(listener.socket.getsockname())}")
+        if verbose:
+            diag.say(f"toxiproxy API {VERSION}: {len(api.proxies)} proxies from --config")
+    return 0
