@@ -182,6 +182,11 @@ async def _read_request(
             continue
         if isinstance(event, h11.Request):
             head = event
+            # h11 bounds only a head still incomplete; one that arrived whole in a
+            # single read is measured here.
+            size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+            if size > MAX_HEAD:
+                raise _Refuse(431, f"request head over {MAX_HEAD} bytes")
             length = _content_length(event)
             if length is not None and length > MAX_BODY:
                 raise _Refuse(413, f"request body over {MAX_BODY} bytes")

@@ -503,6 +503,8 @@ class ToxiproxyApi:
             )
         if body is None:
             return Response(status)
+        if isinstance(body, _Plain):
+            return Response(status, body.text, "text/plain; charset=utf-8")
         if isinstance(body, bytes):
             return Response(status, body, "application/json; charset=utf-8")
         return Response(status, json.dumps(body, separators=(",", ":")).encode() + b"\n")
@@ -528,9 +530,9 @@ class ToxiproxyApi:
                 return 201, (await self.create(_decode(request.body))).to_json()
             return _not_allowed()
         if len(parts) < 2 or parts[0] != "proxies" or len(parts) > 4:
-            return 404, b"404 page not found\n"
+            return _page_not_found()
         if len(parts) >= 3 and parts[2] != "toxics":
-            return 404, b"404 page not found\n"
+            return _page_not_found()
         if len(parts) == 2 and method not in ("GET", "POST", "PATCH", "DELETE"):
             return _not_allowed()
         proxy = self.proxies.get(parts[1])
@@ -569,8 +571,19 @@ class ToxiproxyApi:
         return log
 
 
+@dataclass(frozen=True)
+class _Plain:
+    """A text/plain answer (gorilla/mux's 404 and 405 pages)."""
+
+    text: bytes
+
+
 def _not_allowed() -> tuple[int, object]:
-    return 405, b""
+    return 405, _Plain(b"")
+
+
+def _page_not_found() -> tuple[int, object]:
+    return 404, _Plain(b"404 page not found\n")
 
 
 def _decode(body: bytes) -> object:
