@@ -93,3 +93,13 @@ def test_readme_example_runs_without_pytest_trio() -> None:
     out = proc.stdout.decode() + proc.stderr.decode()
     assert proc.returncode == 0, out
     assert "3 passed" in out, out
+
+
+def test_readme_shows_the_example_that_runs() -> None:
+    """README, "Tests without Trio": its fixture example is examples/sync_fixture_test.py."""
+    readme = (EXAMPLE.parent.parent / "README.md").read_text()
+    section = readme.split("## Tests without Trio", 1)[1]
+    blocks = section.split("```python\n")
+    shown = blocks[2].split("```", 1)[0]
+    assert "sync_relay(" in shown
+    assert shown in EXAMPLE.read_text()
