@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -379,3 +380,90 @@ def test_cli_refuses_a_bad_config(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2, err
     assert "--config" in one_error_line(err)
+
+
+def test_toxics_in_toxiproxys_units(toxiproxy_server: ApiServer) -> None:
+    """bandwidth in KB/s, slow_close in ms, slicer sizes in bytes, toxicity 0 = never."""
+    port = toxiproxy_server.port
+    with echo_server() as upstream:
+        proxy = create(toxiproxy_server, "units", upstream)
+        listen = port_of(proxy)
+        never = {"type": "latency", "toxicity": 0, "attributes": {"latency": 5000}}
+        assert call(port, "POST", "/proxies/units/toxics", never)[0] == 200
+        with connect(listen) as conn:
+            assert round_trip(conn) < 5.0
+        call(port, "POST", "/reset")
+
+        rate = {"type": "bandwidth", "attributes": {"rate": 100}}  # 100 KB/s
+        assert call(port, "POST", "/proxies/units/toxics", rate)[0] == 200
+        with connect(listen) as conn:
+            assert round_trip(conn, b"b" * 50_000) >= 0.4  # 50 kB at 100 kB/s: 0.5 s
+        call(port, "POST", "/reset")
+
+        slicer = {"type": "slicer", "attributes": {"average_size": 7, "size_variation": 3}}
+        assert call(port, "POST", "/proxies/units/toxics", slicer)[0] == 200
+        with connect(listen) as conn:
+            round_trip(conn, bytes(range(256)) * 8)  # intact, in any pieces
+        call(port, "POST", "/reset")
+
+        slow = {"type": "slow_close", "stream": "downstream", "attributes": {"delay": 300}}
+        assert call(port, "POST", "/proxies/units/toxics", slow)[0] == 200
+        with connect(listen) as conn:
+            round_trip(conn)
+            start = time.monotonic()
+            conn.shutdown(socket.SHUT_WR)
+            assert wait_closed(conn) == b""
+            assert time.monotonic() - start >= 0.3
+
+
+def test_keep_alive_and_expect_100_continue(toxiproxy_server: ApiServer) -> None:
+    with socket.create_connection(("127.0.0.1", toxiproxy_server.port), timeout=30) as conn:
+        body = json.dumps({"name": "k", "upstream": "127.0.0.1:9"}).encode()
+        conn.sendall(
+            b"POST /proxies HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        assert conn.recv(1024).startswith(b"HTTP/1.1 100 ")
+        conn.sendall(body)
+        reader = conn.makefile("rb")
+        assert reader.readline().startswith(b"HTTP/1.1 201 ")
+        length = 0
+        while (line := reader.readline()) != b"\r\n":
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        assert json.loads(reader.read(length))["name"] == "k"
+        conn.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")  # the same connection
+        assert reader.readline() == b"HTTP/1.1 200 OK\r\n"
+        reader.close()
+
+
+def test_a_silent_client_is_closed_after_the_read_timeout(
+    toxiproxy_server: ApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ncat_trio.modes import http_server
+
+    monkeypatch.setattr(http_server, "READ_TIMEOUT", 0.5)
+    monkeypatch.setattr(http_server, "IDLE_TIMEOUT", 0.5)
+    with socket.create_connection(("127.0.0.1", toxiproxy_server.port), timeout=30) as conn:
+        start = time.monotonic()
+        conn.sendall(b"GET /vers")  # and nothing more
+        wait_closed(conn)
+        assert 0.4 <= time.monotonic() - start < 20
+
+
+def test_help_names_the_command_and_its_exposure() -> None:
+    top = subprocess.run([*NCAT, "--help"], capture_output=True, timeout=60, check=True)
+    assert b"toxiproxy" in top.stdout
+    own = subprocess.run(
+        [*NCAT, "toxiproxy", "--help"], capture_output=True, timeout=60, check=True
+    )
+    text = own.stdout.decode()
+    assert "127.0.0.1" in text
+    assert "8474" in text
+    assert "open ports and cut connections" in " ".join(text.split())
+
+
+def test_cli_refuses_a_bad_port() -> None:
+    proc = subprocess.run([*NCAT, "toxiproxy", "--port", "http"], capture_output=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--port" in one_error_line(proc.stderr)
