@@ -8,6 +8,7 @@ runs the API on its own thread (the ``toxiproxy_server`` fixture) and talks plai
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import subprocess
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ncat_trio.modes.http_server import MAX_BODY, MAX_HEAD
+from ncat_trio.modes.http_server import MAX_BODY, MAX_HEAD, Request
 from ncat_trio.testing import ApiServer
 
 from .support import NCAT, ServeOnce, finish, one_error_line, popen, reaped, wait_for_port
@@ -467,3 +468,25 @@ def test_cli_refuses_a_bad_port() -> None:
     proc = subprocess.run([*NCAT, "toxiproxy", "--port", "http"], capture_output=True, timeout=60)
     assert proc.returncode == 2
     assert "--port" in one_error_line(proc.stderr)
+
+
+def test_a_bug_in_a_route_is_a_500_not_a_dead_server(
+    toxiproxy_server: ApiServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ncat_trio.modes.toxiproxy import ToxiproxyApi
+
+    original = ToxiproxyApi._route
+
+    async def broken(self: ToxiproxyApi, request: Request) -> tuple[int, object]:
+        if request.path == "/proxies":
+            raise RuntimeError("simulated bug")
+        return await original(self, request)
+
+    monkeypatch.setattr(ToxiproxyApi, "_route", broken)
+    with caplog.at_level(logging.INFO, logger="ncat_trio"):
+        assert call(toxiproxy_server.port, "GET", "/proxies") == (
+            500,
+            {"error": "internal error", "status": 500},
+        )
+    assert "simulated bug" in caplog.text
+    assert call(toxiproxy_server.port, "GET", "/version")[0] == 200

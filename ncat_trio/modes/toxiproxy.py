@@ -33,6 +33,7 @@ import errno
 import functools
 import json
 import math
+import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -156,6 +157,8 @@ def _integer(value: object, where: str) -> int:
         if not (math.isfinite(value) and value.is_integer()):
             raise _bad_body(f"{where} must be an integer, got {value!r}")
         value = int(value)
+    if not -(2**63) <= value < 2**63:  # toxiproxy's attributes are Go int64s
+        raise _bad_body(f"{where} {value} overflows int64")
     return value
 
 
@@ -186,7 +189,7 @@ def new_toxic(body: object) -> Toxic:
     stream = body.get("stream", "downstream")
     if stream in (None, ""):
         stream = "downstream"
-    if stream not in STREAMS:
+    if not isinstance(stream, str) or stream not in STREAMS:
         raise ApiError(400, "stream was invalid, can be either upstream or downstream")
     kind = body.get("type")
     if not isinstance(kind, str) or kind not in TOXIC_ATTRIBUTES:
@@ -496,6 +499,10 @@ class ToxiproxyApi:
                 status, body = await self._route(request)
             except ApiError as exc:
                 status, body = exc.status, exc.body()
+            except Exception as exc:  # a bug: answer 500 and keep serving the others
+                self._log(f"HTTP API: internal error (a bug): {diag.printable(repr(exc))}")
+                self._log(diag.printable("".join(traceback.format_exception(exc))))
+                status, body = 500, ApiError(500, "internal error").body()
         if self._verbose:
             self._log(
                 f"HTTP API: {request.peer} {diag.printable(request.method)} "
