@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ncat_trio.modes import toxiproxy as model
+from ncat_trio.modes import toxiproxy_toxics as toxics
 from ncat_trio.testing import ApiServer
 
 from .toxiproxy_ends import call, wait_closed
@@ -34,17 +35,17 @@ FIELDS = st.sampled_from(
      "latency", "jitter", "rate", "delay", "timeout", "average_size", "size_variation", "bytes"]
 )  # fmt: skip
 BODIES = JSON | st.dictionaries(FIELDS, JSON, max_size=6)
-TYPES = sorted(model.TOXIC_ATTRIBUTES)
+TYPES = sorted(toxics.TOXIC_ATTRIBUTES)
 T = TypeVar("T")
 
 
 def accepted(
-    fn: Callable[..., T], *args: object, errors: list[model.ApiError] | None = None
+    fn: Callable[..., T], *args: object, errors: list[toxics.ApiError] | None = None
 ) -> T | None:
     """``fn(*args)``, or None if it refused with an ApiError, which must be a 4xx."""
     try:
         return fn(*args)
-    except model.ApiError as exc:
+    except toxics.ApiError as exc:
         if not 400 <= exc.status < 500:
             raise AssertionError(f"refused with {exc.status}: {exc.message}") from exc
         if errors is not None:
@@ -54,17 +55,17 @@ def accepted(
 
 @given(BODIES)
 def test_new_toxic_accepts_or_refuses(body: object) -> None:
-    toxic = accepted(model.new_toxic, body)
+    toxic = accepted(toxics.new_toxic, body)
     if toxic is not None:
-        assert toxic.type in model.TOXIC_ATTRIBUTES
+        assert toxic.type in toxics.TOXIC_ATTRIBUTES
         assert toxic.stream in ("upstream", "downstream")
-        assert set(toxic.attributes) == set(model.TOXIC_ATTRIBUTES[toxic.type])
+        assert set(toxic.attributes) == set(toxics.TOXIC_ATTRIBUTES[toxic.type])
 
 
 @given(st.sampled_from(TYPES), BODIES, BODIES)
 def test_toxic_update_accepts_or_refuses(kind: str, attributes: object, body: object) -> None:
-    toxic = accepted(model.new_toxic, {"type": kind, "attributes": attributes})
-    updated = None if toxic is None else accepted(model.updated_toxic, toxic, body)
+    toxic = accepted(toxics.new_toxic, {"type": kind, "attributes": attributes})
+    updated = None if toxic is None else accepted(toxics.updated_toxic, toxic, body)
     if toxic is not None and updated is not None:
         assert (updated.name, updated.type, updated.stream) == (
             toxic.name,
@@ -86,7 +87,7 @@ def test_proxy_bodies_accept_or_refuse(body: object) -> None:
 
 @given(st.binary(max_size=64))
 def test_decode_refuses_non_json_with_400(raw: bytes) -> None:
-    errors: list[model.ApiError] = []
+    errors: list[toxics.ApiError] = []
     accepted(model._decode, raw, errors=errors)
     assert all(e.message.startswith("bad request body") for e in errors)
 

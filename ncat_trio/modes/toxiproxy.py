@@ -32,7 +32,6 @@ from __future__ import annotations
 import errno
 import functools
 import json
-import math
 import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -45,176 +44,18 @@ from .. import __version__, diag
 from ..errors import ConnectError, UsageError
 from ..transport import net
 from ..transport.endpoint import Endpoint
-from ..transport.faults import (
-    AnyFault,
-    Bandwidth,
-    FaultPlan,
-    Latency,
-    LimitData,
-    ResetPeer,
-    Slicer,
-    SlowClose,
-    Stall,
-)
+from ..transport.faults import FaultPlan
 from .http_server import Request, Response
 from .relay import RelayOptions, RelayServer
+from .toxiproxy_toxics import ApiError, Toxic, bad_body, new_toxic, updated_toxic
 
 #: What ``GET /version`` answers: the toxiproxy API version spoken, with ours as semver
 #: build metadata (ignored when versions are compared).
 VERSION = f"2.12.0+ncat-trio.{__version__}"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8474
-
-#: Each toxic type's attributes, in toxiproxy's names; all are integers.
-TOXIC_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "latency": ("latency", "jitter"),  # ms
-    "bandwidth": ("rate",),  # KB/s (1 KB = 1000 bytes, as toxiproxy computes it)
-    "slow_close": ("delay",),  # ms
-    "timeout": ("timeout",),  # ms; 0 = until removed
-    "reset_peer": ("timeout",),  # ms after the first data
-    "slicer": ("average_size", "size_variation", "delay"),  # bytes, bytes, µs
-    "limit_data": ("bytes",),
-    "noop": (),
-}
-STREAMS = {"upstream": "up", "downstream": "down"}
-
-
-class ApiError(Exception):
-    """An answer other than success: toxiproxy's ``{"error": message, "status": code}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(status, message)
-        self.status = status
-        self.message = message
-
-    def body(self) -> dict[str, object]:
-        return {"error": self.message, "status": self.status}
-
-
-def _bad_body(why: str) -> ApiError:
-    return ApiError(400, f"bad request body: {why}")
 
 
 def _not_found_proxy() -> ApiError:
     return ApiError(404, "proxy not found")
-
-
-# ---- toxics ----------------------------------------------------------------------
-
-
-@dataclass
-class Toxic:
-    """One toxic as the API shows it; :meth:`fault` is the relay fault it becomes."""
-
-    name: str
-    type: str
-    stream: str
-    toxicity: float
-    attributes: dict[str, int]
-
-    def to_json(self) -> dict[str, object]:
-        toxicity: float | int = self.toxicity
-        if float(toxicity).is_integer():
-            toxicity = int(toxicity)  # as Go prints a float32 1.0: `1`
-        return {
-            "attributes": dict(self.attributes),
-            "name": self.name,
-            "type": self.type,
-            "stream": self.stream,
-            "toxicity": toxicity,
-        }
-
-    def fault(self) -> AnyFault | None:
-        """The relay fault, or None for a toxic that does nothing (noop, rate 0)."""
-        a = self.attributes
-        common: dict[str, Any] = {"direction": STREAMS[self.stream], "toxicity": self.toxicity}
-        try:
-            if self.type == "latency":
-                return Latency(a["latency"] / 1000, a["jitter"] / 1000, **common)
-            if self.type == "bandwidth":
-                return Bandwidth(a["rate"] * 1000, **common) if a["rate"] > 0 else None
-            if self.type == "slow_close":
-                return SlowClose(a["delay"] / 1000, **common)
-            if self.type == "timeout":
-                return Stall(a["timeout"] / 1000, **common)
-            if self.type == "reset_peer":
-                return ResetPeer(after=a["timeout"] / 1000, after_bytes=0, **common)
-            if self.type == "slicer":
-                return Slicer(
-                    a["average_size"], a["size_variation"], a["delay"] / 1_000_000, **common
-                )
-            if self.type == "limit_data":
-                return LimitData(a["bytes"], **common)
-        except UsageError as exc:
-            raise _bad_body(str(exc)) from exc
-        return None
-
-
-def _integer(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad_body(f"{where} must be an integer, got {json.dumps(value)}")
-    if isinstance(value, float):
-        if not (math.isfinite(value) and value.is_integer()):
-            raise _bad_body(f"{where} must be an integer, got {value!r}")
-        value = int(value)
-    if not -(2**63) <= value < 2**63:  # toxiproxy's attributes are Go int64s
-        raise _bad_body(f"{where} {value} overflows int64")
-    return value
-
-
-def _toxicity(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad_body(f"toxicity must be a number, got {json.dumps(value)}")
-    return float(value)
-
-
-def _merge_attributes(kind: str, base: dict[str, int], given: object) -> dict[str, int]:
-    """toxiproxy decodes ``attributes`` onto the toxic's struct: named fields are set,
-    others ignored, absent ones kept."""
-    merged = dict(base)
-    if given is None:
-        return merged
-    if not isinstance(given, dict):
-        raise _bad_body("attributes must be an object")
-    for key in TOXIC_ATTRIBUTES[kind]:
-        if key in given and given[key] is not None:
-            merged[key] = _integer(given[key], f"attributes.{key}")
-    return merged
-
-
-def new_toxic(body: object) -> Toxic:
-    """A toxic from a create request's JSON (defaults as toxiproxy's AddToxicJson)."""
-    if not isinstance(body, dict):
-        raise _bad_body("expected a JSON object")
-    stream = body.get("stream", "downstream")
-    if stream in (None, ""):
-        stream = "downstream"
-    if not isinstance(stream, str) or stream not in STREAMS:
-        raise ApiError(400, "stream was invalid, can be either upstream or downstream")
-    kind = body.get("type")
-    if not isinstance(kind, str) or kind not in TOXIC_ATTRIBUTES:
-        raise ApiError(400, "invalid toxic type")
-    name = body.get("name") or f"{kind}_{stream}"
-    if not isinstance(name, str):
-        raise _bad_body("name must be a string")
-    toxicity = 1.0 if body.get("toxicity") is None else _toxicity(body["toxicity"])
-    zero = dict.fromkeys(TOXIC_ATTRIBUTES[kind], 0)
-    toxic = Toxic(
-        name, kind, stream, toxicity, _merge_attributes(kind, zero, body.get("attributes"))
-    )
-    toxic.fault()  # validate now: a bad value is a 400 before anything changes
-    return toxic
-
-
-def updated_toxic(toxic: Toxic, body: object) -> Toxic:
-    """``toxic`` with an update request applied (attributes merged, toxicity replaced)."""
-    if not isinstance(body, dict):
-        raise _bad_body("expected a JSON object")
-    toxicity = toxic.toxicity if body.get("toxicity") is None else _toxicity(body["toxicity"])
-    attributes = _merge_attributes(toxic.type, toxic.attributes, body.get("attributes"))
-    new = Toxic(toxic.name, toxic.type, toxic.stream, toxicity, attributes)
-    new.fault()
-    return new
 
 
 # ---- proxies ---------------------------------------------------------------------
@@ -226,13 +67,13 @@ def split_host_port(text: str, what: str) -> tuple[str | None, int]:
     if text.startswith("["):
         host, sep, port = text[1:].partition("]:")
         if not sep:
-            raise _bad_body(f"{what} {text!r}: expected [IPV6]:PORT")
+            raise bad_body(f"{what} {text!r}: expected [IPV6]:PORT")
     else:
         host, sep, port = text.rpartition(":")
         if not sep or ":" in host:
-            raise _bad_body(f"{what} {text!r}: expected HOST:PORT")
+            raise bad_body(f"{what} {text!r}: expected HOST:PORT")
     if not port.isdigit() or int(port) > 65535:
-        raise _bad_body(f"{what} {text!r}: bad port")
+        raise bad_body(f"{what} {text!r}: bad port")
     return (host or None), int(port)
 
 
@@ -277,7 +118,7 @@ def _proxy_fields(body: object, base: Proxy | None) -> tuple[str, str, str, bool
     """(name, listen, upstream, enabled) from a create/update body; ``base`` gives the
     defaults of an update (toxiproxy decodes onto the existing proxy)."""
     if not isinstance(body, dict):
-        raise _bad_body("expected a JSON object")
+        raise bad_body("expected a JSON object")
     values: dict[str, Any] = {
         "name": base.name if base else "",
         "listen": base.listen if base else "",
@@ -287,11 +128,11 @@ def _proxy_fields(body: object, base: Proxy | None) -> tuple[str, str, str, bool
     for key in ("name", "listen", "upstream"):
         if body.get(key) is not None:
             if not isinstance(body[key], str):
-                raise _bad_body(f"{key} must be a string")
+                raise bad_body(f"{key} must be a string")
             values[key] = body[key]
     if body.get("enabled") is not None:
         if not isinstance(body["enabled"], bool):
-            raise _bad_body("enabled must be true or false")
+            raise bad_body("enabled must be true or false")
         values["enabled"] = body["enabled"]
     return values["name"], values["listen"], values["upstream"], values["enabled"]
 
@@ -383,7 +224,7 @@ class ToxiproxyApi:
                 host, port, type=trio.socket.SOCK_STREAM, flags=trio.socket.AI_PASSIVE
             )
         except OSError as exc:
-            raise _bad_body(f"listen {listen!r}: {exc}") from exc
+            raise bad_body(f"listen {listen!r}: {exc}") from exc
         return diag.format_address(infos[0][4]) != proxy.listen
 
     async def close(self) -> None:
@@ -435,7 +276,7 @@ class ToxiproxyApi:
         """Create or replace a list of proxies (toxiproxy's PopulateJson): all are
         checked first; one whose listen and upstream match is left as it is."""
         if not isinstance(body, list):
-            raise _bad_body("expected a JSON array of proxies")
+            raise bad_body("expected a JSON array of proxies")
         wanted = []
         for index, item in enumerate(body, 1):
             name, listen, upstream, enabled = _proxy_fields(item, None)
@@ -595,11 +436,11 @@ def _page_not_found() -> tuple[int, object]:
 
 def _decode(body: bytes) -> object:
     if not body.strip():
-        raise _bad_body("EOF")
+        raise bad_body("EOF")
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _bad_body(str(exc)) from exc
+        raise bad_body(str(exc)) from exc
 
 
 def load_config(text: str) -> list[object]:
