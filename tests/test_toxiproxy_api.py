@@ -490,3 +490,23 @@ def test_a_bug_in_a_route_is_a_500_not_a_dead_server(
         )
     assert "simulated bug" in caplog.text
     assert call(toxiproxy_server.port, "GET", "/version")[0] == 200
+
+
+def test_same_listen_by_hostname_does_not_restart(toxiproxy_server: ApiServer) -> None:
+    """toxiproxy 2.12: a listen address that resolves to the bound one is no change, so
+    live connections stay; another port is a restart that cuts them."""
+    port = toxiproxy_server.port
+    with echo_server() as upstream:
+        proxy = create(toxiproxy_server, "h", upstream, listen="localhost:0")
+        listen = port_of(proxy)
+        with connect(listen) as conn:
+            round_trip(conn)
+            status, same = call(port, "PATCH", "/proxies/h", {"listen": f"localhost:{listen}"})
+            assert (status, same["listen"]) == (200, proxy["listen"])
+            round_trip(conn)  # not restarted: the connection lives
+            status, moved = call(port, "PATCH", "/proxies/h", {"listen": "127.0.0.1:0"})
+            assert status == 200
+            assert port_of(moved) != listen
+            assert wait_closed(conn) == b""
+        with connect(port_of(moved)) as conn:
+            round_trip(conn)

@@ -219,11 +219,11 @@ class ToxiproxyApi:
         host, port = split_host_port(listen or ":0", "listen")
         if port == 0:
             return True
+        if host is None:  # every address: what _start binds (one dual-stack socket)
+            return proxy.listen not in (f"[::]:{port}", f"0.0.0.0:{port}")
         try:
-            infos = await trio.socket.getaddrinfo(
-                host, port, type=trio.socket.SOCK_STREAM, flags=trio.socket.AI_PASSIVE
-            )
-        except OSError as exc:
+            infos = await net.resolve(Endpoint(host, port), passive=True)
+        except ConnectError as exc:
             raise bad_body(f"listen {listen!r}: {exc}") from exc
         return diag.format_address(infos[0][4]) != proxy.listen
 
