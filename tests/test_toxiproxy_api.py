@@ -510,3 +510,20 @@ def test_same_listen_by_hostname_does_not_restart(toxiproxy_server: ApiServer) -
             assert wait_closed(conn) == b""
         with connect(port_of(moved)) as conn:
             round_trip(conn)
+
+
+def test_reset_peer_waits_its_timeout_after_the_first_data(toxiproxy_server: ApiServer) -> None:
+    """toxiproxy's reset_peer: an idle connection is left alone; the first data is
+    dropped and the reset follows ``timeout`` ms later."""
+    port = toxiproxy_server.port
+    with echo_server() as upstream:
+        proxy = create(toxiproxy_server, "rp", upstream)
+        with connect(port_of(proxy)) as conn:
+            round_trip(conn)  # opened before the toxic: the toxic reaches it live
+            toxic = {"type": "reset_peer", "stream": "upstream", "attributes": {"timeout": 300}}
+            assert call(port, "POST", "/proxies/rp/toxics", toxic)[0] == 200
+            start = time.monotonic()
+            conn.sendall(b"dropped")
+            with pytest.raises(ConnectionResetError):
+                conn.recv(100)
+            assert time.monotonic() - start >= 0.3
