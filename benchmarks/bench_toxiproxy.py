@@ -9,7 +9,8 @@ throughput of an API-created proxy against the CLI relay.
    API-created proxy vs through ``ncat-trio relay`` (the same relay underneath, splice(2)
    on Linux), rounds alternated, medians reported with their ratio.
 
-Everything on 127.0.0.1, ports 0.  Usage:  python benchmarks/bench_toxiproxy.py [--quick]
+Everything on 127.0.0.1, ports 0.
+Usage:  python benchmarks/bench_toxiproxy.py [--quick] [--round-trips N] [--mib N] [--rounds N]
 """
 
 from __future__ import annotations
@@ -153,9 +154,12 @@ def throughput(size: int, rounds: int) -> None:
         with ncat("relay", "127.0.0.1:0", f"127.0.0.1:{sink}") as relay_port:
             push(api_port, CHUNK * 8)  # warm up both
             push(relay_port, CHUNK * 8)
-            for _ in range(rounds):
+            for index in range(rounds):  # who goes first alternates too
+                if index % 2:
+                    cli_rates.append(push(relay_port, size))
                 api_rates.append(push(api_port, size))
-                cli_rates.append(push(relay_port, size))
+                if not index % 2:
+                    cli_rates.append(push(relay_port, size))
     a, c = statistics.median(api_rates), statistics.median(cli_rates)
     print(f"no-toxic throughput, {size >> 20} MiB x {rounds} rounds (medians):")
     print(
@@ -167,10 +171,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer round trips, less data")
     parser.add_argument("--latency-ms", type=int, default=10)
+    parser.add_argument("--round-trips", type=int, help="default 1000 (--quick: 200)")
+    parser.add_argument("--mib", type=int, help="MiB per throughput round (1024; --quick 256)")
+    parser.add_argument("--rounds", type=int, help="throughput rounds (5; --quick 3)")
     args = parser.parse_args()
     print(f"kernel {os.uname().release}")
-    latency_precision(200 if args.quick else 1000, args.latency_ms)
-    throughput((256 if args.quick else 1024) << 20, 3 if args.quick else 5)
+    latency_precision(args.round_trips or (200 if args.quick else 1000), args.latency_ms)
+    size = (args.mib or (256 if args.quick else 1024)) << 20
+    throughput(size, args.rounds or (3 if args.quick else 5))
 
 
 if __name__ == "__main__":
