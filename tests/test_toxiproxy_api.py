@@ -527,3 +527,13 @@ def test_reset_peer_waits_its_timeout_after_the_first_data(toxiproxy_server: Api
             with pytest.raises(ConnectionResetError):
                 conn.recv(100)
             assert time.monotonic() - start >= 0.3
+
+
+def test_cli_warns_when_the_api_leaves_loopback() -> None:
+    proc = popen([*NCAT, "toxiproxy", "--host", "0.0.0.0", "--port", "0"])
+    with reaped(proc):
+        assert proc.stderr is not None
+        wait_for_port(proc.stderr)
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert b"warning: the toxiproxy API is not on loopback" in err

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import ipaddress
 import json
 import traceback
 import urllib.parse
@@ -498,7 +499,13 @@ async def toxiproxy_main(
         api = await nursery.start(
             functools.partial(serve_toxiproxy, listener, config=config, seed=seed, verbose=verbose)
         )
-        diag.say(f"listening on {diag.format_address(listener.socket.getsockname())}")
+        bound = listener.socket.getsockname()
+        diag.say(f"listening on {diag.format_address(bound)}")
+        if not ipaddress.ip_address(bound[0].split("%", 1)[0]).is_loopback:
+            diag.say(
+                "warning: the toxiproxy API is not on loopback: whoever reaches it can open "
+                "ports and cut connections on this machine"
+            )
         if verbose:
             diag.say(f"toxiproxy API {VERSION}: {len(api.proxies)} proxies from --config")
     return 0
