@@ -139,6 +139,24 @@ def relay(
             rich_help_panel=LIMITS,
         ),
     ] = None,
+    allowfile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowfile",
+            metavar="FILE",
+            help="--allow rules, one per line (# comments).",
+            rich_help_panel=LIMITS,
+        ),
+    ] = None,
+    denyfile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--denyfile",
+            metavar="FILE",
+            help="--deny rules, one per line (# comments).",
+            rich_help_panel=LIMITS,
+        ),
+    ] = None,
     drain_timeout: Annotated[
         str,
         typer.Option(
@@ -281,6 +299,7 @@ def relay(
     """
     from .. import runner  # lazy: keeps start-up light
     from ..modes import relay as relay_mode  # lazy: keeps start-up light
+    from ..transport.access import AccessPolicy  # lazy: keeps start-up light
     from ..transport.faults import parse_fault  # lazy: keeps start-up light
 
     if ipv4 and ipv6:
@@ -307,10 +326,7 @@ def relay(
         idle_timeout=None
         if idle_timeout is None
         else parse_duration(idle_timeout, what="--idle-timeout"),
-        access=relay_mode.AccessPolicy(
-            allow=tuple(relay_mode.parse_network(a) for a in allow or ()),
-            deny=tuple(relay_mode.parse_network(d) for d in deny or ()),
-        ),
+        access=AccessPolicy.from_rules(allow or (), deny or (), allowfile or (), denyfile or ()),
         drain_timeout=parse_duration(drain_timeout, what="--drain-timeout"),
         verbose=verbose,
         stats_interval=None
