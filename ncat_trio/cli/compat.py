@@ -16,7 +16,11 @@ port, ``-4`` with ``-6``, ``--ssl-key`` without ``--ssl-cert``) stay with the pa
 
 The other commands (``relay``, ``scan``, ``ttcp``, ``clock``, ``send``/``receive``)
 declare only the flags they honour, so click refuses the rest (``--ssl`` on ``relay``:
-"No such option", exit 2); the walk checks that too.
+"No such option", exit 2); the walk checks that too.  Their own flags that mean
+something only in one of their modes are :data:`COMMAND_RULES` (``--stratum`` without
+``--proto ntp``, ``-w`` on a listening ``receive``, ``--seed`` without a fault).
+(``receive --force -o -`` is accepted as a no-op: a test pins it.)
+checked by :func:`check_command` first in each of those commands.
 """
 
 from __future__ import annotations
@@ -219,10 +223,99 @@ def given(command: Callable[..., object], values: Mapping[str, object]) -> froze
 
 
 def check(command: Callable[..., object], values: Mapping[str, object]) -> None:
-    """Raise the :class:`UsageError` for a flag the invocation's paths cannot honour."""
+    """Raise the :class:`UsageError` for a flag the invocation's paths cannot honour
+    (then for one another flag makes meaningless: :data:`COMMAND_RULES`)."""
     error = refusal(given(command, values))
     if error is not None:
         raise error
+    check_command(command.__name__, command, values)
 
 
-__all__ = ["ARGUMENTS", "TABLE", "Flag", "Path", "check", "given", "paths_of", "refusal"]
+# -- the other commands -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A flag of another command that is honoured only when ``holds(values)``."""
+
+    command: str  # as typed: "relay", "clock serve", "receive"
+    name: str  # the parameter name
+    spelling: str
+    why: str
+    holds: Callable[[Mapping[str, object]], bool]
+
+
+_FAULTS = ("latency", "bandwidth", "slicer", "limit_data", "reset_peer", "stall", "slow_close")
+
+
+def _faults(values: Mapping[str, object]) -> bool:
+    return any(values.get(kind) for kind in _FAULTS)
+
+
+def _connecting(values: Mapping[str, object]) -> bool:
+    return not values.get("listen")
+
+
+def _to_a_file(values: Mapping[str, object]) -> bool:
+    return values.get("output") != "-"
+
+
+def _reads_stdin(values: Mapping[str, object]) -> bool:
+    return not (values.get("no_stdin") or values.get("recv_only"))
+
+
+def _progress(values: Mapping[str, object]) -> bool:
+    return bool(values.get("progress") or values.get("progress_auto"))
+
+
+#: command → its rules (connect/listen too: flag-on-flag rules, after the path table).  The relay's fault flags (--latency ...) are what --toxicity
+#: and --seed act on; send/receive listen or connect (--listen/--connect).
+COMMAND_RULES: tuple[Rule, ...] = (
+    *(
+        rule
+        for command in ("connect", "listen")
+        for rule in (
+            Rule(command, "size", "--size", "sets the -P percentage: only with -P/--progress",
+                 _progress),
+            Rule(command, "linger", "-q", "times the wait after stdin's EOF: not with "
+                 "-d/--recv-only (stdin is not read)", _reads_stdin),
+            Rule(command, "crlf", "-C", "converts stdin: not with -d/--recv-only (stdin is "
+                 "not read)", _reads_stdin),
+        )
+    ),
+    Rule("relay", "reject_over_limit", "--reject-over-limit", "needs --max-conns",
+         lambda values: values.get("max_conns") is not None),
+    Rule("relay", "toxicity", "--toxicity", "needs a fault flag (--latency, --stall, ...)",
+         _faults),
+    Rule("relay", "seed", "--seed", "needs a fault flag (it seeds the fault RNG)", _faults),
+    Rule("clock serve", "stratum", "--stratum", "only with --proto ntp",
+         lambda values: values.get("proto") == "ntp"),
+    Rule("send", "connect_timeout", "-w", "times a connect: not with --listen", _connecting),
+    Rule("receive", "connect_timeout", "-w", "times a connect: only with --connect",
+         _connecting),
+    Rule("receive", "json", "--json", "stdout carries the data with -o -", _to_a_file),
+    Rule("receive", "resume", "--resume", "cannot resume onto stdout (-o -)", _to_a_file),
+)  # fmt: skip
+
+
+def check_command(name: str, command: Callable[..., object], values: Mapping[str, object]) -> None:
+    """Raise the :class:`UsageError` for a flag of ``name`` its mode cannot honour."""
+    flags = given(command, values)
+    for rule in COMMAND_RULES:
+        if rule.command == name and rule.name in flags and not rule.holds(values):
+            raise UsageError(rule.spelling, rule.why)
+
+
+__all__ = [
+    "ARGUMENTS",
+    "COMMAND_RULES",
+    "TABLE",
+    "Flag",
+    "Path",
+    "Rule",
+    "check",
+    "check_command",
+    "given",
+    "paths_of",
+    "refusal",
+]

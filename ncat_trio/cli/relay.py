@@ -10,6 +10,7 @@ import typer
 from ..errors import UsageError
 from ..parse import parse_duration, parse_port, parse_size
 from ..transport.endpoint import Endpoint
+from . import compat
 from .common import CONN, IO, OUT, TIME, JsonFile, checked_json_file
 from .panels import PanelledCommand
 
@@ -297,6 +298,7 @@ def relay(
     Bounded (--buffer per direction), half-close passes through, resets propagate.
     Prints `ncat-trio: listening on ADDR:PORT` on stderr once ready.
     """
+    compat.check_command("relay", relay, locals())  # a flag its mode cannot honour: exit 2
     from .. import runner  # lazy: keeps start-up light
     from ..modes import relay as relay_mode  # lazy: keeps start-up light
     from ..transport.access import AccessPolicy  # lazy: keeps start-up light
@@ -339,8 +341,6 @@ def relay(
         seed=seed,
         splice=not no_splice,
     )
-    if reject_over_limit and max_conns is None:
-        raise UsageError("--reject-over-limit", "needs --max-conns")
     if workers > 1:
         from ..modes import relay_workers
 

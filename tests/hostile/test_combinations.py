@@ -10,7 +10,8 @@ naming it, never silently ignored (``connect -u --ssl`` used to send plaintext, 
 * The refusals that mattered are proven with the real CLI in subprocesses and real
   sockets: nothing reaches the target, no listener appears, no socket file is made.
 * The other commands declare only what they honour: a connect/listen flag they lack is
-  click's "No such option" (exit 2), never accepted.
+  click's "No such option" (exit 2), never accepted; and each of their own flags that
+  only one of their modes honours (``compat.COMMAND_RULES``) is walked both ways.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 import typer
 
 from ncat_trio.cli import app, run_cli
-from ncat_trio.cli.compat import ARGUMENTS, TABLE, paths_of
+from ncat_trio.cli.compat import ARGUMENTS, COMMAND_RULES, TABLE, paths_of
 from ncat_trio.modes import netcat
 from ncat_trio.modes.netcat import NetcatOptions
 
@@ -40,7 +41,7 @@ SAMPLES: dict[str, list[str]] = {
     "no_shutdown": ["--no-shutdown"], "no_stdin": ["-d"], "send_only": ["--send-only"],
     "recv_only": ["--recv-only"], "no_zerocopy": ["--no-zerocopy"], "rate": ["--rate", "1M"],
     "crlf": ["-C"], "progress": ["-P"], "progress_auto": ["--progress=auto"],
-    "size": ["--size", "10"], "stats": ["--stats"], "json": ["--json"],
+    "size": ["-P", "--size", "10"], "stats": ["--stats"], "json": ["--json"],
     "json_file": ["--json-file", "JSONFILE"], "verbose": ["-v"], "output": ["-o", "DUMP"],
     "append_output": ["-o", "DUMP", "--append-output"], "keepalive": ["--keepalive"],
     "nodelay": ["--nodelay"], "sndbuf": ["--sndbuf", "64K"], "rcvbuf": ["--rcvbuf", "64K"],
@@ -56,7 +57,7 @@ SAMPLES: dict[str, list[str]] = {
 }  # fmt: skip
 
 #: Samples that carry another flag with them (``--ssl-key`` needs ``--ssl-cert``).
-COMPANIONS = {"append_output": "output", "ssl_key": "ssl_cert"}
+COMPANIONS = {"append_output": "output", "ssl_key": "ssl_cert", "size": "progress"}
 
 #: The paths walked, as the flags that select them.
 PATHS: dict[str, tuple[str, ...]] = {
@@ -324,3 +325,67 @@ def test_other_commands_refuse_connect_and_listen_flags_they_lack(
             assert err.count("\n") == 1, err
             checked += 1
     assert checked > 300
+
+
+#: Each rule of the other commands: an argv that breaks it, and one that honours it.
+RULE_CASES: dict[tuple[str, str], tuple[list[str], list[str]]] = {
+    ("relay", "reject_over_limit"): (
+        ["relay", "0", "127.0.0.1:9", "--reject-over-limit"],
+        ["relay", "0", "127.0.0.1:9", "--reject-over-limit", "--max-conns", "2"],
+    ),
+    ("relay", "toxicity"): (
+        ["relay", "0", "127.0.0.1:9", "--toxicity", "0.5"],
+        ["relay", "0", "127.0.0.1:9", "--toxicity", "0.5", "--latency", "10ms"],
+    ),
+    ("relay", "seed"): (
+        ["relay", "0", "127.0.0.1:9", "--seed", "7"],
+        ["relay", "0", "127.0.0.1:9", "--seed", "7", "--stall", "1"],
+    ),
+    ("clock serve", "stratum"): (
+        ["clock", "serve", "-p", "0", "--stratum", "3"],
+        ["clock", "serve", "-p", "0", "--proto", "ntp", "--stratum", "3"],
+    ),
+    ("send", "connect_timeout"): (
+        ["send", "--listen", "-w", "1", "0"],
+        ["send", "-w", "1", "127.0.0.1", "9"],
+    ),
+    ("receive", "connect_timeout"): (
+        ["receive", "-w", "1", "0"],
+        ["receive", "--connect", "-w", "1", "127.0.0.1", "9"],
+    ),
+    ("receive", "json"): (["receive", "-o", "-", "--json", "0"], ["receive", "--json", "0"]),
+    **{
+        (command, name): ([command, *broken, *where], [command, *honoured, *where])
+        for command, where in (("connect", ["127.0.0.1", "9"]), ("listen", ["0"]))
+        for name, broken, honoured in (
+            ("size", ["--size", "1K"], ["-P", "--size", "1K"]),
+            ("linger", ["-d", "-q", "1"], ["-q", "1"]),
+            ("crlf", ["--recv-only", "-C"], ["-C"]),
+        )
+    },
+    ("receive", "resume"): (["receive", "-o", "-", "--resume", "0"], ["receive", "--resume", "0"]),
+}
+
+
+def test_the_other_commands_rules(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ncat_trio import runner
+
+    ran: list[object] = []
+
+    def fake_run(main: object) -> int:
+        ran.append(main)
+        return 0
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    assert set(RULE_CASES) == {(rule.command, rule.name) for rule in COMMAND_RULES}
+    for rule in COMMAND_RULES:
+        broken, honoured = RULE_CASES[rule.command, rule.name]
+        ran.clear()
+        assert run_cli(broken) == 2, broken
+        err = capsys.readouterr().err
+        assert err == f"ncat-trio: {rule.spelling}: {rule.why}\n", (broken, err)
+        assert not ran
+        assert run_cli(honoured) == 0, (honoured, capsys.readouterr().err)
+        assert len(ran) == 1, honoured
