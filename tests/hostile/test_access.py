@@ -383,8 +383,11 @@ def test_a_fifo_rules_file_with_a_writer_is_read_whole(tmp_path: Path) -> None:
     finally:
         feeder.join(30)
         os.close(keep)
-    with udp_from(DENIED) as evil:
+    with udp_from(DENIED) as evil, udp_from(PERMITTED) as good:
         evil.sendto(b"evil\n", ("127.0.0.1", port))
         line_with(listener, b"denied datagram from 127.0.0.1:")
+        good.sendto(b"good\n", ("127.0.0.1", port))
+        assert listener.stdout is not None
+        assert read_line(listener.stdout, timeout=30) == b"good\n"
     listener.terminate()
     finish(listener)
