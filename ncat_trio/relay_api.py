@@ -23,14 +23,9 @@ from contextlib import asynccontextmanager
 import trio
 
 from . import diag
-from .modes.relay import (
-    AccessPolicy,
-    RelayOptions,
-    RelayServer,
-    ServerStatistics,
-    parse_network,
-)
+from .modes.relay import RelayOptions, RelayServer, ServerStatistics
 from .transport import net
+from .transport.access import AccessPolicy
 from .transport.faults import AnyFault, FaultPlan
 from .transport.relay import DEFAULT_BUFFER
 
@@ -114,10 +109,7 @@ async def serve_relay(
         max_conns=max_conns,
         reject_over_limit=reject_over_limit,
         idle_timeout=idle_timeout,
-        access=AccessPolicy(
-            allow=tuple(parse_network(a) for a in allow),
-            deny=tuple(parse_network(d) for d in deny),
-        ),
+        access=AccessPolicy.from_rules(allow, deny),
         verbose=verbose,
         json_log=json_log,
         faults=plan.faults,

@@ -10,6 +10,7 @@ from ..errors import UsageError
 from ..modes.clock_defaults import NTP_PORT, NTP_SERVE_PORT, PROTOCOLS, ROUNDTRIP_PORT
 from ..parse import parse_duration, parse_port
 from ..transport.endpoint import Endpoint
+from . import compat
 from .common import (
     CONN,
     OUT,
@@ -106,6 +107,7 @@ def serve(
 
     Prints `ncat-trio: listening on ADDR:PORT (PROTO over udp|tcp)` on stderr once ready.
     """
+    compat.check_command("clock serve", serve, locals())  # --stratum without ntp: exit 2
     from .. import runner  # lazy: keeps start-up light
     from ..modes import clock  # lazy: keeps start-up light
 

@@ -9,6 +9,7 @@ import typer
 from ..errors import UsageError
 from ..parse import parse_duration, parse_port, parse_size
 from ..transport.endpoint import Endpoint
+from . import compat
 from . import netcat_flags as flags
 from . import netcat_transport as transport
 from .common import (
@@ -263,6 +264,7 @@ def connect(
     append_output: flags.AppendOutput = False,
 ) -> int:
     """Connect to HOST PORT: stdin goes to the socket, the socket goes to stdout."""
+    compat.check(connect, locals())  # first: a flag this path cannot honour is exit 2
     from .. import runner  # lazy: keeps start-up light
     from ..modes import netcat  # lazy: keeps start-up light
 
@@ -383,6 +385,7 @@ def listen(
 
     Prints `ncat-trio: listening on ADDR:PORT` on stderr (the real port) once ready.
     """
+    compat.check(listen, locals())  # first: before any rules file is read
     from .. import runner  # lazy: keeps start-up light
     from ..modes import netcat  # lazy: keeps start-up light
 

@@ -235,9 +235,7 @@ def proxy_settings(
     proxy: str | None, kind: str | None, auth: str | None, *, family: int, numeric: bool
 ) -> ProxySettings | None:
     """``--proxy HOST[:PORT] --proxy-type T --proxy-auth U:P``."""
-    if proxy is None:
-        if kind is not None or auth is not None:
-            raise UsageError("--proxy-type/--proxy-auth", "need --proxy HOST[:PORT]")
+    if proxy is None:  # --proxy-type/--proxy-auth alone: refused by cli/compat.py
         return None
     try:
         proxy_type = ProxyType((kind or "http").lower())

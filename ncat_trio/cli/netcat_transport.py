@@ -180,7 +180,9 @@ def with_transport(
     reuseport: bool = False,
     broadcast: bool = False,
 ) -> NetcatOptions:
-    """``options`` with the transport flags parsed in; UsageError for bad values/combinations."""
+    """``options`` with the transport flags parsed in; UsageError for bad values.
+
+    Which flag works on which path (-u, -U, -k, -e ...) is cli/compat.py's table."""
     from ..transport.sockopts import (  # lazy: keeps start-up light
         SocketOptions,
         parse_keepalive,
@@ -199,12 +201,6 @@ def with_transport(
         from ..modes.exec import ExecCommand  # lazy: keeps start-up light
 
         command = ExecCommand.from_sh(sh_exec)
-    if command is not None and udp and options.keep_open:
-        raise UsageError(
-            "-k with -u -e/-c",
-            "not supported (ncat starts a child per sender): without -k the first sender "
-            "gets the child",
-        )
     if unix is not None and not unix.strip():
         raise UsageError("-U", "empty path")
     conns = 100
@@ -215,8 +211,6 @@ def with_transport(
             raise UsageError(f"invalid --max-conns {max_conns!r}", "not a decimal number") from None
         if conns < 1:
             raise UsageError(f"invalid --max-conns {max_conns!r}", "must be at least 1")
-    if (max_conns is not None or sequential) and not options.keep_open:
-        raise UsageError("--max-conns/--sequential", "only with -k (listen)")
     if sequential and max_conns is not None:
         raise UsageError("--sequential", "serves one client at a time: no --max-conns")
     socket_options = SocketOptions(
@@ -228,7 +222,6 @@ def with_transport(
         reuseport=reuseport,
         broadcast=broadcast,
     )
-    socket_options.check(datagram=udp, unix=unix is not None)
     session = options.session
     if command is not None:  # the child has the connection: stdio is not ours to open
         session = dataclasses.replace(session, send=False, receive=False)

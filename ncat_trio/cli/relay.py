@@ -10,6 +10,7 @@ import typer
 from ..errors import UsageError
 from ..parse import parse_duration, parse_port, parse_size
 from ..transport.endpoint import Endpoint
+from . import compat
 from .common import CONN, IO, OUT, TIME, JsonFile, checked_json_file
 from .panels import PanelledCommand
 
@@ -136,6 +137,24 @@ def relay(
             "--deny",
             metavar="CIDR",
             help="These clients are reset at once (repeatable; wins over --allow).",
+            rich_help_panel=LIMITS,
+        ),
+    ] = None,
+    allowfile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowfile",
+            metavar="FILE",
+            help="--allow rules, one per line (# comments).",
+            rich_help_panel=LIMITS,
+        ),
+    ] = None,
+    denyfile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--denyfile",
+            metavar="FILE",
+            help="--deny rules, one per line (# comments).",
             rich_help_panel=LIMITS,
         ),
     ] = None,
@@ -279,8 +298,10 @@ def relay(
     Bounded (--buffer per direction), half-close passes through, resets propagate.
     Prints `ncat-trio: listening on ADDR:PORT` on stderr once ready.
     """
+    compat.check_command("relay", relay, locals())  # a flag its mode cannot honour: exit 2
     from .. import runner  # lazy: keeps start-up light
     from ..modes import relay as relay_mode  # lazy: keeps start-up light
+    from ..transport.access import AccessPolicy  # lazy: keeps start-up light
     from ..transport.faults import parse_fault  # lazy: keeps start-up light
 
     if ipv4 and ipv6:
@@ -307,10 +328,7 @@ def relay(
         idle_timeout=None
         if idle_timeout is None
         else parse_duration(idle_timeout, what="--idle-timeout"),
-        access=relay_mode.AccessPolicy(
-            allow=tuple(relay_mode.parse_network(a) for a in allow or ()),
-            deny=tuple(relay_mode.parse_network(d) for d in deny or ()),
-        ),
+        access=AccessPolicy.from_rules(allow or (), deny or (), allowfile or (), denyfile or ()),
         drain_timeout=parse_duration(drain_timeout, what="--drain-timeout"),
         verbose=verbose,
         stats_interval=None
@@ -323,8 +341,6 @@ def relay(
         seed=seed,
         splice=not no_splice,
     )
-    if reject_over_limit and max_conns is None:
-        raise UsageError("--reject-over-limit", "needs --max-conns")
     if workers > 1:
         from ..modes import relay_workers
 

@@ -14,6 +14,7 @@ import typer
 from ..errors import UsageError
 from ..parse import parse_duration, parse_port
 from ..transport.endpoint import Endpoint
+from . import compat
 from .common import (
     CONN,
     OUT,
@@ -132,6 +133,7 @@ def send(
     acknowledgement (connection lost): exit 3. The receiver's refusal or digest
     mismatch: the receiver's exit code (5 local I/O, 6 protocol, 7 integrity).
     """
+    compat.check_command("send", send, locals())  # -w with --listen: exit 2
     from .. import runner  # lazy: keeps start-up light
     from ..modes import transfer  # lazy: keeps start-up light
 
@@ -200,6 +202,7 @@ def receive(
     the digest matched; it is never put over an existing file without --force.
     Exit 7 on a digest mismatch or a short stream.
     """
+    compat.check_command("receive", receive, locals())  # -w listening, --force onto -o -
     from .. import runner  # lazy: keeps start-up light
     from ..modes import transfer  # lazy: keeps start-up light
 
@@ -209,10 +212,6 @@ def receive(
         host = words[0]
     else:
         raise UsageError("receive", "expected [HOST] PORT (with --connect: HOST PORT)")
-    if output == "-" and json:
-        raise UsageError("--json", "stdout carries the data with -o -")
-    if output == "-" and resume:
-        raise UsageError("--resume", "cannot resume onto stdout (-o -)")
     options = transfer.ReceiveOptions(
         endpoint=Endpoint(
             host, parse_port(words[-1], allow_zero=listen), address_family(ipv4, ipv6), numeric

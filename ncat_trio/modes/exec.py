@@ -105,8 +105,11 @@ async def exec_session(
     peer_name: str = "connection",
     idle_timeout: float | None = None,
     verbose: bool = False,
+    zerocopy: bool = True,
 ) -> SessionResult:
     """Run ``command`` with its stdin/stdout attached to ``conn`` until both are done.
+
+    ``zerocopy=False`` (``--no-zerocopy``) copies through user space, as stdio does.
 
     Raises :class:`NcatError` (never a group).  Does not close ``conn``.
     """
@@ -143,10 +146,10 @@ async def exec_session(
             with to_child_scope:
                 try:
                     await copy(conn, child_stdin, source_side=peer, sink_side=child_in,
-                               on_chunk=received)  # fmt: skip
+                               on_chunk=received, zerocopy=zerocopy)  # fmt: skip
                 except LocalIOError:  # the child stopped reading: discard the rest
                     await copy(conn, None, source_side=peer, sink_side=child_in,
-                               on_chunk=received)  # fmt: skip
+                               on_chunk=received, zerocopy=zerocopy)  # fmt: skip
                 result.peer_eof = True
                 await child_stdin.aclose()  # the child reads EOF
             to_child_done.set()
@@ -155,7 +158,7 @@ async def exec_session(
 
         async def from_child() -> None:
             await copy(child_stdout, conn, source_side=child_out, sink_side=peer,
-                       on_chunk=sent)  # fmt: skip
+                       on_chunk=sent, zerocopy=zerocopy)  # fmt: skip
             result.stdin_eof = True
             await send_eof(conn, peer)  # the child closed its stdout: FIN
             from_child_done.set()
@@ -208,6 +211,7 @@ async def run_exec(
             peer_name=peer_name,
             idle_timeout=opts.session.idle_timeout,
             verbose=opts.verbose,
+            zerocopy=opts.session.zerocopy,
         )
     finally:
         await close_gracefully(stream, result)

@@ -10,6 +10,10 @@ nc's rules, made explicit:
   others before the lock are skipped).  Stdin is not read before that: there is nobody
   to send to.  With ``-k`` it never locks: every sender is heard and replies go to the
   most recent one.
+* ``--allow/--deny`` (listen) judge every datagram's source first
+  (:class:`~ncat_trio.transport.access.DatagramGate`): a denied source's datagram is
+  dropped and logged once, before it is written out, replied to, locked onto or handed
+  to a child; with ``-k`` the check is per datagram.
 * UDP has no EOF.  A session ends when ``-i/--idle-timeout`` passes with no datagram
   either way, or ``-q SECS`` after stdin's EOF; both are normal ends (exit 0).  Without
   either it runs until a signal (130/143), like nc.
@@ -42,6 +46,7 @@ import trio
 from .. import diag
 from ..errors import ConnectError, IntegrityError, LocalProtocolError, NcatError
 from ..transport import unix
+from ..transport.access import DatagramGate
 from ..transport.child import describe_status, open_child
 from ..transport.datagram import MAX_DATAGRAM, bind_udp
 from ..transport.net import Endpoint, resolve
@@ -99,6 +104,7 @@ class DatagramSession:
         locked_to: Any = None,
         source_side: Side = STDIN,
         sink_side: Side = STDOUT,
+        gate: DatagramGate | None = None,
     ) -> None:
         self.sock = sock
         self.options = options
@@ -110,6 +116,7 @@ class DatagramSession:
         self.upload_done = trio.Event()  # the source's EOF: everything from it was sent
         self.source_side = source_side
         self.sink_side = sink_side
+        self.gate = gate  # listen: --allow/--deny, per datagram
         self.result = SessionResult()
         if mode == "connected" or locked_to is not None:
             self.peer_known.set()
@@ -178,6 +185,8 @@ class DatagramSession:
                         raise _peer_error(exc, self.name) from exc
                     if self.mode == "lock" and self.peer_known.is_set() and address != self.peer:
                         continue  # queued from someone else before we locked on
+                    if self.gate is not None and not self.gate.admits(address):
+                        continue  # denied: not written, not learned, not an activity
                     activity()
                     await self._learn(address)
                     if size > len(buffer):
@@ -253,17 +262,25 @@ class ChildInput(trio.abc.SendStream):
         await self.pipe.aclose()
 
 
-async def first_sender(sock: trio.socket.SocketType) -> Any:
-    """The address of the first datagram queued on ``sock``, which stays queued."""
-    try:
-        _data, address = await sock.recvfrom(1, _stdsocket.MSG_PEEK)
-    except OSError as exc:
-        raise _peer_error(exc, "first datagram") from exc
-    return address
+async def first_sender(sock: trio.socket.SocketType, gate: DatagramGate | None = None) -> Any:
+    """The address of the first admitted datagram queued on ``sock``, which stays
+    queued; datagrams from sources ``gate`` denies are read and dropped."""
+    while True:
+        try:
+            _data, address = await sock.recvfrom(1, _stdsocket.MSG_PEEK)
+            if gate is None or gate.admits(address):
+                return address
+            await sock.recvfrom(1)  # drop the denied datagram (the rest of it goes too)
+        except OSError as exc:
+            raise _peer_error(exc, "first datagram") from exc
 
 
 async def exec_over_datagrams(
-    sock: trio.socket.SocketType, opts: NetcatOptions, *, listen: bool
+    sock: trio.socket.SocketType,
+    opts: NetcatOptions,
+    *,
+    listen: bool,
+    gate: DatagramGate | None = None,
 ) -> SessionResult:
     """``-u -e/-c``: the child's stdout → datagrams, datagrams → its stdin (module docstring).
 
@@ -274,7 +291,7 @@ async def exec_over_datagrams(
 
     command: ExecCommand | None = opts.exec_command
     assert command is not None
-    peer = await first_sender(sock) if listen else sock.getpeername()
+    peer = await first_sender(sock, gate) if listen else sock.getpeername()
     name = name_of(peer)
     if listen:
         if opts.verbose:
@@ -303,6 +320,7 @@ async def exec_over_datagrams(
             locked_to=peer if listen else None,
             source_side=Side(f"{command.name} (stdout)", local=True),
             sink_side=Side(f"{command.name} (stdin)", local=True),
+            gate=gate,
         )
 
         async def end_once_the_child_is_done(scope: trio.CancelScope) -> None:
@@ -406,14 +424,17 @@ async def connect_udp_main(opts: NetcatOptions) -> int:
 
 async def listen_udp_main(opts: NetcatOptions) -> int:
     """``ncat-trio listen -u [HOST] PORT`` / ``listen -u -U PATH``."""
+    gate = DatagramGate(opts.access) if opts.access.active else None
     async with _bound(opts) as sock:
         diag.say(f"listening on {name_of(sock.getsockname())} (datagrams)")
         if opts.exec_command is not None:
-            _report(opts, await exec_over_datagrams(sock, opts, listen=True))
+            _report(opts, await exec_over_datagrams(sock, opts, listen=True, gate=gate))
             return 0
         async with open_stdio(opts.session) as (stdin, stdout, session):
             mode = "last" if opts.keep_open else "lock"
-            session_ = DatagramSession(sock, session, mode=mode, name="peer", verbose=opts.verbose)
+            session_ = DatagramSession(
+                sock, session, mode=mode, name="peer", verbose=opts.verbose, gate=gate
+            )
             result = await session_.run(stdin, stdout)
     _report(opts, result)
     return 0

@@ -3,11 +3,11 @@
 The nursery tree is the work: process → server (accept loop + one task per client) →
 :class:`~ncat_trio.transport.relay.RelayConnection` (two pump tasks).  Per client:
 
-* access: ``--deny`` wins over ``--allow``; with any ``--allow`` rule, only matching
-  peers get in.  IPv4-mapped IPv6 peers (``::ffff:10.0.0.1``, what a dual-stack
-  listener reports for IPv4 clients) and rules are normalised to IPv4 first, so a v4
-  rule cannot be bypassed through the v6 spelling.  Denied clients are reset at once
-  and logged.
+* access: ``--allow/--deny/--allowfile/--denyfile``, the listeners' one
+  :class:`~ncat_trio.transport.access.AccessPolicy` (deny wins; IPv4-mapped IPv6 peers
+  and rules are normalised to IPv4 first, so a v4 rule cannot be bypassed through the
+  v6 spelling).  Denied clients are reset at once, before any target is dialled, and
+  logged.
 * limits: with ``--max-conns N`` the accept loop takes a slot *before* ``accept``: the
   N+1th client completes its TCP handshake in the kernel backlog and waits there
   (backpressure on accept) until a slot frees.  ``--reject-over-limit`` accepts it and
@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import ipaddress
 import json
 import resource
 import signal
@@ -40,6 +39,11 @@ from .. import diag
 from ..errors import ConnectError, ExitCode, NcatError, leaves
 from ..json_summary import append_json, json_line
 from ..transport import net
+from ..transport.access import (  # the one home of access rules, re-exported here
+    AccessPolicy as AccessPolicy,
+)
+from ..transport.access import normalise_address as normalise_address
+from ..transport.access import parse_network as parse_network
 from ..transport.faults import AnyFault, FaultPlan
 from ..transport.relay import (
     DEFAULT_BUFFER,
@@ -49,53 +53,6 @@ from ..transport.relay import (
     RelayResult,
     abort,
 )
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-def normalise_address(host: str) -> IPAddress:
-    """A peer address as an ``ip_address``, IPv4-mapped IPv6 turned into IPv4."""
-    address = ipaddress.ip_address(host.split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def parse_network(text: str) -> IPNetwork:
-    """A CIDR rule (``10.0.0.0/8``, ``::1``, ``::ffff:10.0.0.0/104``), mapped ranges as IPv4."""
-    from ..errors import UsageError
-
-    try:
-        network = ipaddress.ip_network(text.strip(), strict=False)
-    except ValueError as exc:
-        raise UsageError(f"invalid address rule {text!r}", "expected an address or CIDR") from exc
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
-        mapped = network.network_address.ipv4_mapped
-        assert mapped is not None
-        return ipaddress.IPv4Network((mapped, max(0, network.prefixlen - 96)))
-    return network
-
-
-@dataclass(frozen=True)
-class AccessPolicy:
-    """``--allow``/``--deny``: deny wins; with allow rules, only matches get in."""
-
-    allow: tuple[IPNetwork, ...] = ()
-    deny: tuple[IPNetwork, ...] = ()
-
-    def permits(self, host: str) -> bool:
-        try:
-            address = normalise_address(host)
-        except ValueError:  # not an IP peer (cannot happen for TCP): refuse when rules exist
-            return not (self.allow or self.deny)
-        if any(address in rule for rule in self.deny if rule.version == address.version):
-            return False
-        if not self.allow:
-            return True
-        return any(address in rule for rule in self.allow if rule.version == address.version)
 
 
 @dataclass(frozen=True)

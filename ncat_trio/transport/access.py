@@ -6,16 +6,24 @@
   (``::ffff:10.0.0.0/104`` = ``10.0.0.0/8``): a v4 rule cannot be bypassed through
   the v6 spelling, nor a v6-spelled rule miss a v4 peer.
 * A malformed rule is a :class:`UsageError` (exit 2), in a file with its line number.
+* Rules files are read whole at start, bounded: a regular file or a pipe (``<(cmd)``)
+  of at most :data:`MAX_RULES_FILE` bytes; a directory, a device (``/dev/zero``) or a
+  bigger file is a :class:`UsageError`, never a hang or an unbounded read.  An
+  ``--allowfile`` with no rule in it is refused too: it would silently admit everyone.
+* Datagrams (``listen -u``) are judged per source with :class:`DatagramGate`.
 
-The same rules as ``modes/relay.py`` (which has its own copy, written first); this is
-the generic one for every listener.
+The one home of these rules: ``listen`` (TCP, UDP, TLS, ``-k``, exec) and ``relay``
+(with ``--workers`` and the Python API) all use :class:`AccessPolicy`.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -26,6 +34,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+#: Largest rules file read (1 MiB, some 30 000 rules): ``--allowfile /dev/zero`` or a
+#: runaway generator is an error at start, not a memory blow-up.
+MAX_RULES_FILE = 1 << 20
 
 
 def normalise_address(host: str) -> IPAddress:
@@ -41,8 +53,10 @@ def parse_network(text: str, *, where: str = "") -> IPNetwork:
     try:
         network = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError as exc:
+        shown = text.strip()
+        shown = shown if len(shown) <= 60 else shown[:60] + "..."  # one line, even from a file
         raise UsageError(
-            f"invalid address rule {text.strip()!r}{where}", "expected an address or CIDR"
+            f"invalid address rule {shown!r}{where}", "expected an address or CIDR"
         ) from exc
     if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
         mapped = network.network_address.ipv4_mapped
@@ -51,20 +65,52 @@ def parse_network(text: str, *, where: str = "") -> IPNetwork:
     return network
 
 
-def read_rules(path: str) -> tuple[IPNetwork, ...]:
-    """``--allowfile``/``--denyfile``: one rule per line; blank lines and ``#`` comments."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            lines = file.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(f"cannot read rules file {path}", why.lower()) from exc
+def read_rules(path: str, *, flag: str = "rules file") -> tuple[IPNetwork, ...]:
+    """``--allowfile``/``--denyfile``: one rule per line; blank lines and ``#`` comments.
+
+    Bounded (module docstring): a regular file or a pipe, at most :data:`MAX_RULES_FILE`.
+    """
+    text = _read_bounded(path, flag)
     rules = []
-    for number, line in enumerate(lines, 1):
-        text = line.split("#", 1)[0].strip()
-        if text:
-            rules.append(parse_network(text, where=f" ({path} line {number})"))
+    for number, line in enumerate(text.splitlines(), 1):
+        rule = line.split("#", 1)[0].strip()
+        if rule:
+            where = f" ({flag} {diag.printable(path)} line {number})"
+            rules.append(parse_network(rule, where=where))
     return tuple(rules)
+
+
+def _read_bounded(path: str, flag: str) -> str:
+    what = f"cannot read {flag} {diag.printable(path)}"
+    try:
+        # O_NONBLOCK: opening a FIFO nobody writes to must not hang the start.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(what, (exc.strerror or str(exc)).lower()) from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise UsageError(what, "it is a directory")
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            raise UsageError(what, "not a regular file or a pipe")
+        os.set_blocking(fd, True)  # a pipe's writer may still be on its way
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_RULES_FILE:
+            chunk = os.read(fd, MAX_RULES_FILE + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_RULES_FILE:
+            raise UsageError(what, f"larger than {MAX_RULES_FILE} bytes")
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(what, "not UTF-8 text") from exc
+    except OSError as exc:
+        raise UsageError(what, (exc.strerror or str(exc)).lower()) from exc
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -86,9 +132,14 @@ class AccessPolicy:
         allowed = [parse_network(a) for a in allow]
         denied = [parse_network(d) for d in deny]
         for path in allow_files:
-            allowed.extend(read_rules(path))
+            rules = read_rules(path, flag="--allowfile")
+            if not rules:  # an empty allow list would mean "no allow rules": everyone
+                raise UsageError(
+                    f"--allowfile {diag.printable(path)}", "has no rules (it would admit everyone)"
+                )
+            allowed.extend(rules)
         for path in deny_files:
-            denied.extend(read_rules(path))
+            denied.extend(read_rules(path, flag="--denyfile"))
         return cls(tuple(allowed), tuple(denied))
 
     @property
@@ -129,4 +180,44 @@ async def admit(conn: trio.SocketStream, policy: AccessPolicy) -> bool:
     return False
 
 
-__all__ = ["AccessPolicy", "admit", "normalise_address", "parse_network", "read_rules"]
+class DatagramGate:
+    """``listen -u`` access: judges each datagram's source before anything else sees it.
+
+    A denied source is logged once (its address escaped); to keep a spray of spoofed
+    sources from flooding stderr, at most :attr:`LOGGED` distinct sources are named,
+    then one line says the rest are dropped silently.
+    """
+
+    LOGGED = 64
+
+    def __init__(self, policy: AccessPolicy) -> None:
+        self.policy = policy
+        self.denied = 0  # datagrams dropped
+        self._named: set[object] = set()
+
+    def admits(self, address: Any) -> bool:
+        if not self.policy.active:
+            return True
+        host = address[0] if isinstance(address, tuple) and address else address
+        if isinstance(host, str) and self.policy.permits(host):
+            return True
+        self.denied += 1
+        if address not in self._named and len(self._named) <= self.LOGGED:
+            self._named.add(address)
+            if len(self._named) > self.LOGGED:
+                diag.say("denied datagrams from more sources: no longer logged (--allow/--deny)")
+            else:
+                shown = diag.format_address(address) if address else "(unnamed)"
+                diag.say(f"denied datagram from {shown} (--allow/--deny)")
+        return False
+
+
+__all__ = [
+    "MAX_RULES_FILE",
+    "AccessPolicy",
+    "DatagramGate",
+    "admit",
+    "normalise_address",
+    "parse_network",
+    "read_rules",
+]

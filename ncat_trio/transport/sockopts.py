@@ -47,15 +47,6 @@ class SocketOptions:
     reuseport: bool = False
     broadcast: bool = False  # SO_BROADCAST (UDP only)
 
-    def check(self, *, datagram: bool, unix: bool) -> None:
-        """Refuse options that make no sense for this kind of socket (UsageError)."""
-        if self.broadcast and (not datagram or unix):
-            raise UsageError("--broadcast", "only for UDP (-u)")
-        if self.keepalive is not None and (datagram or unix):
-            raise UsageError("--keepalive", "only for TCP")
-        if unix and (self.tos is not None or self.ttl is not None or self.reuseport):
-            raise UsageError("--tos/--ttl/--reuseport", "not for Unix sockets (-U)")
-
 
 #: Names accepted by --tos besides numbers: nc.openbsd's -T keywords (RFC 791/2474).
 TOS_NAMES = {
