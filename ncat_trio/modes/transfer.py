@@ -626,8 +626,9 @@ class ReceiveSession:
         idle: IdleWatch | None = None,
         on_settled: Callable[[str], None] | None = None,
     ) -> None:
-        """``on_settled(where)`` is called once the outcome is decided: the file verified
-        and under its real name (or the data verified on stdout), before the Ack."""
+        """``on_settled(what)`` is called once the outcome is decided: the file verified
+        and under its real name (or the data verified on stdout), before the Ack; ``what``
+        says so in words."""
         if target.output == "-" and stdout is None:
             raise UsageError("-o -", "needs a stdout stream")
         self._conn = conn
@@ -707,7 +708,8 @@ class ReceiveSession:
                 await self._file.commit(header.mode, header.mtime_ns)
             path = self._file.path
         if self._on_settled is not None:  # before any checkpoint: a late signal can't lie
-            self._on_settled(repr(path) if path is not None else "stdout")
+            where = f"{path!r} was verified and in place" if path else "the data was verified"
+            self._on_settled(where)
         # The file is verified and in place: the transfer succeeded for us whatever
         # happens to the Ack.  A late signal must not skip the rest either (the sender's
         # Ack, our summary): shielded; the fsync runs in a thread that cannot be
@@ -1006,10 +1008,10 @@ async def send_main(opts: SendOptions) -> int:
     return 0
 
 
-def _settle(where: str) -> None:
+def _settle(what: str) -> None:
     """The received file is verified and in place: exit 0 even if a signal comes now
     (README, send/receive: non-zero means the file is not under its real name)."""
-    runner.settle(0, f"{where} was verified and in place")
+    runner.settle(0, what)
 
 
 async def receive_main(opts: ReceiveOptions) -> int:

@@ -267,6 +267,25 @@ def test_a_signal_after_the_ack_is_exit_0(signum: signal.Signals, tmp_path: Path
     peer.close()
 
 
+def test_a_signal_after_the_ack_to_stdout_is_exit_0() -> None:
+    """-o -: once the data is verified (all of it written), exit 0 too."""
+    payload = os.urandom(30_000)  # less than a pipe holds: stdout is read at the end
+    listener, port = spawn_listener(["receive", "-o", "-", "127.0.0.1", "0"])
+    peer = RawSender(port, payload)
+    peer.sock.sendall(peer.body())
+    peer.sock.shutdown(socket.SHUT_WR)
+    assert isinstance(peer.next_event(), wire.Ack)
+    listener.send_signal(signal.SIGTERM)
+    out, err = listener.communicate(timeout=30)
+    assert listener.returncode == 0, err
+    assert out == payload
+    assert all(
+        line.startswith(("ncat-trio: received 'f.bin'", "ncat-trio: SIGTERM after "))
+        for line in err.decode().splitlines()
+    ), err
+    peer.close()
+
+
 @pytest.mark.parametrize("run", range(3))
 def test_sigterm_after_the_received_line_is_exit_0(run: int, dirs: tuple[Path, Path, Path]) -> None:
     out, _, source = dirs
