@@ -65,6 +65,9 @@ def _signal_group(proc: trio.Process, signum: signal.Signals) -> bool:
     if reached:  # the child itself, even if it left its group
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signum)
+    # The pgid stays the child's pid while any member lives (Linux does not hand out a
+    # pid still in use as a pgid), so this reaches only the child's own group; once the
+    # group is empty it is ESRCH.
     try:
         os.killpg(proc.pid, signum)
         if signum == signal.SIGTERM:  # a stopped member would sit on its SIGTERM
