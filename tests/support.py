@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar, cast
 
@@ -366,6 +366,30 @@ def pid_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def still_running(pids: Iterable[int], timeout: float = 0.0) -> list[int]:
+    """Those of ``pids`` that have not exited within ``timeout`` s, waited for on pidfds.
+
+    For processes that are not ours (an exec child's own children): once orphaned, their
+    zombie stays until init reaps it (here PID 1 never does), so "exited" is what can be
+    asserted, not "gone" as :func:`pid_gone` checks for our own children.
+    """
+    deadline = time.monotonic() + timeout
+    running = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(fd, selectors.EVENT_READ)
+                if not sel.select(max(0.0, deadline - time.monotonic())):
+                    running.append(pid)
+        finally:
+            os.close(fd)
+    return running
 
 
 def ipv6_loopback_available() -> bool:

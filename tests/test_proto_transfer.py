@@ -283,6 +283,26 @@ def test_bytes_after_the_trailer_are_refused() -> None:
         drive_receiver([header + rest + b"x"])
 
 
+def test_the_ack_waits_for_the_senders_eof_and_bytes_before_it_are_refused() -> None:
+    """Issue 15: the Ack (and so the file's name) comes only after the sender's FIN, so
+    whatever it sends after the trailer is refused before anything is accepted."""
+    header, rest = sender_stream(PAYLOAD)
+    events, receiver = drive_receiver([header + rest], eof=False)
+    assert isinstance(events[-1], Trailer)
+    assert receiver.next_event() is NEED_DATA  # not PAUSED: the sender may say more
+    with pytest.raises(LocalProtocolError, match="FIN"):
+        receiver.send(Ack(len(PAYLOAD), sha(PAYLOAD)))
+    for junk in (b"x", rest[-41:], b"\0" * 1000):
+        _, receiver = drive_receiver([header + rest], eof=False)
+        receiver.receive_data(junk)
+        with pytest.raises(RemoteProtocolError, match="after the trailer"):
+            receiver.next_event()
+        assert receiver.state is ReceiverState.ERROR
+        receiver.receive_data(b"")
+        with pytest.raises(RemoteProtocolError):
+            receiver.next_event()
+
+
 def test_sender_without_an_ack_reports_a_lost_connection() -> None:
     for state_bytes in (b"", struct.pack(">cQ32s", b"O", 0, EMPTY_SHA256)[:10]):
         sender = TransferSender()

@@ -9,8 +9,10 @@ the fds allow), with the same half-close rules as stdio (DESIGN.md §3):
   and discarded, so the peer is not stalled;
 * the child has exited and its stdout is finished → nothing can consume the peer's data
   any more: stop reading and close;
-* the connection dies (reset, idle timeout, a signal) → the child gets SIGTERM, then
-  SIGKILL after ``grace`` seconds (:func:`..transport.child.open_child`).
+* the connection dies (reset, idle timeout, a signal) → the child's process group gets
+  SIGTERM, then SIGKILL after ``grace`` seconds (:func:`..transport.child.open_child`);
+* the connection ends → whatever the child left running in its group (``cmd &`` under
+  ``-c``) is stopped the same way: nothing started for a connection outlives it.
 
 ``-e`` never runs a shell: the command line is split like a shell would split words
 (:func:`shlex.split`: quotes group words) but nothing is expanded.  ``-c`` runs
@@ -45,7 +47,7 @@ class ExecCommand:
 
     argv: tuple[str, ...]
     shell: bool = False  # built from -c: argv is (/bin/sh, -c, CMD)
-    grace: float = 2.0  # seconds between SIGTERM and SIGKILL when the connection dies
+    grace: float = 2.0  # seconds between SIGTERM and SIGKILL to the child's process group
 
     @property
     def name(self) -> str:

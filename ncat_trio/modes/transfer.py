@@ -50,7 +50,7 @@ from typing import Protocol
 
 import trio
 
-from .. import diag
+from .. import diag, runner
 from ..errors import (
     ConnectionLost,
     ExitCode,
@@ -74,6 +74,8 @@ from ..transport.stdio import FdKind, fd_kind, open_stdin, open_stdout
 CHUNK = 1 << 20
 #: After the last message, how long to wait for the peer's EOF before closing anyway.
 LINGER = 5.0
+#: How long the receiver may spend delivering its Ack (shielded from a late signal).
+ACK_TIMEOUT = 1.0
 #: Suffix of the fixed-name partial file that ``--resume`` keeps and continues.
 PARTIAL_SUFFIX = ".ncat-trio-partial"
 TEMP_SUFFIX = ".ncat-trio-tmp"
@@ -456,35 +458,46 @@ class _FileSink:
         self.committed = False
 
     def open(self) -> int:
-        """Create (or, for resume, open and lock) the temporary file; return its length."""
+        """Create (or, for resume, open and lock) the temporary file; return its length.
+
+        With ``resume`` the fixed name may already exist, put there by anyone who can
+        write to the directory: a symlink or a hard link to a file elsewhere (which we
+        would overwrite), a FIFO, someone else's file.  So it is opened without following
+        a symlink or blocking, and the *opened* file must be a regular file of ours with
+        one name (:func:`_unfit_partial`), else it is refused (exit 5) and left alone.
+        """
         what = f"receive to {self.path}"
         if os.path.lexists(self.path):
             if not self._force:
                 raise LocalIOError(what, "file exists (the receiver needs --force to replace it)")
             if os.path.isdir(self.path):
                 raise LocalIOError(what, "is a directory")
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        # O_NONBLOCK: a FIFO at the name must not hang the open (no effect on a file).
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         if not self._resume:
             flags |= os.O_EXCL
         try:
             fd = os.open(self.temp, flags, 0o600)
         except OSError as exc:
-            raise LocalIOError(f"create {self.temp}", describe_failure(exc)) from exc
+            why = describe_failure(exc)
+            if exc.errno == errno.ELOOP:
+                why = "is a symbolic link (refused: it would write through it)"
+            raise LocalIOError(f"create {self.temp}", why) from exc
         self._fd = fd
         try:
-            if self._resume:
+            unfit = _unfit_partial(os.fstat(fd))
+            if unfit is None and self._resume:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            st = os.fstat(fd)
         except OSError as exc:
             why = describe_failure(exc)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 why = "another receiver is writing this partial file"
             self._close()
             raise LocalIOError(f"open {self.temp}", why) from exc
-        if not stat.S_ISREG(st.st_mode):
+        if unfit is not None:
             self._close()
-            raise LocalIOError(f"open {self.temp}", "not a regular file")
-        return st.st_size
+            raise LocalIOError(f"open {self.temp}", f"{unfit} (refused)")
+        return os.fstat(fd).st_size
 
     async def hash_prefix(self, length: int) -> hashlib._Hash:
         assert self._fd is not None
@@ -513,7 +526,9 @@ class _FileSink:
             raise LocalIOError(f"write {self.temp}", describe_failure(exc)) from exc
 
     async def commit(self, mode: int, mtime_ns: int | None) -> None:
-        """fsync, set mode and mtime, give the file its real name, fsync the directory."""
+        """fsync, set mode and mtime, give the file its real name (then
+        :meth:`sync_directory`).  No checkpoint after the rename: ``committed`` is true
+        before a cancellation can be delivered."""
         fd = self._fd
         assert fd is not None
         try:
@@ -532,6 +547,9 @@ class _FileSink:
                 why = "file exists (the receiver needs --force to replace it)"
             raise LocalIOError(f"rename {self.temp} to {self.path}", why) from exc
         self.committed = True
+
+    async def sync_directory(self) -> None:
+        """fsync the directory, so that the rename is durable (best effort)."""
         directory = os.path.dirname(self.path) or "."
         with contextlib.suppress(OSError):  # not every file system can fsync a directory
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -570,6 +588,17 @@ class _FileSink:
                 os.close(fd)
 
 
+def _unfit_partial(st: os.stat_result) -> str | None:
+    """Why an opened partial/temporary file may not be written, or None if it may."""
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_nlink != 1:
+        return f"has {st.st_nlink} names: a hard link to a file elsewhere"
+    if st.st_uid != os.geteuid():
+        return f"owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})"
+    return None
+
+
 class _StreamSink:
     """``-o -``: data goes out as it arrives; the exit code says whether it verified."""
 
@@ -595,7 +624,11 @@ class ReceiveSession:
         chunk_size: int = CHUNK,
         peer_name: str = "sender",
         idle: IdleWatch | None = None,
+        on_settled: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_settled(what)`` is called once the outcome is decided: the file verified
+        and under its real name (or the data verified on stdout), before the Ack; ``what``
+        says so in words."""
         if target.output == "-" and stdout is None:
             raise UsageError("-o -", "needs a stdout stream")
         self._conn = conn
@@ -607,6 +640,7 @@ class ReceiveSession:
         self._proto = wire.TransferReceiver()
         self._events = _EventReader(conn, self._proto, self._peer, chunk_size)
         self._file: _FileSink | None = None
+        self._on_settled = on_settled
 
     def statistics(self) -> TransferStatistics:
         header = self._proto.header
@@ -664,20 +698,36 @@ class ReceiveSession:
                 f"sha256 mismatch: got {hasher.hexdigest()[:16]}…, "
                 f"sender has {trailer.sha256.hex()[:16]}… ({trailer.size} bytes)",
             )
+        # The trailer must be the sender's last bytes: read up to its FIN (a byte more is
+        # a RemoteProtocolError) before the file may take its name.
+        end = await self._events.next()
+        assert end is wire.PAUSED
         path: str | None = None
         if self._file is not None:
             with _local_work(self._idle):
                 await self._file.commit(header.mode, header.mtime_ns)
             path = self._file.path
-        ack = wire.Ack(trailer.size, trailer.sha256)
-        try:
-            await _send_bytes(self._conn, self._proto.send(ack), self._peer)
-            await _half_close(self._conn, self._peer)
-        except NcatError as exc:
-            # The file is verified and in place: the transfer succeeded for us.
-            diag.say(f"{exc} (the acknowledgement could not be delivered)")
-        else:
-            await _drain_until_eof(self._conn, LINGER)
+        if self._on_settled is not None:  # before any checkpoint: a late signal can't lie
+            where = f"{path!r} was verified and in place" if path else "the data was verified"
+            self._on_settled(where)
+        # The file is verified and in place: the transfer succeeded for us whatever
+        # happens to the Ack.  A late signal must not skip the rest either (the sender's
+        # Ack, our summary): shielded; the fsync runs in a thread that cannot be
+        # cancelled anyway, the Ack is 41 bytes into an idle send buffer, bounded
+        # against a peer that stalls.
+        with trio.CancelScope(shield=True):
+            if self._file is not None:
+                with _local_work(self._idle):
+                    await self._file.sync_directory()
+            ack = wire.Ack(trailer.size, trailer.sha256)
+            with trio.move_on_after(ACK_TIMEOUT) as scope:
+                try:
+                    await _send_bytes(self._conn, self._proto.send(ack), self._peer)
+                    await _half_close(self._conn, self._peer)
+                except NcatError as exc:
+                    diag.say(f"{exc} (the acknowledgement could not be delivered)")
+            if scope.cancelled_caught:
+                diag.say(f"{self._peer.name}: the acknowledgement could not be delivered in time")
         return TransferResult(
             name=header.name,
             size=trailer.size,
@@ -958,6 +1008,12 @@ async def send_main(opts: SendOptions) -> int:
     return 0
 
 
+def _settle(what: str) -> None:
+    """The received file is verified and in place: exit 0 even if a signal comes now
+    (README, send/receive: non-zero means the file is not under its real name)."""
+    runner.settle(0, what)
+
+
 async def receive_main(opts: ReceiveOptions) -> int:
     """``ncat-trio receive [HOST] PORT [-o FILE|DIR|-]`` (or ``--connect HOST PORT``)."""
     target = opts.target
@@ -971,7 +1027,9 @@ async def receive_main(opts: ReceiveOptions) -> int:
         )
         conn, peer = await stack.enter_async_context(conn_cm)
         result = await _run(
-            lambda c, idle: ReceiveSession(c, target, stdout=stdout, peer_name=peer, idle=idle),
+            lambda c, idle: ReceiveSession(
+                c, target, stdout=stdout, peer_name=peer, idle=idle, on_settled=_settle
+            ),
             conn, peer, opts.progress, opts.idle_timeout,
         )  # fmt: skip
     _summary("receive", result, opts)

@@ -545,10 +545,12 @@ class TransferReceiver:
     """The receiving end's protocol state.
 
     ``next_event``: Header, then (after we ``send`` an Offer) Start, Data*, Trailer;
-    :data:`PAUSED` while it is our turn.  ``send``: Offer, then Ack; or Failure at any
-    point, after which everything that still arrives is discarded.  EOF before the
-    header is complete is a :class:`RemoteProtocolError`; EOF after the header and
-    before the trailer is a short stream: :class:`IntegrityError` (exit 7).
+    :data:`PAUSED` while it is our turn: for the Ack, only once the sender's EOF has
+    followed the trailer (a byte instead is a :class:`RemoteProtocolError`).  ``send``:
+    Offer, then Ack; or Failure at any point, after which everything that still arrives
+    is discarded.  EOF before the header is complete is a :class:`RemoteProtocolError`;
+    EOF after the header and before the trailer is a short stream:
+    :class:`IntegrityError` (exit 7).
     """
 
     def __init__(self) -> None:
@@ -600,6 +602,8 @@ class TransferReceiver:
         if isinstance(event, Ack):
             self._expect_state(ReceiverState.ACK, event)
             assert self._trailer is not None
+            if not self._input.eof or len(self._input):
+                raise LocalProtocolError("send Ack", "not before the sender's FIN ends its stream")
             if (event.size, event.sha256) != (self._trailer.size, self._trailer.sha256):
                 raise LocalProtocolError("ack", "must repeat the trailer's size and sha256")
             self.state = ReceiverState.DONE
@@ -633,8 +637,15 @@ class TransferReceiver:
     def _next_event(self) -> Header | Start | Data | Trailer | Closed | _Sentinel:
         state = self.state
         buf = self._input
-        if state in (ReceiverState.OFFER, ReceiverState.ACK):
+        if state is ReceiverState.OFFER:
             return PAUSED
+        if state is ReceiverState.ACK:
+            # The trailer must be the sender's last bytes, and its FIN comes before our
+            # Ack (PROTOCOL.md): only then is it our turn.  Checked before the file gets
+            # its name, so a stream with more after the trailer is never accepted.
+            if len(buf):
+                raise RemoteProtocolError("sender", "sent bytes after the trailer")
+            return PAUSED if buf.eof else NEED_DATA
         if state is ReceiverState.FAILED:
             buf.discard()
             return Closed() if buf.eof else NEED_DATA
