@@ -9,6 +9,7 @@ still ends promptly and leaves no orphan.  The child's stderr is ours (like ncat
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -17,7 +18,11 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from ..errors import LocalIOError
+from ..errors import LocalIOError, OutOfResources
+from .net import ACCEPT_PRESSURE
+
+#: Out of fds or memory (and fork's EAGAIN: out of processes).
+_NO_RESOURCES = ACCEPT_PRESSURE | {errno.EAGAIN}
 
 #: How long a SIGKILLed child may take to be reaped before we stop waiting (D state).
 KILL_WAIT = 5.0
@@ -64,7 +69,9 @@ async def open_child(
         )
     except OSError as exc:
         why = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise LocalIOError(f"cannot run {argv[0]}", why[0].lower() + why[1:]) from exc
+        # No fd for its pipes (EMFILE...): that connection fails, a server goes on.
+        cls = OutOfResources if exc.errno in _NO_RESOURCES else LocalIOError
+        raise cls(f"cannot run {argv[0]}", why[0].lower() + why[1:]) from exc
     try:
         yield proc
     finally:
