@@ -14,8 +14,8 @@ TCP attacks:
 * ``slowloris``: the mode's handshake trickled a byte at a time while the real client
   is served (bounded: it gives up after :data:`SLOWLORIS_SECONDS`);
 * ``emfile``: a server that holds many clients at once runs under ``ulimit -n 32`` and
-  gets 40 clients at once until it logs "too many open files"; they reset and the real
-  client must be served.  A server that takes one client at a time (single-shot, ttcp)
+  gets 40 clients at once until it logs "too many open files", then 40 more that
+  upload and read while the first 40 reset; then the real client must be served.  A server that takes one client at a time (single-shot, ttcp)
   never holds 40: its soft limit is lowered (prlimit) to the fds it has open, the real
   client queues, EMFILE is logged, the limit is raised.
 
@@ -440,10 +440,31 @@ def _emfile(mode: Mode, server: Server) -> Callable[[], None] | None:
         for _ in range(FLOOD):
             flood.append(_connect(server.port))
         server.err.wait_for(EMFILE_LINE, TIMEOUT)
-    finally:
+    except BaseException:
         for conn in flood:
             _reset(conn)
+        raise
+    # FLOOD more clients that upload, half-close and read to the end (or fail: some are
+    # turned away while fds are short), queued while the flood lets its fds go: fds
+    # come and go while the server duplicates fds, makes pipes, starts children, so
+    # EMFILE strikes at every one of those places.
+    churn = [threading.Thread(target=_upload_and_read, args=(server.port,), daemon=True)
+             for _ in range(FLOOD)]  # fmt: skip
+    for thread in churn:
+        thread.start()
+    for conn in flood:
+        _reset(conn)
+    for thread in churn:
+        thread.join(TIMEOUT)
     return None
+
+
+def _upload_and_read(port: int) -> None:
+    with contextlib.suppress(OSError), _connect(port) as conn:
+        conn.settimeout(10)
+        conn.sendall(GARBAGE * 16)
+        conn.shutdown(socket.SHUT_WR)
+        _receive_all(conn)
 
 
 def udp_attack(attack: str, mode: Mode, server: Server) -> None:
