@@ -88,6 +88,11 @@ async def next_session(
         await trio.aclose_forcefully(conn)
 
 
+#: Handshakes a single-shot server runs side by side; the next client waits in the
+#: backlog until one of them ends (fds bound it anyway; this keeps the task count small).
+PENDING_HANDSHAKES = 64
+
+
 async def first_session(
     accept: Callable[[], Awaitable[trio.SocketStream]],
     establish: Callable[[trio.SocketStream], Awaitable[T]],
@@ -108,6 +113,7 @@ async def first_session(
     """
     accepting = trio.CancelScope()
     pending: set[trio.CancelScope] = set()
+    slots = trio.Semaphore(PENDING_HANDSHAKES)
     outcome: list[R] = []
     failure: list[NcatError] = []
     won = False
@@ -124,6 +130,7 @@ async def first_session(
                 log(f"connection: no handshake within {within:g} s")
         finally:
             pending.discard(mine)
+            slots.release()
             if established is None or won:
                 await trio.aclose_forcefully(conn)
         if established is None or won:
@@ -140,7 +147,13 @@ async def first_session(
     async with trio.open_nursery() as nursery:
         with accepting:
             while True:
-                nursery.start_soon(attempt, await accept())
+                await slots.acquire()
+                try:
+                    conn = await accept()
+                except BaseException:
+                    slots.release()
+                    raise
+                nursery.start_soon(attempt, conn)
     if failure:
         raise failure[0]
     return outcome[0]
