@@ -783,6 +783,7 @@ async def open_transfer_connection(
     listen: bool,
     connect_timeout: float | None,
     expect_sender: bool = False,
+    idle_timeout: float | None = None,
 ) -> AsyncIterator[tuple[trio.SocketStream, str]]:
     """Connect, or listen and accept exactly one client; yield (stream, peer description).
 
@@ -790,6 +791,8 @@ async def open_transfer_connection(
     counts only once the fixed part of its Header is in (magic and version), within
     :data:`GREETING_TIMEOUT` seconds: one that resets, sends garbage or trickles is
     logged and closed, and the listener waits for the real sender (transport/serve.py).
+    With ``idle_timeout`` (``-i``) a client silent that long ends the receive (exit 4),
+    as ``-i`` promises.
     """
     if listen:
         listener = await net.open_tcp_listener(endpoint, backlog=8)
@@ -797,9 +800,10 @@ async def open_transfer_connection(
             diag.say(f"listening on {diag.format_address(net.local_address(listener))}")
             conn, peer = await serve.first_session(
                 partial(net.accept, listener),
-                partial(_greeted, sender=expect_sender),
+                partial(_greeted, sender=expect_sender, idle_timeout=idle_timeout),
                 _as_is,
-                within=GREETING_TIMEOUT,
+                within=GREETING_TIMEOUT if idle_timeout is None else idle_timeout + 1,
+                fatal=_idle_or_stdio,
             )
     else:
         timeout = math.inf if connect_timeout is None else connect_timeout
@@ -830,18 +834,28 @@ async def _as_is(conn: trio.SocketStream, peer: str) -> tuple[trio.SocketStream,
 GREETING_TIMEOUT = 10.0
 
 
-async def _greeted(conn: trio.SocketStream, *, sender: bool) -> str:
+async def _greeted(
+    conn: trio.SocketStream, *, sender: bool, idle_timeout: float | None = None
+) -> str:
     """The peer's description; from a ``sender``, once the fixed part of its Header is
     in and begins with the magic and version (left unread for the session)."""
     peer = f"connection from {diag.format_address(net.peer_address(conn))}"
     if sender:
-        first = await net.peek(conn, wire.HEADER_FIXED_SIZE)
+        with trio.move_on_after(math.inf if idle_timeout is None else idle_timeout) as idle:
+            first = await net.peek(conn, wire.HEADER_FIXED_SIZE)
+        if idle.cancelled_caught:
+            raise NcatTimeout(peer, f"nothing sent or received for {idle_timeout:g} s (-i)")
         greeting = wire.MAGIC + bytes([wire.VERSION])
         if first[: len(greeting)] != greeting[: len(first)]:
             raise RemoteProtocolError(peer, "not an ncat-trio v1 file transfer (magic, version)")
         if len(first) < wire.HEADER_FIXED_SIZE:
             raise RemoteProtocolError(peer, f"closed after {len(first)} bytes of a header")
     return peer
+
+
+def _idle_or_stdio(exc: NcatError) -> bool:
+    """-i fired while waiting for a sender's header: that ends the receive (exit 4)."""
+    return isinstance(exc, NcatTimeout) or serve.stdio_is_fatal(exc)
 
 
 def checked_name(name: str) -> str:
@@ -1009,6 +1023,7 @@ async def receive_main(opts: ReceiveOptions) -> int:
             listen=opts.listen,
             connect_timeout=opts.connect_timeout,
             expect_sender=True,
+            idle_timeout=opts.idle_timeout,
         )
         conn, peer = await stack.enter_async_context(conn_cm)
         result = await _run(

@@ -99,6 +99,7 @@ async def first_session(
     run: Callable[[trio.SocketStream, T], Awaitable[R]],
     *,
     within: float,
+    fatal: Callable[[NcatError], bool] = stdio_is_fatal,
     log: Callable[[str], None] = say,
 ) -> R:
     """For a single-shot server: ``run(conn, established)`` for the first client whose
@@ -109,7 +110,8 @@ async def first_session(
     half-way holds nobody up; one that fails (reset, garbage, too slow) is logged and
     closed, and never consumes the server.  The first to succeed wins: accepting
     stops, the others are closed, and ``run`` goes on at once in the winner's task
-    (``run`` owns ``conn`` from then on).
+    (``run`` owns ``conn`` from then on).  A ``fatal`` failure of ``establish`` ends
+    everything and is raised as itself.
     """
     accepting = trio.CancelScope()
     pending: set[trio.CancelScope] = set()
@@ -125,9 +127,16 @@ async def first_session(
         pending.add(mine)
         try:
             with mine, trio.move_on_after(within) as timer:
-                established = await guard(partial(establish, conn), name="connection", log=log)
+                established = await guard(
+                    partial(establish, conn), name="connection", fatal=fatal, log=log
+                )
             if timer.cancelled_caught:
                 log(f"connection: no handshake within {within:g} s")
+        except NcatError as exc:  # fatal: stop everything, raised below as itself
+            failure.append(exc)
+            accepting.cancel()
+            for other in pending:
+                other.cancel()
         finally:
             pending.discard(mine)
             slots.release()
