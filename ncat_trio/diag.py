@@ -245,8 +245,12 @@ def write_raw(text: str) -> None:
 
 
 def say(message: str) -> None:
-    """Write ``ncat-trio: message`` on stderr and flush it (readiness lines rely on it)."""
-    write_raw(f"{PROG}: {message}\n")
+    """Write ``ncat-trio: message`` on stderr and flush it (readiness lines rely on it).
+
+    ``message`` goes through :func:`printable`: whatever peer text it carries (a
+    reason phrase, a transfer failure, a name) stays one line with no control
+    character, wherever the caller took it from."""
+    write_raw(f"{PROG}: {printable(message)}\n")
 
 
 def printable(text: str) -> str:

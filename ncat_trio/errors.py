@@ -75,6 +75,12 @@ class LocalIOError(NcatError):
     exit_code = ExitCode.LOCAL_IO
 
 
+class OutOfResources(LocalIOError):
+    """No file descriptor or memory for one connection (EMFILE, ENFILE, ENOBUFS, ENOMEM
+    while duplicating an fd, making a pipe or starting a child).  A server drops that
+    connection and keeps serving; a single-connection command fails with this."""
+
+
 class RemoteProtocolError(NcatError):
     """The peer sent bytes that break the protocol."""
 

@@ -184,6 +184,22 @@ class Drain:
             if not arrived or self._count < count:
                 raise AssertionError(f"{self._count} of {count} bytes arrived")
 
+    def wait_for(self, needle: bytes, timeout: float = 30.0) -> None:
+        """Block until ``needle`` has arrived (needs ``keep=True``; AssertionError on
+        timeout/EOF)."""
+        with self._progress:
+            found = self._progress.wait_for(
+                lambda: needle in b"".join(self._chunks) or not self._thread.is_alive(),
+                timeout,
+            )
+            if not found or needle not in b"".join(self._chunks):
+                raise AssertionError(f"{needle[:60]!r} not among {self._count} bytes read")
+
+    def snapshot(self) -> bytes:
+        """What has arrived so far (``keep=True``)."""
+        with self._progress:
+            return b"".join(self._chunks)
+
     def wait(self, timeout: float = 30.0) -> bytes:
         """Wait for EOF; return the bytes (``b""`` when ``keep=False``)."""
         self._thread.join(timeout)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 import trio
 
 from ncat_trio import diag
@@ -288,3 +289,14 @@ def test_listen_k_with_unread_verbose_stderr_keeps_serving() -> None:
     ]
     assert len(per_connection) + dropped_count(text) == 2000
     assert dropped_count(text) > 0
+
+
+def test_say_keeps_peer_text_on_one_line_without_control_characters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A reason phrase or name from a peer (NUL, newline, an ANSI escape) stays one line."""
+    diag.say("transfer refused: disk\nfull\x00\x1b[2J\u202e")
+    assert (
+        capsys.readouterr().err
+        == "ncat-trio: transfer refused: disk\\x0afull\\x00\\x1b[2J\\u202e\n"
+    )

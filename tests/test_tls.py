@@ -132,6 +132,16 @@ def test_generated_certificate_prints_its_fingerprint_and_no_verify_warns() -> N
 
 
 # --- verification failures: exit 1, the reason named ---------------------------------------
+# The listener logs the failed handshake and goes on waiting: a client that never became
+# a session does not consume a single-shot listener (issue 15).
+
+
+def _handshake_failure_logged(listener: subprocess.Popen[bytes]) -> str:
+    assert listener.stderr is not None
+    line = read_line(listener.stderr).decode()
+    assert "TLS handshake" in line, line
+    assert listener.poll() is None, "a failed handshake ended the single-shot listener"
+    return line
 
 
 @pytest.mark.parametrize(
@@ -158,10 +168,17 @@ def test_certificate_that_does_not_verify_is_exit_1_naming_the_reason(
     line = one_error_line(client.stderr)
     assert "TLS handshake" in line
     assert reason in line.lower()
+    _handshake_failure_logged(listener)
+    good = subprocess.run(
+        [*NCAT, "connect", "--ssl-ca", str(pki.ca_file), "127.0.0.1", str(port)],
+        input=b"secret",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     code, out, err = outcome(listener)
-    assert code == 1
-    assert out == b""  # nothing was sent: the handshake failed first
-    assert "TLS handshake" in err.decode()
+    assert (good.returncode, code) == (0, 0), (good.stderr, err)
+    assert out == b"secret"  # only from the client whose handshake succeeded
 
 
 def test_self_signed_listener_is_refused_without_no_verify() -> None:
@@ -175,7 +192,16 @@ def test_self_signed_listener_is_refused_without_no_verify() -> None:
     )
     assert client.returncode == 1
     assert "certificate verify failed: self-signed certificate" in one_error_line(client.stderr)
-    outcome(listener)
+    _handshake_failure_logged(listener)
+    good = subprocess.run(
+        [*NCAT, "connect", "--ssl-no-verify", "127.0.0.1", str(port)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    code, _, err = outcome(listener)
+    assert (good.returncode, code) == (0, 0), (good.stderr, err)
 
 
 # --- truncation ----------------------------------------------------------------------------

@@ -53,7 +53,7 @@ from ..proto.roundtrip import (
     answer_datagram,
     encode_frame,
 )
-from ..transport import datagram, net
+from ..transport import datagram, net, serve
 from ..transport.pump import describe_failure
 from .clock_defaults import NTP_PORT, NTP_SERVE_PORT, PROTOCOLS, ROUNDTRIP_PORT
 
@@ -223,16 +223,19 @@ class ClockServer:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve every TCP client at once, each in its own task, with TCP_NODELAY."""
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            while True:
-                conn = await listener.accept()
-                conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, True)
-                peer = diag.format_address(net.peer_address(conn))
-                if self._verbose:
-                    diag.say(f"connection from {peer}")
-                nursery.start_soon(self.serve_stream, conn, peer)
+        """Serve every TCP client at once, each in its own task, with TCP_NODELAY
+        (transport/serve.py: no client's failure, EMFILE included, ends the server)."""
+
+        async def client(conn: trio.SocketStream) -> None:
+            conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, True)
+            peer = diag.format_address(net.peer_address(conn))  # reset: ConnectionLost
+            if self._verbose:
+                diag.say(f"connection from {peer}")
+            await self.serve_stream(conn, peer)
+
+        await serve.serve_connections(
+            listener, client, fatal=serve.never_fatal, task_status=task_status
+        )
 
 
 async def serve_main(opts: ServeOptions, *, clock: WallClock = time.time_ns) -> int:

@@ -84,14 +84,19 @@ class ExecCommand:
 def child_environment(
     *, proto: str, local: object, remote: object, base: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Our environment plus ncat's ``NCAT_*`` variables describing the connection."""
+    """Our environment plus ncat's ``NCAT_*`` variables describing the connection.
+
+    Every value is escaped by :func:`~ncat_trio.diag.printable`: a Unix peer names
+    itself (an abstract address starts with NUL), and no NUL, newline or control
+    character may reach the child's environment."""
     env = dict(os.environ if base is None else base)
     for prefix, address in (("NCAT_REMOTE", remote), ("NCAT_LOCAL", local)):
         if isinstance(address, tuple) and len(address) >= 2:
             host = str(address[0])
             if host.startswith("::ffff:") and "." in host:
                 host = host[7:]
-            env[f"{prefix}_ADDR"], env[f"{prefix}_PORT"] = host, str(address[1])
+            env[f"{prefix}_ADDR"] = diag.printable(host)
+            env[f"{prefix}_PORT"] = diag.printable(str(address[1]))
         else:  # a Unix socket: the path (empty for an unnamed client), no port
             env[f"{prefix}_ADDR"] = diag.format_address(address) if address else ""
             env.pop(f"{prefix}_PORT", None)

@@ -9,8 +9,9 @@
   arriving after stdin's EOF gets EOF (our FIN) at once.
 * What clients send goes to stdout in whole chunks: :class:`ChunkedStdout` writes one
   chunk at a time, so lines of different clients never interleave mid-chunk.
-* A client's failure (reset, idle timeout) is one line on stderr and ends only that
-  client; a stdio failure (stdout closed, stdin unreadable) ends the listener.
+* A client's failure (reset, idle timeout, a failed handshake, no fd for it) is one
+  line on stderr and ends only that client; a stdio failure (stdout closed, stdin
+  unreadable) ends the listener (transport/serve.py: the one serve discipline).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .. import diag
 from ..errors import LocalIOError, NcatError
 from ..transport.pump import translate
+from ..transport.serve import never_fatal, serve_connections, stdio_is_fatal
 from ..transport.stdio import CHUNK
 from .netcat import STDIN, SessionOptions, SessionResult, open_stdio
 
@@ -134,28 +135,17 @@ async def serve_concurrently(
     if opts.exec_command is not None:  # each client has its own child: no stdio
         stdio_options = SessionOptions(send=False, receive=False)
     fatal: list[NcatError] = []
-    active = 0
     async with open_stdio(stdio_options) as (stdin, stdout, session):
         if opts.exec_command is not None:
             session = opts.session
         broadcast = StdinBroadcast() if stdin is not None else None
         shared_stdout = ChunkedStdout(stdout) if stdout is not None else None
 
-        async def client(conn: trio.SocketStream, nursery: trio.Nursery) -> None:
-            nonlocal active
+        async def client(conn: trio.SocketStream) -> None:
             client_stdin = broadcast.subscribe() if broadcast is not None else None
             try:
                 await serve(conn, client_stdin, shared_stdout, session, opts)
-            except LocalIOError as exc:  # stdout (or a child we could not start)
-                if opts.exec_command is not None:
-                    diag.say(str(exc))
-                else:
-                    fatal.append(exc)
-                    nursery.cancel_scope.cancel()
-            except NcatError as exc:
-                diag.say(str(exc))
             finally:
-                active -= 1
                 if client_stdin is not None:
                     await client_stdin.aclose()
 
@@ -168,17 +158,25 @@ async def serve_concurrently(
                 fatal.append(exc)
                 nursery.cancel_scope.cancel()
 
+        async def accept_loop(nursery: trio.Nursery) -> None:
+            # With -e/-c each client has its own child and no stdio: a LocalIOError is
+            # that child's (could not start it), never the listener's.
+            try:
+                await serve_connections(
+                    listener,
+                    client,
+                    accept=accept,
+                    max_conns=opts.max_conns,
+                    fatal=never_fatal if opts.exec_command is not None else stdio_is_fatal,
+                )
+            except NcatError as exc:  # stdout failed: the listener's own resource
+                fatal.append(exc)
+                nursery.cancel_scope.cancel()
+
         async with trio.open_nursery() as nursery:
             if broadcast is not None:
                 nursery.start_soon(read_stdin, nursery)
-            while True:
-                conn = await accept()
-                if active >= opts.max_conns:
-                    diag.say(f"refused a client: {active} connected (--max-conns {opts.max_conns})")
-                    await trio.aclose_forcefully(conn)
-                    continue
-                active += 1
-                nursery.start_soon(client, conn, nursery)
+            nursery.start_soon(accept_loop, nursery)
     if fatal:
         raise fatal[0]
     return 0  # unreachable in practice: only a signal or a failure ends the loop

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 import trio
 
 from .. import diag, progress
-from ..errors import ConnectError, LocalIOError, NcatError, NcatTimeout
+from ..errors import ConnectError, NcatError, NcatTimeout
 from ..progress import show_progress, summary_line
-from ..transport import net
+from ..transport import net, serve
 from ..transport.access import AccessPolicy, admit
 from ..transport.pump import Side, run_directions, send_eof
 from ..transport.sockopts import SocketOptions, apply_socket_options
@@ -43,6 +43,8 @@ from .stream_endpoints import connect_stream, open_stream_listener
 
 if TYPE_CHECKING:
     from .exec import ExecCommand
+
+Stream = trio.abc.HalfCloseableStream
 
 STDIN = Side("stdin", local=True)
 STDOUT = Side("stdout", local=True)
@@ -372,7 +374,13 @@ async def connect_main(opts: NetcatOptions) -> int:
 
 async def listen_main(opts: NetcatOptions) -> int:
     """``ncat-trio listen [HOST] PORT``: serve one client (or, with -k, many at once:
-    modes/keep_open.py; with -k --sequential, one after another)."""
+    modes/keep_open.py; with -k --sequential, one after another).
+
+    Every client goes through the one serve discipline (transport/serve.py): a client
+    that never became a session (reset in the backlog, a failed or too slow TLS
+    handshake: :data:`~.netcat_layers.LISTEN_HANDSHAKE_TIMEOUT`) is logged and does
+    not consume a single-shot listener; with ``-k`` a failed session is logged and the
+    next client is served."""
     if opts.udp:  # datagrams: modes/netcat_udp.py
         from .netcat_udp import listen_udp_main
 
@@ -384,26 +392,35 @@ async def listen_main(opts: NetcatOptions) -> int:
     )
     async with open_stream_listener(opts) as listener:  # TCP, or Unix with -U
         diag.say(f"listening on {diag.format_address(net.local_address(listener))}")
-        serve = partial(serve_client, layers=layers)
         if opts.keep_open and not opts.sequential:
             from .keep_open import serve_concurrently
 
             accept = partial(accept_client, listener, opts)
-            return await serve_concurrently(listener, opts, accept, serve)
+            return await serve_concurrently(
+                listener, opts, accept, partial(serve_client, layers=layers)
+            )
         async with open_stdio(opts.session) as (stdin, stdout, session):
-            while True:
-                conn = await accept_client(listener, opts)
+            accept = partial(accept_client, listener, opts)
+            start = partial(establish, opts=opts, layers=layers)
+
+            async def run(conn: trio.SocketStream, established: tuple[Stream, str]) -> None:
                 if not opts.keep_open:
                     await listener.aclose()  # like nc: one client, then nobody else gets in
-                try:
-                    await serve(conn, stdin, stdout, session, opts)
-                except NcatError as exc:
-                    if not opts.keep_open or isinstance(exc, LocalIOError):  # stdio is gone
-                        raise
-                    diag.say(str(exc))
-                    continue
+                stream, peer = established
+                await run_client(conn, stream, peer, stdin, stdout, session, opts, layers)
+
+            if layers.tls_options is not None and not opts.keep_open:
+                # Handshakes side by side: a client trickling its ClientHello holds
+                # nobody up.  The TLS handshake's own timeout fires first and says why.
+                within = netcat_layers.LISTEN_HANDSHAKE_TIMEOUT + 1
+                await serve.first_session(accept, start, run, within=within)
+                return 0
+            while True:  # one client at a time; with -k --sequential the next waits
+                conn, established = await serve.next_session(accept, start)
                 if not opts.keep_open:
+                    await run(conn, established)
                     return 0
+                await serve.guard(partial(run, conn, established), name="connection")
 
 
 async def accept_client(listener: trio.SocketListener, opts: NetcatOptions) -> trio.SocketStream:
@@ -412,6 +429,24 @@ async def accept_client(listener: trio.SocketListener, opts: NetcatOptions) -> t
         conn = await net.accept(listener)  # EMFILE: wait, don't die
         if await admit(conn, opts.access):
             return conn
+
+
+async def establish(
+    conn: trio.SocketStream, *, opts: NetcatOptions, layers: netcat_layers.Layers
+) -> tuple[trio.abc.HalfCloseableStream, str]:
+    """Name an accepted client and wrap it (TLS handshake, -o): (stream, peer)."""
+    if opts.unix_path is None:
+        conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, opts.nodelay)
+    peer = diag.format_address(net.peer_address(conn))  # reset already: ConnectionLost
+    if opts.verbose:
+        diag.say(f"connection from {peer}")
+    stream = await layers.wrap(
+        conn,
+        host=None,
+        peer_name=f"connection from {peer}",
+        handshake_timeout=netcat_layers.LISTEN_HANDSHAKE_TIMEOUT,
+    )
+    return stream, peer
 
 
 async def serve_client(
@@ -424,16 +459,25 @@ async def serve_client(
     layers: netcat_layers.Layers,
 ) -> SessionResult:
     """One accepted client: name it, wrap it (TLS, -o), run its session, report it."""
-    if opts.unix_path is None:
-        conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, opts.nodelay)
     try:
-        peer = diag.format_address(net.peer_address(conn))
-    except NcatError:  # reset while queued: accepted already dead
+        stream, peer = await establish(conn, opts=opts, layers=layers)
+    except BaseException:
         await trio.aclose_forcefully(conn)
         raise
-    if opts.verbose:
-        diag.say(f"connection from {peer}")
-    stream = await layers.wrap(conn, host=None, peer_name=f"connection from {peer}")
+    return await run_client(conn, stream, peer, stdin, stdout, session, opts, layers)
+
+
+async def run_client(
+    conn: trio.SocketStream,
+    stream: trio.abc.HalfCloseableStream,
+    peer: str,
+    stdin: trio.abc.ReceiveStream | None,
+    stdout: trio.abc.SendStream | None,
+    session: SessionOptions,
+    opts: NetcatOptions,
+    layers: netcat_layers.Layers,
+) -> SessionResult:
+    """The session of an established client (``stream``: ``conn`` with its layers)."""
     if opts.exec_command is not None:  # -e/-c: the child has the connection (modes/exec.py)
         from .exec import run_exec
 

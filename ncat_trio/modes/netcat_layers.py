@@ -25,6 +25,11 @@ from ..transport.crlf import CrlfReceiveStream
 from ..transport.hexdump import HexDumpFile, TappedStream
 from ..transport.pump import Side, translate
 
+#: Seconds a listener gives a client to finish its TLS handshake.  A client that
+#: trickles its ClientHello (slowloris) or stops half-way is dropped after this (and
+#: a single-shot listener goes on waiting for a real client).  Listen has no -w.
+LISTEN_HANDSHAKE_TIMEOUT = 10.0
+
 
 @dataclass(frozen=True)
 class ProxySettings:

@@ -126,6 +126,7 @@ class RelayServer:
         self._quiet.set()
         self._endings: collections.Counter[str] = collections.Counter()
         self.drain_finished: bool | None = None  # set by drain(): did everything finish?
+        self._loops: dict[net.Endpoint, bool] = {}  # target -> is it our own address?
 
     def endings(self) -> dict[str, int]:
         """Relayed connections so far by how they ended (``Ending`` values)."""
@@ -203,7 +204,9 @@ class RelayServer:
                 await self._slots.acquire()  # the N+1th client waits in the backlog
                 holding_slot = True
             try:
-                client = await self._accept(listener)
+                await self._no_fd_waiters.wait()  # clients waiting for a target fd go first
+                # net.accept: EMFILE waited out (one line per burst), reset clients skipped
+                client = await net.accept(listener, on_pressure=self._accept_pressure, on_gone=None)
             except BaseException:
                 if holding_slot:
                     self._release_slot()
@@ -236,21 +239,8 @@ class RelayServer:
                 self._quiet = trio.Event()
             clients.start_soon(self._serve_client, client, peer)
 
-    async def _accept(self, listener: trio.SocketListener) -> trio.SocketStream:
-        warned = False
-        await self._no_fd_waiters.wait()  # accepted clients wait for a target fd: them first
-        while True:
-            try:
-                return await listener.accept()
-            except OSError as exc:
-                # Out of fds or memory: keep serving the clients we have and retry
-                # (the backlog holds newcomers), as asyncio and libuv do.
-                if exc.errno is None or exc.errno not in _ACCEPT_PRESSURE:
-                    raise ConnectError("accept", exc.strerror or str(exc)) from exc
-                if not warned:
-                    self._event("accept-error", None, why=f"{exc.strerror}; retrying")
-                    warned = True
-                await trio.sleep(0.1)
+    def _accept_pressure(self, why: str) -> None:
+        self._event("accept-error", None, why=f"{why}; retrying")
 
     def _release_slot(self) -> None:
         if self._slots is not None:
@@ -297,6 +287,9 @@ class RelayServer:
         failures: list[str] = []
         for i in range(len(targets)):
             endpoint = targets[(first + i) % len(targets)]
+            if await self._is_loop(endpoint):
+                failures.append(f"{endpoint}: {_LOOP}")
+                continue
             with trio.move_on_after(self.options.connect_timeout):
                 try:
                     stream = await self._connect(endpoint)
@@ -304,12 +297,30 @@ class RelayServer:
                     failures.append(f"{endpoint}: {exc.why}")
                     continue
                 try:
-                    where = diag.format_address(stream.socket.getpeername())
+                    target_address = stream.socket.getpeername()
                 except OSError:  # reset already: the relay will find out and say so
-                    where = str(endpoint)
-                return stream, where
+                    return stream, str(endpoint)
+                if net.reaches(self.address, target_address):  # the name moved onto us
+                    await trio.aclose_forcefully(stream)
+                    failures.append(f"{endpoint}: {_LOOP}")
+                    continue
+                return stream, diag.format_address(target_address)
             failures.append(f"{endpoint}: timed out after {self.options.connect_timeout:g} s")
         return None, "; ".join(failures)
+
+    async def _is_loop(self, endpoint: net.Endpoint) -> bool:
+        """Does ``endpoint`` resolve to this relay's own listening address?  Checked
+        before connecting (a connection to ourselves would be accepted, connect to
+        ourselves again, and so on) and remembered per target."""
+        known = self._loops.get(endpoint)
+        if known is None:
+            try:
+                infos = await net.resolve(endpoint)
+            except ConnectError:  # the connect reports it
+                return False
+            known = any(net.reaches(self.address, info[4]) for info in infos)
+            self._loops[endpoint] = known
+        return known
 
     async def _connect(self, endpoint: net.Endpoint) -> trio.SocketStream:
         """Connect, waiting out fd exhaustion (EMFILE...) as accept does: the client
@@ -321,7 +332,7 @@ class RelayServer:
                 return await net.connect_tcp(endpoint, nodelay=True)
             except ConnectError as exc:
                 cause = exc.__cause__
-                if not (isinstance(cause, OSError) and cause.errno in _ACCEPT_PRESSURE):
+                if not (isinstance(cause, OSError) and cause.errno in net.ACCEPT_PRESSURE):
                     raise
             if self._fd_waiters == 0:
                 self._no_fd_waiters = trio.Event()
@@ -375,7 +386,7 @@ class RelayServer:
         self._log(json.dumps(record, separators=(",", ":")))
 
 
-_ACCEPT_PRESSURE = {24, 23, 105, 12}  # EMFILE, ENFILE, ENOBUFS, ENOMEM
+_LOOP = "this relay's own listening address (a loop: refused)"
 
 
 def raise_fd_limit() -> None:

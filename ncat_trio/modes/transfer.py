@@ -46,6 +46,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import trio
@@ -64,7 +65,7 @@ from ..errors import (
 )
 from ..json_summary import append_json
 from ..proto import transfer as wire
-from ..transport import net
+from ..transport import net, serve
 from ..transport.idle import IdleWatch, WatchedStream
 from ..transport.pump import Side, describe_failure, translate
 from ..transport.stdio import FdKind, fd_kind, open_stdin, open_stdout
@@ -827,15 +828,33 @@ class ReceiveOptions:
 
 @asynccontextmanager
 async def open_transfer_connection(
-    endpoint: net.Endpoint, *, listen: bool, connect_timeout: float | None
+    endpoint: net.Endpoint,
+    *,
+    listen: bool,
+    connect_timeout: float | None,
+    expect_sender: bool = False,
+    idle_timeout: float | None = None,
 ) -> AsyncIterator[tuple[trio.SocketStream, str]]:
-    """Connect, or listen and accept exactly one client; yield (stream, peer description)."""
+    """Connect, or listen and accept exactly one client; yield (stream, peer description).
+
+    Listening with ``expect_sender`` (the receiver: the sender speaks first), a client
+    counts only once the fixed part of its Header is in (magic and version), within
+    :data:`GREETING_TIMEOUT` seconds: one that resets, sends garbage or trickles is
+    logged and closed, and the listener waits for the real sender (transport/serve.py).
+    With ``idle_timeout`` (``-i``) a client silent that long ends the receive (exit 4),
+    as ``-i`` promises.
+    """
     if listen:
-        listener = await net.open_tcp_listener(endpoint, backlog=1)
+        listener = await net.open_tcp_listener(endpoint, backlog=8)
         async with listener:
             diag.say(f"listening on {diag.format_address(net.local_address(listener))}")
-            conn = await listener.accept()
-        peer = f"connection from {diag.format_address(net.peer_address(conn))}"
+            conn, peer = await serve.first_session(
+                partial(net.accept, listener),
+                partial(_greeted, sender=expect_sender, idle_timeout=idle_timeout),
+                _as_is,
+                within=GREETING_TIMEOUT if idle_timeout is None else idle_timeout + 1,
+                fatal=_idle_or_stdio,
+            )
     else:
         timeout = math.inf if connect_timeout is None else connect_timeout
         with trio.move_on_after(timeout) as scope:
@@ -854,6 +873,39 @@ async def open_transfer_connection(
     with trio.move_on_after(LINGER) as close_scope:
         close_scope.shield = True
         await conn.aclose()
+
+
+async def _as_is(conn: trio.SocketStream, peer: str) -> tuple[trio.SocketStream, str]:
+    await trio.lowlevel.checkpoint()
+    return conn, peer
+
+
+#: Seconds a listening receiver gives a client to send the protocol's magic.
+GREETING_TIMEOUT = 10.0
+
+
+async def _greeted(
+    conn: trio.SocketStream, *, sender: bool, idle_timeout: float | None = None
+) -> str:
+    """The peer's description; from a ``sender``, once the fixed part of its Header is
+    in and begins with the magic and version (left unread for the session)."""
+    peer = f"connection from {diag.format_address(net.peer_address(conn))}"
+    if sender:
+        with trio.move_on_after(math.inf if idle_timeout is None else idle_timeout) as idle:
+            first = await net.peek(conn, wire.HEADER_FIXED_SIZE)
+        if idle.cancelled_caught:
+            raise NcatTimeout(peer, f"nothing sent or received for {idle_timeout:g} s (-i)")
+        greeting = wire.MAGIC + bytes([wire.VERSION])
+        if first[: len(greeting)] != greeting[: len(first)]:
+            raise RemoteProtocolError(peer, "not an ncat-trio v1 file transfer (magic, version)")
+        if len(first) < wire.HEADER_FIXED_SIZE:
+            raise RemoteProtocolError(peer, f"closed after {len(first)} bytes of a header")
+    return peer
+
+
+def _idle_or_stdio(exc: NcatError) -> bool:
+    """-i fired while waiting for a sender's header: that ends the receive (exit 4)."""
+    return isinstance(exc, NcatTimeout) or serve.stdio_is_fatal(exc)
 
 
 def checked_name(name: str) -> str:
@@ -1023,7 +1075,11 @@ async def receive_main(opts: ReceiveOptions) -> int:
         if target.output == "-":
             stdout = await stack.enter_async_context(open_stdout())
         conn_cm = open_transfer_connection(
-            opts.endpoint, listen=opts.listen, connect_timeout=opts.connect_timeout
+            opts.endpoint,
+            listen=opts.listen,
+            connect_timeout=opts.connect_timeout,
+            expect_sender=True,
+            idle_timeout=opts.idle_timeout,
         )
         conn, peer = await stack.enter_async_context(conn_cm)
         result = await _run(

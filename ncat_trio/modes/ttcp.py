@@ -23,6 +23,7 @@ import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import trio
 
@@ -30,7 +31,7 @@ from .. import diag
 from ..errors import LocalIOError, NcatError, UsageError
 from ..json_summary import append_json
 from ..proto import ttcp
-from ..transport import net
+from ..transport import net, serve
 from ..transport.pump import Side, describe_failure, translate
 
 DEFAULT_PORT = ttcp.DEFAULT_PORT
@@ -556,32 +557,35 @@ async def receive_main(opts: TtcpReceiveOptions) -> int:
             _emit(f"port = {address[1] if isinstance(address, tuple) else address}")
         diag.say(f"listening on {diag.format_address(address)}")
         while True:
-            conn = await listener.accept()
+            conn = await net.accept(listener)  # EMFILE waited out, reset clients skipped
             if not opts.keep_open:
                 await listener.aclose()  # one session, then nobody else gets in
-            peer = diag.format_address(net.peer_address(conn))
-            try:
-                result = await receive_session(
-                    conn,
-                    opts.session,
-                    peer_name=f"connection from {peer}",
-                    on_session=None if opts.json else _print_session,
-                    exclusive_thread=True,
-                )
-            except NcatError as exc:
-                if not opts.keep_open or isinstance(exc, LocalIOError):
-                    raise
-                diag.say(str(exc))  # -k: report the failed session, serve the next
-                continue
-            report = {"mode": "ttcp", "role": "receive", "peer": peer, **result.as_dict()}
-            if opts.json_file is not None:
-                append_json(opts.json_file, report)
-            if opts.json:
-                _emit(json.dumps(report))
-            else:
-                _emit(*result.human_lines())
-            if not opts.keep_open:
+                await _receive_one(conn, opts)
                 return 0
+            # -k: a failed session (reset, garbage, no fd) is one line; serve the next
+            await serve.guard(partial(_receive_one, conn, opts), name="connection")
+
+
+async def _receive_one(conn: trio.SocketStream, opts: TtcpReceiveOptions) -> None:
+    """One session on an accepted client, then its report."""
+    try:
+        peer = diag.format_address(net.peer_address(conn))
+        result = await receive_session(
+            conn,
+            opts.session,
+            peer_name=f"connection from {peer}",
+            on_session=None if opts.json else _print_session,
+            exclusive_thread=True,
+        )
+    finally:
+        await trio.aclose_forcefully(conn)
+    report = {"mode": "ttcp", "role": "receive", "peer": peer, **result.as_dict()}
+    if opts.json_file is not None:
+        append_json(opts.json_file, report)
+    if opts.json:
+        _emit(json.dumps(report))
+    else:
+        _emit(*result.human_lines())
 
 
 def _print_session(session: ttcp.Session) -> None:

@@ -68,6 +68,9 @@ TAG_ACK: Final = b"A"
 TAG_FAILURE: Final = b"F"
 
 _HEADER = struct.Struct(">4sBBHQqH")  # magic version flags mode size mtime_ns name_len
+#: Bytes of a Header before its name: what a listening receiver waits for (and checks
+#: begins with MAGIC and VERSION) before it takes a client as the sender.
+HEADER_FIXED_SIZE: Final = _HEADER.size
 _OFFSET_DIGEST = struct.Struct(">cQ32s")  # Offer, Trailer, Ack: tag u64 sha256
 _START = struct.Struct(">cQ")
 _CHUNK = struct.Struct(">I")

@@ -21,6 +21,7 @@ is ours (like ncat -e).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -29,7 +30,11 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from ..errors import LocalIOError
+from ..errors import LocalIOError, OutOfResources
+from .net import ACCEPT_PRESSURE
+
+#: Out of fds or memory (and fork's EAGAIN: out of processes).
+_NO_RESOURCES = ACCEPT_PRESSURE | {errno.EAGAIN}
 
 #: How long a SIGKILLed group may take to be gone before we stop waiting (D state).
 KILL_WAIT = 5.0
@@ -158,7 +163,9 @@ async def open_child(
         )
     except OSError as exc:
         why = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise LocalIOError(f"cannot run {argv[0]}", why[0].lower() + why[1:]) from exc
+        # No fd for its pipes (EMFILE...): that connection fails, a server goes on.
+        cls = OutOfResources if exc.errno in _NO_RESOURCES else LocalIOError
+        raise cls(f"cannot run {argv[0]}", why[0].lower() + why[1:]) from exc
     _LIVE_GROUPS.add(proc.pid)
     try:
         yield proc

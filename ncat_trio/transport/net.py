@@ -6,6 +6,7 @@ done by hand: resolve, then try each address in order with an optional source bi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket as _stdsocket
@@ -182,25 +183,110 @@ async def open_tcp_listener(
 #: listener waits for resources to free up instead of dying (as asyncio and libuv do).
 ACCEPT_PRESSURE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
+#: accept() errors about the one newcomer that was being accepted (it aborted or broke
+#: the handshake): skip it and take the next.  Trio's SocketListener already retries
+#: these; a listener of another kind might not.
+ACCEPT_SKIP = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EINTR})
 
-async def accept(listener: trio.SocketListener) -> trio.SocketStream:
-    """``listener.accept()``, waiting out fd/memory exhaustion.
 
-    Trio raises EMFILE and friends from ``accept`` (the newcomer stays in the kernel
-    backlog).  We log once per burst and retry with a short backoff until an fd frees
-    up; other errors become :class:`ConnectError`.
+def _say_pressure(why: str) -> None:
+    say(f"accept: {why}; waiting for a free descriptor")
+
+
+def _say_gone(why: str) -> None:
+    say(f"connection: the peer was already gone ({why})")
+
+
+async def accept(
+    listener: trio.SocketListener,
+    *,
+    on_pressure: Callable[[str], None] = _say_pressure,
+    on_gone: Callable[[str], None] | None = _say_gone,
+) -> trio.SocketStream:
+    """The listener's next *usable* client: the one accept of every server.
+
+    * Out of fds or memory (:data:`ACCEPT_PRESSURE`; the newcomer stays in the kernel
+      backlog): ``on_pressure(why)`` once per burst, then retry with a short backoff
+      until an fd frees up.
+    * A newcomer that aborted (:data:`ACCEPT_SKIP`) or reset while it waited in the
+      backlog (its address can no longer be read: ENOTCONN) is closed and skipped
+      (``on_gone(why)``), so it never becomes a session nor consumes a single-shot
+      listener.
+    * Any other error becomes :class:`ConnectError` (the listener itself is broken).
     """
     delay = 0.005
     while True:
         try:
-            return await listener.accept()
+            conn = await listener.accept()
         except OSError as exc:
+            if exc.errno in ACCEPT_SKIP:
+                continue
             if exc.errno not in ACCEPT_PRESSURE:
                 raise ConnectError("accept", _why(exc)) from exc
             if delay == 0.005:
-                say(f"accept: {_why(exc)}; waiting for a free descriptor")
+                on_pressure(_why(exc))
             await trio.sleep(delay)  # a backoff, not synchronisation
             delay = min(delay * 2, 0.2)
+            continue
+        try:
+            conn.socket.getpeername()
+        except OSError as exc:  # reset in the backlog: already gone, never a session
+            await trio.aclose_forcefully(conn)
+            if on_gone is not None:
+                on_gone(_why(exc))
+            continue
+        return conn
+
+
+async def peek(conn: trio.SocketStream, size: int) -> bytes:
+    """The first ``size`` bytes the peer sent (fewer if it closed first), left unread.
+
+    ``SO_RCVLOWAT`` makes the socket readable only once ``size`` bytes (or EOF, or an
+    error) are in: a peer that trickles them costs no wake-ups.  A reset becomes
+    :class:`ConnectionLost`.
+    """
+    sock = conn.socket
+    sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_RCVLOWAT, size)
+    try:
+        await trio.lowlevel.wait_readable(sock)
+        return await sock.recv(size, _stdsocket.MSG_PEEK)
+    except OSError as exc:
+        raise ConnectionLost("connection", _why(exc)) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_RCVLOWAT, 1)
+
+
+def is_local_address(host: str) -> bool:
+    """True if ``host`` is an address of this machine (a UDP socket can bind to it;
+    nothing is sent)."""
+    family = _stdsocket.AF_INET6 if ":" in host else _stdsocket.AF_INET
+    try:
+        with _stdsocket.socket(family, _stdsocket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+    except OSError:
+        return False
+    return True
+
+
+def reaches(listening: object, target: object) -> bool:
+    """True if a connection to ``target`` would arrive at the listener bound to
+    ``listening`` (both socket address tuples): the same port, and the same host or,
+    for a wildcard listener, any address of this machine.  A relay uses it to refuse
+    a target that is itself (a loop would wedge it: every client after the first
+    would wait on a connection to itself)."""
+    if not (isinstance(listening, tuple) and isinstance(target, tuple)):
+        return False
+    if len(listening) < 2 or len(target) < 2 or listening[1] != target[1]:
+        return False
+    here, there = _unmapped(str(listening[0])), _unmapped(str(target[0]))
+    if here in ("::", "0.0.0.0"):
+        return is_local_address(there)
+    return here == there
+
+
+def _unmapped(host: str) -> str:
+    return host[7:] if host.startswith("::ffff:") and "." in host else host
 
 
 def local_address(stream: trio.SocketStream | trio.SocketListener) -> object:

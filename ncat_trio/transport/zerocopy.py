@@ -36,11 +36,15 @@ import stat
 import termios
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import trio
 
-from .pump import Side, pump, translate
+from ..errors import OutOfResources
+from .pump import Side, describe_failure, pump, translate
 from .stdio import CHUNK, FdKind, FileReceiveStream, FileSendStream, fd_kind
+
+_T = TypeVar("_T")
 
 YIELD_EVERY = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -94,10 +98,19 @@ def _enlarge_pipe(fd: int) -> None:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
 
 
-def _socket_on(fd: int) -> socket.socket:
+def _socket_on(fd: int, side: Side) -> socket.socket:
     """A socket object for calls Trio's socket has no sync form of (``recv_into`` with
     flags, ``send`` on a view), on a dup: one made on ``fd`` itself would close it."""
-    return socket.socket(fileno=os.dup(fd))
+    return socket.socket(fileno=_new_fd(lambda: os.dup(fd), side))
+
+
+def _new_fd(make: Callable[[], _T], side: Side) -> _T:
+    """``make()``, which allocates fds (dup, pipe): EMFILE and friends become
+    :class:`OutOfResources` for ``side``'s connection (a server drops that client only)."""
+    try:
+        return make()
+    except OSError as exc:
+        raise OutOfResources(side.name, describe_failure(exc)) from exc
 
 
 def _readable_bytes(fd: int) -> int:
@@ -248,7 +261,7 @@ class _KernelCopy:
         """socket → /dev/null: with ``MSG_TRUNC`` a TCP socket drops what it has queued
         without copying it anywhere (tcp(7)); the count is all that is kept.  The
         buffer is never written, so its pages are never touched."""
-        sock = _socket_on(self.src.fd)
+        sock = _socket_on(self.src.fd, self.source_side)
         buffer = bytearray(PIPE_SIZE)
 
         def discard() -> int:
@@ -266,7 +279,7 @@ class _KernelCopy:
         → TCP → pipe, 5 alternating rounds, the same receiver: 2.02 GB/s copied (1 MiB
         reads) against 1.61 spliced; nc.openbsd as the receiver spent 0.39 CPU-s/GB on
         our copied stream against 0.68 on the spliced one, at 1.24× the speed."""
-        sock = _socket_on(self.dst.fd)
+        sock = _socket_on(self.dst.fd, self.sink_side)
         buffer = bytearray(SEND_BUFFER)
 
         def read() -> int:
@@ -280,7 +293,7 @@ class _KernelCopy:
         """socket → regular file through one reused buffer.  A fresh 256 KiB ``bytes``
         per read (the portable pump) made glibc grow and trim its heap for every chunk,
         and the kernel fault the pages in again: 3× nc's CPU per GB, measured here."""
-        sock = _socket_on(self.src.fd)
+        sock = _socket_on(self.src.fd, self.source_side)
         buffer = bytearray(CHUNK)
         write = functools.partial(os.write, self.dst.fd)
 
@@ -293,7 +306,7 @@ class _KernelCopy:
 
     async def _via_private_pipe(self) -> int:
         """socket → private pipe → sink: at most PIPE_SIZE bytes in flight, in the kernel."""
-        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        r, w = _new_fd(lambda: os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC), self.source_side)
         _enlarge_pipe(w)
         inner = FdEnd(w, "pipe")
 
