@@ -5,6 +5,11 @@
 * A watcher task receives SIGINT/SIGTERM/SIGHUP, records the signal and cancels the
   main scope, so every ``finally`` runs and sockets close.  Leaving the receiver
   restores the previous handlers (SIG_DFL), so a second signal is a hard stop.
+  A signal that arrives after ``run`` is called but before the watcher listens (Trio
+  is still starting) is recorded by a plain handler and acted on as soon as the watcher
+  starts: same line, same exit code (issue 15; it used to kill the process silently,
+  or raise a ``KeyboardInterrupt`` traceback).  Before ``run``, ``ncat_trio.__main__``
+  handles a start-up Ctrl-C.
   Signals that were ignored when we started (``nohup``, background jobs) stay ignored.
 * The exit status after a signal is 128 + signum (130, 143, 129): a documented
   choice (README, "Exit codes") that scripts can test with ``$?``.
@@ -18,12 +23,14 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
 
 import trio
 
-from . import diag
-from .errors import SIGNAL_EXIT_CODES, ExitCode, NcatError, leaves
+from . import diag, errors
+from .errors import SIGNAL_EXIT_CODES, ExitCode, NcatError, interrupt_startup, leaves
 
 MainFn = Callable[[], Awaitable[int | None]]
 
@@ -33,6 +40,7 @@ _WATCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 @dataclass
 class _RunState:
     signum: int | None = None
+    previous: dict[int, Any] = field(default_factory=dict)  # handlers to restore
 
 
 def ensure_std_fds() -> None:
@@ -53,12 +61,16 @@ async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signal
     async def watch_signals(
         *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        with trio.open_signal_receiver(*signums) as receiver:
-            task_status.started()
-            async for signum in receiver:
-                state.signum = signum
+        try:
+            with trio.open_signal_receiver(*signums) as receiver:
+                task_status.started()
+                if state.signum is None:  # else one came while Trio was starting
+                    async for signum in receiver:
+                        state.signum = signum
+                        break
                 main_scope.cancel()
-                break
+        finally:  # the receiver put our early handler back: a second signal is a hard stop
+            _restore(state)
 
     async with trio.open_nursery() as nursery:
         if signums:
@@ -74,7 +86,10 @@ def exit_code_for(exc: BaseException) -> int:
     found = list(leaves(exc))
     for leaf in found:
         if not isinstance(leaf, NcatError | KeyboardInterrupt | SystemExit):
-            traceback.print_exception(exc)
+            # The traceback quotes messages that may hold a peer's bytes: escaped per line.
+            for chunk in traceback.format_exception(exc):
+                for line in chunk.splitlines():
+                    diag.write_raw(diag.printable(line) + "\n")
             diag.say(f"internal error: {leaf!r} (this is a bug)")
             return ExitCode.SOFTWARE
     for leaf in found:
@@ -105,10 +120,18 @@ def run(main: MainFn) -> int:
     """Run ``main`` under Trio with signal handling; return the process exit code."""
     ensure_std_fds()
     signums = [s for s in _WATCHED if signal.getsignal(s) is not signal.SIG_IGN]
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        # Let our watcher own Ctrl-C; once it stops watching, a second Ctrl-C kills at once.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-    state = _RunState()
+    state = _RunState(signum=signal.SIGINT if errors.startup_interrupted else None)
+
+    def early(received: int, frame: FrameType | None) -> None:
+        state.signum = received  # Trio is starting: the watcher acts on it once it listens
+
+    for signum in signums:
+        handler = signal.getsignal(signum)
+        if handler in (signal.default_int_handler, interrupt_startup):
+            # Let our watcher own Ctrl-C; once it stops watching, a second one kills at once.
+            handler = signal.SIG_DFL
+        state.previous[signum] = handler
+        signal.signal(signum, early)
     try:
         result = trio.run(_supervise, main, state, signums)
     except BaseException as exc:  # unwrap groups here and only here
@@ -118,8 +141,17 @@ def run(main: MainFn) -> int:
             code = exit_code_for(exc)
     else:
         code = _signal_exit(state.signum) if state.signum is not None else int(result or 0)
+    finally:
+        _restore(state)
     _quiet_stdout_on_exit()
     return code
+
+
+def _restore(state: _RunState) -> None:
+    """Put back the handlers ``run`` found (SIG_DFL for Python's Ctrl-C), once."""
+    while state.previous:
+        signum, handler = state.previous.popitem()
+        signal.signal(signum, handler)
 
 
 def _signal_exit(signum: int) -> int:

@@ -1,0 +1,1 @@
+"""Hostile tests, one file per attack class, each through the real CLI with real sockets."""
