@@ -34,7 +34,7 @@ from ncat_trio.errors import ExitCode
 from ncat_trio.proto import ntp
 from ncat_trio.proto import transfer as wire
 
-from ..support import NCAT, ServeOnce, finish, popen, read_line, reaped
+from ..support import NCAT, ServeOnce, finish, popen, read_line, reaped, spawn_listener
 
 #: OSC "set window title", a raw C1 CSI, a UTF-8 encoded C1 CSI, NUL, a bare CR and LF.
 EVIL = b"\x1b]0;pwned\x07 \x9b31m \xc2\x9b1J \x00 \r x\ny"
@@ -296,15 +296,22 @@ def test_non_ascii_alpn_bytes_from_argv_are_a_usage_error() -> None:
 
 
 def _before_our_code(returncode: int, stderr: str) -> bool:
-    """The interpreter had not reached ``ncat_trio.__main__`` yet: Python's own behaviour.
+    """The handler was not in place yet: Python's own behaviour.
 
     Before Python installs its SIGINT handler the default action kills the process
-    (the shell still reports 130); during its own initialisation, ``site`` and runpy's
-    import of the package, a KeyboardInterrupt is a traceback (or a "Fatal Python
-    error") that names no frame of ours but the package's ``__init__``.
+    (the shell still reports 130).  During its own initialisation, ``site``, runpy's
+    import of the package (``__init__``, ``errors``) and ``__main__``'s few module-level
+    lines, a KeyboardInterrupt is a traceback (or a "Fatal Python error") with no frame
+    inside ``main()`` or anything it calls.
     """
     frames = [line for line in stderr.splitlines() if "/ncat_trio/" in line and "File " in line]
-    ours = [line for line in frames if "ncat_trio/__init__.py" not in line]
+    early = ("ncat_trio/__init__.py", "ncat_trio/errors.py")
+    ours = [
+        line
+        for line in frames
+        if not line.split('"')[1].endswith(early)
+        and not ("ncat_trio/__main__.py" in line and line.endswith("in <module>"))
+    ]
     python = (
         returncode == -signal.SIGINT or "KeyboardInterrupt" in stderr or "Fatal Python" in stderr
     )
@@ -319,7 +326,7 @@ def _swallowed_by_python(stderr: str) -> bool:
 
 
 def test_ctrl_c_at_random_moments_of_start_up() -> None:
-    """SIGINT 0-150 ms after spawning (imports, parsing, Trio starting, listening):
+    """SIGINT at a random moment of start-up (imports, parsing, Trio starting, listening):
     exit 130 and one line, never a traceback from our code, never a hang of ours.
 
     Python's own start-up (interpreter, ``site``, runpy importing the package) comes
@@ -328,6 +335,14 @@ def test_ctrl_c_at_random_moments_of_start_up() -> None:
     the process runs on: accepted only with that exact evidence on stderr.
     """
     rng = random.Random(15)
+    # The window is start-up itself: measured here (spawn → readiness line), as it
+    # stretches on a loaded machine; the Ctrl-C lands anywhere in it or just after.
+    began = time.monotonic()
+    probe, _ = spawn_listener(["listen", "127.0.0.1", "0"])
+    window = max(0.15, (time.monotonic() - began) * 1.2)
+    with reaped(probe):
+        probe.send_signal(signal.SIGINT)
+        assert finish(probe) == 130
     handled = 0
     for _ in range(40):
         proc = subprocess.Popen(
@@ -335,7 +350,7 @@ def test_ctrl_c_at_random_moments_of_start_up() -> None:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         with reaped(proc):
-            time.sleep(rng.uniform(0, 0.15))  # the attack itself, not synchronisation
+            time.sleep(rng.uniform(0, window))  # the attack itself, not synchronisation
             proc.send_signal(signal.SIGINT)
             try:
                 code = proc.wait(timeout=15)
@@ -351,11 +366,12 @@ def test_ctrl_c_at_random_moments_of_start_up() -> None:
         if _before_our_code(code, text):
             continue
         assert code == 130, text
-        line = assert_terminal_safe(stderr).strip()
-        assert line == "ncat-trio: interrupted by SIGINT", text
+        lines = assert_terminal_safe(stderr, lines=None).splitlines()
+        assert lines[-1] == "ncat-trio: interrupted by SIGINT", text
+        assert all(x.startswith("ncat-trio: listening on ") for x in lines[:-1]), text  # ready
         handled += 1
-    # Python's own start (~20 ms of the 150) is not ours; the rest must have been.
-    assert handled >= 20
+    # Python's own start (20-45 % of the window here, more under load) is not ours.
+    assert handled >= 10
 
 
 def test_ctrl_c_while_parsing_is_not_clicks_abort() -> None:
