@@ -20,6 +20,17 @@ interpreter exit, writes block as before: whatever is still queued is written fi
 then the line, so the one-line error at exit is always written, in order.  Terminals
 and regular files keep plain blocking writes: a file never fills, and a terminal is
 drained by a person (a Ctrl-S pause is deliberate).
+
+**Escaping** (the one rule; README, "Exit codes"): text a peer or a user chose — an
+address, a proxy's reason phrase, a SOCKS bound name, a transfer peer's failure text, an
+NTP refid, a TLS protocol name — goes through :func:`printable` where it enters a
+message (an error's ``what``/``why``, a log line), so JSON records and child
+environments get the escaped text too.  And :func:`say` escapes its whole line once
+more, at the edge, so nothing missed upstream can put a terminal escape (``ESC ]0;…
+BEL``), a C1 control, a NUL or a second line on stderr.  :func:`printable` is
+idempotent (its output is printable, ``\\`` included), so the two never double-escape;
+our own messages are printable text and pass unchanged.  :func:`write_raw` takes
+ready-made JSON (``json.dumps`` escapes every control) and writes it as it is.
 """
 
 from __future__ import annotations

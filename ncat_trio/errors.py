@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
-from typing import ClassVar
+from types import FrameType
+from typing import ClassVar, NoReturn
 
 
 class ExitCode(enum.IntEnum):
@@ -125,6 +126,26 @@ SIGNAL_EXIT_CODES: dict[int, ExitCode] = {
     2: ExitCode.SIGINT,
     15: ExitCode.SIGTERM,
 }
+
+
+class Interrupted(BaseException):
+    """SIGINT during start-up (imports, option parsing), before the runner owns signals.
+
+    Not a ``KeyboardInterrupt``: click turns that into ``Abort`` after writing an empty
+    line to stderr.  ``ncat_trio.__main__`` turns it into one line and exit 130.
+    """
+
+
+#: Set by :func:`interrupt_startup`: the runner stops at once even if the exception was
+#: swallowed on its way up (raised inside a ``__del__`` or a callback, it is only printed).
+startup_interrupted = False
+
+
+def interrupt_startup(signum: int, frame: FrameType | None) -> NoReturn:
+    """The SIGINT handler from process start until ``runner.run`` takes signals over."""
+    global startup_interrupted
+    startup_interrupted = True
+    raise Interrupted
 
 
 def leaves(exc: BaseException) -> Iterator[BaseException]:

@@ -1,10 +1,11 @@
-"""Pure parsers for command-line values: ports, durations, sizes.
+"""Pure parsers for command-line values: ports, durations, sizes, host names.
 
 Each raises :class:`UsageError` with a one-line reason; nothing else escapes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 
@@ -23,6 +24,44 @@ def parse_port(text: str, *, allow_zero: bool = False, what: str = "port") -> in
     if not low <= value <= 65535:
         raise UsageError(f"invalid {what} {text!r}", f"must be {low}-65535")
     return value
+
+
+#: RFC 1035 §2.3.4: 255 octets on the wire, so 253 characters written out (no final dot).
+MAX_HOST_NAME = 253
+
+
+def parse_host_name(text: str, *, what: str = "host") -> str:
+    """A host that goes on the wire as typed (TLS SNI, a proxy's CONNECT target).
+
+    An IP literal, or a name that IDNA can encode (no empty label: ``.localhost``,
+    ``a..b``; labels of at most 63 bytes) of at most :data:`MAX_HOST_NAME` bytes, with
+    no control character (a CR LF would split an HTTP CONNECT request).  Without this a
+    bad name reached ``ssl``'s or the SOCKS encoder's ``str.encode("idna")`` and ended
+    in a traceback (issue 15).
+    """
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        return text
+    if not text.isprintable():
+        raise UsageError(f"invalid {what} {text!r}", "contains a control or unprintable character")
+    too_long = f"a host name has at most {MAX_HOST_NAME} bytes (RFC 1035)"
+    if len(text.rstrip(".")) > MAX_HOST_NAME:  # IDNA never makes a name shorter
+        raise UsageError(f"invalid {what} {text[:40]!r}…", f"{len(text)} characters; {too_long}")
+    try:
+        encoded = text.encode("idna")
+    except UnicodeError:
+        raise UsageError(
+            f"invalid {what} {text!r}",
+            "not a host name (an empty label, a label over 63 bytes, or a character IDNA refuses)",
+        ) from None
+    if not encoded.rstrip(b".") or encoded.startswith(b"."):
+        raise UsageError(f"invalid {what} {text!r}", "not a host name (an empty label)")
+    if len(encoded.rstrip(b".")) > MAX_HOST_NAME:
+        raise UsageError(f"invalid {what} {text[:40]!r}…", f"{len(encoded)} bytes; {too_long}")
+    return text
 
 
 def parse_duration(text: str, *, what: str = "duration") -> float:

@@ -4,7 +4,12 @@
   could become fd 0: DESIGN.md §4).
 * A watcher task receives SIGINT/SIGTERM/SIGHUP, records the signal and cancels the
   main scope, so every ``finally`` runs and sockets close.  Leaving the receiver
-  restores the previous handlers (SIG_DFL), so a second signal is a hard stop.
+  puts back the handler under it, so a second signal is a hard stop (below).
+  A signal that arrives after ``run`` is called but before the watcher listens (Trio
+  is still starting) is recorded by that same handler and acted on as soon as the
+  watcher starts: same line, same exit code (issue 15; it used to kill the process silently,
+  or raise a ``KeyboardInterrupt`` traceback).  Before ``run``, ``ncat_trio.__main__``
+  handles a start-up Ctrl-C.
   Signals that were ignored when we started (``nohup``, background jobs) stay ignored.
 * The exit status after a signal is 128 + signum (130, 143, 129): a documented
   choice (README, "Exit codes") that scripts can test with ``$?``.
@@ -25,12 +30,14 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
 
 import trio
 
-from . import diag
-from .errors import SIGNAL_EXIT_CODES, ExitCode, NcatError, leaves
+from . import diag, errors
+from .errors import SIGNAL_EXIT_CODES, ExitCode, NcatError, interrupt_startup, leaves
 from .transport.child import kill_live_groups
 
 MainFn = Callable[[], Awaitable[int | None]]
@@ -44,6 +51,8 @@ class _RunState:
     settled: int | None = None  # the exit code, once main has decided it (settle)
     settled_why: str = ""
     late_signum: int | None = None  # a signal after the watcher, once settled
+    watching: bool = False  # the watcher's receiver is open (Trio has started)
+    previous: dict[int, Any] = field(default_factory=dict)  # handlers to restore
 
 
 #: The state of the run in progress (one ``trio.run`` per process), for :func:`settle`.
@@ -62,11 +71,16 @@ def settle(code: int, why: str) -> None:
         _current.settled, _current.settled_why = code, why
 
 
-def _hard_stop(signum: int, _frame: object) -> None:
-    """The handler under the watcher: a signal before it runs or after it has seen one."""
+def _outside_watcher(signum: int, _frame: FrameType | None) -> None:
+    """The handler whenever the watcher is not receiving: while Trio starts, the signal
+    is recorded and the watcher acts on it once it listens; once settled, it is noted
+    and the exit code stays; after the watcher has seen one, it is the hard stop."""
     state = _current
     if state is not None and state.settled is not None:
         state.late_signum = state.late_signum or signum
+        return
+    if state is not None and not state.watching and state.signum is None:
+        state.signum = signum  # Trio is starting: the watcher acts on it once it listens
         return
     kill_live_groups()  # the children would outlive us: they are in sessions of their own
     signal.signal(signum, signal.SIG_DFL)
@@ -92,11 +106,14 @@ async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signal
         *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         with trio.open_signal_receiver(*signums) as receiver:
+            state.watching = True  # from now on _outside_watcher is the hard stop
             task_status.started()
-            async for signum in receiver:
-                state.signum = signum
-                main_scope.cancel()
-                break
+            if state.signum is None:  # else one came while Trio was starting
+                async for signum in receiver:
+                    state.signum = signum
+                    break
+            main_scope.cancel()
+        # Leaving the receiver put _outside_watcher back: a second signal is a hard stop.
 
     async with trio.open_nursery() as nursery:
         if signums:
@@ -112,7 +129,10 @@ def exit_code_for(exc: BaseException) -> int:
     found = list(leaves(exc))
     for leaf in found:
         if not isinstance(leaf, NcatError | KeyboardInterrupt | SystemExit):
-            traceback.print_exception(exc)
+            # The traceback quotes messages that may hold a peer's bytes: escaped per line.
+            for chunk in traceback.format_exception(exc):
+                for line in chunk.splitlines():
+                    diag.write_raw(diag.printable(line) + "\n")
             diag.say(f"internal error: {leaf!r} (this is a bug)")
             return ExitCode.SOFTWARE
     for leaf in found:
@@ -144,11 +164,16 @@ def run(main: MainFn) -> int:
     global _current
     ensure_std_fds()
     signums = [s for s in _WATCHED if signal.getsignal(s) is not signal.SIG_IGN]
-    # Our watcher owns these signals; under it (before it starts, once it has seen one)
-    # the hard stop: a second Ctrl-C kills at once (and the exec children with us).
+    # Our watcher owns these signals; under it (_outside_watcher): recorded while Trio
+    # starts, the hard stop once it has seen one (a second Ctrl-C kills at once, and the
+    # exec children with us).
+    state = _current = _RunState(signum=signal.SIGINT if errors.startup_interrupted else None)
     for signum in signums:
-        signal.signal(signum, _hard_stop)
-    state = _current = _RunState()
+        handler = signal.getsignal(signum)
+        if handler in (signal.default_int_handler, interrupt_startup):
+            handler = signal.SIG_DFL  # Python's Ctrl-C: after the run, the default action
+        state.previous[signum] = handler
+        signal.signal(signum, _outside_watcher)
     try:
         result = trio.run(_supervise, main, state, signums)
     except BaseException as exc:  # unwrap groups here and only here
@@ -158,10 +183,10 @@ def run(main: MainFn) -> int:
             code = exit_code_for(exc)
     else:
         code = _signal_exit(state.signum, state) if state.signum is not None else int(result or 0)
-    # From here to the process exit: the default actions, or (settled) nothing may change
-    # the exit code any more.
-    for signum in signums:
-        signal.signal(signum, signal.SIG_DFL if state.settled is None else signal.SIG_IGN)
+    # From here to the process exit: the handlers we found, or (settled) nothing may
+    # change the exit code any more.
+    for watched, handler in state.previous.items():
+        signal.signal(watched, handler if state.settled is None else signal.SIG_IGN)
     if state.signum is None and state.late_signum is not None:
         _signal_exit(state.late_signum, state)
     _current = None

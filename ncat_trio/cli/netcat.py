@@ -250,6 +250,7 @@ def connect(
     verbose: Verbose = False,
     ssl: flags.Ssl = False,
     ssl_ca: flags.SslCa = None,
+    ssl_system_ca: flags.SslSystemCa = False,
     ssl_no_verify: flags.SslNoVerify = False,
     ssl_cert: flags.SslCert = None,
     ssl_key: flags.SslKey = None,
@@ -289,6 +290,7 @@ def connect(
             ssl,
             server=False,
             ca=ssl_ca,
+            system_ca=ssl_system_ca,
             no_verify=ssl_no_verify,
             cert=ssl_cert,
             key=ssl_key,
@@ -300,6 +302,7 @@ def connect(
         crlf=crlf,
         output=flags.dump_options(output, append_output),
     )
+    flags.check_target_name(options.endpoint.host, tls=options.tls, proxy=options.proxy)
     options = transport.with_transport(
         options, udp=udp, unix=unix, exec_=exec_, sh_exec=sh_exec, keepalive=keepalive,
         sndbuf=sndbuf, rcvbuf=rcvbuf, tos=tos, ttl=ttl, reuseport=reuseport, broadcast=broadcast,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import UsageError
-from ..parse import parse_port
+from ..parse import parse_host_name, parse_port
 from ..proto.proxy import ProxyType, parse_proxy_auth
 from ..transport.endpoint import Endpoint
 
@@ -46,7 +46,16 @@ SslCa = Annotated[
     typer.Option(
         "--ssl-ca",
         metavar="FILE",
-        help="PEM CA certificates to trust (listen: require client certificates from them).",
+        help="PEM CA certificates to trust INSTEAD of the system store, as in ncat and curl "
+        "(listen: require client certificates from them).",
+        rich_help_panel=TLS,
+    ),
+]
+SslSystemCa = Annotated[
+    bool,
+    typer.Option(
+        "--ssl-system-ca",
+        help="With --ssl-ca: trust the system store too (curl's --ca-native).",
         rich_help_panel=TLS,
     ),
 ]
@@ -198,6 +207,7 @@ def tls_options(
     *,
     server: bool,
     ca: str | None = None,
+    system_ca: bool = False,
     no_verify: bool = False,
     cert: str | None = None,
     key: str | None = None,
@@ -208,27 +218,47 @@ def tls_options(
     """``--ssl`` and companions; any ``--ssl-*`` flag implies ``--ssl`` (as in ncat)."""
     from ..transport.tls import TlsOptions  # lazy: keeps start-up light
 
-    if not (ssl or ca or no_verify or cert or key or servername or alpn or allow_truncation):
+    wanted = ssl or ca or system_ca or no_verify or cert or key or servername or alpn
+    if not (wanted or allow_truncation):
         return None
     if key is not None and cert is None:
         raise UsageError("--ssl-key", "needs --ssl-cert")
     if no_verify and ca is not None:
         raise UsageError("--ssl-no-verify", "contradicts --ssl-ca")
+    if no_verify and system_ca:
+        raise UsageError("--ssl-no-verify", "contradicts --ssl-system-ca")
+    if servername is not None:
+        servername = parse_host_name(servername, what="--ssl-servername")
     protocols: tuple[str, ...] = ()
     if alpn is not None:
         protocols = tuple(p.strip() for p in alpn.split(","))
-        if not all(protocols) or any(len(p.encode()) > 255 for p in protocols):
-            raise UsageError(f"invalid --ssl-alpn {alpn!r}", "expected names like h2,http/1.1")
+        # RFC 7301 names are bytes, but Python's ssl takes ASCII only (and they are
+        # printable in every registered name): anything else was a traceback (issue 15).
+        if not all(p and p.isascii() and p.isprintable() and len(p) <= 255 for p in protocols):
+            raise UsageError(
+                f"invalid --ssl-alpn {alpn!r}", "expected printable ASCII names like h2,http/1.1"
+            )
     return TlsOptions(
         server=server,
         verify=not no_verify,
         ca_file=ca,
+        system_ca=system_ca,
         cert_file=cert,
         key_file=key,
         server_name=servername,
         alpn=protocols,
         allow_truncation=allow_truncation,
     )
+
+
+def check_target_name(host: str | None, *, tls: TlsOptions | None, proxy: object) -> None:
+    """HOST goes on the wire as typed when it is the TLS server name (no --ssl-servername)
+    or a proxy's CONNECT target: the same checks as --ssl-servername (exit 2, not a
+    traceback; and no CR LF into an HTTP CONNECT request)."""
+    if host is None:
+        return
+    if proxy is not None or (tls is not None and not tls.server and tls.server_name is None):
+        parse_host_name(host, what="host")
 
 
 def proxy_settings(

@@ -67,7 +67,7 @@ _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 def name_of(address: Any) -> str:
     """An address for messages; abstract Unix addresses as ``@name``."""
     if isinstance(address, bytes) and address.startswith(b"\0"):
-        return "@" + address[1:].decode("utf-8", "replace")
+        return "@" + diag.printable(address[1:].decode("utf-8", "replace"))  # peer-chosen
     if address in ("", b"", None):
         return "(unnamed)"
     return diag.format_address(address)

@@ -230,7 +230,8 @@ def _failure_error(failure: wire.Failure, name: str) -> NcatError:
         ExitCode.PROTOCOL: LocalProtocolError,
         ExitCode.INTEGRITY: IntegrityError,
     }[failure.code]
-    return cls(f"receiver did not accept {name!r}", failure.reason)
+    # The reason is the receiver's text: the wire refuses C0 controls, not C1 or bidi marks.
+    return cls(f"receiver did not accept {name!r}", diag.printable(failure.reason))
 
 
 # ---------------------------------------------------------------- sending

@@ -24,6 +24,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+from ..diag import printable
 from ..errors import ConnectError, LocalProtocolError, RemoteProtocolError, UsageError
 
 
@@ -162,7 +163,7 @@ class ProxyHandshake:
         try:
             address = ipaddress.ip_address(self.host)
         except ValueError:
-            name = self.host.encode("idna")
+            name = self._idna()
             if not 0 < len(name) < 256:
                 raise LocalProtocolError(
                     f"SOCKS5 target {self.host!r}", "host name must be 1-255 bytes"
@@ -171,6 +172,16 @@ class ProxyHandshake:
         if address.version == 4:
             return b"\x01" + address.packed
         return b"\x04" + address.packed
+
+    def _idna(self) -> bytes:
+        # The CLI checks HOST first (parse.parse_host_name); this keeps any other
+        # caller's bad name a one-line error rather than a UnicodeError traceback.
+        try:
+            return self.host.encode("idna")
+        except UnicodeError:
+            raise LocalProtocolError(
+                f"{self.kind.value} target {printable(self.host)!r}", "not a valid host name"
+            ) from None
 
     def _socks4_request(self) -> bytes:
         user = (self.username or "").encode("utf-8") + b"\x00"
@@ -181,7 +192,7 @@ class ProxyHandshake:
                 struct.pack("!BBH", 4, 1, self.port)
                 + b"\x00\x00\x00\x01"
                 + user
-                + (self.host.encode("idna") + b"\x00")
+                + (self._idna() + b"\x00")
             )
         if address.version != 4:
             raise LocalProtocolError(
@@ -294,18 +305,20 @@ class ProxyHandshake:
             return f"{ipaddress.IPv4Address(reply[4:8])}:{port}"
         if atyp == 4:
             return f"[{ipaddress.IPv6Address(reply[4:20])}]:{port}"
-        return f"{reply[5:-2].decode('ascii', 'replace')}:{port}"
+        return f"{printable(reply[5:-2].decode('ascii', 'replace'))}:{port}"  # the proxy's name
 
     def _http_status(self, head: bytes) -> None:
         status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise RemoteProtocolError(self.proxy_name, f"not an HTTP response: {status_line!r}")
+            raise RemoteProtocolError(
+                self.proxy_name, f"not an HTTP response: '{printable(status_line)}'"
+            )
         code = int(parts[1])
         if 200 <= code < 300:
             self._finish("")
             return
-        reason = parts[2] if len(parts) > 2 else ""
+        reason = printable(parts[2]) if len(parts) > 2 else ""  # the proxy's words: escaped
         why = f"HTTP {code} {reason}".strip()
         if code == 407:
             why += " (--proxy-auth missing or wrong)"

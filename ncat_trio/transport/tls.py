@@ -1,7 +1,11 @@
 """TLS for connect and listen: contexts, the handshake, and TLS's closing policy.
 
 * Verification is **on** for clients: the system trust store or ``--ssl-ca``, and the
-  host name (or ``--ssl-servername``) checked against the certificate.
+  host name (or ``--ssl-servername``) checked against the certificate.  ``--ssl-ca``
+  *replaces* the system store, as in ncat and curl (``--cacert``): pinning a private CA
+  must not leave every public CA trusted too.  ``--ssl-system-ca`` adds the system
+  store back (curl's ``--ca-native``).  A listener never trusts the system store for
+  client certificates (``create_default_context(CLIENT_AUTH)`` loads none).
   ``--ssl-no-verify`` turns both off and says so on stderr every time.
 * A server without ``--ssl-cert/--ssl-key`` generates a temporary self-signed
   certificate (EC P-256, one day) with ``cryptography`` when it is importable and
@@ -50,6 +54,7 @@ class TlsOptions:
     server: bool = False
     verify: bool = True  # client: check the chain and name; False: --ssl-no-verify
     ca_file: str | None = None  # client: trust these; server: require client certs from them
+    system_ca: bool = False  # client: with ca_file, trust the system store too
     cert_file: str | None = None  # server certificate (client: a client certificate)
     key_file: str | None = None
     server_name: str | None = None  # SNI and the name checked (default: the host)
@@ -76,7 +81,13 @@ def _load(context: ssl.SSLContext, options: TlsOptions) -> None:
 
 def client_context(options: TlsOptions) -> ssl.SSLContext:
     """A client context: verifying unless ``verify=False`` (announced on stderr)."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if options.ca_file is None or options.system_ca:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    else:
+        # What create_default_context builds, minus the system store (it loads that
+        # whenever it is given no CA): CERT_REQUIRED and check_hostname are this
+        # protocol's defaults; _load then adds --ssl-ca alone.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if not options.verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -187,7 +198,7 @@ def describe(stream: TlsStream) -> str:
     parts = [f"{stream.version()} {cipher[0] if cipher else '?'}"]
     alpn = stream.selected_alpn_protocol()
     if alpn:
-        parts.append(f"ALPN {alpn}")
+        parts.append(f"ALPN {diag.printable(alpn)}")  # the peer's choice
     der = stream.getpeercert()
     if der:
         parts.append(f"peer certificate SHA-256 {fingerprint(der)}")

@@ -1,2 +1,2 @@
 """Hostile-input tests, one file per attack class; each attacks through the real CLI
-with real sockets (README "Reliability", RELIABILITY.md)."""
+with real sockets (RELIABILITY.md, "Hostile testing")."""
