@@ -149,6 +149,7 @@ TABLE: dict[str, Flag] = {
     # -- TLS (any --ssl-* implies --ssl)
     "ssl": Flag("--ssl", _TLS),
     "ssl_ca": Flag("--ssl-ca", _TLS),
+    "ssl_system_ca": Flag("--ssl-system-ca", _TLS),
     "ssl_no_verify": Flag("--ssl-no-verify", _TLS),
     "ssl_cert": Flag("--ssl-cert", _TLS),
     "ssl_key": Flag("--ssl-key", _TLS),

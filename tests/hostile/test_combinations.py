@@ -47,6 +47,7 @@ SAMPLES: dict[str, list[str]] = {
     "nodelay": ["--nodelay"], "sndbuf": ["--sndbuf", "64K"], "rcvbuf": ["--rcvbuf", "64K"],
     "tos": ["--tos", "16"], "ttl": ["--ttl", "9"], "reuseport": ["--reuseport"],
     "broadcast": ["--broadcast"], "ssl": ["--ssl"], "ssl_ca": ["--ssl-ca", "CA"],
+    "ssl_system_ca": ["--ssl-system-ca"],
     "ssl_no_verify": ["--ssl-no-verify"], "ssl_cert": ["--ssl-cert", "CERT"],
     "ssl_key": ["--ssl-cert", "CERT", "--ssl-key", "KEY"],
     "ssl_servername": ["--ssl-servername", "example"], "ssl_alpn": ["--ssl-alpn", "h2"],
@@ -78,6 +79,7 @@ PATHS: dict[str, tuple[str, ...]] = {
 EXCLUSIVE = [
     {"exec_", "sh_exec"}, {"send_only", "no_stdin"}, {"send_only", "recv_only"},
     {"ipv4", "ipv6"}, {"sequential", "max_conns"}, {"ssl_no_verify", "ssl_ca"},
+    {"ssl_no_verify", "ssl_system_ca"},
 ]  # fmt: skip
 
 
