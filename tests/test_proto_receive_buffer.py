@@ -86,3 +86,13 @@ def test_eof_then_data_is_the_callers_bug() -> None:
     buffer.discard()
     assert len(buffer) == 0
     assert buffer.eof
+
+
+def test_peek_joins_only_the_chunks_it_needs() -> None:
+    buffer = ReceiveBuffer("test")
+    big = bytes(1000)
+    for piece in (b"ab", b"cd", big):
+        buffer.feed(piece)
+    assert buffer.peek(3) == b"abc"
+    assert buffer.take(4) == b"abcd"
+    assert buffer.take_up_to(len(big)) is big  # still the chunk as received

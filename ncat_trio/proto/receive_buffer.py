@@ -98,16 +98,19 @@ class ReceiveBuffer:
         self._borrowed = False
 
     def peek(self, n: int) -> bytes:
-        """Up to ``n`` bytes from the front, left in place.  A prefix that spans chunks is
-        joined into one chunk once, so peeking again as more arrives stays cheap."""
+        """Up to ``n`` bytes from the front, left in place.  When they span chunks, those
+        chunks (only those) are joined into one, so peeking again stays cheap."""
         if not self._chunks:
             return b""
         first = self._chunks[0]
         if self._offset + n > len(first) and len(self._chunks) > 1:
-            joined = b"".join(self._chunks)[self._offset :]
-            self._chunks = deque([joined])
-            self._offset = 0
-            first = joined
+            parts = [self._chunks.popleft()]
+            held = len(parts[0])
+            while self._chunks and held < self._offset + n:
+                parts.append(self._chunks.popleft())
+                held += len(parts[-1])
+            first = b"".join(parts)
+            self._chunks.appendleft(first)
         return bytes(first[self._offset : self._offset + n])
 
     def take(self, n: int) -> bytes | None:
