@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from ncat_trio.cli.netcat_flags import proxy_settings
 from ncat_trio.errors import LocalProtocolError, RemoteProtocolError, UsageError
 from ncat_trio.proto.proxy import (
     NEED_DATA,
@@ -173,10 +174,14 @@ def test_http_refusals_and_broken_replies(reply: bytes, error: type[Exception], 
 
 
 def test_proxy_auth_parsing() -> None:
+    """proto refuses in its own terms; the CLI's flag parser makes it a usage error."""
     assert parse_proxy_auth("u:p:q") == ("u", "p:q")
     for bad in ("nopass", ":p"):
-        with pytest.raises(UsageError):
+        with pytest.raises(LocalProtocolError, match="--proxy-auth"):
             parse_proxy_auth(bad)
+        with pytest.raises(UsageError, match="--proxy-auth") as caught:
+            proxy_settings("127.0.0.1:1080", "socks5", bad, family=0, numeric=True)
+        assert caught.value.exit_code == 2
 
 
 # --- end to end through a SOCKS server written here ------------------------------------

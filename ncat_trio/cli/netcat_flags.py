@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import UsageError
+from ..errors import LocalProtocolError, UsageError
 from ..parse import parse_host_name, parse_port
 from ..proto.proxy import ProxyType, parse_proxy_auth
 from ..transport.endpoint import Endpoint
@@ -277,7 +277,10 @@ def proxy_settings(
     host, port = _host_port(proxy, default_port)
     username = password = None
     if auth is not None:
-        username, password = parse_proxy_auth(auth)
+        try:
+            username, password = parse_proxy_auth(auth)
+        except LocalProtocolError as exc:  # proto's word for bad input; on argv, exit 2
+            raise UsageError(exc.what, exc.why) from exc
     from ..modes.netcat_layers import ProxySettings  # lazy: keeps start-up light
 
     return ProxySettings(Endpoint(host, port, family, numeric), proxy_type, username, password)

@@ -90,7 +90,6 @@ async def proxy_handshake(conn: trio.abc.Stream, proxy: ProxySettings, target: n
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise translate(exc, side) from exc
         if event is not NEED_DATA:
-            assert not isinstance(event, type(NEED_DATA))
             return event.bound
         try:
             data = await conn.receive_some(machine.bytes_wanted())

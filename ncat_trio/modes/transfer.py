@@ -47,7 +47,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import trio
 
@@ -82,6 +82,7 @@ PARTIAL_SUFFIX = ".ncat-trio-partial"
 TEMP_SUFFIX = ".ncat-trio-tmp"
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+_E = TypeVar("_E", covariant=True)  # the events of one protocol machine (_EventReader)
 
 
 # ---------------------------------------------------------------- options and results
@@ -147,22 +148,24 @@ class TransferStatistics:
     moved: int  # data bytes that crossed the connection
 
 
-class _Proto(Protocol):
+class _Proto(Protocol[_E]):
     def receive_data(self, data: bytes | bytearray | memoryview) -> None: ...
 
-    def next_event(self) -> object: ...
+    def next_event(self) -> _E | wire.NeedData: ...
 
 
-class _EventReader:
+class _EventReader(Generic[_E]):
     """Pulls events from a protocol object, reading the connection when it needs data."""
 
-    def __init__(self, conn: trio.abc.ReceiveStream, proto: _Proto, side: Side, chunk: int) -> None:
+    def __init__(
+        self, conn: trio.abc.ReceiveStream, proto: _Proto[_E], side: Side, chunk: int
+    ) -> None:
         self._conn = conn
         self._proto = proto
         self._side = side
         self._chunk = chunk
 
-    async def next(self) -> object:
+    async def next(self) -> _E:
         while True:
             event = self._proto.next_event()
             if event is not wire.NEED_DATA:
@@ -239,6 +242,8 @@ def _failure_error(failure: wire.Failure, name: str) -> NcatError:
 
 class SendSession:
     """Send one file over ``conn``; :meth:`run` returns only after the receiver's Ack."""
+
+    _events: _EventReader[wire.FromReceiver]
 
     def __init__(
         self,
@@ -616,6 +621,8 @@ class _StreamSink:
 
 class ReceiveSession:
     """Receive one file from ``conn``; :meth:`run` returns once it is verified in place."""
+
+    _events: _EventReader[wire.FromSender]
 
     def __init__(
         self,

@@ -25,7 +25,9 @@ import struct
 from dataclasses import dataclass
 
 from ..diag import printable
-from ..errors import ConnectError, LocalProtocolError, RemoteProtocolError, UsageError
+from ..errors import ConnectError, LocalProtocolError, RemoteProtocolError
+from .receive_buffer import NEED_DATA as NEED_DATA
+from .receive_buffer import NeedData, ReceiveBuffer
 
 
 class ProxyType(enum.Enum):
@@ -36,13 +38,6 @@ class ProxyType(enum.Enum):
 
 class ProxyRefused(ConnectError):
     """The proxy answered and refused: authentication or the CONNECT itself."""
-
-
-class NeedData(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA = NeedData.NEED_DATA
 
 
 @dataclass(frozen=True)
@@ -98,9 +93,8 @@ class ProxyHandshake:
         self.username = username
         self.password = password
         self.proxy_name = proxy_name
-        self._in = bytearray()
+        self._in = ReceiveBuffer("proxy receive_data")
         self._out = bytearray()
-        self._eof = False
         self._established: Established | None = None
         if kind is ProxyType.SOCKS5:
             methods = b"\x00\x02" if username is not None else b"\x00"
@@ -133,16 +127,15 @@ class ProxyHandshake:
             total = self._socks5_reply_length()
             return (total if total is not None else 5) - have
         # HTTP: the fewest bytes that could complete b"\r\n\r\n".
+        received = self._in.peek(have)
         for matched in (3, 2, 1):
-            if self._in.endswith(b"\r\n\r\n"[:matched]):
+            if received.endswith(b"\r\n\r\n"[:matched]):
                 return 4 - matched
         return 4
 
     def receive_data(self, data: bytes | bytearray) -> None:
         """Bytes from the proxy; ``b""`` means it closed."""
-        if not data:
-            self._eof = True
-        self._in += data
+        self._in.feed(data)
 
     def next_event(self) -> Established | NeedData:
         """:class:`Established`, or ``NEED_DATA``; raises on a refusal or a broken reply."""
@@ -150,7 +143,7 @@ class ProxyHandshake:
             before = self.state
             self._step()
             if self.state is before and self._established is None:
-                if self._eof:
+                if self._in.eof:
                     raise RemoteProtocolError(
                         self.proxy_name, f"closed the connection while {self.state.value}"
                     )
@@ -212,28 +205,22 @@ class ProxyHandshake:
     # --- replies ---------------------------------------------------------------------
 
     def _socks5_reply_length(self) -> int | None:
-        if len(self._in) < 5:
+        head = self._in.peek(5)
+        if len(head) < 5:
             return None
-        atyp = self._in[3]
+        atyp = head[3]
         if atyp == 1:
             return 4 + 4 + 2
         if atyp == 4:
             return 4 + 16 + 2
         if atyp == 3:
-            return 4 + 1 + self._in[4] + 2
+            return 4 + 1 + head[4] + 2
         raise RemoteProtocolError(self.proxy_name, f"SOCKS5 reply with address type {atyp}")
-
-    def _take(self, n: int) -> bytes | None:
-        if len(self._in) < n:
-            return None
-        data = bytes(self._in[:n])
-        del self._in[:n]
-        return data
 
     def _step(self) -> None:
         state = self.state
         if state is _State.SOCKS5_METHOD:
-            reply = self._take(2)
+            reply = self._in.take(2)
             if reply is None:
                 return
             if reply[0] != 5:
@@ -257,7 +244,7 @@ class ProxyHandshake:
                     self.proxy_name, f"SOCKS5: chose method {reply[1]}, which was not offered"
                 )
         elif state is _State.SOCKS5_AUTH:
-            reply = self._take(2)
+            reply = self._in.take(2)
             if reply is None:
                 return
             if reply[1] != 0:
@@ -265,7 +252,7 @@ class ProxyHandshake:
             self._send_socks5_connect()
         elif state is _State.SOCKS5_REPLY:
             length = self._socks5_reply_length()
-            reply = None if length is None else self._take(length)
+            reply = None if length is None else self._in.take(length)
             if reply is None:
                 return
             if reply[0] != 5:
@@ -275,7 +262,7 @@ class ProxyHandshake:
                 raise ProxyRefused(self.proxy_name, f"SOCKS5: {why}")
             self._finish(self._socks5_bound(reply))
         elif state is _State.SOCKS4_REPLY:
-            reply = self._take(8)
+            reply = self._in.take(8)
             if reply is None:
                 return
             if reply[0] != 0:
@@ -286,12 +273,12 @@ class ProxyHandshake:
             port = struct.unpack("!H", reply[2:4])[0]
             self._finish(f"{ipaddress.IPv4Address(reply[4:8])}:{port}")
         elif state is _State.HTTP_REPLY:
-            end = self._in.find(b"\r\n\r\n")
+            end = self._in.peek(len(self._in)).find(b"\r\n\r\n")
             if end < 0:
                 if len(self._in) > MAX_HTTP_RESPONSE:
                     raise RemoteProtocolError(self.proxy_name, "HTTP response header too long")
                 return
-            head = self._take(end + 4)
+            head = self._in.take(end + 4)
             assert head is not None
             self._http_status(head)
 
@@ -333,5 +320,5 @@ def parse_proxy_auth(text: str) -> tuple[str, str]:
     """``user:pass`` (the password may contain colons)."""
     user, sep, password = text.partition(":")
     if not sep or not user:
-        raise UsageError("invalid --proxy-auth", "expected USER:PASSWORD")
+        raise LocalProtocolError("invalid --proxy-auth", "expected USER:PASSWORD")
     return user, password

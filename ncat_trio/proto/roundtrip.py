@@ -24,24 +24,17 @@ import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from ..errors import LocalProtocolError, RemoteProtocolError
+from .receive_buffer import CLOSED as CLOSED
+from .receive_buffer import NEED_DATA as NEED_DATA
+from .receive_buffer import ReceiveBuffer, Sentinel
 
 FRAME_SIZE = 16
 _FRAME = struct.Struct("<qq")
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
-
-
-class Sentinel(enum.Enum):
-    """What :meth:`FrameBuffer.next_event` returns when it has no frame to give."""
-
-    NEED_DATA = "NEED_DATA"  # a partial frame (or nothing) is buffered: feed more bytes
-    CLOSED = "CLOSED"  # the stream ended cleanly, on a frame boundary
-
-
-NEED_DATA = Sentinel.NEED_DATA
-CLOSED = Sentinel.CLOSED
 
 
 @dataclass(frozen=True)
@@ -89,8 +82,7 @@ class FrameBuffer:
     """
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._eof = False
+        self._buffer = ReceiveBuffer("roundtrip stream")
 
     @property
     def pending(self) -> int:
@@ -98,18 +90,12 @@ class FrameBuffer:
         return len(self._buffer)
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        if self._eof and data:
-            raise LocalProtocolError("roundtrip stream", "data fed after EOF")
-        if not data:
-            self._eof = True
-        self._buffer += data
+        self._buffer.feed(data)
 
-    def next_event(self) -> RoundtripFrame | Sentinel:
+    def next_event(self) -> RoundtripFrame | Literal[Sentinel.NEED_DATA, Sentinel.CLOSED]:
         if len(self._buffer) >= FRAME_SIZE:
-            frame = decode_frame(bytes(self._buffer[:FRAME_SIZE]))
-            del self._buffer[:FRAME_SIZE]
-            return frame
-        if not self._eof:
+            return RoundtripFrame(*self._buffer.unpack(_FRAME))
+        if not self._buffer.eof:
             return NEED_DATA
         if self._buffer:
             raise RemoteProtocolError(
@@ -414,10 +400,6 @@ class RoundtripClient(ClockClient):
 
     def _token_of(self, data: bytes) -> int:
         return decode_frame(data).sent_us
-
-    def receive_frame(self, frame: RoundtripFrame, now_ns: int) -> ClockSample | DiscardedReply:
-        """A reply frame from a stream (TCP), as :meth:`receive_reply`."""
-        return self.receive_reply(encode_frame(frame), now_ns)
 
     def _measure(self, data: bytes, probe: InFlight, now_ns: int) -> ClockSample:
         frame = decode_frame(data)

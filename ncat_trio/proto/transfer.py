@@ -30,7 +30,7 @@ import enum
 import hashlib
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from ..errors import (
     ConnectionLost,
@@ -39,6 +39,7 @@ from ..errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
+from .receive_buffer import NEED_DATA, PAUSED, NeedData, ReceiveBuffer, Sentinel
 
 MAGIC: Final = b"NCTF"
 VERSION: Final = 1
@@ -151,15 +152,12 @@ class Closed:
 Event = Header | Offer | Start | Data | Trailer | Ack | Failure | Closed
 
 
-class _Sentinel(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-    PAUSED = "PAUSED"
-
-
-#: ``next_event()``: feed more bytes with ``receive_data`` first.
-NEED_DATA: Final = _Sentinel.NEED_DATA
-#: ``next_event()``: it is our turn to send (receiver: an Offer or an Ack).
-PAUSED: Final = _Sentinel.PAUSED
+#: What the sender's ``next_event()`` returns, besides NEED_DATA (feed more bytes first).
+FromReceiver = Offer | Ack | Failure | Closed
+#: What the receiver's ``next_event()`` returns, besides NEED_DATA; PAUSED: it is our
+#: turn to send (an Offer or an Ack).
+FromSender = Header | Start | Data | Trailer | Closed | Literal[Sentinel.PAUSED]
+_Sentinel = Literal[Sentinel.NEED_DATA, Sentinel.PAUSED]
 
 
 # ---------------------------------------------------------------- validation
@@ -249,58 +247,10 @@ def encode_failure(failure: Failure) -> bytes:
     return _FAILURE.pack(TAG_FAILURE, failure.code, len(reason)) + reason
 
 
-# ---------------------------------------------------------------- input buffer
+# ---------------------------------------------------------------- parsing
 
 
-class _Input:
-    """Bytes received and not yet parsed.
-
-    Data is handed out without copying when a whole received chunk is data (the
-    common case in the data phase); a leftover is joined with the next chunk.
-    """
-
-    def __init__(self) -> None:
-        self._data = b""
-        self._pos = 0
-        self.eof = False
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        if self.eof:
-            raise LocalProtocolError("receive_data", "called after EOF")
-        if not data:
-            self.eof = True
-            return
-        chunk = data if isinstance(data, bytes) else bytes(data)
-        if self._pos >= len(self._data):
-            self._data, self._pos = chunk, 0
-        else:
-            self._data, self._pos = self._data[self._pos :] + chunk, 0
-
-    def __len__(self) -> int:
-        return len(self._data) - self._pos
-
-    def peek(self, n: int) -> bytes:
-        return self._data[self._pos : self._pos + n]
-
-    def take(self, n: int) -> bytes | None:
-        """Exactly ``n`` bytes, or None if fewer are buffered."""
-        if len(self) < n:
-            return None
-        return self.take_up_to(n)
-
-    def take_up_to(self, n: int) -> bytes:
-        if self._pos == 0 and n >= len(self._data):
-            out, self._data = self._data, b""
-            return out
-        out = self._data[self._pos : self._pos + n]
-        self._pos += len(out)
-        return out
-
-    def discard(self) -> None:
-        self._data, self._pos = b"", 0
-
-
-def _parse_offset_digest(buf: _Input, tag: bytes, what: str) -> tuple[int, bytes] | None:
+def _parse_offset_digest(buf: ReceiveBuffer, tag: bytes, what: str) -> tuple[int, bytes] | None:
     raw = buf.take(_OFFSET_DIGEST.size)
     if raw is None:
         return None
@@ -312,7 +262,7 @@ def _parse_offset_digest(buf: _Input, tag: bytes, what: str) -> tuple[int, bytes
     return value, digest
 
 
-def _parse_failure(buf: _Input) -> Failure | None:
+def _parse_failure(buf: ReceiveBuffer) -> Failure | None:
     head = buf.peek(_FAILURE.size)
     if len(head) < _FAILURE.size:
         return None
@@ -362,7 +312,7 @@ class TransferSender:
 
     def __init__(self) -> None:
         self.state = SenderState.HEADER
-        self._input = _Input()
+        self._input = ReceiveBuffer("receive_data")
         self._header: Header | None = None
         self._offer: Offer | None = None
         self._offset = 0
@@ -377,11 +327,6 @@ class TransferSender:
     def offset(self) -> int:
         """Where the data started (the accepted resume offset)."""
         return self._offset
-
-    @property
-    def data_sent(self) -> int:
-        """Data bytes encoded since the Start (the resumed prefix not included)."""
-        return self._sent
 
     # -- outgoing
 
@@ -459,7 +404,7 @@ class TransferSender:
         """Feed bytes from the receiver; ``b""`` means it closed its direction (EOF)."""
         self._input.feed(data)
 
-    def next_event(self) -> Offer | Ack | Failure | Closed | _Sentinel:
+    def next_event(self) -> FromReceiver | NeedData:
         """The next message from the receiver, or :data:`NEED_DATA`."""
         if self.state is SenderState.ERROR:
             raise RemoteProtocolError("receiver", "the connection already broke the protocol")
@@ -469,7 +414,7 @@ class TransferSender:
             self.state = SenderState.ERROR
             raise
 
-    def _next_event(self) -> Offer | Ack | Failure | Closed | _Sentinel:
+    def _next_event(self) -> FromReceiver | NeedData:
         buf = self._input
         if self.state is SenderState.FAILED:
             buf.discard()
@@ -558,7 +503,7 @@ class TransferReceiver:
 
     def __init__(self) -> None:
         self.state = ReceiverState.HEADER
-        self._input = _Input()
+        self._input = ReceiveBuffer("receive_data")
         self._header: Header | None = None
         self._offer: Offer | None = None
         self._offset = 0
@@ -815,7 +760,10 @@ __all__ = [
     "Data",
     "Event",
     "Failure",
+    "FromReceiver",
+    "FromSender",
     "Header",
+    "NeedData",
     "Offer",
     "ReceiverState",
     "SenderState",

@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import LocalProtocolError, RemoteProtocolError
+from .receive_buffer import NEED_DATA, NeedData, ReceiveBuffer
 
 PATTERN = b"0123456789ABCDEF"
 SESSION_SIZE = 8
@@ -52,15 +51,6 @@ _INT32 = struct.Struct(">i")
 # Enough pattern to compare up to 64 KiB in one memcmp, starting at any phase.
 _PATTERN_RUN = memoryview(PATTERN * (65536 // len(PATTERN) + 1))
 _PATTERN_STEP = len(_PATTERN_RUN) - len(PATTERN)
-
-
-class _NeedData:
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-#: ``next_event()`` result: nothing complete yet, call ``receive_data`` first.
-NEED_DATA = _NeedData()
 
 
 @dataclass(frozen=True)
@@ -158,94 +148,6 @@ class ReceiverStatistics:
         return self.payloads_received - self.acks_sent
 
 
-_Chunk = bytes | memoryview
-
-
-class _Incoming:
-    """Received bytes not parsed yet: a queue of chunks that are never concatenated.
-
-    Headers (4 or 8 bytes) are cut out with :meth:`take`; payload data is walked
-    past with :meth:`skip`, so a 256 KiB chunk costs O(1) Python work, not a copy.
-    Chunks may be views of the caller's buffer until :meth:`detach` copies what is
-    left of them (a few header bytes at most) so that the caller may reuse it.
-    """
-
-    def __init__(self) -> None:
-        self._chunks: deque[_Chunk] = deque()
-        self._offset = 0  # into _chunks[0]
-        self.size = 0  # bytes queued: len(self), without a Python call
-
-    def __len__(self) -> int:
-        return self.size
-
-    def append(self, data: _Chunk) -> None:
-        if data:
-            self._chunks.append(data)
-            self.size += len(data)
-
-    def detach(self) -> None:
-        """Replace views of the caller's buffer by copies of their unread bytes."""
-        if self._chunks and not all(type(chunk) is bytes for chunk in self._chunks):
-            rest = b"".join(self._chunks)[self._offset :]  # < one header: tiny
-            self._chunks = deque([rest]) if rest else deque()
-            self._offset = 0
-
-    def take(self, n: int) -> _Chunk:
-        """Remove and return exactly ``n`` bytes (``n <= len(self)``)."""
-        first = self._chunks[0]
-        end = self._offset + n
-        if end <= len(first):  # the common case: no chunk boundary inside
-            out = first[self._offset : end]
-            self._advance(n)
-            return out
-        parts = bytearray()
-        while len(parts) < n:
-            first = self._chunks[0]
-            piece = first[self._offset : self._offset + n - len(parts)]
-            parts += piece
-            self._advance(len(piece))
-        return bytes(parts)
-
-    def whole_int32(self, n: int) -> int | None:
-        """The int32 at the front if the first chunk holds all of the next ``n`` bytes."""
-        if self._chunks and self._offset + n <= len(self._chunks[0]):
-            return int(_INT32.unpack_from(self._chunks[0], self._offset)[0])
-        return None
-
-    def drop(self, n: int) -> None:
-        """Remove ``n`` bytes that :meth:`whole_int32` found in the first chunk."""
-        self._advance(n)
-
-    def int32(self) -> int:
-        """Remove 4 bytes (``len(self) >= 4``) and return them as a big-endian int32."""
-        first = self._chunks[0]
-        if self._offset + 4 <= len(first):  # no slice, no copy
-            (value,) = _INT32.unpack_from(first, self._offset)
-            self._advance(4)
-        else:
-            (value,) = _INT32.unpack(self.take(4))
-        return int(value)
-
-    def skip(self, n: int, check: Callable[[_Chunk, int, int], None] | None = None) -> int:
-        """Remove up to ``n`` bytes; return how many.  ``check(chunk, start, end)`` sees them."""
-        done = 0
-        while done < n and self._chunks:
-            first = self._chunks[0]
-            step = min(n - done, len(first) - self._offset)
-            if check is not None:
-                check(first, self._offset, self._offset + step)
-            self._advance(step)
-            done += step
-        return done
-
-    def _advance(self, n: int) -> None:
-        self._offset += n
-        self.size -= n
-        if self._offset == len(self._chunks[0]):
-            self._chunks.popleft()
-            self._offset = 0
-
-
 class _Machine:
     """What both sides share: the byte queue, EOF, and the checked state moves."""
 
@@ -253,8 +155,7 @@ class _Machine:
 
     def __init__(self, initial: State) -> None:
         self._state = initial
-        self._incoming = _Incoming()
-        self._eof = False
+        self._incoming = ReceiveBuffer("ttcp receive_data", borrow=True)
 
     @property
     def state(self) -> State:
@@ -272,18 +173,9 @@ class _Machine:
         buffer once ``next_event()`` has returned :data:`NEED_DATA` (by then only a
         partial header can be left, and it has been copied).
         """
-        if self._eof and data:
-            raise LocalProtocolError("ttcp receive_data", "data after EOF")
-        if not data:
-            self._eof = True
-            return
-        if type(data) is not bytes:
-            data = memoryview(data)
-            if data.format != "B" or data.ndim != 1:
-                data = data.cast("B")
-        self._incoming.append(data)
+        self._incoming.feed(data)
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | NeedData:
         """The next complete event, or :data:`NEED_DATA`; raises RemoteProtocolError."""
         if self._state is State.ERROR:
             raise RemoteProtocolError("ttcp", "the connection already failed")
@@ -296,7 +188,7 @@ class _Machine:
             self._state = State.ERROR
             raise
 
-    def _parse(self) -> Event | _NeedData:
+    def _parse(self) -> Event | NeedData:
         raise NotImplementedError
 
     def _drain(self, data: bytes | bytearray | memoryview, expected: Event) -> int:
@@ -308,11 +200,11 @@ class _Machine:
             count += 1
         return count
 
-    def _at_end(self, what: str) -> Event | _NeedData:
+    def _at_end(self, what: str) -> Event | NeedData:
         """DONE: only EOF may follow.  Anything else is a peer fault."""
         if self._incoming:
             raise RemoteProtocolError("ttcp", f"{len(self._incoming)} unexpected bytes {what}")
-        if self._eof:
+        if self._incoming.eof:
             if self._state is State.DONE:
                 self.goto(State.CLOSED)
             return ConnectionClosed()
@@ -369,10 +261,7 @@ class Transmitter(_Machine):
                 )
             if self._sent >= self._number:
                 raise LocalProtocolError("ttcp payload", f"all {self._number} payloads were sent")
-            if not self._message:  # built on first use: 4 + length bytes, once
-                self._message = payload_message(self._length)
-            self._sent += 1
-            return self._message
+            return self.payloads(1)
         raise LocalProtocolError("ttcp transmitter", f"cannot send {type(event).__name__}")
 
     def payloads(self, count: int) -> bytes:
@@ -428,11 +317,11 @@ class Transmitter(_Machine):
             self._acks = _INT32.pack(self._length) * max(count, 64)
         return self._acks[: count * ACK_SIZE]
 
-    def _parse(self) -> Event | _NeedData:
+    def _parse(self) -> Event | NeedData:
         if self._state is State.IDLE:
             if self._incoming:
                 raise RemoteProtocolError("ttcp", "bytes arrived before the session was sent")
-            if self._eof:
+            if self._incoming.eof:
                 raise RemoteProtocolError("ttcp", "connection closed before the session was sent")
             return NEED_DATA
         if self._state is State.SENDING:
@@ -442,7 +331,7 @@ class Transmitter(_Machine):
                     "ttcp", f"ack {index} arrived before payload {index} was sent"
                 )
             if len(self._incoming) < ACK_SIZE:
-                if self._eof:
+                if self._incoming.eof:
                     got = len(self._incoming)
                     partial = f" (got {got} of {ACK_SIZE} bytes of it)" if got else ""
                     raise RemoteProtocolError(
@@ -450,7 +339,7 @@ class Transmitter(_Machine):
                         f"connection closed while waiting for ack {index} of {self._number}{partial}",
                     )
                 return NEED_DATA
-            value = self._incoming.int32()
+            (value,) = self._incoming.unpack(_INT32)
             if value != self._length:
                 raise RemoteProtocolError(
                     "ttcp", f"ack {index} of {self._number} is {value}, expected {self._length}"
@@ -509,8 +398,7 @@ class Receiver(_Machine):
             raise LocalProtocolError(
                 "ttcp ack", f"length {event.length} differs from the session's {self._length}"
             )
-        self._acked += 1
-        return self._ack
+        return self.acks(1)
 
     def receive_payloads(self, data: bytes | bytearray | memoryview) -> int:
         """Feed bytes from the transmitter (``b""``: EOF) once the :class:`Session`
@@ -561,12 +449,12 @@ class Receiver(_Machine):
         self._acked += count
         return self._ack if count == 1 else self._ack * count
 
-    def _parse(self) -> Event | _NeedData:
+    def _parse(self) -> Event | NeedData:
         state = self._state
         if state is State.AWAIT_SESSION:
             if len(self._incoming) < SESSION_SIZE:
                 return self._short("the session message", SESSION_SIZE)
-            number, length = _SESSION.unpack(self._incoming.take(SESSION_SIZE))
+            number, length = self._incoming.unpack(_SESSION)
             self._check_session(number, length)
             self._number, self._length = number, length
             self._ack = _INT32.pack(length)
@@ -576,13 +464,14 @@ class Receiver(_Machine):
         if state is State.AWAIT_HEADER:
             # Fast path, the common case: a whole, well-formed payload in the first chunk.
             size = HEADER_SIZE + self._length
-            if not self._verify and self._incoming.whole_int32(size) == self._length:
+            front = None if self._verify else self._incoming.unpack_front(_INT32, size)
+            if front is not None and front[0] == self._length:
                 self._incoming.drop(size)
                 self._data_bytes += self._length
                 return self._payload_done()
             if len(self._incoming) < HEADER_SIZE:
                 return self._short(f"the length of payload {self._index}", HEADER_SIZE)
-            length = self._incoming.int32()
+            (length,) = self._incoming.unpack(_INT32)
             if length != self._length:
                 raise RemoteProtocolError(
                     "ttcp", f"payload {self._index} has length {length}, expected {self._length}"
@@ -600,7 +489,7 @@ class Receiver(_Machine):
             if self._data_left:
                 if self._state is not State.IN_DATA:
                     self.goto(State.IN_DATA)
-                if self._eof:
+                if self._incoming.eof:
                     raise RemoteProtocolError(
                         "ttcp",
                         f"connection closed in the data of payload {self._index} "
@@ -625,8 +514,8 @@ class Receiver(_Machine):
                 f"session length {length} is above the limit of {self._max_length} (--max-length)",
             )
 
-    def _short(self, what: str, size: int) -> _NeedData:
-        if not self._eof:
+    def _short(self, what: str, size: int) -> NeedData:
+        if not self._incoming.eof:
             return NEED_DATA
         got = len(self._incoming)
         if got == 0 and self._state is State.AWAIT_SESSION:
@@ -639,7 +528,7 @@ class Receiver(_Machine):
         self.goto(State.DONE if self._received == self._number else State.AWAIT_HEADER)
         return self._payload_event
 
-    def _check_pattern(self, chunk: _Chunk, start: int, end: int) -> None:
+    def _check_pattern(self, chunk: bytes | memoryview, start: int, end: int) -> None:
         position = self._position
         self._position += end - start
         if not isinstance(chunk, bytes):  # bytes.startswith is a memcmp; memoryview == is not

@@ -16,12 +16,13 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 import trio
 
 from ..diag import format_address
 from ..errors import ConnectError
+from .endpoint import IPSockAddr
 from .net import Endpoint, resolve
 
 WallClock = Callable[[], int]  # ns since the Unix epoch
@@ -95,13 +96,14 @@ class StampedReceiver:
         self._clock = clock
         self.kernel = clock is time.time_ns and enable_kernel_timestamps(sock)
 
-    async def receive(self) -> tuple[bytes, int, bool, Any]:
+    async def receive(self) -> tuple[bytes, int, bool, IPSockAddr]:
         """``(data, stamp_ns, truncated, address)``; OSError passes through."""
         space = _ANCILLARY_SPACE if self.kernel else 0
         data, ancdata, flags, address = await self._sock.recvmsg(MAX_DATAGRAM, space)
         stamp = kernel_timestamp(ancdata) if self.kernel else None
         truncated = bool(flags & _stdsocket.MSG_TRUNC)
-        return data, self._clock() if stamp is None else stamp, truncated, address
+        stamp = self._clock() if stamp is None else stamp
+        return data, stamp, truncated, cast(IPSockAddr, address)  # a UDP socket's
 
 
 class ConnectedDatagramSocket:

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from ..diag import format_address
 
+#: An IP socket address as the socket module returns it: ``(host, port)`` for IPv4,
+#: ``(host, port, flowinfo, scope_id)`` for IPv6.
+IPSockAddr = tuple[str, int] | tuple[str, int, int, int]
+
 
 @dataclass(frozen=True)
 class Endpoint:

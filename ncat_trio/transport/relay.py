@@ -108,8 +108,6 @@ class RelayMeter:
         self.buffered = 0
         self.peak_buffered = 0
         self.peak_total_buffered = 0
-        self._idle = trio.Event()
-        self._idle.set()
 
     def hold(self, nbytes: int) -> None:
         self.buffered += nbytes
@@ -122,17 +120,9 @@ class RelayMeter:
     def opened(self) -> None:
         self.active += 1
         self.total += 1
-        if self._idle.is_set():
-            self._idle = trio.Event()
 
     def closed(self) -> None:
         self.active -= 1
-        if self.active == 0:
-            self._idle.set()
-
-    async def wait_idle(self) -> None:
-        """Return once no connection is active (at once if none is)."""
-        await self._idle.wait()
 
     def statistics(self) -> RelayStatistics:
         return RelayStatistics(

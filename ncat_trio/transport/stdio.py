@@ -21,7 +21,6 @@ anything else  (sockets, other devices, a failed reopen): blocking I/O in a
 from __future__ import annotations
 
 import enum
-import errno
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -218,9 +217,3 @@ async def open_stdout(fd: int = 1) -> AsyncIterator[trio.abc.SendStream]:
             yield stream
         return
     yield ThreadSendStream(fd)
-
-
-def is_broken_pipe(exc: BaseException) -> bool:
-    """True if ``exc`` (or its cause) says the reader of a pipe went away."""
-    cause = exc.__cause__ if exc.__cause__ is not None else exc
-    return isinstance(cause, OSError) and cause.errno in (errno.EPIPE, errno.ENXIO)
