@@ -30,7 +30,7 @@ fmt:
 
 # Build the reference C peers (ttcp_ref, roundtrip_ref) into build/peers.
 peers:
-    make -s -C ../shared/peers O=$PWD/build/peers
+    make -s -C peers
 
 demo:
     .venv/bin/ncat-trio demo

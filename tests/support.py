@@ -29,7 +29,7 @@ import trustme
 
 ROOT = Path(__file__).resolve().parent.parent
 NCAT = [sys.executable, "-m", "ncat_trio"]
-PEERS_SRC = ROOT.parent / "shared" / "peers"
+PEERS_SRC = ROOT / "peers"
 PEERS_BUILD = ROOT / "build" / "peers"
 
 T = TypeVar("T")
@@ -54,7 +54,7 @@ def require_program(name: str) -> str:
 
 
 def require_ref_peer(name: str) -> str:
-    """Path of ``ttcp_ref`` or ``roundtrip_ref`` from ../shared/peers, built on demand."""
+    """Path of ``ttcp_ref`` or ``roundtrip_ref`` (the project's C peers, ``peers/``), built on demand."""
     binary = PEERS_BUILD / name
     if not binary.exists() and (PEERS_SRC / "Makefile").exists() and shutil.which("make"):
         subprocess.run(
@@ -64,7 +64,7 @@ def require_ref_peer(name: str) -> str:
             timeout=120,
         )
     if not binary.exists():
-        missing(f"{name} (make -C ../shared/peers O=$PWD/build/peers)")
+        missing(f"{name} (make -C peers)")
     return str(binary)
 
 
