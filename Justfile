@@ -15,7 +15,7 @@ setup:
 test *ARGS:
     {{py}} -m pytest {{ARGS}}
 
-# Only the fast tests (no interop, no slow): about a minute.
+# Only the fast tests (no interop, no slow): about 2.5 minutes of the suite's 4.5 on 2 cores.
 quick:
     {{py}} -m pytest -m "not interop and not slow" -q
 
