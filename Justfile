@@ -2,7 +2,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 py := ".venv/bin/python"
-paths := "ncat_trio tests examples benchmarks"
+paths := "ncat_trio tests examples benchmarks tools"
 
 default: test
 
@@ -15,7 +15,7 @@ setup:
 test *ARGS:
     {{py}} -m pytest {{ARGS}}
 
-# Only the fast tests (no interop, no slow).
+# Only the fast tests (no interop, no slow): about 2.5 minutes of the suite's 4.5 on 2 cores.
 quick:
     {{py}} -m pytest -m "not interop and not slow" -q
 
@@ -30,10 +30,25 @@ fmt:
 
 # Build the reference C peers (ttcp_ref, roundtrip_ref) into build/peers.
 peers:
-    make -s -C ../shared/peers O=$PWD/build/peers
+    make -s -C peers
 
 demo:
     .venv/bin/ncat-trio demo
+
+# The sdist and the wheel in dist/, checked by twine (metadata, README rendering).
+dist:
+    rm -rf dist/ncat_trio-*
+    {{py}} -m build --outdir dist .
+    .venv/bin/twine check --strict dist/ncat_trio-*
+
+# dist/ncat-trio.pyz: one file to copy to a host with Python >= 3.11 and nothing else.
+pyz:
+    {{py}} tools/build_pyz.py --output dist/ncat-trio.pyz
+
+# Regenerate the man page (docs/ncat-trio.1) from the CLI; tests/test_manpage.py checks it.
+man:
+    {{py}} tools/manpage.py
+    MANWIDTH=80 man --warnings -l docs/ncat-trio.1 >/dev/null
 
 # Benchmarks against the real peers, same-run ratios (see benchmarks/RESULTS.md).
 bench *ARGS: peers

@@ -182,7 +182,7 @@ def main() -> int:
     if args.quick:
         args.rounds, args.count = 2, 8
     if not (PEERS_BUILD / "roundtrip_ref").exists():
-        print("build the peers first: make -C ../shared/peers O=$PWD/build/peers", file=sys.stderr)
+        print("build the peers first: make -C peers", file=sys.stderr)
         return 2
     if not have(CHRONYD):
         print("chronyd is required", file=sys.stderr)

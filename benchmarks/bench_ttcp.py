@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS_SRC = ROOT.parent / "shared" / "peers"
+PEERS_SRC = ROOT / "peers"
 TTCP_REF = ROOT / "build" / "peers" / "ttcp_ref"
 NCAT = [sys.executable, "-m", "ncat_trio", "ttcp"]
 TIMEOUT = 300

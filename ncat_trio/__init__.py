@@ -9,7 +9,7 @@ The Python API (typed, usable from pytest and scripts)::
         result = await netcat_session(stream, stdin=my_source, stdout=my_sink,
                                       options=SessionOptions(linger=2))
 
-See README.md, "Python API".
+See docs/python-api.md.
 """
 
 from __future__ import annotations

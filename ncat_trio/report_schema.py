@@ -1,8 +1,8 @@
 """The documented shape of every ``--json`` / ``--json-file`` object, in one place.
 
 Each mode's object is described by a hand-written JSON Schema (draft 2020-12 subset) whose
-``description`` strings are also the README's field tables (:func:`markdown` renders
-them; ``tests/test_json_schema.py`` keeps README and schemas in step and validates real
+``description`` strings are also the field tables of docs/json.md (:func:`markdown` renders
+them; ``tests/test_json_schema.py`` keeps docs/json.md and schemas in step and validates real
 output of every mode against them).  :func:`validate` is a tiny validator for exactly the
 keywords used here, so checking needs no third-party package.
 
@@ -127,7 +127,9 @@ _THROUGHPUT: dict[str, Schema] = {
     "peer": _field("string", "the other end, `HOST:PORT`"),
     "number": _field("integer", "payloads (the session's number)", **COUNT),
     "length": _field("integer", "bytes per payload", **COUNT),
-    "seconds": _field("number", "the original's clock (README, How to read the numbers)", **COUNT),
+    "seconds": _field(
+        "number", "the original's clock (docs/ttcp.md, How to read the numbers)", **COUNT
+    ),
     "bytes": _field("integer", "payload data bytes (number × length)", **COUNT),
     "messages": _field("integer", "payloads (same as number)", **COUNT),
     "mib": _field("number", "bytes / 1048576", **COUNT),
@@ -231,7 +233,7 @@ RECEIVE = _object(
     },
 )
 
-#: The README's order: (heading, schema).
+#: docs/json.md's order: (heading, schema).
 SECTIONS: tuple[tuple[str, Schema], ...] = (
     ("connect, listen", NETCAT),
     ("relay", RELAY),
@@ -321,7 +323,7 @@ def _same(a: object, b: object) -> bool:
 
 
 def type_text(field: Mapping[str, Any]) -> str:
-    """``integer``, ``string or null``, ``array of integer``: the README's type column."""
+    """``integer``, ``string or null``, ``array of integer``: docs/json.md's type column."""
     kinds = field["type"]
     words = [kinds] if isinstance(kinds, str) else list(kinds)
     if words[0] == "array" and "items" in field:
@@ -330,11 +332,11 @@ def type_text(field: Mapping[str, Any]) -> str:
 
 
 def markdown() -> str:
-    """The README's per-mode field tables, rendered from the schemas."""
+    """The per-mode field tables of docs/json.md, rendered from the schemas."""
     parts: list[str] = []
     for heading, schema in SECTIONS:
         names = ", ".join(f"`{word}`" for word in heading.split(", "))
-        lines = [f"#### {names}", "", schema["description"], ""]
+        lines = [f"## {names}", "", schema["description"], ""]
         lines += ["| field | type | meaning |", "|---|---|---|"]
         for name, field in schema["properties"].items():
             lines.append(f"| `{name}` | {type_text(field)} | {field['description']} |")

@@ -29,7 +29,7 @@ import trustme
 
 ROOT = Path(__file__).resolve().parent.parent
 NCAT = [sys.executable, "-m", "ncat_trio"]
-PEERS_SRC = ROOT.parent / "shared" / "peers"
+PEERS_SRC = ROOT / "peers"
 PEERS_BUILD = ROOT / "build" / "peers"
 
 T = TypeVar("T")
@@ -54,7 +54,7 @@ def require_program(name: str) -> str:
 
 
 def require_ref_peer(name: str) -> str:
-    """Path of ``ttcp_ref`` or ``roundtrip_ref`` from ../shared/peers, built on demand."""
+    """Path of ``ttcp_ref`` or ``roundtrip_ref`` (the project's C peers, ``peers/``), built on demand."""
     binary = PEERS_BUILD / name
     if not binary.exists() and (PEERS_SRC / "Makefile").exists() and shutil.which("make"):
         subprocess.run(
@@ -64,7 +64,7 @@ def require_ref_peer(name: str) -> str:
             timeout=120,
         )
     if not binary.exists():
-        missing(f"{name} (make -C ../shared/peers O=$PWD/build/peers)")
+        missing(f"{name} (make -C peers)")
     return str(binary)
 
 
@@ -87,10 +87,17 @@ def read_line(stream: IO[bytes], timeout: float = 10.0) -> bytes:
 
 
 def wait_for_port(stream: IO[bytes], timeout: float = 10.0) -> int:
-    """Read stderr lines until the readiness line; return the port it names."""
+    """Read stderr lines until the readiness line; return the port it names.  On failure
+    the message includes the lines read before it (a child's error, say)."""
     deadline = time.monotonic() + timeout
+    seen: list[bytes] = []
     while True:
-        line = read_line(stream, max(0.1, deadline - time.monotonic()))
+        try:
+            line = read_line(stream, max(0.1, deadline - time.monotonic()))
+        except AssertionError as exc:
+            before = b"".join(seen).decode("utf-8", "replace")
+            raise AssertionError(f"no readiness line: {exc}; before it:\n{before}") from None
+        seen.append(line)
         match = _LISTENING.search(line) or re.search(rb"^port = (\d+)", line)
         if match is not None:
             return int(match.group("port") if "port" in match.re.groupindex else match.group(1))
@@ -106,24 +113,59 @@ def popen(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
 def start_ncat_listener(args: list[str], **kwargs: Any) -> tuple[subprocess.Popen[bytes], int]:
     """``ncat-trio listen … 0`` (args include the port 0); returns (process, real port)."""
     proc = popen([*NCAT, *args], **kwargs)
-    try:
+    with failure_shows_stderr(proc):
         assert proc.stderr is not None
         port = wait_for_port(proc.stderr)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
     return proc, port
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-    """Wait for a process, killing it (and failing) if it overstays."""
+    """Wait for a process, killing it (and failing, with its stderr) if it overstays."""
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        report = child_stderr(proc)
+        with proc:  # closes its pipes
+            pass
+        raise AssertionError(f"did not exit within {timeout} s; {report}") from None
+
+
+def child_stderr(proc: subprocess.Popen[bytes], limit: int = 8000) -> str:
+    """``ARGS exit N, stderr: …`` for a failure message: a child still running is killed
+    first; the rest of its stderr pipe is read (at most 5 s: a grandchild may hold it)."""
+    if proc.poll() is None:
         proc.kill()
-        proc.wait()
-        raise AssertionError(f"{proc.args!r} did not exit within {timeout} s") from None
+    code = proc.wait()
+    text = "(not captured)"
+    stream = proc.stderr
+    if stream is not None and not stream.closed:
+        chunks = []
+        deadline = time.monotonic() + 5
+        with selectors.DefaultSelector() as sel:
+            sel.register(stream.fileno(), selectors.EVENT_READ)
+            while (left := deadline - time.monotonic()) > 0 and sel.select(left):
+                chunk = os.read(stream.fileno(), 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        text = b"".join(chunks).decode("utf-8", "replace")[-limit:] or "(empty)"
+    return f"{proc.args!r} exit {code}, stderr:\n{text}"
+
+
+@contextlib.contextmanager
+def failure_shows_stderr(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
+    """On any failure inside: kill ``procs`` and fail with their exit codes and stderr.
+
+    For end-to-end tests: when a child misbehaves, its own words (an error line, a
+    traceback) are in the test report, not only the symptom seen from outside."""
+    try:
+        yield
+    except Exception as exc:
+        reports = "\n".join(child_stderr(proc) for proc in procs)
+        for proc in procs:
+            with proc:  # dead now: close its pipes
+                pass
+        raise AssertionError(f"{exc!r}\n--- the children:\n{reports}") from exc
 
 
 # --- Background pipe I/O, one-connection servers, peers' ports (e2e and interop) ---
@@ -270,13 +312,14 @@ def reply_after_eof(
     assert eof_side.stdout is not None
     assert replier.stdin is not None
     assert replier.stdout is not None
-    at_replier = Drain(replier.stdout)
-    at_eof_side = Drain(eof_side.stdout)
-    Feed(eof_side.stdin, up).wait()  # written and closed: eof_side reaches EOF
-    at_replier.wait_count(len(up))
-    Feed(replier.stdin, down)  # the reply, after that EOF
-    assert sha256(at_replier.wait()) == sha256(up)
-    assert sha256(at_eof_side.wait()) == sha256(down)
+    with failure_shows_stderr(eof_side, replier):
+        at_replier = Drain(replier.stdout)
+        at_eof_side = Drain(eof_side.stdout)
+        Feed(eof_side.stdin, up).wait()  # written and closed: eof_side reaches EOF
+        at_replier.wait_count(len(up))
+        Feed(replier.stdin, down)  # the reply, after that EOF
+        assert sha256(at_replier.wait()) == sha256(up)
+        assert sha256(at_eof_side.wait()) == sha256(down)
 
 
 class ServeOnce(Generic[T]):

@@ -34,7 +34,15 @@ from functools import partial
 import pytest
 import trio
 
-from tests.support import NCAT, Drain, read_line, reap_children, spawn, wait_for_port
+from tests.support import (
+    NCAT,
+    Drain,
+    failure_shows_stderr,
+    read_line,
+    reap_children,
+    spawn,
+    wait_for_port,
+)
 
 PAYLOAD = hashlib.sha256(b"exhaustion").digest() * 2048  # 64 KiB
 
@@ -67,7 +75,8 @@ def limit_fds(soft: int) -> Callable[[], None]:
 def start(args: list[str], **kwargs: object) -> tuple[subprocess.Popen[bytes], int]:
     proc = spawn([*NCAT, *args], **kwargs)
     assert proc.stderr is not None
-    return proc, wait_for_port(proc.stderr)
+    with failure_shows_stderr(proc):
+        return proc, wait_for_port(proc.stderr)
 
 
 def stderr_lines(proc: subprocess.Popen[bytes]) -> list[str]:
@@ -142,7 +151,7 @@ async def exhaust_then_serve(
     async def one() -> None:
         results.append(await upload(port))
 
-    with trio.fail_after(60):
+    with failure_shows_stderr(proc), trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             with soft_limit(proc.pid, lowest_free_fd(proc.pid)):
                 for _ in range(clients):

@@ -1,4 +1,4 @@
-"""ttcp against the C reference peer ``ttcp_ref`` (../shared/peers), both directions.
+"""ttcp against the C reference peer ``ttcp_ref`` (peers/ttcp_ref.c), both directions.
 
 ``ttcp_ref`` was written from the protocol description and checked on the wire
 against muduo's ttcp.  Its receiver reads a payload, then acks it, so a

@@ -1,6 +1,6 @@
 """Every mode's ``--json`` / ``--json-file`` object matches its documented schema.
 
-The schemas live in ``ncat_trio/report_schema.py``; the README's field tables are rendered
+The schemas live in ``ncat_trio/report_schema.py``; the field tables of docs/json.md are rendered
 from them (a test here keeps the two in step).  Each mode is run for real and what it
 wrote is validated; a ``--json-file`` that can't be written is refused before anything
 touches the network.
@@ -26,7 +26,7 @@ from ncat_trio.report_schema import schema_for, validate
 from tests.relay_ends import connect, receive_all, relay_process, start_server
 from tests.support import NCAT, finish, popen, wait_for_port
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+JSON_DOC = Path(__file__).resolve().parent.parent / "docs" / "json.md"
 
 GOOD_NETCAT = {
     "mode": "connect", "peer": "127.0.0.1:9000", "bytes_sent": 4, "bytes_received": 0,
@@ -92,9 +92,9 @@ def test_every_schema_is_closed_and_documents_every_field(
         assert field.get("type"), name
 
 
-def test_readme_tables_are_rendered_from_the_schemas() -> None:
-    """README.md, "JSON summaries", holds exactly ``report_schema.markdown()``."""
-    assert report_schema.markdown() in README.read_text()
+def test_doc_tables_are_rendered_from_the_schemas() -> None:
+    """docs/json.md ("JSON summaries") holds exactly ``report_schema.markdown()``."""
+    assert report_schema.markdown() in JSON_DOC.read_text()
 
 
 # --- --json-file that can't be written: exit 5 before any network activity ----------

@@ -1,7 +1,7 @@
 """The ttcp wire protocol, sans-I/O: captures, splits, validation, garbage.
 
 Every test here is pure: bytes in, events out.  The capture is the one in
-``shared/protocols.md`` (``-l 20 -n 2``), byte for byte.
+``docs/protocols.md`` (``-l 20 -n 2``), byte for byte.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ncat_trio.proto.ttcp import (
     Transmitter,
 )
 
-# shared/protocols.md, "Capture, -l 20 -n 2"
+# docs/protocols.md, "Capture, -l 20 -n 2"
 CAPTURE_T_FIRST = bytes.fromhex(
     "00000002 00000014 00000014 30313233343536373839414243444546 30313233".replace(" ", "")
 )

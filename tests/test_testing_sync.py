@@ -1,6 +1,6 @@
 """``ncat_trio.testing``: a relay and the toxiproxy API for synchronous tests.
 
-Plain ``def`` tests: the fixtures run their own Trio thread.  The README's example
+Plain ``def`` tests: the fixtures run their own Trio thread.  The docs' example
 (examples/sync_fixture_test.py) also runs here in a pytest without pytest-trio.
 """
 
@@ -96,8 +96,8 @@ def test_readme_example_runs_without_pytest_trio() -> None:
 
 
 def test_readme_shows_the_example_that_runs() -> None:
-    """README, "Tests without Trio": its fixture example is examples/sync_fixture_test.py."""
-    readme = (EXAMPLE.parent.parent / "README.md").read_text()
+    """docs/toxiproxy.md, "Tests without Trio": its fixture example is examples/sync_fixture_test.py."""
+    readme = (EXAMPLE.parent.parent / "docs" / "toxiproxy.md").read_text()
     section = readme.split("## Tests without Trio", 1)[1]
     blocks = section.split("```python\n")
     shown = blocks[2].split("```", 1)[0]

@@ -38,7 +38,7 @@ JsonFile = Annotated[
     typer.Option(
         "--json-file",
         metavar="FILE",
-        help="Append the JSON summary to FILE, one object per line (README: JSON summaries).",
+        help="Append the JSON summary to FILE, one object per line (docs/json.md).",
         rich_help_panel=OUT,
     ),
 ]

@@ -128,7 +128,7 @@ Json = Annotated[
     bool,
     typer.Option(
         "--json",
-        help="Write a JSON summary on stderr at the end (README: JSON summaries).",
+        help="Write a JSON summary on stderr at the end (docs/json.md).",
         rich_help_panel=OUT,
     ),
 ]

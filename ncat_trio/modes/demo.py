@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipimport
 from pathlib import Path
 
 import trio
@@ -49,8 +50,20 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _self_command() -> list[str]:
+    """How a child runs ncat-trio again: ``python -m ncat_trio``, or, when this runs from
+    the single-file zipapp (``ncat-trio.pyz``, whose package is importable only from
+    inside the archive), ``python [-I] ncat-trio.pyz``."""
+    import ncat_trio
+
+    loader = ncat_trio.__spec__.loader if ncat_trio.__spec__ is not None else None
+    if isinstance(loader, zipimport.zipimporter):
+        return [sys.executable, *(["-I"] if sys.flags.isolated else []), loader.archive]
+    return [sys.executable, "-m", "ncat_trio"]
+
+
 async def demo_main(nbytes: int) -> int:
-    prog = [sys.executable, "-m", "ncat_trio"]
+    prog = _self_command()
     with tempfile.TemporaryDirectory(prefix="ncat-trio-demo-") as tmp:
         d = Path(tmp)
         up, down, up_out, down_out = d / "up.bin", d / "down.bin", d / "up.out", d / "down.out"

@@ -390,11 +390,15 @@ async def listen_main(opts: NetcatOptions) -> int:
     layers = netcat_layers.Layers(
         tls_options=opts.tls, dump=opts.output, crlf=opts.crlf, verbose=opts.verbose
     )
+    # Imported before the readiness line, not after: once "listening on" is out the
+    # listener must need no new file before a client comes.  Importing it there failed
+    # with EMFILE (exit 70, and every queued client refused) when the fd limit was
+    # reached right after that line (tests/test_exhaustion.py, 1 run in ~40).
+    from .keep_open import serve_concurrently
+
     async with open_stream_listener(opts) as listener:  # TCP, or Unix with -U
         diag.say(f"listening on {diag.format_address(net.local_address(listener))}")
         if opts.keep_open and not opts.sequential:
-            from .keep_open import serve_concurrently
-
             accept = partial(accept_client, listener, opts)
             return await serve_concurrently(
                 listener, opts, accept, partial(serve_client, layers=layers)

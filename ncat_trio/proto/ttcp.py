@@ -1,6 +1,6 @@
 """The ttcp throughput protocol (muduo's ``examples/ace/ttcp``), sans-I/O.
 
-Wire format (every integer a signed 32-bit big-endian value; ``shared/protocols.md``)::
+Wire format (every integer a signed 32-bit big-endian value; ``docs/protocols.md``)::
 
     T→R  session  number, length                 8 bytes
     then `number` times:
