@@ -69,12 +69,28 @@ def shell_commands(text: str) -> Iterator[list[str]]:
         yield words
 
 
+def logical_lines(lines: list[str]) -> Iterator[tuple[int, str]]:
+    """(offset of its first line, text) of each shell line, ``\\`` continuations joined."""
+    start, parts = 0, []
+    for offset, line in enumerate(lines):
+        if not parts:
+            start = offset
+        if line.endswith("\\"):
+            parts.append(line[:-1])
+            continue
+        parts.append(line)
+        yield start, " ".join(parts)
+        parts = []
+    if parts:
+        yield start, " ".join(parts)
+
+
 def ncat_commands(path: Path) -> Iterator[tuple[str, list[str]]]:
     """("FILE:LINE", args after ncat-trio) for every ncat-trio command in shell blocks."""
     for language, start, lines in fenced_blocks(path):
         if language not in SHELL:
             continue
-        for offset, line in enumerate(lines):
+        for offset, line in logical_lines(lines):
             for words in shell_commands(line):
                 for index, word in enumerate(words):
                     zipapp = word.endswith("ncat-trio.pyz") and (
