@@ -71,7 +71,8 @@ def shell_commands(text: str) -> Iterator[list[str]]:
 
 def logical_lines(lines: list[str]) -> Iterator[tuple[int, str]]:
     """(offset of its first line, text) of each shell line, ``\\`` continuations joined."""
-    start, parts = 0, []
+    start = 0
+    parts: list[str] = []
     for offset, line in enumerate(lines):
         if not parts:
             start = offset
