@@ -17,6 +17,7 @@ and secrets stay out of the logs.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import subprocess
@@ -153,8 +154,12 @@ def refused(port: int) -> bool:
             conn.sendall(b"let me in\n")
             conn.shutdown(socket.SHUT_WR)
             return conn.recv(100) == b""
-        except ConnectionResetError:
+        except (ConnectionResetError, BrokenPipeError):
             return True
+        except OSError as exc:  # shutdown() once the server's reset has arrived
+            if exc.errno == errno.ENOTCONN:
+                return True
+            raise
 
 
 @pytest.mark.skipif(not dual_stack(), reason="no IPv6 here: no dual-stack listener")

@@ -171,6 +171,11 @@ async def open_child(
         yield proc
     finally:
         with trio.CancelScope(shield=True):
+            if proc.returncode is None:
+                # Cut off (a reset, a signal, -i) or past its grace: SIGTERM before its
+                # pipes close, so the child is stopped rather than handed an EOF it could
+                # take for a clean end (and its status says so: "killed by SIGTERM").
+                _signal_group(proc, signal.SIGTERM)
             for pipe in (proc.stdin, proc.stdout):
                 if pipe is not None:
                     await pipe.aclose()
