@@ -8,6 +8,7 @@ closing it (a benchmark may race another program for it; it then fails loudly).
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import socket
 import statistics
@@ -21,6 +22,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NCAT = [sys.executable, "-m", "ncat_trio"]
 PEERS_BUILD = ROOT / "build" / "peers"
+
+
+def machine() -> str:
+    """Kernel release, CPU model and core count (and Python): what every RESULTS.md
+    section names, because the same code measured differently on two kernel builds
+    (DESIGN.md §5)."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"Linux {platform.release()}, {cpu}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

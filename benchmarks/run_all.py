@@ -3,35 +3,27 @@
 Usage: python benchmarks/run_all.py [--quick] [--only NAME ...]
 Each ``bench_*.py`` prints its own tables with same-run ratios against the real peers;
 this script only runs them one after another (never in parallel: they would skew each
-other on a 2-core machine) and collects their output.
+other on a 2-core machine) and collects their output.  Every section names the kernel,
+CPU and core count it ran on.
+
+``--quick`` (under 2 minutes) runs only the ratios that say whether the fast paths hold
+on this machine: ``bench_netcat.py --quick`` (pipe → TCP → pipe against nc.openbsd and
+socat, and our sender into their receivers) and ``bench_ttcp.py --quick``; it writes
+benchmarks/RESULTS-quick.md, leaving RESULTS.md to full runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
+from common import machine
+
 HERE = Path(__file__).resolve().parent
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
+QUICK = ("bench_netcat", "bench_ttcp")  # --quick without --only: < 2 minutes together
 
 
 def main() -> int:
@@ -42,6 +34,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", default=None, help="benchmark names, e.g. netcat ttcp")
     args = ap.parse_args()
     scripts = sorted(HERE.glob("bench_*.py"))
+    if args.quick and not args.only:
+        scripts = [s for s in scripts if s.stem in QUICK]
     if args.only:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in args.only]
     command = "python benchmarks/run_all.py" + (" --quick" if args.quick else "")
@@ -65,7 +59,8 @@ def main() -> int:
         )
         sections.append(
             f"## {script.stem.removeprefix('bench_')}\n\n`python benchmarks/{script.name}"
-            f"{' --quick' if args.quick else ''}`\n\n{body}{status}\n"
+            f"{' --quick' if args.quick else ''}` on {machine()}, "
+            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC\n\n{body}{status}\n"
         )
     header = (
         "# Benchmark results\n\n"
@@ -76,7 +71,8 @@ def main() -> int:
         "in the same run on the same machine. The machine is a shared 2-core VM: read the ratios, "
         "not the absolute GB/s.\n\n"
     )
-    (HERE / "RESULTS.md").write_text(header + "\n".join(sections))
+    results = HERE / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
+    results.write_text(header + "\n".join(sections))
     return 1 if failed else 0
 
 

@@ -8,8 +8,10 @@ the open file descriptions it shares with the test never gained O_NONBLOCK.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -175,3 +177,41 @@ def test_closed_stdio_fds_at_start_are_handled() -> None:
         _out, err = proc.communicate(timeout=10)
         assert proc.returncode == 0
         assert err == b""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_while_sending_to_a_peer_that_never_reads(
+    signum: signal.Signals, code: int, silent_server: socket.socket
+) -> None:
+    """The single-session sender waits in poll(2) (transport/zerocopy.py, ``exclusive``):
+    a signal still ends it within the bound, and the stdin pipe keeps its flags."""
+    read_end, write_end = os.pipe()
+    before = flags(read_end)
+    port = silent_server.getsockname()[1]
+    try:
+        proc = subprocess.Popen(
+            [*NCAT, "-v", "127.0.0.1", str(port)],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        assert b"connected to" in read_line(proc.stderr)
+        # Feed stdin until it stays full for a second: the socket buffers are full and
+        # ncat-trio is waiting to send.  Only our write end is non-blocking.
+        os.set_blocking(write_end, False)
+        blob = b"z" * 65536
+        fed = 0
+        while select.select([], [write_end], [], 1.0)[1] and fed < 1 << 30:
+            with contextlib.suppress(BlockingIOError):
+                fed += os.write(write_end, blob)
+        assert fed > 1 << 20, fed  # more than the pipe holds: ncat-trio sent some
+        assert flags(read_end) == before
+        got, elapsed, err = signal_and_wait(proc, signum)
+        assert got == code, err
+        assert elapsed < DEADLINE
+        assert_one_clean_line(err, signum.name)
+        assert flags(read_end) == before
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ import trio
 import trio.testing
 
 from ncat_trio.errors import ConnectionLost, LocalIOError
+from ncat_trio.transport import zerocopy
 from ncat_trio.transport.pump import Side
 from ncat_trio.transport.stdio import FileSendStream, open_stdin, open_stdout
 from ncat_trio.transport.zerocopy import FdEnd, classify, copy
@@ -328,3 +330,221 @@ def test_devnull_stdout_counts_every_byte_it_discards(zerocopy: bool) -> None:
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stderr)
     assert (record["bytes_received"], record["peer_eof"]) == (len(DOWN), True)
+
+
+async def connected_pair() -> tuple[trio.socket.SocketType, socket.socket]:
+    """A Trio TCP socket (our sending end) and the plain socket it is connected to."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = trio.socket.socket()
+        await client.connect(listener.getsockname())
+        peer, _ = listener.accept()
+    return client, peer
+
+
+def feed(fd: int, data: bytes, piece: int) -> None:
+    """Write ``data`` to a pipe in pieces, then close it (EOF for the copy)."""
+    view = memoryview(data)
+    for at in range(0, len(data), piece):
+        os.write(fd, view[at : at + piece])
+    os.close(fd)
+
+
+def drain(peer: socket.socket, into: bytearray, pause: float) -> None:
+    """Read to EOF, ``pause`` seconds between reads: a receiver slower than the sender."""
+    while chunk := peer.recv(1 << 16):
+        into += chunk
+        time.sleep(pause)
+
+
+@pytest.mark.parametrize("exclusive", [True, False], ids=["poll-waits", "trio-waits"])
+async def test_pipe_to_socket_sender_waits_both_ways_and_moves_everything(
+    exclusive: bool,
+) -> None:
+    """The pipe → socket copy with its waits in poll(2) (one session per process) and in
+    Trio (any other caller): a feeder slower than the copy makes it wait for the pipe,
+    a receiver slower than the copy makes it wait for the socket; every byte arrives,
+    in order, counted once, and the pipe's shared description keeps its flags."""
+    client, peer = await connected_pair()
+    r, w = os.pipe()
+    before = flags(r)
+    got = bytearray()
+    counted: list[int] = []
+    feeder = threading.Thread(target=feed, args=(w, UP, 50_000))
+    reader = threading.Thread(target=drain, args=(peer, got, 0.0005))
+    try:
+        async with open_stdin(r) as stdin:
+            feeder.start()
+            reader.start()
+            with trio.fail_after(60):
+                moved = await copy(
+                    stdin,
+                    trio.SocketStream(client),
+                    source_side=Side("stdin", True),
+                    sink_side=Side("net", False),
+                    on_chunk=counted.append,
+                    exclusive=exclusive,
+                )
+            client.shutdown(socket.SHUT_WR)
+            await trio.to_thread.run_sync(reader.join, 30)
+        assert flags(r) == before
+    finally:
+        feeder.join(30)
+        os.close(r)
+        client.close()
+        peer.close()
+    assert moved == sum(counted) == len(UP)
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(UP).hexdigest()
+
+
+async def test_exclusive_sender_still_lets_trio_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting in poll(2) must not starve the rest of the process: with the byte bound
+    out of the way, a receiver that keeps taking data (so no poll times out) still lets
+    another task run every EXCLUSIVE_YIELD_SECONDS or so (signals, progress, the other
+    direction all run in such tasks)."""
+    monkeypatch.setattr(zerocopy, "EXCLUSIVE_YIELD_EVERY", 1 << 60)
+    data = bytes(16 << 20)
+    client, peer = await connected_pair()
+    r, w = os.pipe()
+    got = bytearray()
+    ticks = 0
+    feeder = threading.Thread(target=feed, args=(w, data, 1 << 20))
+    reader = threading.Thread(target=drain, args=(peer, got, 0.002))
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await trio.sleep(0.01)
+            ticks += 1
+
+    try:
+        async with open_stdin(r) as stdin, trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            await trio.testing.wait_all_tasks_blocked()
+            feeder.start()
+            reader.start()
+            started = time.monotonic()
+            with trio.fail_after(120):
+                await copy(
+                    stdin,
+                    trio.SocketStream(client),
+                    source_side=Side("stdin", True),
+                    sink_side=Side("net", False),
+                    exclusive=True,
+                )
+            took = time.monotonic() - started
+            nursery.cancel_scope.cancel()
+        client.shutdown(socket.SHUT_WR)
+        await trio.to_thread.run_sync(reader.join, 30)
+    finally:
+        feeder.join(30)
+        os.close(r)
+        client.close()
+        peer.close()
+    assert len(got) == len(data)
+    # 16 MiB at <= 64 KiB per 2 ms takes >= 0.5 s: ~25 yields at 20 ms; none without them.
+    assert ticks >= 5, f"the ticker ran {ticks} times in {took:.2f} s"
+
+
+async def test_exclusive_sender_lets_the_other_direction_read_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Data arriving for the other direction ends the sender's poll: that direction's
+    task runs at once, not when the poll times out (two ncat-trio sending to each
+    other at once took 1.36x as long without this).  A poll here would last 5 s."""
+    monkeypatch.setattr(zerocopy, "EXCLUSIVE_WAIT_MS", 5000)
+    monkeypatch.setattr(zerocopy, "EXCLUSIVE_YIELD_SECONDS", 60.0)
+    monkeypatch.setattr(zerocopy, "EXCLUSIVE_YIELD_EVERY", 1 << 60)
+    data = bytes(32 << 20)
+    client, peer = await connected_pair()
+    r, w = os.pipe()
+    got = bytearray()
+    pinged = threading.Event()
+
+    def ping_then_drain() -> None:
+        peer.sendall(b"ping")  # for our other direction; no reading until it arrived
+        pinged.wait(60)
+        drain(peer, got, 0)
+
+    feeder = threading.Thread(target=feed, args=(w, data, 1 << 20))
+    reader = threading.Thread(target=ping_then_drain)
+    moved = 0
+    try:
+        async with open_stdin(r) as stdin, trio.open_nursery() as nursery:
+
+            async def upload() -> None:
+                nonlocal moved
+                moved = await copy(
+                    stdin,
+                    trio.SocketStream(client),
+                    source_side=Side("stdin", True),
+                    sink_side=Side("net", False),
+                    exclusive=True,
+                )
+
+            feeder.start()
+            reader.start()
+            started = trio.current_time()
+            nursery.start_soon(upload)
+            with trio.fail_after(30):
+                await trio.lowlevel.wait_readable(client)  # the upload runs meanwhile
+            took = trio.current_time() - started
+            assert os.read(client.fileno(), 16) == b"ping"
+            pinged.set()
+        client.shutdown(socket.SHUT_WR)
+        await trio.to_thread.run_sync(reader.join, 30)
+    finally:
+        pinged.set()
+        feeder.join(30)
+        os.close(r)
+        client.close()
+        peer.close()
+    assert moved == len(got) == len(data)
+    assert took < 3, f"the other direction waited {took:.2f} s"
+
+
+async def test_exclusive_sender_keeps_polling_after_the_peers_fin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once only the peer's FIN is left (the other direction has read everything), the
+    sender stops watching for incoming data: that FIN is always readable, and watching
+    it would send every wait back to Trio."""
+    trio_waits = 0
+    real_wait = trio.lowlevel.wait_writable
+
+    async def counted(fd: int) -> None:
+        nonlocal trio_waits
+        trio_waits += 1
+        await real_wait(fd)
+
+    monkeypatch.setattr(trio.lowlevel, "wait_writable", counted)
+    data = bytes(16 << 20)
+    client, peer = await connected_pair()
+    peer.shutdown(socket.SHUT_WR)  # FIN at once, as `nc -l < /dev/null` does
+    assert await client.recv(1) == b""  # the other direction has read it
+    r, w = os.pipe()
+    got = bytearray()
+    feeder = threading.Thread(target=feed, args=(w, data, 1 << 20))
+    reader = threading.Thread(target=drain, args=(peer, got, 0.0005))
+    try:
+        async with open_stdin(r) as stdin:
+            feeder.start()
+            reader.start()
+            with trio.fail_after(120):
+                await copy(
+                    stdin,
+                    trio.SocketStream(client),
+                    source_side=Side("stdin", True),
+                    sink_side=Side("net", False),
+                    exclusive=True,
+                )
+            client.shutdown(socket.SHUT_WR)
+            await trio.to_thread.run_sync(reader.join, 30)
+    finally:
+        feeder.join(30)
+        os.close(r)
+        client.close()
+        peer.close()
+    assert len(got) == len(data)
+    # A reader slower than the sender: hundreds of waits, each one a poll that returns
+    # within 10 ms.  Only one that timed out would have gone to Trio.
+    assert trio_waits < 20, trio_waits

@@ -147,6 +147,8 @@ def _session(
     recv_only: bool,
     no_zerocopy: bool,
     rate: str | None = None,
+    *,
+    exclusive: bool = False,
 ) -> netcat.SessionOptions:
     from ..modes import netcat  # lazy: keeps start-up light
 
@@ -160,6 +162,7 @@ def _session(
         idle_timeout=None if idle is None else parse_duration(idle, what="idle timeout (-i)"),
         zerocopy=not no_zerocopy,
         rate=_rate(rate),
+        exclusive=exclusive,
     )
 
 
@@ -277,7 +280,15 @@ def connect(
     options = netcat.NetcatOptions(
         endpoint=transport.connect_endpoint(host, port, family, numeric, unix),
         session=_session(
-            linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only, no_zerocopy, rate
+            linger,
+            idle_timeout,
+            no_shutdown,
+            no_stdin,
+            send_only,
+            recv_only,
+            no_zerocopy,
+            rate,
+            exclusive=True,  # one session in this process
         ),
         source=src,
         connect_timeout=None
@@ -404,7 +415,15 @@ def listen(
             host, parse_port(words[-1], allow_zero=True), address_family(ipv4, ipv6), numeric
         ),
         session=_session(
-            linger, idle_timeout, no_shutdown, no_stdin, send_only, recv_only, no_zerocopy, rate
+            linger,
+            idle_timeout,
+            no_shutdown,
+            no_stdin,
+            send_only,
+            recv_only,
+            no_zerocopy,
+            rate,
+            exclusive=not keep_open,  # -k: sessions share the thread
         ),
         keep_open=keep_open,
         nodelay=nodelay,

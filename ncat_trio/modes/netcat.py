@@ -63,6 +63,9 @@ class SessionOptions:
     chunk_size: int = CHUNK
     zerocopy: bool = True  # splice/sendfile where the fds allow (--no-zerocopy: never)
     rate: float | None = None  # --rate: bytes per second in each direction (portable pump)
+    # The session has its thread to itself (the CLI without -k): the stdin → socket copy
+    # may wait in poll(2) for up to 10 ms before Trio runs (transport/zerocopy.py).
+    exclusive: bool = False
 
 
 @dataclass
@@ -163,6 +166,7 @@ async def netcat_session(
                 await copy(
                     upload_source, conn, source_side=STDIN, sink_side=peer,
                     chunk_size=options.chunk_size, on_chunk=sent, zerocopy=options.zerocopy,
+                    exclusive=options.exclusive,
                 )  # fmt: skip
                 result.stdin_eof = True
                 if options.shutdown:

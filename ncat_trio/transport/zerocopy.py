@@ -31,9 +31,11 @@ import errno
 import fcntl
 import functools
 import os
+import select
 import socket
 import stat
 import termios
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -55,6 +57,13 @@ _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
 # At most this much unsent in the kernel before the socket reports writable again, per
 # source kind (see ``copy``).
 NOTSENT_LOWAT = {"file": 512 * 1024, "pipe": 64 * 1024}
+# ``exclusive`` (one session per process: the CLI's connect/listen without -k): the
+# pipe → socket copy waits in poll(2) for at most this long before the wait goes to
+# Trio, and yields at least every EXCLUSIVE_YIELD_SECONDS and EXCLUSIVE_YIELD_EVERY bytes.
+EXCLUSIVE_WAIT_MS = 10
+EXCLUSIVE_YIELD_SECONDS = 0.02
+EXCLUSIVE_YIELD_EVERY = 8 << 20
+_INCOMING = select.POLLIN | getattr(select, "POLLRDHUP", 0x2000)  # Linux value
 # errnos that mean "the socket end failed" rather than the local pipe or file.
 _SOCKET_ERRNOS = {errno.ECONNRESET, errno.ETIMEDOUT, errno.ENOTCONN, errno.ECONNABORTED}
 
@@ -129,6 +138,61 @@ def _blame(exc: OSError, from_end: FdEnd, to_end: FdEnd, from_side: Side, to_sid
     return from_side if from_end.kind != "socket" else to_side  # the local end
 
 
+class _Ready:
+    """``poll(2)`` waits for a copy loop that owns its thread (``exclusive``).
+
+    A wait of at most ``EXCLUSIVE_WAIT_MS`` sleeps in the kernel.  It answers False, and
+    the caller waits in Trio instead, when it times out, when it comes
+    ``EXCLUSIVE_YIELD_SECONDS`` after the loop last yielded, or when data has arrived on
+    the socket for the other direction (whose task only Trio runs: without this, two
+    ncat-trio sending to each other at once took 1.36× as long).  So Trio (signals,
+    cancellation, the progress display, the other direction) runs at least that often.
+    Once only the peer's FIN is left to read, incoming data is no longer watched (the
+    FIN stays readable: watching it would end every poll at once)."""
+
+    def __init__(self, source_fd: int, sink_fd: int) -> None:
+        self._source, self._sink = source_fd, sink_fd
+        self._in = select.poll()
+        self._in.register(source_fd, select.POLLIN)
+        self._in.register(sink_fd, _INCOMING)
+        self._out = select.poll()
+        self._out.register(sink_fd, select.POLLOUT | _INCOMING)
+        self._watching = True
+        self._since = time.monotonic()
+
+    def checkpointed(self) -> None:
+        self._since = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self._since >= EXCLUSIVE_YIELD_SECONDS
+
+    def readable(self) -> bool:
+        """The source pipe has data (or EOF, or an error for the read to report)."""
+        return self._wait(self._in, self._source)
+
+    def writable(self) -> bool:
+        """The socket has room (or an error for the send to report)."""
+        return self._wait(self._out, self._sink)
+
+    def _wait(self, poller: select.poll, fd: int) -> bool:
+        while not self.due():
+            events = dict(poller.poll(EXCLUSIVE_WAIT_MS))
+            if not events:
+                return False
+            incoming = events.get(self._sink, 0) & _INCOMING if self._watching else 0
+            if incoming:
+                if incoming & select.POLLRDHUP and _readable_bytes(self._sink) == 0:
+                    self._watching = False  # only the FIN: the other direction reads it
+                    self._in.unregister(self._sink)
+                    self._out.modify(self._sink, select.POLLOUT)
+                    continue
+                return False
+            if fd == self._source:
+                return fd in events  # a socket error alone is the other direction's
+            return True
+        return False
+
+
 async def copy(
     source: trio.abc.ReceiveStream,
     sink: trio.abc.SendStream | None,
@@ -138,8 +202,13 @@ async def copy(
     chunk_size: int = CHUNK,
     on_chunk: OnChunk = None,
     zerocopy: bool = True,
+    exclusive: bool = False,
 ) -> int:
-    """Like :func:`pump`, through the kernel when both fds allow it."""
+    """Like :func:`pump`, through the kernel when both fds allow it.
+
+    ``exclusive=True`` says nothing else in this thread needs to run more often than
+    every ~30 ms (one session per process): the pipe → socket copy may then wait in
+    ``poll(2)`` rather than in Trio (:meth:`_KernelCopy._read_send`)."""
     if zerocopy and hasattr(os, "splice") and sink is not None:
         src, dst = classify(source), classify(sink)
         if src is not None and dst is not None and "socket" in (src.kind, dst.kind):
@@ -154,7 +223,9 @@ async def copy(
                 # measured 8% slower there.
                 with contextlib.suppress(OSError):
                     sink.setsockopt(trio.socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, lowat)
-            return await _KernelCopy(src, dst, source_side, sink_side, on_chunk).run()
+            return await _KernelCopy(
+                src, dst, source_side, sink_side, on_chunk, exclusive=exclusive
+            ).run()
     return await pump(
         source, sink, source_side=source_side, sink_side=sink_side,
         chunk_size=chunk_size, on_chunk=on_chunk,
@@ -169,6 +240,7 @@ class _KernelCopy:
     sink_side: Side
     on_chunk: OnChunk
     total: int = 0
+    exclusive: bool = False
 
     async def run(self) -> int:
         src, dst = self.src, self.dst
@@ -278,16 +350,73 @@ class _KernelCopy:
         page fragments, and every receiver handles the latter more cheaply.  2 GiB pipe
         → TCP → pipe, 5 alternating rounds, the same receiver: 2.02 GB/s copied (1 MiB
         reads) against 1.61 spliced; nc.openbsd as the receiver spent 0.39 CPU-s/GB on
-        our copied stream against 0.68 on the spliced one, at 1.24× the speed."""
+        our copied stream against 0.68 on the spliced one, at 1.24× the speed.
+        (Kernel 6.18.44-fc-v1300: splice cut the sender's own CPU, but summed over both
+        ends it tied with copying into ncat-trio and nc.openbsd, and ncat-trio → ncat-trio
+        ran slower: the cost moved to the receiver; benchmarks/NOTES.md.)
+
+        One flat loop, no coroutine or closure per chunk.  With ``exclusive`` (one
+        session per process) a wait is first a ``poll(2)`` of at most
+        ``EXCLUSIVE_WAIT_MS`` in the kernel, as a blocking ``write`` would sleep, and
+        only one that times out goes to Trio; a short send goes straight to that poll
+        (the buffer is full: it returns at once if room was made meanwhile).  Trio's wait
+        (epoll re-arm, a scheduler pass, the task's wake-up) cost more CPU than a poll;
+        without ``exclusive`` a short send is retried first, and only EAGAIN waits in
+        Trio (benchmarks/NOTES.md).  No fd's flags change."""
         sock = _socket_on(self.dst.fd, self.sink_side)
         buffer = bytearray(SEND_BUFFER)
-
-        def read() -> int:
-            return os.readv(self.src.fd, [buffer])
-
+        view = memoryview(buffer)
+        buffers = [buffer]
+        src_fd, dst_fd = self.src.fd, self.dst.fd
+        on_chunk = self.on_chunk
+        ready = _Ready(src_fd, dst_fd) if self.exclusive else None
+        yield_every = EXCLUSIVE_YIELD_EVERY if ready is not None else YIELD_EVERY
+        unyielded = 0
         with sock:
-            send = functools.partial(self._write_all, sock.send, memoryview(buffer))
-            return await self._loop(read, self._wait_source, send)
+            send = sock.send
+            while True:
+                try:
+                    n = os.readv(src_fd, buffers)
+                except BlockingIOError:
+                    if ready is None or not ready.readable():
+                        await trio.lowlevel.wait_readable(src_fd)
+                        unyielded = 0
+                        if ready is not None:
+                            ready.checkpointed()
+                    continue
+                except OSError as exc:
+                    blame = _blame(exc, self.src, self.dst, self.source_side, self.sink_side)
+                    raise translate(exc, blame) from exc
+                if n == 0:
+                    await trio.lowlevel.checkpoint()
+                    return self.total
+                done = 0
+                try:
+                    while True:
+                        try:
+                            done += send(view[done:n])
+                            if done == n:
+                                break
+                            if ready is None:  # Trio waits cost more than a send that fails
+                                continue
+                        except BlockingIOError:
+                            pass
+                        if ready is None or not ready.writable():
+                            await trio.lowlevel.wait_writable(dst_fd)
+                            unyielded = 0
+                            if ready is not None:
+                                ready.checkpointed()
+                except OSError as exc:
+                    raise translate(exc, self.sink_side) from exc
+                self.total += n
+                if on_chunk is not None:
+                    on_chunk(n)
+                unyielded += n
+                if unyielded >= yield_every or (ready is not None and ready.due()):
+                    unyielded = 0
+                    await trio.lowlevel.checkpoint()
+                    if ready is not None:
+                        ready.checkpointed()
 
     async def _recv_write(self) -> int:
         """socket → regular file through one reused buffer.  A fresh 256 KiB ``bytes``
