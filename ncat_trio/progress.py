@@ -98,12 +98,7 @@ def _display(console: Console, bar: bool) -> Progress:
 
 
 async def show_progress(
-    counters: Counters,
-    *,
-    total: Total = None,
-    tty: bool | None = None,
-    interval: float = 1.0,
-    of_received: bool = False,
+    counters: Counters, *, total: Total = None, tty: bool | None = None, of_received: bool = False
 ) -> None:
     """Render progress until cancelled; the last state is drawn once more on the way out.
 
@@ -136,7 +131,7 @@ async def show_progress(
     try:
         while True:
             draw()
-            await trio.sleep(interval)
+            await trio.sleep(1.0)
     finally:
         draw()
         progress.stop()

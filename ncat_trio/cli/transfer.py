@@ -39,11 +39,7 @@ Listen = Annotated[
 ]
 Progress = Annotated[
     bool,
-    typer.Option(
-        "--progress",
-        help="Live progress on stderr: a display on a terminal, else a line every second.",
-        rich_help_panel=OUT,
-    ),
+    typer.Option("--progress", help="Live progress on stderr, as connect -P.", rich_help_panel=OUT),
 ]
 Json = Annotated[
     bool,

@@ -46,35 +46,34 @@ from .transfer_session import (
 )
 
 
-@dataclass(frozen=True)
-class SendOptions:
-    """``ncat-trio send``."""
+@dataclass(frozen=True, kw_only=True)
+class TransferOptions:
+    """What ``send`` and ``receive`` share."""
 
     endpoint: net.Endpoint
+    connect_timeout: float | None = None
+    idle_timeout: float | None = None  # -i: fail when the connection is silent this long
+    progress: bool = False
+    json: bool = False  # the summary object on stdout
+    json_file: str | None = None  # also append it to this file
+    quiet: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendOptions(TransferOptions):
+    """``ncat-trio send``."""
+
     path: str = "-"  # "-": stdin
     name: str | None = None  # the name to send (default: the file's base name, "stdin")
     listen: bool = False  # wait for the receiver to connect (receiver behind NAT)
-    connect_timeout: float | None = None
-    idle_timeout: float | None = None  # -i: fail when the connection is silent this long
-    progress: bool = False
-    json: bool = False  # the summary object on stdout
-    json_file: str | None = None  # also append it to this file
-    quiet: bool = False
 
 
-@dataclass(frozen=True)
-class ReceiveOptions:
+@dataclass(frozen=True, kw_only=True)
+class ReceiveOptions(TransferOptions):
     """``ncat-trio receive``."""
 
-    endpoint: net.Endpoint
     target: ReceiveTarget = field(default_factory=ReceiveTarget)
     listen: bool = True  # False: connect to a listening sender
-    connect_timeout: float | None = None
-    idle_timeout: float | None = None  # -i: fail when the connection is silent this long
-    progress: bool = False
-    json: bool = False  # the summary object on stdout
-    json_file: str | None = None  # also append it to this file
-    quiet: bool = False
 
 
 @asynccontextmanager
@@ -121,8 +120,7 @@ async def open_transfer_connection(
     except BaseException:
         await trio.aclose_forcefully(conn)
         raise
-    with trio.move_on_after(LINGER) as close_scope:
-        close_scope.shield = True
+    with trio.move_on_after(LINGER, shield=True):
         await conn.aclose()
 
 
@@ -169,9 +167,8 @@ def checked_name(name: str) -> str:
 
 def _check_output(output: str | None) -> None:
     """Fail before listening if ``-o`` names a file in a directory that does not exist."""
-    if output in (None, "-"):
+    if output is None or output == "-":
         return
-    assert output is not None
     parent = output if os.path.isdir(output) else os.path.dirname(output)
     if parent and not os.path.isdir(parent):
         raise LocalIOError(f"-o {output}", f"no such directory: {parent}")
@@ -184,23 +181,21 @@ def _base_name(path: str) -> str:
 @asynccontextmanager
 async def open_source(opts: SendOptions) -> AsyncIterator[Source]:
     """The file (or stdin) to send, classified: a regular file, or a stream."""
-    with files.open_input(opts.path) as file:
-        name = checked_name(opts.name or (_base_name(opts.path) if file.owned else "stdin"))
-        st = file.status
+    owned = opts.path != "-"
+    with files.open_input(opts.path) as (fd, st, start):
+        name = checked_name(opts.name or (_base_name(opts.path) if owned else "stdin"))
         if stat.S_ISDIR(st.st_mode):
             raise LocalIOError(f"send {opts.path}", "is a directory")
-        if fd_kind(file.fd) is FdKind.REGULAR:
-            start = 0 if file.owned else file.position()
-            mtime = st.st_mtime_ns if file.owned else None
-            yield FileSource(
-                file.fd, name, max(0, st.st_size - start), st.st_mode & 0o7777, mtime, start
-            )
+        if fd_kind(fd) is FdKind.REGULAR:
+            mtime = st.st_mtime_ns if owned else None
+            size = max(0, st.st_size - start)
+            yield FileSource(fd, name, size, st.st_mode & 0o7777, mtime, start)
         else:
-            async with open_stdin(file.fd) as stream:
-                yield StreamSource(stream, name, st.st_mode & 0o7777 if file.owned else 0o666)
+            async with open_stdin(fd) as stream:
+                yield StreamSource(stream, name, st.st_mode & 0o7777 if owned else 0o666)
 
 
-def _summary(command: str, result: TransferResult, opts: SendOptions | ReceiveOptions) -> None:
+def _summary(command: str, result: TransferResult, opts: TransferOptions) -> None:
     rate = result.bytes_moved / result.seconds / (1 << 20) if result.seconds > 0 else 0.0
     if opts.json or opts.json_file is not None:
         record = {
@@ -239,26 +234,15 @@ def _summary(command: str, result: TransferResult, opts: SendOptions | ReceiveOp
         )
 
 
-Session = SendSession | ReceiveSession
-
-
 async def _run(
-    make: Callable[[trio.abc.HalfCloseableStream, IdleWatch | None], Session],
+    make: Callable[[trio.abc.HalfCloseableStream, IdleWatch | None], SendSession | ReceiveSession],
     conn: trio.abc.HalfCloseableStream,
     peer: str,
-    opts: SendOptions | ReceiveOptions,
+    opts: TransferOptions,
 ) -> TransferResult:
-    if opts.idle_timeout is None:
-        return await _run_session(make(conn, None), opts.progress)
-    watch = IdleWatch(opts.idle_timeout)
-    with watch.scope:
-        return await _run_session(make(WatchedStream(conn, watch), watch), opts.progress)
-    raise NcatTimeout(peer, f"nothing sent or received for {opts.idle_timeout:g} s (-i)")
-
-
-async def _run_session(session: Session, with_progress: bool) -> TransferResult:
-    if not with_progress:
-        return await session.run()
+    """The session, with ``-i`` and ``--progress`` around it."""
+    watch = None if opts.idle_timeout is None else IdleWatch(opts.idle_timeout)
+    session = make(conn if watch is None else WatchedStream(conn, watch), watch)
     receiving = isinstance(session, ReceiveSession)
 
     def counters() -> tuple[int, int]:  # the data bytes that crossed the connection
@@ -269,13 +253,17 @@ async def _run_session(session: Session, with_progress: bool) -> TransferResult:
         stats = session.statistics()
         return None if stats.size is None else stats.size - (stats.done - stats.moved)
 
-    async with trio.open_nursery() as nursery:
-        show = partial(progress.show_progress, counters, total=total, of_received=receiving)
-        nursery.start_soon(show)
-        try:
+    with contextlib.nullcontext() if watch is None else watch.scope:
+        if not opts.progress:
             return await session.run()
-        finally:
-            nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:
+            show = partial(progress.show_progress, counters, total=total, of_received=receiving)
+            nursery.start_soon(show)
+            try:
+                return await session.run()
+            finally:
+                nursery.cancel_scope.cancel()
+    raise NcatTimeout(peer, f"nothing sent or received for {opts.idle_timeout:g} s (-i)")
 
 
 async def send_main(opts: SendOptions) -> int:

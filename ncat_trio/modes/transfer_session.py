@@ -1,7 +1,7 @@
-"""send / receive: one file over one TCP connection, verified end to end.
+"""send / receive: one file over one TCP connection, verified end to end — the sessions.
 
-The wire format is :mod:`ncat_trio.proto.transfer` (PROTOCOL.md).  This module holds
-the two sessions that drive it; the file store is :mod:`ncat_trio.transport.files`,
+They drive the wire format of :mod:`ncat_trio.proto.transfer` (PROTOCOL.md) over any
+stream (tests use memory streams); the file store is :mod:`ncat_trio.transport.files`,
 the process around them (options, the connection, summaries) :mod:`.transfer`.
 
 * The sender hashes (sha256) in the same pass as it reads and sends, sends the
@@ -9,21 +9,17 @@ the process around them (options, the connection, summaries) :mod:`.transfer`.
   arrives.  EOF or a reset before the Ack is :class:`ConnectionLost` (exit 3): the
   sender cannot know whether the file arrived.  A Failure from the receiver makes
   the sender exit with the receiver's code (5, 6 or 7).
-* The receiver writes to a temporary name in the target's directory, hashing in
-  the same pass; after the trailer it compares digests, fsyncs, sets mode and
-  mtime, renames into place (never over an existing file without ``force``),
-  fsyncs the directory, and only then sends the Ack.  A failed transfer never
-  leaves a file under the real name.
-* ``resume``: the partial file has a fixed name (``.NAME.ncat-trio-partial``) and
-  is kept when a transfer is cut; next time its length and the sha256 of its
-  content are offered, and a sender whose file starts with the same bytes skips
-  them.
+* The receiver writes to a temporary name beside the target, hashing in the same
+  pass; after the trailer it compares digests, commits the file (fsync, mode, mtime,
+  rename, never over an existing file without ``force``), fsyncs the directory, and
+  only then sends the Ack.  A failed transfer never leaves a file under the real name.
+* ``resume``: the partial (``.NAME.ncat-trio-partial``) is kept when a transfer is
+  cut; next time its length and sha256 are offered, and a sender whose file starts
+  with the same bytes skips them.
 
-The byte loops are plain ``pread``/``send_all`` and ``receive_some``/``write``
-with large chunks; :meth:`SendSession._send_file_body` is the one place a
-``sendfile`` path would go (the digest would then need its own read of the page
-cache, e.g. through ``mmap``).  Session classes take a stream, so tests drive them
-over memory streams.
+:meth:`SendSession._send_file_body` (``pread`` → ``send_all``, 1 MiB chunks) is the
+one place a ``sendfile`` path would go (the digest would then need its own read of
+the page cache, e.g. through ``mmap``).
 
 Hashing is inline, in the same pass as the I/O.  Measured here (2 cores, 1 GiB on
 tmpfs, benchmarks/bench_transfer.py, two A/B runs each): inline 0.83–0.84 GB/s;
@@ -55,11 +51,10 @@ from ..errors import (
 )
 from ..proto import transfer as wire
 from ..transport import files
+from ..transport.files import CHUNK  # bytes per read and per send, measured there
 from ..transport.idle import IdleWatch
 from ..transport.pump import Side, pump, run_directions, send_eof, translate
 
-#: Bytes per read and per send: the store's measured chunk size.
-CHUNK = files.CHUNK
 #: After the last message, how long to wait for the peer's EOF before closing anyway.
 LINGER = 5.0
 #: How long the receiver may spend delivering its Ack (shielded from a late signal).
@@ -69,7 +64,7 @@ _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _E = TypeVar("_E", covariant=True)  # the events of one protocol machine (_EventReader)
 
 
-# ---------------------------------------------------------------- options and results
+# ---------------------------------------------------------------- sources, targets, results
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import os
 import secrets
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import trio
 
@@ -30,33 +29,20 @@ TEMP_SUFFIX = ".ncat-trio-tmp"
 # ---------------------------------------------------------------- the file to send
 
 
-@dataclass(frozen=True)
-class InputFile:
-    """A file opened for reading (``"-"``: fd 0, not owned, left open)."""
-
-    fd: int
-    owned: bool
-    status: os.stat_result
-
-    def position(self) -> int:
-        """The current file offset (stdin redirected from a file may be part-way in)."""
-        return os.lseek(self.fd, 0, os.SEEK_CUR)
-
-
 @contextlib.contextmanager
-def open_input(path: str) -> Iterator[InputFile]:
-    """``path`` opened read-only, closed on the way out if it was opened here."""
-    if path == "-":
-        yield InputFile(0, False, os.fstat(0))
-        return
+def open_input(path: str) -> Iterator[tuple[int, os.stat_result, int]]:
+    """``path`` read-only ("-": fd 0, left open): its fd, status and current offset (stdin
+    redirected from a file may be part-way in; 0 for anything but a regular file)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = 0 if path == "-" else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise LocalIOError(f"open {path}", describe_failure(exc)) from exc
     try:
-        yield InputFile(fd, True, os.fstat(fd))
+        st = os.fstat(fd)
+        yield fd, st, os.lseek(fd, 0, os.SEEK_CUR) if stat.S_ISREG(st.st_mode) else 0
     finally:
-        os.close(fd)
+        if path != "-":
+            os.close(fd)
 
 
 def read_at(fd: int, size: int, offset: int, name: str) -> bytes:
