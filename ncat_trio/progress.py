@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 Counters = Callable[[], tuple[int, int]]  # (bytes sent, bytes received)
+Total = int | None | Callable[[], int | None]  # bytes expected, if known (maybe later)
 
 
 def human_bytes(n: float) -> str:
@@ -37,12 +38,16 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def summary_line(sent: int, received: int, seconds: float, total: int | None = None) -> str:
-    """``sent 12.0 MiB (100%), received 3.0 MiB in 1.2 s, 12.5 MiB/s``."""
+def summary_line(
+    sent: int, received: int, seconds: float, total: int | None = None, *, of_received: bool = False
+) -> str:
+    """``sent 12.0 MiB (100%), received 3.0 MiB in 1.2 s, 12.5 MiB/s``; ``total`` is of
+    the sent bytes, or with ``of_received`` of the received ones."""
     rate = (sent + received) / seconds if seconds > 0 else 0.0
-    pct = f" ({100 * sent / total:.0f}%)" if total else ""
+    pct = f" ({100 * (received if of_received else sent) / total:.0f}%)" if total else ""
+    up, down = ("", pct) if of_received else (pct, "")
     return (
-        f"sent {human_bytes(sent)}{pct}, received {human_bytes(received)} "
+        f"sent {human_bytes(sent)}{up}, received {human_bytes(received)}{down} "
         f"in {seconds:.1f} s, {human_bytes(rate)}/s"
     )
 
@@ -62,7 +67,7 @@ def prepare(tty: bool | None = None) -> None:
 
         from rich.console import Console
 
-        warm = _display(Console(file=io.StringIO(), force_terminal=True, width=80), total=1)
+        warm = _display(Console(file=io.StringIO(), force_terminal=True, width=80), bar=True)
         task = warm.add_task("sent    ", total=1)
         warm.start()
         warm.update(task, completed=1)
@@ -70,7 +75,7 @@ def prepare(tty: bool | None = None) -> None:
         warm.stop()
 
 
-def _display(console: Console, total: int | None) -> Progress:
+def _display(console: Console, bar: bool) -> Progress:
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -86,40 +91,47 @@ def _display(console: Console, total: int | None) -> Progress:
         TextColumn("{task.description}"),
         DownloadColumn(binary_units=True),
     ]
-    if total:
+    if bar:
         columns += [BarColumn(), TimeRemainingColumn()]
     columns += [TransferSpeedColumn(), TimeElapsedColumn()]
     return Progress(*columns, console=console, auto_refresh=False)
 
 
 async def show_progress(
-    counters: Counters, *, total: int | None = None, tty: bool | None = None, interval: float = 1.0
+    counters: Counters, *, total: Total = None, tty: bool | None = None, of_received: bool = False
 ) -> None:
-    """Render progress until cancelled; the last state is drawn once more on the way out."""
+    """Render progress until cancelled; the last state is drawn once more on the way out.
+
+    ``total`` (a number, or a function for one known only later) is of the sent bytes,
+    or with ``of_received`` of the received ones (``send`` / ``receive``)."""
     if tty is None:
         tty = sys.stderr is not None and sys.stderr.isatty()
+
+    size = total if callable(total) else lambda: total
     started = time.monotonic()
     if not tty:  # a log, not a display: one line a second
         while True:
             await trio.sleep(1.0)
-            diag.say(summary_line(*counters(), time.monotonic() - started, total))
+            elapsed = time.monotonic() - started
+            diag.say(summary_line(*counters(), elapsed, size(), of_received=of_received))
     from rich.console import Console
 
-    progress = _display(Console(stderr=True), total)
-    up = progress.add_task("sent    ", total=total)
+    progress = _display(Console(stderr=True), bar=callable(total) or bool(total))
+    up = progress.add_task("sent    ", total=None)
     down = progress.add_task("received", total=None)
 
     def draw() -> None:
         sent, received = counters()
         progress.update(up, completed=sent)
         progress.update(down, completed=received)
+        progress.update(down if of_received else up, total=size())
         progress.refresh()
 
     progress.start()
     try:
         while True:
             draw()
-            await trio.sleep(interval)
+            await trio.sleep(1.0)
     finally:
         draw()
         progress.stop()

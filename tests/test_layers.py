@@ -108,17 +108,6 @@ KNOWN_VIOLATIONS = {
     "modes/relay_workers.py: os.write",
     # Socket constants and errors of the port scan.
     "modes/scan.py: import socket",
-    # The received file: open, lock, write, fsync, rename (a transport/files.py to be).
-    "modes/transfer.py: import fcntl",
-    "modes/transfer.py: os.close",
-    "modes/transfer.py: os.fchmod",
-    "modes/transfer.py: os.fstat",
-    "modes/transfer.py: os.fsync",
-    "modes/transfer.py: os.ftruncate",
-    "modes/transfer.py: os.lseek",
-    "modes/transfer.py: os.open",
-    "modes/transfer.py: os.pread",
-    "modes/transfer.py: os.write",
     # _Wire: readv/write on the socket's fd, blocking with SO_RCVTIMEO (the bulk path).
     "modes/ttcp.py: import socket",
     "modes/ttcp.py: os.readv",

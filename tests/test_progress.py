@@ -63,6 +63,35 @@ async def test_rich_display_draws_to_stderr(
     assert samples == 5  # at 0, 1, 2 and 3 s (1 Hz), then the final draw; never from the hot loop
 
 
+async def test_a_total_known_later_counts_the_received_bytes(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``receive``: the size arrives with the sender's header, and it is of the received
+    bytes; both the plain lines and the display show the percentage there."""
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    total: int | None = None
+
+    def size() -> int | None:
+        return total
+
+    with trio.move_on_after(1.5):
+        await show_progress(lambda: (0, 1 << 20), total=size, tty=False, of_received=True)
+    total = 4 << 20
+    with trio.move_on_after(1.5):
+        await show_progress(lambda: (0, 1 << 20), total=size, tty=False, of_received=True)
+    first, second = err.getvalue().splitlines()
+    assert first.startswith("ncat-trio: sent 0 B, received 1.0 MiB in "), first
+    assert second.startswith("ncat-trio: sent 0 B, received 1.0 MiB (25%) in "), second
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    with trio.move_on_after(0.5):
+        await show_progress(
+            lambda: (0, 5 << 20), total=lambda: 10 << 20, tty=True, of_received=True
+        )
+    assert "5.0/10.0 MiB" in err.getvalue()
+
+
 def test_prepare_imports_rich_only_for_a_terminal() -> None:
     """``prepare`` runs before connecting, so rich's import never stalls a transfer; on
     a non-terminal stderr nothing is imported at all."""

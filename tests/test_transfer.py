@@ -24,9 +24,10 @@ import trio.testing
 from ncat_trio.cli import run_cli
 from ncat_trio.errors import ExitCode, LocalIOError, NcatError, RemoteProtocolError
 from ncat_trio.modes import transfer
-from ncat_trio.modes.transfer import (
+from ncat_trio.modes.transfer_session import (
     FileSource,
     ReceiveTarget,
+    Source,
     StreamSource,
     TransferResult,
     receive_session,
@@ -155,7 +156,7 @@ Outcome = TransferResult | NcatError
 
 
 async def transfer_in_memory(
-    source: transfer.Source, target: ReceiveTarget, *, stdout: trio.abc.SendStream | None = None
+    source: Source, target: ReceiveTarget, *, stdout: trio.abc.SendStream | None = None
 ) -> tuple[Outcome, Outcome]:
     """Run both ends; each end's result or error (like two processes: no shared fate)."""
     send_end, receive_end = trio.testing.memory_stream_pair()
@@ -185,7 +186,7 @@ async def transfer_in_memory(
 
 
 async def transfer_ok(
-    source: transfer.Source, target: ReceiveTarget, *, stdout: trio.abc.SendStream | None = None
+    source: Source, target: ReceiveTarget, *, stdout: trio.abc.SendStream | None = None
 ) -> tuple[TransferResult, TransferResult]:
     sent, received = await transfer_in_memory(source, target, stdout=stdout)
     assert isinstance(sent, TransferResult), sent

@@ -39,7 +39,7 @@ Listen = Annotated[
 ]
 Progress = Annotated[
     bool,
-    typer.Option("--progress", help="Print progress on stderr every second.", rich_help_panel=OUT),
+    typer.Option("--progress", help="Live progress on stderr, as connect -P.", rich_help_panel=OUT),
 ]
 Json = Annotated[
     bool,
@@ -205,6 +205,7 @@ def receive(
     compat.check_command("receive", receive, locals())  # -w listening, --force onto -o -
     from .. import runner  # lazy: keeps start-up light
     from ..modes import transfer  # lazy: keeps start-up light
+    from ..modes.transfer_session import ReceiveTarget
 
     if listen and len(words) in (1, 2):
         host = words[0] if len(words) == 2 else None
@@ -216,7 +217,7 @@ def receive(
         endpoint=Endpoint(
             host, parse_port(words[-1], allow_zero=listen), address_family(ipv4, ipv6), numeric
         ),
-        target=transfer.ReceiveTarget(output=output, force=force, resume=resume),
+        target=ReceiveTarget(output=output, force=force, resume=resume),
         listen=listen,
         connect_timeout=_timeout(connect_timeout),
         idle_timeout=_idle(idle_timeout),
