@@ -16,14 +16,16 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import trio
 
 from ..diag import format_address
 from ..errors import ConnectError
+from .access import DatagramGate
 from .endpoint import IPSockAddr
-from .net import Endpoint, resolve
+from .net import Endpoint, bind_source, resolve
+from .sockopts import Configure
 
 WallClock = Callable[[], int]  # ns since the Unix epoch
 
@@ -119,44 +121,96 @@ class ConnectedDatagramSocket:
         self._name = name
         self._receiver = StampedReceiver(sock, clock)
 
-    def _error(self, exc: OSError) -> ConnectError:
-        why = describe(exc)
-        if exc.errno == errno.ECONNREFUSED:
-            why = "port unreachable (connection refused): is a server running there?"
-        error = ConnectError(self._name, why)
-        error.__cause__ = exc
-        return error
-
     async def send(self, data: bytes) -> None:
         try:
             await self._sock.send(data)
         except OSError as exc:
-            raise self._error(exc) from exc
+            raise peer_error(exc, self._name) from exc
 
     async def receive(self) -> tuple[bytes, int]:
         """The next datagram and its arrival time (ns since the epoch)."""
         try:
             data, stamp, _truncated, _address = await self._receiver.receive()
         except OSError as exc:
-            raise self._error(exc) from exc
+            raise peer_error(exc, self._name) from exc
         return data, stamp
 
 
-async def connect_udp(endpoint: Endpoint) -> trio.socket.SocketType:
-    """A UDP socket connected to the first address of ``endpoint``."""
+def peer_error(exc: OSError, name: str, broadcast_flag: str | None = None) -> ConnectError:
+    """An error a UDP socket reported for its peer, as :class:`ConnectError` naming it.
+
+    ``broadcast_flag``: the flag that sets SO_BROADCAST, named when EACCES says it was
+    missing (a send or connect to a broadcast address).
+    """
+    why = describe(exc)
+    if exc.errno == errno.ECONNREFUSED:
+        why = "port unreachable (connection refused): is a server running there?"
+    elif exc.errno == errno.EACCES and broadcast_flag is not None:
+        why += f" (a broadcast address needs {broadcast_flag})"
+    error = ConnectError(name, why)
+    error.__cause__ = exc
+    return error
+
+
+async def connect_udp(
+    endpoint: Endpoint,
+    *,
+    source: Endpoint | None = None,
+    configure: Configure | None = None,
+    broadcast_flag: str | None = None,
+) -> trio.socket.SocketType:
+    """A UDP socket connected to ``endpoint`` (every resolved address in turn).
+
+    ``configure`` sets socket options first; ``source`` binds the local end (nc's -s/-p).
+    """
     infos = await resolve(endpoint, socktype=trio.socket.SOCK_DGRAM)
-    family, socktype, proto, _canon, sockaddr = infos[0]
-    sock = trio.socket.socket(family, socktype, proto)
-    try:
-        await sock.connect(sockaddr)
-    except OSError as exc:
-        sock.close()
-        raise ConnectError(f"connect to {format_address(sockaddr)}", describe(exc)) from exc
-    return sock
+    last: ConnectError | None = None
+    for family, socktype, proto, _canon, sockaddr in infos:
+        name = f"connect to {format_address(sockaddr)}"
+        try:
+            sock = trio.socket.socket(family, socktype, proto)
+        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: no socket to connect with
+            raise ConnectError(name, describe(exc)) from exc
+        try:
+            if configure is not None:
+                configure(sock)
+            if source is not None:
+                await bind_source(sock, family, source, socktype=trio.socket.SOCK_DGRAM)
+            await sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            last = peer_error(exc, name, broadcast_flag)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert last is not None
+    raise last
+
+
+async def first_sender(sock: trio.socket.SocketType, gate: DatagramGate | None = None) -> Any:
+    """The address of the first admitted datagram queued on ``sock``, which stays
+    queued; datagrams from sources ``gate`` denies are read and dropped."""
+    while True:
+        try:
+            _data, address = await sock.recvfrom(1, _stdsocket.MSG_PEEK)
+            if gate is None or gate.admits(address):
+                return address
+            await sock.recvfrom(1)  # drop the denied datagram (the rest of it goes too)
+        except OSError as exc:
+            raise peer_error(exc, "first datagram") from exc
+
+
+async def receive_into(sock: trio.socket.SocketType, buffer: bytearray) -> tuple[int, Any]:
+    """``(size, address)`` of the next datagram, copied into ``buffer``.  ``size`` is the
+    datagram's real size (``MSG_TRUNC``): bigger than ``buffer`` means it was cut."""
+    size, address = await sock.recvfrom_into(buffer, 0, _stdsocket.MSG_TRUNC)
+    return size, address
 
 
 async def bind_udp(
-    endpoint: Endpoint, *, configure: Callable[[trio.socket.SocketType], None] | None = None
+    endpoint: Endpoint, *, configure: Configure | None = None
 ) -> trio.socket.SocketType:
     """A bound UDP socket.  No host: one dual-stack ``::`` socket (else ``0.0.0.0``).
 

@@ -91,7 +91,7 @@ async def connect_tcp(
             if configure is not None:  # socket options, before bind/connect
                 configure(sock)
             if source is not None:
-                await _bind_source(sock, family, source)
+                await bind_source(sock, family, source)
             try:
                 await sock.connect(sockaddr)
             except OSError as exc:
@@ -122,12 +122,21 @@ async def connect_tcp(
     raise last
 
 
-async def _bind_source(sock: trio.socket.SocketType, family: int, source: Endpoint) -> None:
-    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+async def bind_source(
+    sock: trio.socket.SocketType,
+    family: int,
+    source: Endpoint,
+    *,
+    socktype: int = _stdsocket.SOCK_STREAM,
+) -> None:
+    """Bind a connecting socket's local end to ``source`` (nc's -s/-p)."""
+    if socktype == _stdsocket.SOCK_STREAM:  # a TCP source port in TIME_WAIT stays usable
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
     host = source.host
     if host is None:
         host = "::" if family == trio.socket.AF_INET6 else "0.0.0.0"
-    infos = await resolve(Endpoint(host, source.port, family, source.numeric), passive=True)
+    local = Endpoint(host, source.port, family, source.numeric)
+    infos = await resolve(local, passive=True, socktype=socktype)
     try:
         await sock.bind(infos[0][4])
     except OSError as exc:
