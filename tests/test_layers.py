@@ -98,12 +98,6 @@ KNOWN_VIOLATIONS = {
     # A file offset for -o/--append-output and stdin redirected from a file.
     "modes/netcat.py: os.fstat",
     "modes/netcat.py: os.lseek",
-    # Worker processes: the inherited listening socket and a wake-up pipe.
-    "modes/relay_workers.py: import socket",
-    "modes/relay_workers.py: os.close",
-    "modes/relay_workers.py: os.pipe",
-    "modes/relay_workers.py: os.read",
-    "modes/relay_workers.py: os.write",
     # Socket constants and errors of the port scan.
     "modes/scan.py: import socket",
     # The received file: open, lock, write, fsync, rename (a transport/files.py to be).

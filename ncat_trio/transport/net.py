@@ -148,42 +148,100 @@ async def open_tcp_listener(
     *,
     backlog: int = 128,
     configure: Callable[[trio.socket.SocketType], None] | None = None,
+    reuseport: bool = False,
 ) -> trio.SocketListener:
     """Bind and listen.  With no host: one dual-stack ``::`` socket (IPv4-mapped peers
-    accepted) so that port 0 yields one port for both families, else ``0.0.0.0``."""
-    if endpoint.host is None:
+    accepted) so that port 0 yields one port for both families, else ``0.0.0.0``.
+
+    ``reuseport``: SO_REUSEPORT, to share the address :func:`reserve_reuseport` took
+    with other processes (the kernel spreads new connections over their queues).
+    """
+    infos = None if endpoint.host is None else await resolve(endpoint, passive=True)
+    sock = trio.socket.from_stdlib_socket(
+        _bind_tcp(endpoint, infos, reuseport=reuseport, configure=configure)
+    )
+    try:
+        sock.listen(backlog)
+    except OSError as exc:
+        where = format_address(sock.getsockname())
+        sock.close()
+        raise ConnectError(f"listen on {where}", _why(exc)) from exc
+    return trio.SocketListener(sock)
+
+
+#: SO_REUSEPORT exists here (``relay --workers`` needs it).
+HAS_REUSEPORT = hasattr(_stdsocket, "SO_REUSEPORT")
+
+
+#: The socket :func:`reserve_reuseport` returns: a plain one, closed outside Trio.
+ReservedSocket = _stdsocket.socket
+
+
+def reserve_reuseport(endpoint: Endpoint) -> tuple[ReservedSocket, Endpoint]:
+    """Bind (not listen) a SO_REUSEPORT socket before any Trio run (``relay --workers``
+    forks after it): the address, port 0 made real, that every process then opens with
+    ``open_tcp_listener(..., reuseport=True)``.  Returns the socket (close it once they
+    all listen) and that endpoint."""
+    infos: list[AddrInfo] | None = None
+    if endpoint.host is not None:
+        flags = _stdsocket.AI_PASSIVE | (_stdsocket.AI_NUMERICHOST if endpoint.numeric else 0)
+        try:
+            infos = _stdsocket.getaddrinfo(  # type: ignore[assignment]
+                endpoint.host, endpoint.port, endpoint.family, _stdsocket.SOCK_STREAM, 0, flags
+            )
+        except _stdsocket.gaierror as exc:
+            why = str(exc.strerror).lower()
+            raise ConnectError(f"cannot resolve {endpoint.host}", why) from exc
+    sock = _bind_tcp(endpoint, infos, reuseport=True)
+    host, port = sock.getsockname()[:2]
+    # No host: the workers make the same dual-stack choice (no second resolve).
+    shared = Endpoint(None if endpoint.host is None else host, port, endpoint.family, numeric=True)
+    return sock, shared
+
+
+def _bind_tcp(
+    endpoint: Endpoint,
+    infos: list[AddrInfo] | None,
+    *,
+    reuseport: bool = False,
+    configure: Callable[[trio.socket.SocketType], None] | None = None,
+) -> _stdsocket.socket:
+    """The one TCP listening socket factory: bound, not listening.  ``infos``: the
+    resolved ``endpoint`` (None without a host), so the bind itself never blocks.
+    A plain socket: :func:`reserve_reuseport` runs (and closes it) outside Trio."""
+    if infos is None:
         candidates: list[tuple[int, tuple[str, int]]] = []
         if endpoint.family in (0, trio.socket.AF_INET6):
             candidates.append((trio.socket.AF_INET6, ("::", endpoint.port)))
         if endpoint.family in (0, trio.socket.AF_INET):
             candidates.append((trio.socket.AF_INET, ("0.0.0.0", endpoint.port)))
     else:
-        infos = await resolve(endpoint, passive=True)
         candidates = [(info[0], info[4][:2]) for info in infos[:1]]
     last: ConnectError | None = None
     for family, address in candidates:
         try:
-            sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+            raw = _stdsocket.socket(family, _stdsocket.SOCK_STREAM)
         except OSError as exc:  # EAFNOSUPPORT: no IPv6 here
             last = ConnectError(f"listen on {format_address(address)}", _why(exc))
             continue
         try:
-            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+            raw.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+            if reuseport:
+                raw.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
             if family == trio.socket.AF_INET6:
                 v6only = endpoint.family == trio.socket.AF_INET6
-                sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, v6only)
-            if configure is not None:  # socket options, before bind
-                configure(sock)
-            await sock.bind(address)
-            sock.listen(backlog)
+                raw.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, v6only)
+            if configure is not None:  # socket options, before bind (Trio's view of it)
+                configure(trio.socket.from_stdlib_socket(raw))
+            raw.bind(address)  # a resolved, numeric address: no lookup, no wait
         except OSError as exc:
-            sock.close()
+            raw.close()
             last = ConnectError(f"listen on {format_address(address)}", _why(exc))
             last.__cause__ = exc
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise last from exc
             continue
-        return trio.SocketListener(sock)
+        return raw
     assert last is not None
     raise last
 
