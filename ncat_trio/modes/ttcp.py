@@ -414,12 +414,7 @@ async def transmit_main(opts: TtcpTransmitOptions) -> int:
         "mode": "ttcp", "role": "transmit", "peer": peer, **result.as_dict(),
         "nodelay": opts.nodelay,
     }  # fmt: skip
-    if opts.json_file is not None:
-        append_json(opts.json_file, report)
-    if opts.json:
-        _emit(json.dumps(report))
-    else:
-        _emit(*result.human_lines())
+    _report(report, result, opts.json, opts.json_file)
     return 0
 
 
@@ -455,12 +450,16 @@ async def _receive_one(conn: trio.SocketStream, opts: TtcpReceiveOptions) -> Non
     finally:
         await trio.aclose_forcefully(conn)
     report = {"mode": "ttcp", "role": "receive", "peer": peer, **result.as_dict()}
-    if opts.json_file is not None:
-        append_json(opts.json_file, report)
-    if opts.json:
-        _emit(json.dumps(report))
-    else:
-        _emit(*result.human_lines())
+    _report(report, result, opts.json, opts.json_file)
+
+
+def _report(
+    report: dict[str, object], result: Throughput, json_out: bool, json_file: str | None
+) -> None:
+    """The JSON object to ``json_file`` (if any), then it or the human lines to stdout."""
+    if json_file is not None:
+        append_json(json_file, report)
+    _emit(*([json.dumps(report)] if json_out else result.human_lines()))
 
 
 def _print_session(session: ttcp.Session) -> None:

@@ -24,7 +24,7 @@ from ..diag import format_address
 from ..errors import ConnectError
 from .access import DatagramGate
 from .endpoint import IPSockAddr
-from .net import Endpoint, bind_source, resolve
+from .net import Endpoint, bind_listening, bind_source, resolve
 from .sockopts import Configure
 
 WallClock = Callable[[], int]  # ns since the Unix epoch
@@ -212,43 +212,11 @@ async def receive_into(sock: trio.socket.SocketType, buffer: bytearray) -> tuple
 async def bind_udp(
     endpoint: Endpoint, *, configure: Configure | None = None
 ) -> trio.socket.SocketType:
-    """A bound UDP socket.  No host: one dual-stack ``::`` socket (else ``0.0.0.0``).
-
-    ``configure`` sets socket options before the bind (netcat's --reuseport, --ttl, ...).
-    """
-    if endpoint.host is None:
-        candidates: list[tuple[int, tuple[str, int]]] = []
-        if endpoint.family in (0, trio.socket.AF_INET6):
-            candidates.append((trio.socket.AF_INET6, ("::", endpoint.port)))
-        if endpoint.family in (0, trio.socket.AF_INET):
-            candidates.append((trio.socket.AF_INET, ("0.0.0.0", endpoint.port)))
-    else:
-        infos = await resolve(endpoint, passive=True, socktype=trio.socket.SOCK_DGRAM)
-        candidates = [(infos[0][0], infos[0][4][:2])]
-    last: ConnectError | None = None
-    for family, address in candidates:
-        try:
-            sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
-        except OSError as exc:  # no IPv6 here
-            last = ConnectError(f"listen on {format_address(address)}", describe(exc))
-            continue
-        try:
-            if family == trio.socket.AF_INET6:
-                v6only = endpoint.family == trio.socket.AF_INET6
-                sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, v6only)
-            if configure is not None:
-                configure(sock)
-            await sock.bind(address)
-        except OSError as exc:
-            sock.close()
-            why = describe(exc)
-            if exc.errno == errno.EACCES and endpoint.port < 1024:
-                why += f" (port {endpoint.port} is privileged: run as root or pick another)"
-            last = ConnectError(f"listen on {format_address(address)}", why)
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise last from exc
-            last.__cause__ = exc
-            continue
-        return sock
-    assert last is not None
-    raise last
+    """A bound UDP socket (``net.bind_listening``: no host is one dual-stack ``::``
+    socket, else ``0.0.0.0``).  ``configure``: options before the bind (--reuseport, --ttl)."""
+    socktype = trio.socket.SOCK_DGRAM
+    infos = (
+        None if endpoint.host is None else await resolve(endpoint, passive=True, socktype=socktype)
+    )
+    raw = bind_listening(endpoint, infos, socktype=socktype, configure=configure)
+    return trio.socket.from_stdlib_socket(raw)

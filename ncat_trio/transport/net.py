@@ -158,7 +158,7 @@ async def open_tcp_listener(
     """
     infos = None if endpoint.host is None else await resolve(endpoint, passive=True)
     sock = trio.socket.from_stdlib_socket(
-        _bind_tcp(endpoint, infos, reuseport=reuseport, configure=configure)
+        bind_listening(endpoint, infos, reuseport=reuseport, configure=configure)
     )
     try:
         sock.listen(backlog)
@@ -192,23 +192,27 @@ def reserve_reuseport(endpoint: Endpoint) -> tuple[ReservedSocket, Endpoint]:
         except _stdsocket.gaierror as exc:
             why = str(exc.strerror).lower()
             raise ConnectError(f"cannot resolve {endpoint.host}", why) from exc
-    sock = _bind_tcp(endpoint, infos, reuseport=True)
+    sock = bind_listening(endpoint, infos, reuseport=True)
     host, port = sock.getsockname()[:2]
     # No host: the workers make the same dual-stack choice (no second resolve).
     shared = Endpoint(None if endpoint.host is None else host, port, endpoint.family, numeric=True)
     return sock, shared
 
 
-def _bind_tcp(
+def bind_listening(
     endpoint: Endpoint,
     infos: list[AddrInfo] | None,
     *,
+    socktype: int = _stdsocket.SOCK_STREAM,
     reuseport: bool = False,
     configure: Callable[[trio.socket.SocketType], None] | None = None,
 ) -> _stdsocket.socket:
-    """The one TCP listening socket factory: bound, not listening.  ``infos``: the
-    resolved ``endpoint`` (None without a host), so the bind itself never blocks.
-    A plain socket: :func:`reserve_reuseport` runs (and closes it) outside Trio."""
+    """The one listening-socket factory (TCP and UDP): bound, not listening.
+
+    No host (``infos`` None): one dual-stack ``::`` socket, else ``0.0.0.0``; else the
+    first of ``infos`` (the resolved ``endpoint``), so the bind itself never blocks.
+    A plain socket: :func:`reserve_reuseport` runs (and closes it) outside Trio.
+    """
     if infos is None:
         candidates: list[tuple[int, tuple[str, int]]] = []
         if endpoint.family in (0, trio.socket.AF_INET6):
@@ -220,12 +224,13 @@ def _bind_tcp(
     last: ConnectError | None = None
     for family, address in candidates:
         try:
-            raw = _stdsocket.socket(family, _stdsocket.SOCK_STREAM)
+            raw = _stdsocket.socket(family, socktype)
         except OSError as exc:  # EAFNOSUPPORT: no IPv6 here
             last = ConnectError(f"listen on {format_address(address)}", _why(exc))
             continue
         try:
-            raw.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+            if socktype == _stdsocket.SOCK_STREAM:
+                raw.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
             if reuseport:
                 raw.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
             if family == trio.socket.AF_INET6:
@@ -236,7 +241,10 @@ def _bind_tcp(
             raw.bind(address)  # a resolved, numeric address: no lookup, no wait
         except OSError as exc:
             raw.close()
-            last = ConnectError(f"listen on {format_address(address)}", _why(exc))
+            why = _why(exc)
+            if exc.errno == errno.EACCES and 0 < endpoint.port < 1024:
+                why += f" (port {endpoint.port} is privileged: run as root or pick another)"
+            last = ConnectError(f"listen on {format_address(address)}", why)
             last.__cause__ = exc
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise last from exc
