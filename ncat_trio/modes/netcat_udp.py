@@ -44,17 +44,9 @@ import trio
 
 from .. import diag
 from ..errors import ConnectError, IntegrityError, LocalProtocolError, NcatError
-from ..transport import unix
+from ..transport import datagram, unix
 from ..transport.access import DatagramGate
 from ..transport.child import describe_status, open_child
-from ..transport.datagram import (
-    MAX_DATAGRAM,
-    bind_udp,
-    connect_udp,
-    first_sender,
-    peer_error,
-    receive_into,
-)
 from ..transport.pump import Side, run_directions, translate
 from ..transport.sockopts import configure_with
 from .netcat import STDIN, STDOUT, SessionOptions, SessionResult, open_stdio
@@ -133,7 +125,7 @@ class DatagramSession:
                 raise ConnectError(
                     f"reply to {self.name}", "the peer has no address (an unnamed Unix socket)"
                 ) from exc
-            raise peer_error(exc, self.name, BROADCAST) from exc
+            raise datagram.peer_error(exc, self.name, BROADCAST) from exc
 
     async def run(
         self, stdin: trio.abc.ReceiveStream | None, stdout: trio.abc.SendStream | None
@@ -169,14 +161,14 @@ class DatagramSession:
                 download_scope.deadline = trio.current_time() + options.linger
 
         async def download() -> None:
-            buffer = bytearray(MAX_DATAGRAM)
+            buffer = bytearray(datagram.MAX_DATAGRAM)
             sink = stdout if options.receive else None
             with download_scope:
                 while True:
                     try:
-                        size, address = await receive_into(self.sock, buffer)
+                        size, address = await datagram.receive_into(self.sock, buffer)
                     except OSError as exc:
-                        raise peer_error(exc, self.name, BROADCAST) from exc
+                        raise datagram.peer_error(exc, self.name, BROADCAST) from exc
                     if self.mode == "lock" and self.peer_known.is_set() and address != self.peer:
                         continue  # queued from someone else before we locked on
                     if self.gate is not None and not self.gate.admits(address):
@@ -227,7 +219,7 @@ class DatagramSession:
                 try:
                     await self.sock.connect(address)
                 except OSError as exc:
-                    raise peer_error(exc, self.name, BROADCAST) from exc
+                    raise datagram.peer_error(exc, self.name, BROADCAST) from exc
             self.peer_known.set()
 
 
@@ -272,7 +264,7 @@ async def exec_over_datagrams(
 
     command: ExecCommand | None = opts.exec_command
     assert command is not None
-    peer = await first_sender(sock, gate) if listen else sock.getpeername()
+    peer = await datagram.first_sender(sock, gate) if listen else sock.getpeername()
     name = name_of(peer)
     if listen:
         if opts.verbose:
@@ -281,7 +273,7 @@ async def exec_over_datagrams(
             try:
                 await sock.connect(peer)  # the kernel drops everyone else's from now on
             except OSError as exc:
-                raise peer_error(exc, name, BROADCAST) from exc
+                raise datagram.peer_error(exc, name, BROADCAST) from exc
     env = child_environment(
         proto="UNIX" if opts.unix_path is not None else "UDP",
         local=sock.getsockname(),
@@ -338,7 +330,7 @@ async def _bound(opts: NetcatOptions) -> AsyncIterator[trio.socket.SocketType]:
         ) as sock:
             yield sock
         return
-    with await bind_udp(opts.endpoint, configure=configure) as sock:
+    with await datagram.bind_udp(opts.endpoint, configure=configure) as sock:
         yield sock
 
 
@@ -349,7 +341,7 @@ async def connect_udp_main(opts: NetcatOptions) -> int:
             opts.unix_path, configure=configure_with(opts.socket_options)
         )
     else:
-        sock = await connect_udp(
+        sock = await datagram.connect_udp(
             opts.endpoint,
             source=opts.source,
             configure=configure_with(opts.socket_options),

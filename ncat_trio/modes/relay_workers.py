@@ -26,6 +26,7 @@ import ctypes
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from .. import diag, runner
 from ..errors import SIGNAL_EXIT_CODES, UsageError
@@ -43,7 +44,6 @@ def run_workers(options: RelayOptions, count: int) -> int:
         raise UsageError("--workers", "needs Linux (SO_REUSEPORT)")
     runner.ensure_std_fds()
     probe, shared = net.reserve_reuseport(options.listen)
-    address = probe.getsockname()
     pipe = ReadyPipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -63,7 +63,7 @@ def run_workers(options: RelayOptions, count: int) -> int:
         raise
     finally:
         pipe.forked()
-    return _supervise(workers, probe, pipe, address)
+    return _supervise(workers, probe.close, pipe, probe.getsockname())
 
 
 def _run_worker(options: RelayOptions, setup: WorkerSetup) -> None:
@@ -85,7 +85,7 @@ def _run_worker(options: RelayOptions, setup: WorkerSetup) -> None:
 
 
 def _supervise(
-    workers: list[int], probe: net.ReservedSocket, pipe: ReadyPipe, address: object
+    workers: list[int], release: Callable[[], None], pipe: ReadyPipe, address: object
 ) -> int:
     received: list[int] = []
     live = set(workers)
@@ -101,7 +101,7 @@ def _supervise(
     first_failure: int | None = None
     try:
         announced = pipe.wait(len(workers)) and bool(live)
-        probe.close()  # every worker holds the port now
+        release()  # every worker holds the port now
         if announced:
             diag.say(f"listening on {diag.format_address(address)}")
         while live:

@@ -319,14 +319,9 @@ async def receive_session(
     :class:`RemoteProtocolError` for anything the transmitter gets wrong.
 
     ``exclusive_thread=True`` says that nothing else in this Trio thread needs to run
-    while the session does (the CLI: one session per process).  On a socket, the
-    session then makes the socket blocking with ``SO_RCVTIMEO``/``SO_SNDTIMEO`` of
-    ``blocking.EXCLUSIVE_WAIT_MS``: a read or write waits in the kernel, as the C peer's do,
-    and only a wait that times out is handed to Trio.  Trio's wake-up path (epoll
-    re-arm, scheduler pass), or a poll() before each read, costs a syscall and some
-    Python per round trip: with this and the protocol's bulk path, two processes on
-    one CPU went from 2100 to 2550-2650 MiB/s at 64 KiB (C pair: 3050).  Signals
-    and other tasks wait at most that long.  Leave it False inside a larger program.
+    while the session does (the CLI: one session per process): on a socket, reads and
+    writes then wait in the kernel (:mod:`ncat_trio.transport.blocking`).  Leave it
+    False inside a larger program.
     """
     wire = Wire(stream, Side(peer_name, local=False), exclusive=exclusive_thread)
     proto = ttcp.Receiver(max_length=options.max_length, verify=options.verify)

@@ -137,11 +137,8 @@ class ConnectedDatagramSocket:
 
 
 def peer_error(exc: OSError, name: str, broadcast_flag: str | None = None) -> ConnectError:
-    """An error a UDP socket reported for its peer, as :class:`ConnectError` naming it.
-
-    ``broadcast_flag``: the flag that sets SO_BROADCAST, named when EACCES says it was
-    missing (a send or connect to a broadcast address).
-    """
+    """An error a UDP socket reported for its peer, as :class:`ConnectError` naming it;
+    EACCES (a broadcast address without SO_BROADCAST) names ``broadcast_flag``."""
     why = describe(exc)
     if exc.errno == errno.ECONNREFUSED:
         why = "port unreachable (connection refused): is a server running there?"

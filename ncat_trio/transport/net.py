@@ -169,15 +169,10 @@ async def open_tcp_listener(
     return trio.SocketListener(sock)
 
 
-#: SO_REUSEPORT exists here (``relay --workers`` needs it).
-HAS_REUSEPORT = hasattr(_stdsocket, "SO_REUSEPORT")
+HAS_REUSEPORT = hasattr(_stdsocket, "SO_REUSEPORT")  # relay --workers needs it
 
 
-#: The socket :func:`reserve_reuseport` returns: a plain one, closed outside Trio.
-ReservedSocket = _stdsocket.socket
-
-
-def reserve_reuseport(endpoint: Endpoint) -> tuple[ReservedSocket, Endpoint]:
+def reserve_reuseport(endpoint: Endpoint) -> tuple[_stdsocket.socket, Endpoint]:
     """Bind (not listen) a SO_REUSEPORT socket before any Trio run (``relay --workers``
     forks after it): the address, port 0 made real, that every process then opens with
     ``open_tcp_listener(..., reuseport=True)``.  Returns the socket (close it once they

@@ -1,8 +1,8 @@
 """A pipe on which forked children tell their parent they are ready (``relay --workers``).
 
-Plain blocking fds, no Trio: it is made before ``fork()`` and the parent reads it
-outside any Trio run.  Each child writes one byte once ready and closes its end; the
-parent counts bytes, and an EOF before the count means a child died first.
+Plain blocking fds, no Trio: made before ``fork()``, read by the parent outside any
+Trio run.  Each child writes one byte once ready; an EOF before the count means a
+child died first.
 """
 
 from __future__ import annotations
@@ -18,17 +18,14 @@ class ReadyPipe:
     def child_end(self) -> Callable[[], None]:
         """In a forked child: drop the parent's end; call the result once, when ready."""
         os.close(self._read)
-        fd = self._write
+        return self._ready
 
-        def ready() -> None:
-            os.write(fd, b"+")
-            os.close(fd)
-
-        return ready
+    def _ready(self) -> None:
+        os.write(self._write, b"+")
+        os.close(self._write)
 
     def forked(self) -> None:
-        """In the parent, once every child is forked (or forking failed): close its
-        copy of the children's end, so that their deaths show as EOF."""
+        """In the parent once every child is forked: a dead child's end now reads EOF."""
         os.close(self._write)
 
     def wait(self, count: int) -> bool:
