@@ -121,3 +121,41 @@ def test_a_taken_port_is_one_error_line_and_exit_1() -> None:
     assert proc.returncode == 1
     assert err.decode().startswith(f"ncat-trio: listen on 127.0.0.1:{port}: ")
     assert len(err.decode().splitlines()) == 1
+
+
+async def test_the_reserved_address_takes_reuseport_listeners_and_nothing_else() -> None:
+    """``net.reserve_reuseport`` (the parent, outside Trio) and
+    ``open_tcp_listener(reuseport=True)`` (each worker) are one listener factory: the
+    workers share the reserved port, a listener without SO_REUSEPORT is refused it."""
+    from ncat_trio.errors import ConnectError
+    from ncat_trio.transport import net
+
+    probe, shared = net.reserve_reuseport(net.Endpoint("127.0.0.1", 0, numeric=True))
+    try:
+        port = probe.getsockname()[1]
+        assert port != 0
+        assert shared == net.Endpoint("127.0.0.1", port, 0, numeric=True)
+        first = await net.open_tcp_listener(shared, reuseport=True)
+        second = await net.open_tcp_listener(shared, reuseport=True)
+        with pytest.raises(ConnectError, match="address already in use"):
+            await net.open_tcp_listener(shared)
+        assert first.socket.getsockname() == second.socket.getsockname() == ("127.0.0.1", port)
+        taken: list[int] = []
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+
+                async def take(index: int, listener: trio.SocketListener) -> None:
+                    conn = await listener.accept()  # the kernel picks one of the two
+                    taken.append(index)
+                    await conn.aclose()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(take, 1, first)
+                nursery.start_soon(take, 2, second)
+                client = await net.connect_tcp(shared)
+        assert len(taken) == 1
+        await client.aclose()
+        await first.aclose()
+        await second.aclose()
+    finally:
+        probe.close()

@@ -35,6 +35,7 @@ from ncat_trio.modes.ttcp import (
     transmit_session,
 )
 from ncat_trio.proto import ttcp
+from ncat_trio.transport.blocking import Wire
 from ncat_trio.transport.pump import Side
 
 from .support import NCAT, finish, popen, read_line, wait_for_port
@@ -399,7 +400,7 @@ async def test_fd_path_still_checkpoints_when_nothing_blocks() -> None:
     """Writes that never block are no checkpoints on the fd path, so every
     ``YIELD_EVERY``-th call yields: a cancelled scope ends the loop within that many."""
     client, server = await loopback_pair()
-    wire = ttcp_mode._Wire(client, Side("test", local=False))
+    wire = Wire(client, Side("test", local=False))
     assert wire.direct
     sent = 0
     with trio.CancelScope() as scope:
@@ -417,7 +418,7 @@ async def test_an_exclusive_wire_gives_the_socket_back_non_blocking() -> None:
     """Blocking with timeouts only inside ``with wire:``; Trio's socket as it was after."""
     client, server = await loopback_pair()
     fd = client.socket.fileno()
-    wire = ttcp_mode._Wire(client, Side("test", local=False), exclusive=True)
+    wire = Wire(client, Side("test", local=False), exclusive=True)
     no_timeout = client.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
     with wire:
         assert os.get_blocking(fd)
@@ -432,7 +433,7 @@ async def test_an_exclusive_wire_gives_the_socket_back_non_blocking() -> None:
 
 async def test_memory_streams_use_the_stream_methods() -> None:
     left, _right = trio.testing.memory_stream_pair()
-    assert not ttcp_mode._Wire(left, Side("test", local=False)).direct
+    assert not Wire(left, Side("test", local=False)).direct
 
 
 # --- the command ---------------------------------------------------------------------------

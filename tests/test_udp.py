@@ -192,3 +192,25 @@ def test_udp_flag_combinations_that_make_no_sense_are_usage_errors(args: list[st
     result = subprocess.run([*NCAT, *args], capture_output=True, timeout=20, check=False)
     assert result.returncode == 2
     one_error_line(result.stderr)
+
+
+async def test_the_one_udp_connect_binds_the_source_and_names_a_taken_one() -> None:
+    """``datagram.connect_udp`` (netcat's -u -s/-p, clock's client): the datagram leaves
+    from ``source``; a source port already bound is a ConnectError naming the bind."""
+    import trio
+
+    from ncat_trio.errors import ConnectError
+    from ncat_trio.transport.datagram import connect_udp
+    from ncat_trio.transport.endpoint import Endpoint
+
+    with udp_socket() as server, udp_socket() as taken:
+        target = Endpoint("127.0.0.1", server.getsockname()[1], numeric=True)
+        with trio.fail_after(10):
+            with await connect_udp(target, source=Endpoint("127.0.0.2", 0, numeric=True)) as sock:
+                assert sock.getsockname()[0] == "127.0.0.2"
+                await sock.send(b"hello")
+            data, address = server.recvfrom(64)
+            assert (data, address[0]) == (b"hello", "127.0.0.2")
+            port = taken.getsockname()[1]
+            with pytest.raises(ConnectError, match=f"bind to 127.0.0.1:{port}: address already"):
+                await connect_udp(target, source=Endpoint("127.0.0.1", port, numeric=True))

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import errno
 import math
-import socket as _stdsocket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -45,11 +44,9 @@ import trio
 
 from .. import diag
 from ..errors import ConnectError, IntegrityError, LocalProtocolError, NcatError
-from ..transport import unix
+from ..transport import datagram, unix
 from ..transport.access import DatagramGate
 from ..transport.child import describe_status, open_child
-from ..transport.datagram import MAX_DATAGRAM, bind_udp
-from ..transport.net import Endpoint, resolve
 from ..transport.pump import Side, run_directions, translate
 from ..transport.sockopts import configure_with
 from .netcat import STDIN, STDOUT, SessionOptions, SessionResult, open_stdio
@@ -60,6 +57,8 @@ if TYPE_CHECKING:
 
 #: The largest UDP payload over IPv4 (65535 - 20 - 8): one stdin read, one datagram.
 MAX_PAYLOAD = 65507
+#: The flag a send or connect to a broadcast address needs (SO_BROADCAST).
+BROADCAST = "--broadcast"
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
@@ -71,17 +70,6 @@ def name_of(address: Any) -> str:
     if address in ("", b"", None):
         return "(unnamed)"
     return diag.format_address(address)
-
-
-def _peer_error(exc: OSError, name: str) -> ConnectError:
-    why = (exc.strerror or str(exc)).lower()
-    if exc.errno == errno.ECONNREFUSED:
-        why = "port unreachable (connection refused): is a server running there?"
-    elif exc.errno == errno.EACCES:
-        why += " (a broadcast address needs --broadcast)"
-    error = ConnectError(name, why)
-    error.__cause__ = exc
-    return error
 
 
 class DatagramSession:
@@ -137,7 +125,7 @@ class DatagramSession:
                 raise ConnectError(
                     f"reply to {self.name}", "the peer has no address (an unnamed Unix socket)"
                 ) from exc
-            raise _peer_error(exc, self.name) from exc
+            raise datagram.peer_error(exc, self.name, BROADCAST) from exc
 
     async def run(
         self, stdin: trio.abc.ReceiveStream | None, stdout: trio.abc.SendStream | None
@@ -173,16 +161,14 @@ class DatagramSession:
                 download_scope.deadline = trio.current_time() + options.linger
 
         async def download() -> None:
-            buffer = bytearray(MAX_DATAGRAM)
+            buffer = bytearray(datagram.MAX_DATAGRAM)
             sink = stdout if options.receive else None
             with download_scope:
                 while True:
                     try:
-                        size, address = await self.sock.recvfrom_into(
-                            buffer, 0, _stdsocket.MSG_TRUNC
-                        )
+                        size, address = await datagram.receive_into(self.sock, buffer)
                     except OSError as exc:
-                        raise _peer_error(exc, self.name) from exc
+                        raise datagram.peer_error(exc, self.name, BROADCAST) from exc
                     if self.mode == "lock" and self.peer_known.is_set() and address != self.peer:
                         continue  # queued from someone else before we locked on
                     if self.gate is not None and not self.gate.admits(address):
@@ -233,7 +219,7 @@ class DatagramSession:
                 try:
                     await self.sock.connect(address)
                 except OSError as exc:
-                    raise _peer_error(exc, self.name) from exc
+                    raise datagram.peer_error(exc, self.name, BROADCAST) from exc
             self.peer_known.set()
 
 
@@ -262,19 +248,6 @@ class ChildInput(trio.abc.SendStream):
         await self.pipe.aclose()
 
 
-async def first_sender(sock: trio.socket.SocketType, gate: DatagramGate | None = None) -> Any:
-    """The address of the first admitted datagram queued on ``sock``, which stays
-    queued; datagrams from sources ``gate`` denies are read and dropped."""
-    while True:
-        try:
-            _data, address = await sock.recvfrom(1, _stdsocket.MSG_PEEK)
-            if gate is None or gate.admits(address):
-                return address
-            await sock.recvfrom(1)  # drop the denied datagram (the rest of it goes too)
-        except OSError as exc:
-            raise _peer_error(exc, "first datagram") from exc
-
-
 async def exec_over_datagrams(
     sock: trio.socket.SocketType,
     opts: NetcatOptions,
@@ -291,7 +264,7 @@ async def exec_over_datagrams(
 
     command: ExecCommand | None = opts.exec_command
     assert command is not None
-    peer = await first_sender(sock, gate) if listen else sock.getpeername()
+    peer = await datagram.first_sender(sock, gate) if listen else sock.getpeername()
     name = name_of(peer)
     if listen:
         if opts.verbose:
@@ -300,7 +273,7 @@ async def exec_over_datagrams(
             try:
                 await sock.connect(peer)  # the kernel drops everyone else's from now on
             except OSError as exc:
-                raise _peer_error(exc, name) from exc
+                raise datagram.peer_error(exc, name, BROADCAST) from exc
     env = child_environment(
         proto="UNIX" if opts.unix_path is not None else "UDP",
         local=sock.getsockname(),
@@ -348,53 +321,16 @@ async def exec_over_datagrams(
     return session.result
 
 
-async def _connect_udp(opts: NetcatOptions) -> trio.socket.SocketType:
-    """A UDP socket connected to ``opts.endpoint`` (every address in turn), options set."""
-    configure = configure_with(opts.socket_options)
-    infos = await resolve(opts.endpoint, socktype=_stdsocket.SOCK_DGRAM)
-    last: ConnectError | None = None
-    for family, socktype, proto, _canon, sockaddr in infos:
-        sock = trio.socket.socket(family, socktype, proto)
-        try:
-            if configure is not None:
-                configure(sock)
-            if opts.source is not None:
-                source = opts.source
-                host = source.host or ("::" if family == _stdsocket.AF_INET6 else "0.0.0.0")
-                local = await resolve(
-                    Endpoint(host, source.port, family, source.numeric),
-                    passive=True,
-                    socktype=_stdsocket.SOCK_DGRAM,
-                )
-                try:
-                    await sock.bind(local[0][4])
-                except OSError as exc:
-                    raise ConnectError(
-                        f"bind to {diag.format_address(local[0][4])}", (exc.strerror or "").lower()
-                    ) from exc
-            await sock.connect(sockaddr)
-        except OSError as exc:
-            sock.close()
-            last = _peer_error(exc, f"connect to {diag.format_address(sockaddr)}")
-            continue
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    assert last is not None
-    raise last
-
-
 @asynccontextmanager
 async def _bound(opts: NetcatOptions) -> AsyncIterator[trio.socket.SocketType]:
     configure = configure_with(opts.socket_options)
     if opts.unix_path is not None:
         async with unix.bound_unix_socket(
-            opts.unix_path, _stdsocket.SOCK_DGRAM, configure=configure
+            opts.unix_path, trio.socket.SOCK_DGRAM, configure=configure
         ) as sock:
             yield sock
         return
-    with await bind_udp(opts.endpoint, configure=configure) as sock:
+    with await datagram.bind_udp(opts.endpoint, configure=configure) as sock:
         yield sock
 
 
@@ -405,7 +341,12 @@ async def connect_udp_main(opts: NetcatOptions) -> int:
             opts.unix_path, configure=configure_with(opts.socket_options)
         )
     else:
-        sock = await _connect_udp(opts)
+        sock = await datagram.connect_udp(
+            opts.endpoint,
+            source=opts.source,
+            configure=configure_with(opts.socket_options),
+            broadcast_flag=BROADCAST,
+        )
     with sock:
         name = name_of(sock.getpeername())
         if opts.verbose:

@@ -404,9 +404,7 @@ class WorkerSetup:
     """How a ``--workers`` child listens and reports (see relay_workers.py)."""
 
     index: int  # 1..N, prefixed to its log lines
-    family: int
-    address: tuple[str, int] | tuple[str, int, int, int]
-    v6only: bool
+    listen: net.Endpoint  # the address the parent reserved (net.reserve_reuseport)
     ready: Callable[[], None]  # called once listening (the parent prints readiness)
 
 
@@ -416,10 +414,10 @@ async def relay_main(opts: RelayOptions, worker: WorkerSetup | None = None) -> i
     plan = FaultPlan(opts.faults, seed=opts.seed) if opts.faults else None
     say = diag.say if worker is None else _prefixed(f"worker {worker.index}: ")
     server = RelayServer(opts, plan, log=_json_line if opts.json_log else say)
-    if worker is None:
-        listener = await net.open_tcp_listener(opts.listen, backlog=opts.backlog)
-    else:
-        listener = await open_reuseport_listener(worker, opts.backlog)
+    endpoint = opts.listen if worker is None else worker.listen
+    listener = await net.open_tcp_listener(
+        endpoint, backlog=opts.backlog, reuseport=worker is not None
+    )
     where = diag.format_address(listener.socket.getsockname())
     started = trio.current_time()
     failure: BaseException | None = None
@@ -515,25 +513,6 @@ def _write_summary(
         append_json(opts.json_file, record)
     except NcatError as exc:
         say(str(exc))
-
-
-async def open_reuseport_listener(worker: WorkerSetup, backlog: int) -> trio.SocketListener:
-    """A listener with SO_REUSEPORT on the address the ``--workers`` parent reserved:
-    the kernel spreads new connections over the workers' accept queues."""
-    sock = trio.socket.socket(worker.family, trio.socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
-        if worker.family == trio.socket.AF_INET6:
-            sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, worker.v6only)
-        await sock.bind(worker.address)
-        sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        raise ConnectError(
-            f"listen on {diag.format_address(worker.address)}", exc.strerror or ""
-        ) from exc
-    return trio.SocketListener(sock)
 
 
 async def _drain(

@@ -25,75 +25,26 @@ import contextlib
 import ctypes
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable
 
 from .. import diag, runner
-from ..errors import SIGNAL_EXIT_CODES, ConnectError, UsageError
-from ..transport.net import Endpoint
+from ..errors import SIGNAL_EXIT_CODES, UsageError
+from ..transport import net
+from ..transport.readiness import ReadyPipe
 from .relay import RelayOptions, WorkerSetup, relay_main
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 _PR_SET_PDEATHSIG = 1
 
 
-def reserve_address(endpoint: Endpoint) -> tuple[socket.socket, int, tuple[str, int], bool]:
-    """Bind (not listen) a SO_REUSEPORT socket: the address every worker will share.
-
-    Same choice of address as ``net.open_tcp_listener``: no host means one dual-stack
-    ``::`` socket (or ``0.0.0.0`` without IPv6).  Returns (socket, family, address, v6only).
-    """
-    if endpoint.host is None:
-        candidates: list[tuple[int, tuple[str, int], bool]] = []
-        if endpoint.family in (0, socket.AF_INET6):
-            candidates.append(
-                (socket.AF_INET6, ("::", endpoint.port), endpoint.family == socket.AF_INET6)
-            )
-        if endpoint.family in (0, socket.AF_INET):
-            candidates.append((socket.AF_INET, ("0.0.0.0", endpoint.port), False))
-    else:
-        flags = socket.AI_PASSIVE | (socket.AI_NUMERICHOST if endpoint.numeric else 0)
-        try:
-            infos = socket.getaddrinfo(
-                endpoint.host, endpoint.port, endpoint.family, socket.SOCK_STREAM, 0, flags
-            )
-        except socket.gaierror as exc:
-            raise ConnectError(
-                f"cannot resolve {endpoint.host}", str(exc.strerror).lower()
-            ) from exc
-        found = infos[0]
-        candidates = [(int(found[0]), (str(found[4][0]), int(found[4][1])), False)]
-    last: ConnectError | None = None
-    for family, address, v6only in candidates:
-        try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError as exc:
-            last = ConnectError(f"listen on {diag.format_address(address)}", exc.strerror or "")
-            continue
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
-            sock.bind(address)
-        except OSError as exc:
-            sock.close()
-            last = ConnectError(f"listen on {diag.format_address(address)}", exc.strerror or "")
-            continue
-        bound = sock.getsockname()
-        return sock, family, (str(bound[0]), int(bound[1])), v6only
-    assert last is not None
-    raise last
-
-
 def run_workers(options: RelayOptions, count: int) -> int:
     """Fork ``count`` relay workers on one SO_REUSEPORT address; supervise; exit code."""
-    if not hasattr(socket, "SO_REUSEPORT") or not sys.platform.startswith("linux"):
+    if not net.HAS_REUSEPORT or not sys.platform.startswith("linux"):
         raise UsageError("--workers", "needs Linux (SO_REUSEPORT)")
     runner.ensure_std_fds()
-    probe, family, address, v6only = reserve_address(options.listen)
-    ready_read, ready_write = os.pipe()
+    probe, shared = net.reserve_reuseport(options.listen)
+    pipe = ReadyPipe()
     sys.stdout.flush()
     sys.stderr.flush()
     workers: list[int] = []
@@ -101,11 +52,9 @@ def run_workers(options: RelayOptions, count: int) -> int:
         for index in range(1, count + 1):
             pid = os.fork()
             if pid == 0:  # the worker: never returns
-                os.close(ready_read)
+                ready = pipe.child_end()
                 probe.close()
-                _run_worker(
-                    options, WorkerSetup(index, family, address, v6only, _ready(ready_write))
-                )
+                _run_worker(options, WorkerSetup(index, shared, ready))
             workers.append(pid)
     except BaseException:
         for pid in workers:
@@ -113,16 +62,8 @@ def run_workers(options: RelayOptions, count: int) -> int:
                 os.kill(pid, signal.SIGKILL)
         raise
     finally:
-        os.close(ready_write)
-    return _supervise(workers, probe, ready_read, address)
-
-
-def _ready(fd: int) -> Callable[[], None]:
-    def ready() -> None:
-        os.write(fd, b"+")
-        os.close(fd)
-
-    return ready
+        pipe.forked()
+    return _supervise(workers, probe.close, pipe, probe.getsockname())
 
 
 def _run_worker(options: RelayOptions, setup: WorkerSetup) -> None:
@@ -143,7 +84,9 @@ def _run_worker(options: RelayOptions, setup: WorkerSetup) -> None:
         os._exit(code)
 
 
-def _supervise(workers: list[int], probe: socket.socket, ready_read: int, address: object) -> int:
+def _supervise(
+    workers: list[int], release: Callable[[], None], pipe: ReadyPipe, address: object
+) -> int:
     received: list[int] = []
     live = set(workers)
 
@@ -157,8 +100,8 @@ def _supervise(workers: list[int], probe: socket.socket, ready_read: int, addres
     previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED}
     first_failure: int | None = None
     try:
-        announced = _wait_ready(ready_read, len(workers), live)
-        probe.close()  # every worker holds the port now
+        announced = pipe.wait(len(workers)) and bool(live)
+        release()  # every worker holds the port now
         if announced:
             diag.say(f"listening on {diag.format_address(address)}")
         while live:
@@ -177,24 +120,10 @@ def _supervise(workers: list[int], probe: socket.socket, ready_read: int, addres
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        os.close(ready_read)
+        pipe.close()
     if first_failure is not None:
         return first_failure
     if received:
         diag.say(f"interrupted by {signal.Signals(received[0]).name}")
         return int(SIGNAL_EXIT_CODES.get(received[0], 128 + received[0]))
     return 0
-
-
-def _wait_ready(fd: int, count: int, live: set[int]) -> bool:
-    """Read one byte per worker; False if the pipe closes first (a worker failed)."""
-    got = 0
-    while got < count:
-        try:
-            chunk = os.read(fd, count - got)
-        except InterruptedError:
-            continue
-        if not chunk:
-            return False
-        got += len(chunk)
-    return bool(live)

@@ -14,11 +14,7 @@ and :func:`receive_main` open the sockets and print the report.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import socket as _socket
-import struct
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -32,27 +28,19 @@ from ..errors import LocalIOError, NcatError, UsageError
 from ..json_summary import append_json
 from ..proto import ttcp
 from ..transport import net, serve
-from ..transport.pump import Side, describe_failure, translate
+from ..transport.blocking import Wire
+from ..transport.pump import Side, describe_failure
 
 DEFAULT_PORT = ttcp.DEFAULT_PORT
 DEFAULT_LENGTH = ttcp.DEFAULT_LENGTH
 DEFAULT_NUMBER = ttcp.DEFAULT_NUMBER
-#: Receive size.  Python's cost is per call, not per byte, so ask for a lot at once.
-CHUNK = 256 * 1024
 #: A windowed transmitter joins payloads into one ``send_all`` up to about this size.
 BATCH_BYTES = 256 * 1024
 MIB = 1024 * 1024
-#: ``exclusive_thread``: longest blocking read or write before the wait is handed to Trio.
-EXCLUSIVE_WAIT_MS = 10
-#: ``exclusive_thread``: calls that did not wait in Trio between two checkpoints.
-EXCLUSIVE_YIELD_EVERY = 64
 #: Largest window sent by one task on a socket (:func:`_windowed`): its acks, 4 bytes
 #: each, must fit in the socket buffers, or a write that waits could deadlock.
 DIRECT_WINDOW_LIMIT = 4096
-_TIMEVAL = struct.Struct("@ll")  # struct timeval for SO_RCVTIMEO / SO_SNDTIMEO
-_NO_TIMEOUT = _TIMEVAL.pack(0, 0)
 
-_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _DONE = ttcp.State.DONE
 _CLOSED = ttcp.State.CLOSED
 
@@ -158,7 +146,7 @@ async def transmit_session(
     """
     # A window above the limit takes two tasks, and one must not block the other.
     exclusive = exclusive_thread and options.window <= DIRECT_WINDOW_LIMIT
-    wire = _Wire(stream, Side(peer_name, local=False), exclusive=exclusive)
+    wire = Wire(stream, Side(peer_name, local=False), exclusive=exclusive)
     proto = ttcp.Transmitter()
     start = trio.current_time()
     try:
@@ -182,7 +170,7 @@ async def transmit_session(
     )
 
 
-async def _stop_and_wait(wire: _Wire, proto: ttcp.Transmitter, options: TransmitOptions) -> float:
+async def _stop_and_wait(wire: Wire, proto: ttcp.Transmitter, options: TransmitOptions) -> float:
     """Window 1, the original: send, wait for the ack, repeat.  Returns the summed RTTs.
 
     One task is enough here (a second would only add a wake-up per payload); the
@@ -205,14 +193,14 @@ async def _stop_and_wait(wire: _Wire, proto: ttcp.Transmitter, options: Transmit
     return trio.current_time() - sent_at
 
 
-async def _acks(wire: _Wire, proto: ttcp.Transmitter) -> int:
+async def _acks(wire: Wire, proto: ttcp.Transmitter) -> int:
     """Wait for at least one ack; returns how many arrived.  EOF: the protocol's error."""
     while True:
         if count := proto.receive_acks(await wire.receive()):
             return count
 
 
-async def _windowed(wire: _Wire, proto: ttcp.Transmitter, options: TransmitOptions) -> float:
+async def _windowed(wire: Wire, proto: ttcp.Transmitter, options: TransmitOptions) -> float:
     """Window > 1 on a socket, in one task: send all the credit, then wait for acks.
 
     No second task and no wake-up between tasks per ack (on a socket the kernel
@@ -252,7 +240,7 @@ async def _windowed(wire: _Wire, proto: ttcp.Transmitter, options: TransmitOptio
     return rtt_sum
 
 
-async def _pipelined(wire: _Wire, proto: ttcp.Transmitter, options: TransmitOptions) -> float:
+async def _pipelined(wire: Wire, proto: ttcp.Transmitter, options: TransmitOptions) -> float:
     """Window > 1 on any stream: a sender task keeps up to ``window`` payloads
     un-acked; an ack-reader task counts acks back in and hands the sender its credit.
     Returns the summed RTTs.
@@ -331,16 +319,11 @@ async def receive_session(
     :class:`RemoteProtocolError` for anything the transmitter gets wrong.
 
     ``exclusive_thread=True`` says that nothing else in this Trio thread needs to run
-    while the session does (the CLI: one session per process).  On a socket, the
-    session then makes the socket blocking with ``SO_RCVTIMEO``/``SO_SNDTIMEO`` of
-    ``EXCLUSIVE_WAIT_MS``: a read or write waits in the kernel, as the C peer's do,
-    and only a wait that times out is handed to Trio.  Trio's wake-up path (epoll
-    re-arm, scheduler pass), or a poll() before each read, costs a syscall and some
-    Python per round trip: with this and the protocol's bulk path, two processes on
-    one CPU went from 2100 to 2550-2650 MiB/s at 64 KiB (C pair: 3050).  Signals
-    and other tasks wait at most that long.  Leave it False inside a larger program.
+    while the session does (the CLI: one session per process): on a socket, reads and
+    writes then wait in the kernel (:mod:`ncat_trio.transport.blocking`).  Leave it
+    False inside a larger program.
     """
-    wire = _Wire(stream, Side(peer_name, local=False), exclusive=exclusive_thread)
+    wire = Wire(stream, Side(peer_name, local=False), exclusive=exclusive_thread)
     proto = ttcp.Receiver(max_length=options.max_length, verify=options.verify)
     started = finished = trio.current_time()
     owed = 0
@@ -381,119 +364,6 @@ async def receive_session(
         seconds=finished - started,
         verified=options.verify,
     )
-
-
-class _Wire:
-    """``send_all`` / ``receive_some`` for the session loops, as cheap as the stream allows.
-
-    On a ``trio.SocketStream`` it calls ``os.readv`` / ``os.write`` on the socket's
-    fd and waits with ``trio.lowlevel.wait_readable`` / ``wait_writable`` only on
-    EAGAIN.  Trio's ``SocketStream`` adds a scheduler pass to every call that does
-    not block; in a two-process stop-and-wait ping-pong the fd path made 1.8× the
-    round trips at 1 KiB and 8 % more at 64 KiB (DESIGN.md §5: Python pays per call,
-    not per byte).
-    A call that does not block is then no checkpoint, so every ``YIELD_EVERY``-th one
-    yields explicitly: a peer that always answers at once cannot starve other tasks
-    or a Ctrl-C.  With ``exclusive``, the fd is blocking with send and receive
-    timeouts of ``EXCLUSIVE_WAIT_MS`` while the wire is entered (``with wire:``; see
-    ``exclusive_thread`` in :func:`receive_session`), so EAGAIN means "timed out".
-    Any other stream (memory streams in tests, TLS) uses its own methods.  Failures
-    become :class:`ConnectionLost` naming ``peer``.
-    """
-
-    YIELD_EVERY = 32
-
-    def __init__(self, stream: trio.abc.Stream, peer: Side, *, exclusive: bool = False) -> None:
-        self._stream = stream
-        self._peer = peer
-        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
-        self._unblocked = 0  # calls since the last checkpoint
-        self._exclusive = exclusive and self._fd >= 0
-        # Exclusive: nothing but the signal watcher waits for our checkpoints, and each
-        # costs ~3 µs (a scheduler pass and an epoll_wait): 2-3 % of a 1 KiB round trip
-        # at every 16th.  A signal still waits at most EXCLUSIVE_YIELD_EVERY calls of
-        # at most EXCLUSIVE_WAIT_MS each (0.64 s for a peer that trickles bytes).
-        self._yield_every = EXCLUSIVE_YIELD_EVERY if self._exclusive else self.YIELD_EVERY
-        # One buffer for every read: a fresh 256 KiB bytes object per read cost ~12 % at
-        # 64 KiB payloads.  The protocol machines copy nothing they keep past NEED_DATA.
-        self._buffer = bytearray(CHUNK if self._fd >= 0 else 0)
-        self._buffers = (self._buffer,)  # for readv, made once
-        self._view = memoryview(self._buffer)
-
-    @property
-    def direct(self) -> bool:
-        """True when the fd path is in use."""
-        return self._fd >= 0
-
-    def __enter__(self) -> _Wire:
-        if self._exclusive:
-            assert isinstance(self._stream, trio.SocketStream)
-            timeout = _TIMEVAL.pack(0, EXCLUSIVE_WAIT_MS * 1000)
-            try:
-                for option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
-                    self._stream.socket.setsockopt(_socket.SOL_SOCKET, option, timeout)
-                os.set_blocking(self._fd, True)
-            except OSError as exc:
-                raise translate(exc, self._peer) from exc
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._exclusive:  # give the stream back as Trio expects it: non-blocking
-            assert isinstance(self._stream, trio.SocketStream)
-            with contextlib.suppress(OSError):  # a dead socket is closed next anyway
-                os.set_blocking(self._fd, False)
-                for option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
-                    self._stream.socket.setsockopt(_socket.SOL_SOCKET, option, _NO_TIMEOUT)
-
-    async def send_all(self, data: bytes) -> None:
-        try:
-            if self._fd < 0:
-                await self._stream.send_all(data)
-                return
-            try:
-                sent = os.write(self._fd, data)
-            except BlockingIOError:
-                sent = 0
-            if sent != len(data):
-                view = memoryview(data)[sent:]
-                while True:
-                    await trio.lowlevel.wait_writable(self._fd)
-                    self._unblocked = 0
-                    try:
-                        sent = os.write(self._fd, view)
-                    except BlockingIOError:
-                        sent = 0
-                    if sent == len(view):
-                        break
-                    view = view[sent:]
-            self._unblocked += 1
-            if self._unblocked >= self._yield_every:
-                await self._yield()
-        except _STREAM_ERRORS as exc:
-            raise translate(exc, self._peer) from exc
-
-    async def receive(self) -> bytes | bytearray | memoryview:
-        """Some bytes; b"" at EOF.  A view of a buffer that the next call reuses."""
-        try:
-            if self._fd < 0:
-                return await self._stream.receive_some(CHUNK)
-            while True:
-                try:
-                    count = os.readv(self._fd, self._buffers)
-                except BlockingIOError:
-                    await trio.lowlevel.wait_readable(self._fd)
-                    self._unblocked = 0
-                    continue
-                self._unblocked += 1
-                if self._unblocked >= self._yield_every:
-                    await self._yield()
-                return self._view[:count]
-        except _STREAM_ERRORS as exc:
-            raise translate(exc, self._peer) from exc
-
-    async def _yield(self) -> None:
-        self._unblocked = 0
-        await trio.lowlevel.checkpoint()
 
 
 # --- the commands -------------------------------------------------------------------
@@ -539,12 +409,7 @@ async def transmit_main(opts: TtcpTransmitOptions) -> int:
         "mode": "ttcp", "role": "transmit", "peer": peer, **result.as_dict(),
         "nodelay": opts.nodelay,
     }  # fmt: skip
-    if opts.json_file is not None:
-        append_json(opts.json_file, report)
-    if opts.json:
-        _emit(json.dumps(report))
-    else:
-        _emit(*result.human_lines())
+    _report(report, result, opts.json, opts.json_file)
     return 0
 
 
@@ -580,12 +445,16 @@ async def _receive_one(conn: trio.SocketStream, opts: TtcpReceiveOptions) -> Non
     finally:
         await trio.aclose_forcefully(conn)
     report = {"mode": "ttcp", "role": "receive", "peer": peer, **result.as_dict()}
-    if opts.json_file is not None:
-        append_json(opts.json_file, report)
-    if opts.json:
-        _emit(json.dumps(report))
-    else:
-        _emit(*result.human_lines())
+    _report(report, result, opts.json, opts.json_file)
+
+
+def _report(
+    report: dict[str, object], result: Throughput, json_out: bool, json_file: str | None
+) -> None:
+    """The JSON object to ``json_file`` (if any), then it or the human lines to stdout."""
+    if json_file is not None:
+        append_json(json_file, report)
+    _emit(*([json.dumps(report)] if json_out else result.human_lines()))
 
 
 def _print_session(session: ttcp.Session) -> None:

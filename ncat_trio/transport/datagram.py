@@ -16,14 +16,16 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import trio
 
 from ..diag import format_address
 from ..errors import ConnectError
+from .access import DatagramGate
 from .endpoint import IPSockAddr
-from .net import Endpoint, resolve
+from .net import Endpoint, bind_listening, bind_source, resolve
+from .sockopts import Configure
 
 WallClock = Callable[[], int]  # ns since the Unix epoch
 
@@ -119,82 +121,99 @@ class ConnectedDatagramSocket:
         self._name = name
         self._receiver = StampedReceiver(sock, clock)
 
-    def _error(self, exc: OSError) -> ConnectError:
-        why = describe(exc)
-        if exc.errno == errno.ECONNREFUSED:
-            why = "port unreachable (connection refused): is a server running there?"
-        error = ConnectError(self._name, why)
-        error.__cause__ = exc
-        return error
-
     async def send(self, data: bytes) -> None:
         try:
             await self._sock.send(data)
         except OSError as exc:
-            raise self._error(exc) from exc
+            raise peer_error(exc, self._name) from exc
 
     async def receive(self) -> tuple[bytes, int]:
         """The next datagram and its arrival time (ns since the epoch)."""
         try:
             data, stamp, _truncated, _address = await self._receiver.receive()
         except OSError as exc:
-            raise self._error(exc) from exc
+            raise peer_error(exc, self._name) from exc
         return data, stamp
 
 
-async def connect_udp(endpoint: Endpoint) -> trio.socket.SocketType:
-    """A UDP socket connected to the first address of ``endpoint``."""
-    infos = await resolve(endpoint, socktype=trio.socket.SOCK_DGRAM)
-    family, socktype, proto, _canon, sockaddr = infos[0]
-    sock = trio.socket.socket(family, socktype, proto)
-    try:
-        await sock.connect(sockaddr)
-    except OSError as exc:
-        sock.close()
-        raise ConnectError(f"connect to {format_address(sockaddr)}", describe(exc)) from exc
-    return sock
+def peer_error(exc: OSError, name: str, broadcast_flag: str | None = None) -> ConnectError:
+    """An error a UDP socket reported for its peer, as :class:`ConnectError` naming it;
+    EACCES (a broadcast address without SO_BROADCAST) names ``broadcast_flag``."""
+    why = describe(exc)
+    if exc.errno == errno.ECONNREFUSED:
+        why = "port unreachable (connection refused): is a server running there?"
+    elif exc.errno == errno.EACCES and broadcast_flag is not None:
+        why += f" (a broadcast address needs {broadcast_flag})"
+    error = ConnectError(name, why)
+    error.__cause__ = exc
+    return error
 
 
-async def bind_udp(
-    endpoint: Endpoint, *, configure: Callable[[trio.socket.SocketType], None] | None = None
+async def connect_udp(
+    endpoint: Endpoint,
+    *,
+    source: Endpoint | None = None,
+    configure: Configure | None = None,
+    broadcast_flag: str | None = None,
 ) -> trio.socket.SocketType:
-    """A bound UDP socket.  No host: one dual-stack ``::`` socket (else ``0.0.0.0``).
+    """A UDP socket connected to ``endpoint`` (every resolved address in turn).
 
-    ``configure`` sets socket options before the bind (netcat's --reuseport, --ttl, ...).
+    ``configure`` sets socket options first; ``source`` binds the local end (nc's -s/-p).
     """
-    if endpoint.host is None:
-        candidates: list[tuple[int, tuple[str, int]]] = []
-        if endpoint.family in (0, trio.socket.AF_INET6):
-            candidates.append((trio.socket.AF_INET6, ("::", endpoint.port)))
-        if endpoint.family in (0, trio.socket.AF_INET):
-            candidates.append((trio.socket.AF_INET, ("0.0.0.0", endpoint.port)))
-    else:
-        infos = await resolve(endpoint, passive=True, socktype=trio.socket.SOCK_DGRAM)
-        candidates = [(infos[0][0], infos[0][4][:2])]
+    infos = await resolve(endpoint, socktype=trio.socket.SOCK_DGRAM)
     last: ConnectError | None = None
-    for family, address in candidates:
+    for family, socktype, proto, _canon, sockaddr in infos:
+        name = f"connect to {format_address(sockaddr)}"
         try:
-            sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
-        except OSError as exc:  # no IPv6 here
-            last = ConnectError(f"listen on {format_address(address)}", describe(exc))
-            continue
+            sock = trio.socket.socket(family, socktype, proto)
+        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: no socket to connect with
+            raise ConnectError(name, describe(exc)) from exc
         try:
-            if family == trio.socket.AF_INET6:
-                v6only = endpoint.family == trio.socket.AF_INET6
-                sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, v6only)
             if configure is not None:
                 configure(sock)
-            await sock.bind(address)
+            if source is not None:
+                await bind_source(sock, family, source, socktype=trio.socket.SOCK_DGRAM)
+            await sock.connect(sockaddr)
         except OSError as exc:
             sock.close()
-            why = describe(exc)
-            if exc.errno == errno.EACCES and endpoint.port < 1024:
-                why += f" (port {endpoint.port} is privileged: run as root or pick another)"
-            last = ConnectError(f"listen on {format_address(address)}", why)
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise last from exc
-            last.__cause__ = exc
+            last = peer_error(exc, name, broadcast_flag)
             continue
+        except BaseException:
+            sock.close()
+            raise
         return sock
     assert last is not None
     raise last
+
+
+async def first_sender(sock: trio.socket.SocketType, gate: DatagramGate | None = None) -> Any:
+    """The address of the first admitted datagram queued on ``sock``, which stays
+    queued; datagrams from sources ``gate`` denies are read and dropped."""
+    while True:
+        try:
+            _data, address = await sock.recvfrom(1, _stdsocket.MSG_PEEK)
+            if gate is None or gate.admits(address):
+                return address
+            await sock.recvfrom(1)  # drop the denied datagram (the rest of it goes too)
+        except OSError as exc:
+            raise peer_error(exc, "first datagram") from exc
+
+
+async def receive_into(sock: trio.socket.SocketType, buffer: bytearray) -> tuple[int, Any]:
+    """``(size, address)`` of the next datagram, copied into ``buffer``.  ``size`` is the
+    datagram's real size (``MSG_TRUNC``): bigger than ``buffer`` means it was cut."""
+    size, address = await sock.recvfrom_into(buffer, 0, _stdsocket.MSG_TRUNC)
+    return size, address
+
+
+async def bind_udp(
+    endpoint: Endpoint, *, configure: Configure | None = None
+) -> trio.socket.SocketType:
+    """A bound UDP socket (``net.bind_listening``: no host is one dual-stack ``::``
+    socket, else ``0.0.0.0``).  ``configure``: options before the bind (--reuseport, --ttl)."""
+    socktype = trio.socket.SOCK_DGRAM
+    infos = (
+        None if endpoint.host is None else await resolve(endpoint, passive=True, socktype=socktype)
+    )
+    raw = bind_listening(endpoint, infos, socktype=socktype, configure=configure)
+    return trio.socket.from_stdlib_socket(raw)

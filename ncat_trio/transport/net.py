@@ -91,7 +91,7 @@ async def connect_tcp(
             if configure is not None:  # socket options, before bind/connect
                 configure(sock)
             if source is not None:
-                await _bind_source(sock, family, source)
+                await bind_source(sock, family, source)
             try:
                 await sock.connect(sockaddr)
             except OSError as exc:
@@ -122,12 +122,21 @@ async def connect_tcp(
     raise last
 
 
-async def _bind_source(sock: trio.socket.SocketType, family: int, source: Endpoint) -> None:
-    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+async def bind_source(
+    sock: trio.socket.SocketType,
+    family: int,
+    source: Endpoint,
+    *,
+    socktype: int = _stdsocket.SOCK_STREAM,
+) -> None:
+    """Bind a connecting socket's local end to ``source`` (nc's -s/-p)."""
+    if socktype == _stdsocket.SOCK_STREAM:  # a TCP source port in TIME_WAIT stays usable
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
     host = source.host
     if host is None:
         host = "::" if family == trio.socket.AF_INET6 else "0.0.0.0"
-    infos = await resolve(Endpoint(host, source.port, family, source.numeric), passive=True)
+    local = Endpoint(host, source.port, family, source.numeric)
+    infos = await resolve(local, passive=True, socktype=socktype)
     try:
         await sock.bind(infos[0][4])
     except OSError as exc:
@@ -139,42 +148,103 @@ async def open_tcp_listener(
     *,
     backlog: int = 128,
     configure: Callable[[trio.socket.SocketType], None] | None = None,
+    reuseport: bool = False,
 ) -> trio.SocketListener:
     """Bind and listen.  With no host: one dual-stack ``::`` socket (IPv4-mapped peers
-    accepted) so that port 0 yields one port for both families, else ``0.0.0.0``."""
-    if endpoint.host is None:
+    accepted) so that port 0 yields one port for both families, else ``0.0.0.0``.
+
+    ``reuseport``: SO_REUSEPORT, to share the address :func:`reserve_reuseport` took
+    with other processes (the kernel spreads new connections over their queues).
+    """
+    infos = None if endpoint.host is None else await resolve(endpoint, passive=True)
+    sock = trio.socket.from_stdlib_socket(
+        bind_listening(endpoint, infos, reuseport=reuseport, configure=configure)
+    )
+    try:
+        sock.listen(backlog)
+    except OSError as exc:
+        where = format_address(sock.getsockname())
+        sock.close()
+        raise ConnectError(f"listen on {where}", _why(exc)) from exc
+    return trio.SocketListener(sock)
+
+
+HAS_REUSEPORT = hasattr(_stdsocket, "SO_REUSEPORT")  # relay --workers needs it
+
+
+def reserve_reuseport(endpoint: Endpoint) -> tuple[_stdsocket.socket, Endpoint]:
+    """Bind (not listen) a SO_REUSEPORT socket before any Trio run (``relay --workers``
+    forks after it): the address, port 0 made real, that every process then opens with
+    ``open_tcp_listener(..., reuseport=True)``.  Returns the socket (close it once they
+    all listen) and that endpoint."""
+    infos: list[AddrInfo] | None = None
+    if endpoint.host is not None:
+        flags = _stdsocket.AI_PASSIVE | (_stdsocket.AI_NUMERICHOST if endpoint.numeric else 0)
+        try:
+            infos = _stdsocket.getaddrinfo(  # type: ignore[assignment]
+                endpoint.host, endpoint.port, endpoint.family, _stdsocket.SOCK_STREAM, 0, flags
+            )
+        except _stdsocket.gaierror as exc:
+            why = str(exc.strerror).lower()
+            raise ConnectError(f"cannot resolve {endpoint.host}", why) from exc
+    sock = bind_listening(endpoint, infos, reuseport=True)
+    host, port = sock.getsockname()[:2]
+    # No host: the workers make the same dual-stack choice (no second resolve).
+    shared = Endpoint(None if endpoint.host is None else host, port, endpoint.family, numeric=True)
+    return sock, shared
+
+
+def bind_listening(
+    endpoint: Endpoint,
+    infos: list[AddrInfo] | None,
+    *,
+    socktype: int = _stdsocket.SOCK_STREAM,
+    reuseport: bool = False,
+    configure: Callable[[trio.socket.SocketType], None] | None = None,
+) -> _stdsocket.socket:
+    """The one listening-socket factory (TCP and UDP): bound, not listening.
+
+    No host (``infos`` None): one dual-stack ``::`` socket, else ``0.0.0.0``; else the
+    first of ``infos`` (the resolved ``endpoint``), so the bind itself never blocks.
+    A plain socket: :func:`reserve_reuseport` runs (and closes it) outside Trio.
+    """
+    if infos is None:
         candidates: list[tuple[int, tuple[str, int]]] = []
         if endpoint.family in (0, trio.socket.AF_INET6):
             candidates.append((trio.socket.AF_INET6, ("::", endpoint.port)))
         if endpoint.family in (0, trio.socket.AF_INET):
             candidates.append((trio.socket.AF_INET, ("0.0.0.0", endpoint.port)))
     else:
-        infos = await resolve(endpoint, passive=True)
         candidates = [(info[0], info[4][:2]) for info in infos[:1]]
     last: ConnectError | None = None
     for family, address in candidates:
         try:
-            sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+            raw = _stdsocket.socket(family, socktype)
         except OSError as exc:  # EAFNOSUPPORT: no IPv6 here
             last = ConnectError(f"listen on {format_address(address)}", _why(exc))
             continue
         try:
-            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+            if socktype == _stdsocket.SOCK_STREAM:
+                raw.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+            if reuseport:
+                raw.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
             if family == trio.socket.AF_INET6:
                 v6only = endpoint.family == trio.socket.AF_INET6
-                sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, v6only)
-            if configure is not None:  # socket options, before bind
-                configure(sock)
-            await sock.bind(address)
-            sock.listen(backlog)
+                raw.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, v6only)
+            if configure is not None:  # socket options, before bind (Trio's view of it)
+                configure(trio.socket.from_stdlib_socket(raw))
+            raw.bind(address)  # a resolved, numeric address: no lookup, no wait
         except OSError as exc:
-            sock.close()
-            last = ConnectError(f"listen on {format_address(address)}", _why(exc))
+            raw.close()
+            why = _why(exc)
+            if exc.errno == errno.EACCES and 0 < endpoint.port < 1024:
+                why += f" (port {endpoint.port} is privileged: run as root or pick another)"
+            last = ConnectError(f"listen on {format_address(address)}", why)
             last.__cause__ = exc
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise last from exc
             continue
-        return trio.SocketListener(sock)
+        return raw
     assert last is not None
     raise last
 

@@ -39,15 +39,31 @@ def _why(exc: OSError, path: str) -> str:
     return why
 
 
-def _socket(kind: int, configure: Configure | None) -> trio.socket.SocketType:
-    sock = trio.socket.socket(_stdsocket.AF_UNIX, kind)
+def _socket(
+    kind: int, configure: Configure | None, *, autobind: bool = False
+) -> trio.socket.SocketType:
+    raw = _stdsocket.socket(_stdsocket.AF_UNIX, kind)
     try:
+        if autobind:
+            raw.bind("")  # an abstract address, no file to clean up (trio's bind refuses "")
+        sock = trio.socket.from_stdlib_socket(raw)
         if configure is not None:
             configure(sock)
     except BaseException:
-        sock.close()
+        raw.close()
         raise
     return sock
+
+
+async def _connect(sock: trio.socket.SocketType, path: str) -> None:
+    try:
+        await sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise ConnectError(f"connect to {path}", _why(exc, path)) from exc
+    except BaseException:
+        sock.close()
+        raise
 
 
 async def connect_unix_stream(
@@ -55,14 +71,7 @@ async def connect_unix_stream(
 ) -> trio.SocketStream:
     """A stream connection to the listener at ``path``; failures are :class:`ConnectError`."""
     sock = _socket(_stdsocket.SOCK_STREAM, configure)
-    try:
-        await sock.connect(path)
-    except OSError as exc:
-        sock.close()
-        raise ConnectError(f"connect to {path}", _why(exc, path)) from exc
-    except BaseException:
-        sock.close()
-        raise
+    await _connect(sock, path)
     return trio.SocketStream(sock)
 
 
@@ -70,23 +79,8 @@ async def connect_unix_datagram(
     path: str, *, configure: Configure | None = None
 ) -> trio.socket.SocketType:
     """A datagram socket connected to ``path``, bound to an abstract address for replies."""
-    raw = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_DGRAM)
-    try:
-        raw.bind("")  # autobind: an abstract address, no file to clean up (trio's bind refuses "")
-    except BaseException:
-        raw.close()
-        raise
-    sock = trio.socket.from_stdlib_socket(raw)
-    try:
-        if configure is not None:
-            configure(sock)
-        await sock.connect(path)
-    except OSError as exc:
-        sock.close()
-        raise ConnectError(f"connect to {path}", _why(exc, path)) from exc
-    except BaseException:
-        sock.close()
-        raise
+    sock = _socket(_stdsocket.SOCK_DGRAM, configure, autobind=True)
+    await _connect(sock, path)
     return sock
 
 
