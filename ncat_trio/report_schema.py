@@ -51,8 +51,10 @@ NETCAT = _object(
         ),
         "ended": _field(
             "string",
-            "`complete`, `linger expired`, `error`, `cancelled` (a signal)",
-            enum=["complete", "linger expired", "error", "cancelled"],
+            "`peer closed` (its FIN arrived and everything it sent was written; whether it "
+            "read all we sent is not known), `stdout closed` (stdout's reader left with "
+            "nothing received unwritten), `linger expired`, `error`, `cancelled` (a signal)",
+            enum=["peer closed", "stdout closed", "linger expired", "error", "cancelled"],
         ),
         "exit_code": _field(
             ["integer", "null"], "the exit code this connection implies (null when cancelled)"

@@ -32,7 +32,7 @@ from ..errors import ConnectError, LocalIOError, NcatError, NcatTimeout
 from ..progress import show_progress, summary_line
 from ..transport import net
 from ..transport.access import AccessPolicy, admit
-from ..transport.pump import Side, run_directions, send_eof
+from ..transport.pump import Side, SinkGone, run_directions, send_eof
 from ..transport.sockopts import SocketOptions, apply_socket_options
 from ..transport.stdio import CHUNK, FdKind, fd_kind, open_stdin, open_stdout
 from ..transport.throttle import ThrottledReceiveStream
@@ -72,6 +72,7 @@ class SessionResult:
     stdin_eof: bool = False  # all of stdin was read and sent
     peer_eof: bool = False  # the peer's FIN arrived (all it sent was written out)
     lingered_out: bool = False  # -q expired before the peer's EOF
+    stdout_gone: bool = False  # stdout's reader left, every received byte written (exit 0)
 
 
 @dataclass(frozen=True)
@@ -171,11 +172,17 @@ async def netcat_session(
     async def download() -> None:
         with download_scope:
             sink = stdout if options.receive else None
-            await copy(
-                download_source, sink, source_side=peer, sink_side=STDOUT,
-                chunk_size=options.chunk_size, on_chunk=received, zerocopy=options.zerocopy,
-            )  # fmt: skip
-            result.peer_eof = True
+            try:
+                await copy(
+                    download_source, sink, source_side=peer, sink_side=STDOUT,
+                    chunk_size=options.chunk_size, on_chunk=received, zerocopy=options.zerocopy,
+                )  # fmt: skip
+            except SinkGone:
+                # Downstream left with nothing of ours unwritten (issue 16 §1): a normal
+                # end of this direction, and nothing more is read from the network.
+                result.stdout_gone = True
+            else:
+                result.peer_eof = True
             if options.exit_on_peer_eof or not sending:
                 upload_scope.cancel()
         if download_scope.cancelled_caught:
@@ -203,7 +210,7 @@ async def close_gracefully(
     A lingered-out session counts as finished: for TCP the two closes are the same
     ``close()``, and TLS must still send its ``close_notify`` (its only EOF signal).
     """
-    if result is not None and (result.peer_eof or result.lingered_out):
+    if result is not None and (result.peer_eof or result.lingered_out or result.stdout_gone):
         with trio.move_on_after(5) as scope:
             scope.shield = True
             await conn.aclose()
@@ -280,6 +287,16 @@ def _stdin_size(options: SessionOptions) -> int | None:
     return max(0, os.fstat(0).st_size - os.lseek(0, 0, os.SEEK_CUR))
 
 
+def _how_it_ended(live: SessionResult) -> str:
+    """What we know of a finished session's end, and no more (issue 16 §2): a peer's FIN
+    says it stopped sending, not that it read (or kept) what we sent."""
+    if live.lingered_out:
+        return "linger expired"
+    if live.stdout_gone:
+        return "stdout closed"
+    return "peer closed"
+
+
 def _summaries(
     opts: NetcatOptions,
     peer_name: str,
@@ -295,7 +312,7 @@ def _summaries(
     elif not finished:
         ended, code = "cancelled", None
     else:
-        ended, code = ("linger expired" if live.lingered_out else "complete"), 0
+        ended, code = _how_it_ended(live), 0
     if opts.report.stats:
         line = summary_line(live.bytes_sent, live.bytes_received, seconds)
         diag.say(f"{peer_name}: {line} ({ended})")
