@@ -89,6 +89,13 @@ _PROGRESS_SPELLINGS = {"--progress=auto": "--progress-auto", "--progress=always"
 _PROGRESS_SPELLINGS["--keepalive"] = "--keepalive="
 
 
+def _spelled_out(arg: str) -> str:
+    """``--progress=WHEN``, ``--keepalive``, ``--shutdown=WHEN`` as typer takes them."""
+    if arg.startswith("--shutdown="):  # the -N flag with a value: now, idle[:SECS], never
+        return "--shutdown-when=" + arg.removeprefix("--shutdown=")
+    return _PROGRESS_SPELLINGS.get(arg, arg)
+
+
 def rewrite_shorthand(args: list[str]) -> list[str]:
     """Turn nc spellings into subcommands: ``-l`` anywhere means ``listen``, else ``connect``.
 
@@ -134,7 +141,7 @@ def run_cli(args: list[str]) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(
-            rewrite_shorthand([_PROGRESS_SPELLINGS.get(a, a) for a in args]),
+            rewrite_shorthand([_spelled_out(a) for a in args]),
             prog_name="ncat-trio",
             standalone_mode=False,
         )

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .. import diag, progress
-from ..errors import ConnectError, LocalIOError, NcatError, NcatTimeout
+from ..errors import ConnectError, ConnectionLost, LocalIOError, NcatError, NcatTimeout
 from ..progress import show_progress, summary_line
 from ..transport import net
 from ..transport.access import AccessPolicy, admit
@@ -54,7 +54,12 @@ class SessionOptions:
 
     send: bool = True  # read stdin and send it (False: -d/--no-stdin/--recv-only)
     receive: bool = True  # write what arrives to stdout (False: --send-only, discarded)
-    shutdown: bool = True  # send FIN at stdin EOF (-N, the default; --no-shutdown)
+    shutdown: bool = True  # send FIN after stdin EOF (False: --no-shutdown, never)
+    # With ``shutdown``: hold the FIN until the peer has sent nothing for this many seconds
+    # (``--shutdown=idle``, the CLI's default; None: at stdin EOF, ``-N``).  Servers that
+    # take a FIN as an abort (nginx, tinyproxy, ncat's proxy: README, "Differences")
+    # finish sending first; a server that reads to EOF gets the FIN this much later.
+    fin_after_quiet: float | None = None
     linger: float | None = None  # -q: max seconds to wait for peer EOF after stdin EOF
     idle_timeout: float | None = None  # -i: fail when nothing moves for this long
     exit_on_peer_eof: bool = False  # stop uploading at peer EOF (set for a TTY stdin)
@@ -145,9 +150,25 @@ async def netcat_session(
         result.bytes_sent += n
         activity(n)
 
+    last_received = -math.inf  # trio time of the last bytes from the peer
+    download_done = trio.Event()
+
     def received(n: int) -> None:
+        nonlocal last_received
         result.bytes_received += n
+        last_received = trio.current_time()
         activity(n)
+
+    async def wait_until_peer_quiet(quiet: float) -> None:
+        """Until the peer has sent nothing for ``quiet`` s, or its direction ended.  Wakes
+        once per period at most: each deadline is pushed back by what arrived since."""
+        quiet_since = trio.current_time()
+        while not download_done.is_set():
+            deadline = max(quiet_since, last_received) + quiet
+            if trio.current_time() >= deadline:
+                return
+            with trio.move_on_at(deadline):
+                await download_done.wait()
 
     upload_source: trio.abc.ReceiveStream | None = stdin
     download_source: trio.abc.ReceiveStream = conn
@@ -164,10 +185,12 @@ async def netcat_session(
                     chunk_size=options.chunk_size, on_chunk=sent, zerocopy=options.zerocopy,
                 )  # fmt: skip
                 result.stdin_eof = True
-                if options.shutdown:
-                    await send_eof(conn, peer)
-                if options.linger is not None:
+                if options.linger is not None:  # -q counts from stdin EOF
                     download_scope.deadline = trio.current_time() + options.linger
+                if options.shutdown:
+                    if options.fin_after_quiet is not None:
+                        await wait_until_peer_quiet(options.fin_after_quiet)
+                    await _fin(conn, peer, result, download_done)
 
     async def download() -> None:
         with download_scope:
@@ -183,6 +206,8 @@ async def netcat_session(
                 result.stdout_gone = True
             else:
                 result.peer_eof = True
+            finally:
+                download_done.set()
             if options.exit_on_peer_eof or not sending:
                 upload_scope.cancel()
         if download_scope.cancelled_caught:
@@ -196,6 +221,27 @@ async def netcat_session(
     if idle_scope.cancelled_caught:
         raise NcatTimeout(peer_name, f"idle for {idle:g} s (-i)")
     return result
+
+
+async def _fin(
+    conn: trio.abc.HalfCloseableStream,
+    peer: Side,
+    result: SessionResult,
+    download_done: trio.Event,
+) -> None:
+    """Our FIN.  When it fails because the peer already closed the connection *cleanly*
+    (its FIN came first, then a reset: ENOTCONN) after its TCP acknowledged every byte we
+    sent, nothing was lost and the FIN is moot, so the session still ends well (issue 15
+    §4: through ncat's HTTP proxy the whole reply arrived and we exited 3).  A peer that
+    reset bytes of ours unread (a --deny'd client) stays exit 3.  The receive side learns
+    of the peer's FIN as soon as the reset is in, so it is waited for, briefly."""
+    try:
+        await send_eof(conn, peer)
+    except ConnectionLost:
+        with trio.move_on_after(1):
+            await download_done.wait()
+        if not result.peer_eof or net.all_acknowledged(conn, result.bytes_sent) is False:
+            raise
 
 
 def _after(seconds: float | None) -> float:

@@ -7,6 +7,7 @@ the sender.  At most one chunk (``chunk_size`` bytes) is held in user space.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -36,10 +37,22 @@ def describe_failure(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+#: What a connection's failure on send, shutdown or receive can only mean: the peer reset
+#: it.  Which of the three a reset shows depends on which call meets it first (a denied
+#: client saw each at random, issue 15 §4), so a person is told one sentence.
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN})
+
+
 def translate(exc: BaseException, where: Side) -> NcatError:
     """Translate a stream failure at ``where`` into the domain error tree."""
-    cls = LocalIOError if where.local else ConnectionLost
-    return cls(where.name, describe_failure(exc))
+    if where.local:
+        return LocalIOError(where.name, describe_failure(exc))
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__
+    if isinstance(cause, OSError) and cause.errno in _RESET_ERRNOS:
+        return ConnectionLost(where.name, "connection reset by peer")
+    return ConnectionLost(where.name, describe_failure(exc))
 
 
 class SinkGone(Exception):  # an end, not an error
