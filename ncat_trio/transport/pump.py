@@ -55,14 +55,16 @@ def translate(exc: BaseException, where: Side) -> NcatError:
     return ConnectionLost(where.name, describe_failure(exc))
 
 
-class SinkGone(Exception):  # an end, not an error
+class SinkGone(LocalIOError):
     """The reader of the sink went away and **no byte received was left unwritten**.
 
     A normal end, like EOF (issue 16 §1): ``ncat-trio … | head -c 1000`` when the peer
     sent exactly those 1000 bytes.  Splicing socket → pipe reports the pipe's EPIPE
     before the socket's own end of data, so without this the fast path failed where
     the portable pump (which only writes when it has data) and every nc ended cleanly.
-    When received bytes could not be written, the failure stays a LocalIOError.
+    When received bytes could not be written, the failure stays a plain LocalIOError.
+    A caller that does not tell the two apart (exec: a child that stopped reading) sees
+    the LocalIOError it always saw.
     """
 
 

@@ -215,7 +215,9 @@ class _KernelCopy:
                 continue
             except OSError as exc:
                 if self._nothing_lost(exc, src, dst):
-                    raise SinkGone(to_side.name) from exc
+                    raise SinkGone(
+                        to_side.name, "its reader left; nothing received was unwritten"
+                    ) from exc
                 raise translate(exc, _blame(exc, src, dst, from_side, to_side)) from exc
             if n == 0:
                 await trio.lowlevel.checkpoint()
