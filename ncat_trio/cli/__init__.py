@@ -89,6 +89,27 @@ _PROGRESS_SPELLINGS = {"--progress=auto": "--progress-auto", "--progress=always"
 _PROGRESS_SPELLINGS["--keepalive"] = "--keepalive="
 
 
+#: nc.openbsd / ncat flags this tool spells differently, or has not: the usage error
+#: names the equivalent instead of only "no such option".
+NC_FLAG_EQUIVALENTS = {
+    "-I": "nc.openbsd's receive buffer is --rcvbuf BYTES",
+    "-O": "nc.openbsd's send buffer is --sndbuf BYTES",
+    "-M": "nc.openbsd's outgoing TTL is --ttl N",
+    "-T": "nc.openbsd's -T (TOS/DSCP) is --tos VALUE",
+    "-b": "nc.openbsd's -b is --broadcast (with -u)",
+    "-m": "ncat's -m (--max-conns) is listen -k --max-conns N",
+    "-t": "telnet negotiation (-t) is not supported",
+    "-r": "random port order (-r) is not supported; scan in order with `scan`",
+    "-D": "SO_DEBUG (-D) is not supported",
+    "-S": "TCP MD5 signatures (-S) are not supported",
+    "-x": "-x (nc.openbsd's proxy) is a connect flag: ncat-trio -x ADDR[:PORT] HOST PORT; "
+    "ncat's hex dump -x FILE is -o FILE",
+    "-X": "-X (nc.openbsd's proxy protocol) goes with -x ADDR[:PORT] in connect",
+    "-g": "source routing (-g/-G) is not supported",
+    "-G": "source routing (-g/-G) is not supported",
+}
+
+
 def _spelled_out(arg: str) -> str:
     """``--progress=WHEN``, ``--keepalive``, ``--shutdown=WHEN`` as typer takes them."""
     if arg.startswith("--shutdown="):  # the -N flag with a value: now, idle[:SECS], never
@@ -155,6 +176,9 @@ def run_cli(args: list[str]) -> int:
             number = re.fullmatch(r"No such option: (-[0-9.]+)", message)
             if number is not None:  # `ncat-trio host -1`: a negative number, not a flag
                 message = f"invalid value {number.group(1)!r}: negative numbers are not allowed"
+            flag = re.match(r"No such option: (-\w)\b", message)
+            if flag is not None and flag.group(1) in NC_FLAG_EQUIVALENTS:
+                message = f"no option {flag.group(1)}: {NC_FLAG_EQUIVALENTS[flag.group(1)]}"
             diag.say(f"{message} (see ncat-trio --help)")
         return ExitCode.USAGE
     except typer.Abort:

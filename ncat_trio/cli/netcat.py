@@ -16,7 +16,6 @@ from .common import (
     IO,
     OUT,
     TIME,
-    ConnectTimeout,
     IPv4,
     IPv6,
     JsonFile,
@@ -71,6 +70,26 @@ NoShutdown = Annotated[
         "--no-shutdown",
         help="Never send FIN; keep reading until the peer closes (--shutdown=never).",
         rich_help_panel=IO,
+    ),
+]
+Wait = Annotated[
+    str | None,
+    typer.Option(
+        "-w",
+        "--wait",
+        metavar="SECS",
+        help="nc.openbsd's -w: give up connecting after SECS (exit 4), and end the session "
+        "(exit 0) once nothing has moved either way for SECS.",
+        rich_help_panel=TIME,
+    ),
+]
+ConnectOnly = Annotated[
+    str | None,
+    typer.Option(
+        "--connect-timeout",
+        metavar="SECS",
+        help="Give up connecting after SECS (exit 4); no effect once connected.",
+        rich_help_panel=TIME,
     ),
 ]
 #: ``--shutdown=WHEN`` (typer cannot give the -N flag a value: cli/__init__.py rewrites it).
@@ -147,6 +166,7 @@ RecvOnly = Annotated[
 def _session(
     linger: str | None,
     idle: str | None,
+    wait: str | None,
     fin: tuple[bool, bool, str | None],
     no_stdin: bool,
     send_only: bool,
@@ -164,6 +184,7 @@ def _session(
         **_fin_policy(*fin),
         linger=None if linger is None else parse_duration(linger, what="linger (-q)"),
         idle_timeout=None if idle is None else parse_duration(idle, what="idle timeout (-i)"),
+        quiet_exit=None if wait is None else parse_duration(wait, what="-w"),
         zerocopy=not no_zerocopy,
         rate=_rate(rate),
     )
@@ -184,6 +205,15 @@ def _fin_policy(now: bool, never: bool, when: str | None) -> dict[str, Any]:
         quiet = FIN_QUIET if not seconds else parse_duration(seconds, what="--shutdown=idle")
         return {"shutdown": True, "fin_after_quiet": quiet}
     raise UsageError(f"invalid --shutdown={word!r}", "expected now, idle, idle:SECS or never")
+
+
+def _connect_timeout(wait: str | None, connect_only: str | None) -> float | None:
+    """``--connect-timeout`` (connect only) or ``-w`` (connect and quiet, as nc.openbsd)."""
+    if wait is not None and connect_only is not None:
+        raise UsageError("-w and --connect-timeout", "choose one (-w also ends a quiet session)")
+    if connect_only is not None:
+        return parse_duration(connect_only, what="--connect-timeout")
+    return None if wait is None else parse_duration(wait, what="-w")
 
 
 def _rate(text: str | None) -> float | None:
@@ -239,7 +269,8 @@ def connect(
             rich_help_panel=CONN,
         ),
     ] = None,
-    connect_timeout: ConnectTimeout = None,
+    wait: Wait = None,
+    connect_timeout: ConnectOnly = None,
     linger: Linger = None,
     idle_timeout: Idle = None,
     shutdown: Shutdown = False,
@@ -283,6 +314,8 @@ def connect(
     proxy: flags.Proxy = None,
     proxy_type: flags.ProxyTypeFlag = None,
     proxy_auth: flags.ProxyAuth = None,
+    nc_proxy: flags.NcProxy = None,
+    nc_proxy_type: flags.NcProxyType = None,
     crlf: flags.Crlf = False,
     output: flags.Output = None,
     append_output: flags.AppendOutput = False,
@@ -301,6 +334,7 @@ def connect(
         session=_session(
             linger,
             idle_timeout,
+            wait,
             (shutdown, no_shutdown, shutdown_when),
             no_stdin,
             send_only,
@@ -309,9 +343,7 @@ def connect(
             rate,
         ),
         source=src,
-        connect_timeout=None
-        if connect_timeout is None
-        else parse_duration(connect_timeout, what="connect timeout (-w)"),
+        connect_timeout=_connect_timeout(wait, connect_timeout),
         nodelay=nodelay,
         verbose=verbose,
         report=_reporting(progress, progress_auto, size, stats, json, json_file),
@@ -326,7 +358,12 @@ def connect(
             alpn=ssl_alpn,
             allow_truncation=ssl_allow_truncation,
         ),
-        proxy=flags.proxy_settings(proxy, proxy_type, proxy_auth, family=family, numeric=numeric),
+        proxy=flags.proxy_settings(
+            *flags.nc_proxy_spelling(proxy, proxy_type, nc_proxy, nc_proxy_type),
+            proxy_auth,
+            family=family,
+            numeric=numeric,
+        ),
         crlf=crlf,
         output=flags.dump_options(output, append_output),
     )
@@ -355,6 +392,16 @@ def listen(
             rich_help_panel=CONN,
         ),
     ] = None,
+    bind_source: Annotated[
+        str | None,
+        typer.Option(
+            "-s",
+            "--source",
+            metavar="ADDR",
+            help="Address to listen on (nc.openbsd's -l -s ADDR -p PORT).",
+            rich_help_panel=CONN,
+        ),
+    ] = None,
     keep_open: Annotated[
         bool,
         typer.Option(
@@ -364,6 +411,7 @@ def listen(
             rich_help_panel=CONN,
         ),
     ] = False,
+    wait: Wait = None,
     linger: Linger = None,
     idle_timeout: Idle = None,
     shutdown: Shutdown = False,
@@ -420,6 +468,10 @@ def listen(
     from ..modes import netcat  # lazy: keeps start-up light
 
     words = list(address or [])
+    if bind_source is not None:  # nc.openbsd: -l -s ADDR -p PORT
+        if len(words) + (port_option is not None) != 1:
+            raise UsageError("listen -s ADDR", "takes the port alone (-p PORT or PORT)")
+        words.insert(0, bind_source)
     if port_option is not None:
         words.append(port_option)
     words = transport.listen_words(words, unix)
@@ -433,6 +485,7 @@ def listen(
         session=_session(
             linger,
             idle_timeout,
+            wait,
             (shutdown, no_shutdown, shutdown_when),
             no_stdin,
             send_only,

@@ -205,6 +205,12 @@ def with_transport(
             "not supported (ncat starts a child per sender): without -k the first sender "
             "gets the child",
         )
+    if options.session.quiet_exit is not None and (udp or command is not None):
+        # Fail closed: the quiet end of -w lives in the stream session only.
+        raise UsageError(
+            "-w with -u or -e/-c",
+            "not supported: use -i SECS (idle, exit 4) or --connect-timeout SECS",
+        )
     if unix is not None and not unix.strip():
         raise UsageError("-U", "empty path")
     conns = 100

@@ -62,6 +62,9 @@ class SessionOptions:
     fin_after_quiet: float | None = None
     linger: float | None = None  # -q: max seconds to wait for peer EOF after stdin EOF
     idle_timeout: float | None = None  # -i: fail when nothing moves for this long
+    # -w (nc.openbsd): *end* the session, exit 0, when nothing has moved either way for
+    # this long (nc.openbsd -w 2 against a silent server exits 0 after 2 s; measured)
+    quiet_exit: float | None = None
     exit_on_peer_eof: bool = False  # stop uploading at peer EOF (set for a TTY stdin)
     chunk_size: int = CHUNK
     zerocopy: bool = True  # splice/sendfile where the fds allow (--no-zerocopy: never)
@@ -78,6 +81,7 @@ class SessionResult:
     peer_eof: bool = False  # the peer's FIN arrived (all it sent was written out)
     lingered_out: bool = False  # -q expired before the peer's EOF
     stdout_gone: bool = False  # stdout's reader left, every received byte written (exit 0)
+    quiet_out: bool = False  # -w: nothing moved either way for that long (exit 0, as nc)
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,8 @@ async def netcat_session(
     result = live if live is not None else SessionResult()
     idle = options.idle_timeout
     idle_scope = trio.CancelScope(deadline=_after(idle))
+    quiet = options.quiet_exit
+    quiet_scope = trio.CancelScope(deadline=_after(quiet))
     upload_scope = trio.CancelScope()
     download_scope = trio.CancelScope()
     sending = options.send and stdin is not None
@@ -145,6 +151,8 @@ async def netcat_session(
     def activity(_n: int) -> None:
         if idle is not None:
             idle_scope.deadline = trio.current_time() + idle
+        if quiet is not None:
+            quiet_scope.deadline = trio.current_time() + quiet
 
     def sent(n: int) -> None:
         result.bytes_sent += n
@@ -214,10 +222,13 @@ async def netcat_session(
             result.lingered_out = True
 
     failure: NcatError | None = None  # stays None when the idle timeout cancels both
-    with idle_scope:
+    with idle_scope, quiet_scope:
         failure = await run_directions(upload, download)
     if failure is not None:
         raise failure
+    if quiet_scope.cancelled_caught:
+        result.quiet_out = True
+        return result
     if idle_scope.cancelled_caught:
         raise NcatTimeout(peer_name, f"idle for {idle:g} s (-i)")
     return result
@@ -256,7 +267,9 @@ async def close_gracefully(
     A lingered-out session counts as finished: for TCP the two closes are the same
     ``close()``, and TLS must still send its ``close_notify`` (its only EOF signal).
     """
-    if result is not None and (result.peer_eof or result.lingered_out or result.stdout_gone):
+    if result is not None and (
+        result.peer_eof or result.lingered_out or result.stdout_gone or result.quiet_out
+    ):
         with trio.move_on_after(5) as scope:
             scope.shield = True
             await conn.aclose()
@@ -338,6 +351,8 @@ def _how_it_ended(live: SessionResult) -> str:
     says it stopped sending, not that it read (or kept) what we sent."""
     if live.lingered_out:
         return "linger expired"
+    if live.quiet_out:
+        return "quiet (-w)"
     if live.stdout_gone:
         return "stdout closed"
     return "peer closed"
@@ -511,7 +526,7 @@ async def serve_client(
 
 def _report(opts: NetcatOptions, result: SessionResult) -> None:
     if opts.verbose:
-        how = "linger expired" if result.lingered_out else "closed"
+        how = _how_it_ended(result) if result.lingered_out or result.quiet_out else "closed"
         diag.say(f"{how}: {result.bytes_sent} bytes sent, {result.bytes_received} received")
 
 
