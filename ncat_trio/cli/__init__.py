@@ -149,7 +149,9 @@ def rewrite_shorthand(args: list[str]) -> list[str]:
                 out.append(rest)
             continue
         out.append(arg)
-    return ["scan" if scan else "listen" if listen else "connect", *out]
+    if scan:  # nc's -z: nc.openbsd's output (nothing on stdout), `scan` keeps its lines
+        return ["scan", "--nc-style", *out]
+    return ["listen" if listen else "connect", *out]
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
