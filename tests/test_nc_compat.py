@@ -227,3 +227,15 @@ def test_usage_errors_name_the_equivalent(
     err = capsys.readouterr().err
     assert named in err
     one_error_line(err.encode())
+
+
+@pytest.mark.parametrize(
+    ("word", "suggested"),
+    [("127.0.0.1:8080", "ncat-trio 127.0.0.1 8080"), ("[::1]:8080", "ncat-trio ::1 8080")],
+)
+def test_host_colon_port_suggests_two_words(
+    recorded: list[NetcatOptions], word: str, suggested: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli([word]) == 2
+    assert not recorded
+    assert suggested in one_error_line(capsys.readouterr().err.encode())
