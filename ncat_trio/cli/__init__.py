@@ -16,32 +16,78 @@ import typer
 
 from .. import diag
 from ..errors import ExitCode, NcatError
-from . import clock as clock_cli
-from . import help as help_cli
-from . import netcat
-from . import relay as relay_cli
-from . import scan as scan_cli
-from . import transfer as transfer_cli
-from . import ttcp as ttcp_cli
 from .panels import PanelledGroup
 
-app = typer.Typer(
-    name="ncat-trio",
-    cls=PanelledGroup,
-    help="A netcat, relay and network-test tool built on Trio. Stdout is data only; "
-    "diagnostics go to stderr.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-netcat.register(app)
-app.add_typer(ttcp_cli.app, name="ttcp")
-clock_cli.register(app)
-transfer_cli.register(app)
-relay_cli.register(app)
-help_cli.register(app)
-scan_cli.register(app)
+
+def _new_app() -> typer.Typer:
+    return typer.Typer(
+        name="ncat-trio",
+        cls=PanelledGroup,
+        help="A netcat, relay and network-test tool built on Trio. Stdout is data only; "
+        "diagnostics go to stderr.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
+def _register(app: typer.Typer, only: str | None = None) -> typer.Typer:
+    """Every subcommand, or ``only`` the module of one: a run of ``connect``, ``listen``
+    or ``scan`` (the nc spelling, ``-z`` loops) imports no ttcp, clock, transfer or relay
+    code (issue 16 §4, start-up: about 12 ms of ~160 measured with -X importtime)."""
+    app.callback()(_root)
+    if only in (None, "connect", "listen", "demo"):
+        from . import netcat
+
+        netcat.register(app)
+    if only is None:
+        from . import clock as clock_cli
+        from . import help as help_cli
+        from . import relay as relay_cli
+        from . import transfer as transfer_cli
+        from . import ttcp as ttcp_cli
+
+        app.add_typer(ttcp_cli.app, name="ttcp")
+        clock_cli.register(app)
+        transfer_cli.register(app)
+        relay_cli.register(app)
+        help_cli.register(app)
+    if only in (None, "scan"):
+        from . import scan as scan_cli
+
+        scan_cli.register(app)
+    return app
+
+
+_FULL_APP: typer.Typer | None = None
+
+
+def full_app() -> typer.Typer:
+    """The app with every subcommand (help, completion, anything but the three below)."""
+    global _FULL_APP
+    if _FULL_APP is None:
+        _FULL_APP = _register(_new_app())
+    return _FULL_APP
+
+
+def __getattr__(name: str) -> typer.Typer:  # ``from ncat_trio.cli import app``
+    if name == "app":
+        return full_app()
+    raise AttributeError(name)
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The slim app for one connect/listen/scan run, else the full one."""
+    if args and args[0] in ("connect", "listen", "scan") and not _asks_help(args):
+        return _register(_new_app(), only=args[0])
+    return full_app()
+
+
+def _asks_help(args: list[str]) -> bool:
+    words = args[: args.index("--")] if "--" in args else args
+    return any(a in ("-h", "--help") or a.startswith("--show-completion") for a in words)
+
 
 #: Words that name a subcommand; anything else first on the line is nc shorthand.
 SUBCOMMANDS = {
@@ -71,7 +117,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool,
@@ -161,10 +206,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def run_cli(args: list[str]) -> int:
     """Parse and run; return the exit code.  One-line errors, no tracebacks for usage."""
-    command = typer.main.get_command(app)
+    words = rewrite_shorthand([_spelled_out(a) for a in args])
+    command = typer.main.get_command(_app_for(words))
     try:
         result = command.main(
-            rewrite_shorthand([_spelled_out(a) for a in args]),
+            words,
             prog_name="ncat-trio",
             standalone_mode=False,
         )
