@@ -23,7 +23,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # bad flags or arguments (click's own code for usage errors)
     RESET = 3  # connection reset or aborted mid-transfer: data may be lost
     TIMEOUT = 4  # connect, idle or protocol timeout
-    LOCAL_IO = 5  # stdin/stdout/file failure, e.g. stdout closed (`| head -c 10`)
+    LOCAL_IO = 5  # stdin/stdout/file failure, e.g. stdout closed with data left to write
     PROTOCOL = 6  # the peer broke a wire protocol
     INTEGRITY = 7  # data arrived but failed verification (digest mismatch, short transfer)
     SOFTWARE = 70  # an unexpected exception: a bug (EX_SOFTWARE), printed with traceback
@@ -109,8 +109,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.USAGE: "usage error: bad flag, port, duration",
     ExitCode.RESET: "connection reset or aborted mid-transfer (data may be lost)",
     ExitCode.TIMEOUT: "timeout: connect (-w), idle (-i) or a protocol timeout",
-    ExitCode.LOCAL_IO: "local I/O failure: stdout closed (| head -c 10), stdin unreadable, "
-    "file not writable",
+    ExitCode.LOCAL_IO: "local I/O failure: received data could not be written (stdout's "
+    "reader left with bytes still to deliver), stdin unreadable, file not writable",
     ExitCode.PROTOCOL: "protocol error: the peer broke a wire protocol (ttcp, clock, send/receive)",
     ExitCode.INTEGRITY: "integrity: data arrived but failed verification (digest mismatch, "
     "short transfer)",

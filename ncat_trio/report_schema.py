@@ -51,8 +51,18 @@ NETCAT = _object(
         ),
         "ended": _field(
             "string",
-            "`complete`, `linger expired`, `error`, `cancelled` (a signal)",
-            enum=["complete", "linger expired", "error", "cancelled"],
+            "`peer closed` (its FIN arrived and everything it sent was written; whether it "
+            "read all we sent is not known), `stdout closed` (stdout's reader left with "
+            "nothing received unwritten), `linger expired`, `quiet (-w)` (nothing moved either "
+            "way for `-w` seconds: nc.openbsd's end, exit 0), `error`, `cancelled` (a signal)",
+            enum=[
+                "peer closed",
+                "stdout closed",
+                "linger expired",
+                "quiet (-w)",
+                "error",
+                "cancelled",
+            ],
         ),
         "exit_code": _field(
             ["integer", "null"], "the exit code this connection implies (null when cancelled)"

@@ -182,10 +182,13 @@ def test_request_then_fin_ncat_trio_client_gets_the_whole_reply() -> None:
     assert out == b"GET /big\r\n"
 
 
-@pytest.mark.parametrize("flags", [[], ["-w", "1"]], ids=["plain", "connect-timeout-1s"])
+@pytest.mark.parametrize(
+    "flags", [[], ["--connect-timeout", "1"]], ids=["plain", "connect-timeout-1s"]
+)
 def test_reply_two_seconds_after_our_eof_is_still_heard(flags: list[str]) -> None:
     """socat gives up 0.5 s after EOF; we wait for the peer's FIN however long it takes.
-    ``-w`` bounds connecting only (in nc it is also an idle limit): a 1 s -w changes nothing.
+    ``--connect-timeout`` bounds connecting only: a 1 s one changes nothing.  (``-w`` is
+    nc.openbsd's connect *and* idle limit since issue 16: tests/test_nc_compat.py.)
 
     The server's 2 s pause is the scenario under test (a slow server), not synchronisation.
     """

@@ -30,7 +30,7 @@ JSON_DOC = Path(__file__).resolve().parent.parent / "docs" / "json.md"
 
 GOOD_NETCAT = {
     "mode": "connect", "peer": "127.0.0.1:9000", "bytes_sent": 4, "bytes_received": 0,
-    "seconds": 0.5, "stdin_eof": True, "peer_eof": True, "ended": "complete",
+    "seconds": 0.5, "stdin_eof": True, "peer_eof": True, "ended": "peer closed",
     "exit_code": 0, "error": None,
 }  # fmt: skip
 

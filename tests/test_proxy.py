@@ -316,7 +316,10 @@ def test_a_proxy_that_is_not_listening_is_exit_1() -> None:
         port = probe.getsockname()[1]
     done = run(["connect", "--proxy", f"127.0.0.1:{port}", "127.0.0.1", "9"])
     assert done.returncode == 1
-    assert "connection refused" in one_error_line(done.stderr)
+    # the message names the proxy, not just an address (issue 16 §4)
+    assert one_error_line(done.stderr) == (
+        f"ncat-trio: http proxy 127.0.0.1:{port}: refused the connection"
+    )
 
 
 def test_a_proxy_that_talks_nonsense_is_exit_6() -> None:

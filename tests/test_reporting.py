@@ -61,7 +61,7 @@ def test_json_summary_on_stderr_matches_the_schema(tmp_path: Path) -> None:
     check_schema(record)
     assert record["mode"] == "connect"
     assert record["bytes_received"] == len(PAYLOAD)
-    assert record["ended"] == "complete"
+    assert record["ended"] == "peer closed"
     assert record["exit_code"] == 0
 
 

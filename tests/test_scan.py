@@ -63,13 +63,26 @@ def test_open_ports_one_line_each_in_port_order(open_ports: list[int]) -> None:
 
 
 def test_nc_spelling_with_verbose_reports_closed_ports_on_stderr(open_ports: list[int]) -> None:
+    """nc.openbsd's -z output (issue 16 §4): nothing on stdout, the open port on stderr."""
     closed = closed_port()
     done = run(["-zv", "-w", "2", "127.0.0.1", str(open_ports[0]), str(closed)])
     assert done.returncode == 0
-    assert done.stdout == f"127.0.0.1 {open_ports[0]} open\n".encode()
+    assert done.stdout == b""
     err = done.stderr.decode()
+    assert f"Connection to 127.0.0.1 {open_ports[0]} port [tcp/" in err
+    assert "] succeeded!\n" in err
     assert f"127.0.0.1 {closed} closed (connection refused)" in err
     assert "scanned 2 ports on 127.0.0.1: 1 open" in err
+
+
+def test_nc_spelling_without_verbose_prints_nothing(open_ports: list[int]) -> None:
+    """`until ncat-trio -z HOST PORT; do …` loops: the exit status is the whole answer."""
+    closed = closed_port()
+    assert run(["-z", "127.0.0.1", str(open_ports[0])]).returncode == 0
+    done = run(["-z", "127.0.0.1", str(open_ports[0]), str(closed)])
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    done = run(["-z", "127.0.0.1", str(closed)])
+    assert (done.returncode, done.stdout, done.stderr) == (1, b"", b"")
 
 
 def test_a_range_with_nothing_open_is_exit_1() -> None:

@@ -16,34 +16,80 @@ import typer
 
 from .. import diag
 from ..errors import ExitCode, NcatError
-from . import clock as clock_cli
-from . import help as help_cli
-from . import netcat
-from . import relay as relay_cli
-from . import scan as scan_cli
-from . import toxiproxy as toxiproxy_cli
-from . import transfer as transfer_cli
-from . import ttcp as ttcp_cli
 from .panels import PanelledGroup
 
-app = typer.Typer(
-    name="ncat-trio",
-    cls=PanelledGroup,
-    help="A netcat, relay and network-test tool built on Trio. Stdout is data only; "
-    "diagnostics go to stderr.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-netcat.register(app)
-app.add_typer(ttcp_cli.app, name="ttcp")
-clock_cli.register(app)
-transfer_cli.register(app)
-relay_cli.register(app)
-toxiproxy_cli.register(app)
-help_cli.register(app)
-scan_cli.register(app)
+
+def _new_app() -> typer.Typer:
+    return typer.Typer(
+        name="ncat-trio",
+        cls=PanelledGroup,
+        help="A netcat, relay and network-test tool built on Trio. Stdout is data only; "
+        "diagnostics go to stderr.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
+def _register(app: typer.Typer, only: str | None = None) -> typer.Typer:
+    """Every subcommand, or ``only`` the module of one: a run of ``connect``, ``listen``
+    or ``scan`` (the nc spelling, ``-z`` loops) imports no ttcp, clock, transfer or relay
+    code (issue 16 §4, start-up: about 12 ms of ~160 measured with -X importtime)."""
+    app.callback()(_root)
+    if only in (None, "connect", "listen", "demo"):
+        from . import netcat
+
+        netcat.register(app)
+    if only is None:
+        from . import clock as clock_cli
+        from . import help as help_cli
+        from . import relay as relay_cli
+        from . import toxiproxy as toxiproxy_cli
+        from . import transfer as transfer_cli
+        from . import ttcp as ttcp_cli
+
+        app.add_typer(ttcp_cli.app, name="ttcp")
+        clock_cli.register(app)
+        transfer_cli.register(app)
+        relay_cli.register(app)
+        toxiproxy_cli.register(app)
+        help_cli.register(app)
+    if only in (None, "scan"):
+        from . import scan as scan_cli
+
+        scan_cli.register(app)
+    return app
+
+
+_FULL_APP: typer.Typer | None = None
+
+
+def full_app() -> typer.Typer:
+    """The app with every subcommand (help, completion, anything but the three below)."""
+    global _FULL_APP
+    if _FULL_APP is None:
+        _FULL_APP = _register(_new_app())
+    return _FULL_APP
+
+
+def __getattr__(name: str) -> typer.Typer:  # ``from ncat_trio.cli import app``
+    if name == "app":
+        return full_app()
+    raise AttributeError(name)
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The slim app for one connect/listen/scan run, else the full one."""
+    if args and args[0] in ("connect", "listen", "scan") and not _asks_help(args):
+        return _register(_new_app(), only=args[0])
+    return full_app()
+
+
+def _asks_help(args: list[str]) -> bool:
+    words = args[: args.index("--")] if "--" in args else args
+    return any(a in ("-h", "--help") or a.startswith("--show-completion") for a in words)
+
 
 #: Words that name a subcommand; anything else first on the line is nc shorthand.
 SUBCOMMANDS = {
@@ -74,7 +120,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool,
@@ -90,6 +135,39 @@ def _root(
 _PROGRESS_SPELLINGS = {"--progress=auto": "--progress-auto", "--progress=always": "--progress"}
 #: Likewise `--keepalive[=IDLE,INTVL,CNT]`: alone, it is on with the kernel's timers.
 _PROGRESS_SPELLINGS["--keepalive"] = "--keepalive="
+
+
+#: nc.openbsd / ncat flags this tool spells differently, or has not: the usage error
+#: names the equivalent instead of only "no such option".
+NC_FLAG_EQUIVALENTS = {
+    "-I": "nc.openbsd's receive buffer is --rcvbuf BYTES",
+    "-O": "nc.openbsd's send buffer is --sndbuf BYTES",
+    "-M": "nc.openbsd's outgoing TTL is --ttl N",
+    "-T": "nc.openbsd's -T (TOS/DSCP) is --tos VALUE",
+    "-b": "nc.openbsd's -b is --broadcast (with -u)",
+    "-m": "ncat's -m (--max-conns) is listen -k --max-conns N",
+    "-t": "telnet negotiation (-t) is not supported",
+    "-r": "random port order (-r) is not supported; scan in order with `scan`",
+    "-D": "SO_DEBUG (-D) is not supported",
+    "-S": "TCP MD5 signatures (-S) are not supported",
+    "-x": "-x (nc.openbsd's proxy) is a connect flag: ncat-trio -x ADDR[:PORT] HOST PORT; "
+    "ncat's hex dump -x FILE is -o FILE",
+    "-X": "-X (nc.openbsd's proxy protocol) goes with -x ADDR[:PORT] in connect",
+    "-g": "source routing (-g/-G) is not supported",
+    "-G": "source routing (-g/-G) is not supported",
+}
+
+
+def _spelled_out(args: list[str]) -> list[str]:
+    """``--progress=WHEN`` and (connect/listen's -N with a value) ``--shutdown=WHEN`` as
+    typer takes them; another command given ``--shutdown=…`` names it as typed."""
+    words = rewrite_shorthand([_PROGRESS_SPELLINGS.get(a, a) for a in args])
+    if words and words[0] in ("connect", "listen"):
+        words = [
+            "--shutdown-when=" + a.removeprefix("--shutdown=") if a.startswith("--shutdown=") else a
+            for a in words
+        ]  # now, idle[:SECS], never
+    return words
 
 
 def rewrite_shorthand(args: list[str]) -> list[str]:
@@ -124,7 +202,9 @@ def rewrite_shorthand(args: list[str]) -> list[str]:
                 out.append(rest)
             continue
         out.append(arg)
-    return ["scan" if scan else "listen" if listen else "connect", *out]
+    if scan:  # nc's -z: nc.openbsd's output (nothing on stdout), `scan` keeps its lines
+        return ["scan", "--nc-style", *out]
+    return ["listen" if listen else "connect", *out]
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -134,10 +214,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def run_cli(args: list[str]) -> int:
     """Parse and run; return the exit code.  One-line errors, no tracebacks for usage."""
-    command = typer.main.get_command(app)
+    words = _spelled_out(args)
+    command = typer.main.get_command(_app_for(words))
     try:
         result = command.main(
-            rewrite_shorthand([_PROGRESS_SPELLINGS.get(a, a) for a in args]),
+            words,
             prog_name="ncat-trio",
             standalone_mode=False,
         )
@@ -151,6 +232,9 @@ def run_cli(args: list[str]) -> int:
             number = re.fullmatch(r"No such option: (-[0-9.]+)", message)
             if number is not None:  # `ncat-trio host -1`: a negative number, not a flag
                 message = f"invalid value {number.group(1)!r}: negative numbers are not allowed"
+            flag = re.match(r"No such option: (-\w)\b", message)
+            if flag is not None and flag.group(1) in NC_FLAG_EQUIVALENTS:
+                message = f"no option {flag.group(1)}: {NC_FLAG_EQUIVALENTS[flag.group(1)]}"
             diag.say(f"{message} (see ncat-trio --help)")
         return ExitCode.USAGE
     except typer.Abort:

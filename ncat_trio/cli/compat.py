@@ -69,6 +69,10 @@ _PROXY: dict[Where, str] = {
     Path.UNIX: "a proxy is reached over TCP, not a Unix socket (-U)",
 }
 _NO_ADDRESS = "a Unix socket has no IP address or port"
+_QUIET_END = (
+    "the quiet end of -w lives in the stream session: use -i SECS (idle, exit 4) "
+    "or --connect-timeout SECS"
+)
 _ACCESS: dict[Where, str] = {
     Path.UNIX: "a Unix socket's peer has no IP address to match (use file permissions)"
 }
@@ -96,18 +100,22 @@ TABLE: dict[str, Flag] = {
     ),
     # -- addresses
     "source": Flag("-s", {Path.UNIX: _NO_ADDRESS}),
+    "bind_source": Flag("-s", {Path.UNIX: _NO_ADDRESS}),  # listen -s ADDR (nc.openbsd)
     "source_port": Flag("-p", {Path.UNIX: _NO_ADDRESS}),
     "port_option": Flag("-p", {Path.UNIX: _NO_ADDRESS}),
     "ipv4": Flag("-4", {Path.UNIX: _NO_ADDRESS}),
     "ipv6": Flag("-6", {Path.UNIX: _NO_ADDRESS}),
     "numeric": Flag("-n"),
     # -- timing and half-close
+    "wait": Flag("-w", {Path.UDP: _QUIET_END, Path.EXEC: _QUIET_END}),
     "connect_timeout": Flag(
-        "-w", {Path.UDP: "UDP has no connection to wait for (end the session with -i or -q)"}
+        "--connect-timeout",
+        {Path.UDP: "UDP has no connection to wait for (end the session with -i or -q)"},
     ),
     "linger": Flag("-q", {Path.EXEC: f"-q times the wait after stdin's EOF; {_STDIO}"}),
     "idle_timeout": Flag("-i"),
     "shutdown": Flag("-N", {Path.UDP: _NO_FIN}),
+    "shutdown_when": Flag("--shutdown=WHEN", {Path.UDP: _NO_FIN}),
     "no_shutdown": Flag(
         "--no-shutdown",
         {Path.UDP: _NO_FIN, Path.EXEC: "the child closing its stdout always sends FIN"},
@@ -158,6 +166,8 @@ TABLE: dict[str, Flag] = {
     "ssl_allow_truncation": Flag("--ssl-allow-truncation", _TLS),
     # -- proxy (connect)
     "proxy": Flag("--proxy", _PROXY),
+    "nc_proxy": Flag("-x", _PROXY),
+    "nc_proxy_type": Flag("-X", _PROXY, needs=Path.PROXY, needs_why="needs -x ADDR[:PORT]"),
     "proxy_type": Flag(
         "--proxy-type", _PROXY, needs=Path.PROXY, needs_why="needs --proxy HOST[:PORT]"
     ),
@@ -188,7 +198,7 @@ def paths_of(given: frozenset[str]) -> frozenset[Path]:
         paths.add(Path.TCP)
     if given & _TLS_FLAGS:
         paths.add(Path.TLS)
-    if "proxy" in given:
+    if given & {"proxy", "nc_proxy"}:
         paths.add(Path.PROXY)
     if given & {"exec_", "sh_exec"}:
         paths.add(Path.EXEC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,7 +17,6 @@ from .common import (
     IO,
     OUT,
     TIME,
-    ConnectTimeout,
     IPv4,
     IPv6,
     JsonFile,
@@ -62,7 +61,7 @@ Shutdown = Annotated[
     typer.Option(
         "-N",
         "--shutdown",
-        help="Send FIN at stdin EOF (the default; accepted for nc compatibility).",
+        help="Send FIN at stdin EOF at once (nc.openbsd -N; --shutdown=now|idle|never).",
         rich_help_panel=IO,
     ),
 ]
@@ -70,10 +69,37 @@ NoShutdown = Annotated[
     bool,
     typer.Option(
         "--no-shutdown",
-        help="Never send FIN; keep reading until the peer closes.",
+        help="Never send FIN; keep reading until the peer closes (--shutdown=never).",
         rich_help_panel=IO,
     ),
 ]
+Wait = Annotated[
+    str | None,
+    typer.Option(
+        "-w",
+        "--wait",
+        metavar="SECS",
+        help="nc.openbsd's -w: give up connecting after SECS (exit 4), and end the session "
+        "(exit 0) once nothing has moved either way for SECS.",
+        rich_help_panel=TIME,
+    ),
+]
+ConnectOnly = Annotated[
+    str | None,
+    typer.Option(
+        "--connect-timeout",
+        metavar="SECS",
+        help="Give up connecting after SECS (exit 4); no effect once connected.",
+        rich_help_panel=TIME,
+    ),
+]
+#: ``--shutdown=WHEN`` (typer cannot give the -N flag a value: cli/__init__.py rewrites it).
+ShutdownWhen = Annotated[str | None, typer.Option("--shutdown-when", hidden=True)]
+#: ``--shutdown=idle`` (the default): the FIN waits until the peer has sent nothing for this
+#: long.  Measured (README, "Differences"): nginx and tinyproxy/ncat's proxy delivered all of
+#: a 52 MB reply with 0.1 s and 0.5 s, a FIN at once lost 80-100% of it; a server that reads
+#: to EOF (socat EXEC:sha256sum) answered 0.45 s later than with -N.
+FIN_QUIET = 0.5
 NoStdin = Annotated[
     bool,
     typer.Option(
@@ -141,7 +167,8 @@ RecvOnly = Annotated[
 def _session(
     linger: str | None,
     idle: str | None,
-    no_shutdown: bool,
+    wait: str | None,
+    fin: tuple[bool, bool, str | None],
     no_stdin: bool,
     send_only: bool,
     recv_only: bool,
@@ -157,13 +184,40 @@ def _session(
     return netcat.SessionOptions(
         send=not (no_stdin or recv_only),
         receive=not send_only,
-        shutdown=not no_shutdown,
+        **_fin_policy(*fin),
         linger=None if linger is None else parse_duration(linger, what="linger (-q)"),
         idle_timeout=None if idle is None else parse_duration(idle, what="idle timeout (-i)"),
+        quiet_exit=None if wait is None else parse_duration(wait, what="-w"),
         zerocopy=not no_zerocopy,
         rate=_rate(rate),
         exclusive=exclusive,
     )
+
+
+def _fin_policy(now: bool, never: bool, when: str | None) -> dict[str, Any]:
+    """``-N`` / ``--no-shutdown`` / ``--shutdown=now|idle[:SECS]|never`` (default idle)."""
+    chosen = [w for w in ("now" if now else None, "never" if never else None, when) if w]
+    if len(set(chosen)) > 1:
+        raise UsageError("-N/--shutdown/--no-shutdown", f"contradict each other ({chosen})")
+    word = chosen[0] if chosen else "idle"
+    name, _, seconds = word.partition(":")
+    if name == "now" and not seconds:
+        return {"shutdown": True, "fin_after_quiet": None}
+    if name == "never" and not seconds:
+        return {"shutdown": False, "fin_after_quiet": None}
+    if name == "idle":
+        quiet = FIN_QUIET if not seconds else parse_duration(seconds, what="--shutdown=idle")
+        return {"shutdown": True, "fin_after_quiet": quiet}
+    raise UsageError(f"invalid --shutdown={word!r}", "expected now, idle, idle:SECS or never")
+
+
+def _connect_timeout(wait: str | None, connect_only: str | None) -> float | None:
+    """``--connect-timeout`` (connect only) or ``-w`` (connect and quiet, as nc.openbsd)."""
+    if wait is not None and connect_only is not None:
+        raise UsageError("-w and --connect-timeout", "choose one (-w also ends a quiet session)")
+    if connect_only is not None:
+        return parse_duration(connect_only, what="--connect-timeout")
+    return None if wait is None else parse_duration(wait, what="-w")
 
 
 def _rate(text: str | None) -> float | None:
@@ -219,11 +273,13 @@ def connect(
             rich_help_panel=CONN,
         ),
     ] = None,
-    connect_timeout: ConnectTimeout = None,
+    wait: Wait = None,
+    connect_timeout: ConnectOnly = None,
     linger: Linger = None,
     idle_timeout: Idle = None,
     shutdown: Shutdown = False,
     no_shutdown: NoShutdown = False,
+    shutdown_when: ShutdownWhen = None,
     no_stdin: NoStdin = False,
     send_only: SendOnly = False,
     recv_only: RecvOnly = False,
@@ -263,6 +319,8 @@ def connect(
     proxy: flags.Proxy = None,
     proxy_type: flags.ProxyTypeFlag = None,
     proxy_auth: flags.ProxyAuth = None,
+    nc_proxy: flags.NcProxy = None,
+    nc_proxy_type: flags.NcProxyType = None,
     crlf: flags.Crlf = False,
     output: flags.Output = None,
     append_output: flags.AppendOutput = False,
@@ -282,7 +340,8 @@ def connect(
         session=_session(
             linger,
             idle_timeout,
-            no_shutdown,
+            wait,
+            (shutdown, no_shutdown, shutdown_when),
             no_stdin,
             send_only,
             recv_only,
@@ -291,9 +350,7 @@ def connect(
             exclusive=True,  # one session in this process
         ),
         source=src,
-        connect_timeout=None
-        if connect_timeout is None
-        else parse_duration(connect_timeout, what="connect timeout (-w)"),
+        connect_timeout=_connect_timeout(wait, connect_timeout),
         nodelay=nodelay,
         verbose=verbose,
         report=_reporting(progress, progress_auto, size, stats, json, json_file),
@@ -309,7 +366,12 @@ def connect(
             alpn=ssl_alpn,
             allow_truncation=ssl_allow_truncation,
         ),
-        proxy=flags.proxy_settings(proxy, proxy_type, proxy_auth, family=family, numeric=numeric),
+        proxy=flags.proxy_settings(
+            *flags.nc_proxy_spelling(proxy, proxy_type, nc_proxy, nc_proxy_type),
+            proxy_auth,
+            family=family,
+            numeric=numeric,
+        ),
         crlf=crlf,
         output=flags.dump_options(output, append_output),
     )
@@ -339,6 +401,16 @@ def listen(
             rich_help_panel=CONN,
         ),
     ] = None,
+    bind_source: Annotated[
+        str | None,
+        typer.Option(
+            "-s",
+            "--source",
+            metavar="ADDR",
+            help="Address to listen on (nc.openbsd's -l -s ADDR -p PORT).",
+            rich_help_panel=CONN,
+        ),
+    ] = None,
     keep_open: Annotated[
         bool,
         typer.Option(
@@ -348,10 +420,12 @@ def listen(
             rich_help_panel=CONN,
         ),
     ] = False,
+    wait: Wait = None,
     linger: Linger = None,
     idle_timeout: Idle = None,
     shutdown: Shutdown = False,
     no_shutdown: NoShutdown = False,
+    shutdown_when: ShutdownWhen = None,
     no_stdin: NoStdin = False,
     send_only: SendOnly = False,
     recv_only: RecvOnly = False,
@@ -404,6 +478,10 @@ def listen(
     from ..modes import netcat  # lazy: keeps start-up light
 
     words = list(address or [])
+    if bind_source is not None:  # nc.openbsd: -l -s ADDR -p PORT
+        if len(words) + (port_option is not None) != 1:
+            raise UsageError("listen -s ADDR", "takes the port alone (-p PORT or PORT)")
+        words.insert(0, bind_source)
     if port_option is not None:
         words.append(port_option)
     words = transport.listen_words(words, unix)
@@ -417,7 +495,8 @@ def listen(
         session=_session(
             linger,
             idle_timeout,
-            no_shutdown,
+            wait,
+            (shutdown, no_shutdown, shutdown_when),
             no_stdin,
             send_only,
             recv_only,

@@ -140,6 +140,25 @@ ProxyAuth = Annotated[
         rich_help_panel=PROXY,
     ),
 ]
+NcProxy = Annotated[
+    str | None,
+    typer.Option(
+        "-x",
+        metavar="ADDR[:PORT]",
+        help="nc.openbsd's proxy flag: --proxy ADDR[:PORT], SOCKS5 unless -X says otherwise.",
+        rich_help_panel=PROXY,
+    ),
+]
+NcProxyType = Annotated[
+    str | None,
+    typer.Option(
+        "-X",
+        metavar="4|5|connect",
+        help="nc.openbsd's proxy protocol for -x: 4 (socks4), 5 (socks5), connect (http).",
+        rich_help_panel=PROXY,
+    ),
+]
+_NC_PROXY_TYPES = {"4": "socks4", "5": "socks5", "connect": "http"}
 Allow = Annotated[
     list[str] | None,
     typer.Option(
@@ -284,6 +303,25 @@ def proxy_settings(
     from ..modes.netcat_layers import ProxySettings  # lazy: keeps start-up light
 
     return ProxySettings(Endpoint(host, port, family, numeric), proxy_type, username, password)
+
+
+def nc_proxy_spelling(
+    proxy: str | None, kind: str | None, nc_proxy: str | None, nc_kind: str | None
+) -> tuple[str | None, str | None]:
+    """nc.openbsd's ``-x ADDR[:PORT] [-X 4|5|connect]`` as ``--proxy`` / ``--proxy-type``.
+
+    As in nc.openbsd, ``-x`` without ``-X`` is SOCKS5 (``--proxy`` alone is HTTP, as ncat).
+    """
+    if nc_kind is not None and nc_proxy is None:
+        raise UsageError("-X", "needs -x ADDR[:PORT] (or use --proxy-type with --proxy)")
+    if nc_proxy is None:
+        return proxy, kind
+    if proxy is not None or kind is not None:
+        raise UsageError("-x/-X", "choose them or --proxy/--proxy-type, not both")
+    word = (nc_kind or "5").lower()
+    if word not in _NC_PROXY_TYPES:
+        raise UsageError(f"invalid -X {nc_kind!r}", "expected 4, 5 or connect")
+    return nc_proxy, _NC_PROXY_TYPES[word]
 
 
 def _host_port(text: str, default_port: int) -> tuple[str, int]:

@@ -8,6 +8,7 @@ into a :class:`~ncat_trio.modes.netcat.NetcatOptions` (``dataclasses.replace``).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -138,6 +139,14 @@ def connect_endpoint(
         if host is not None or port is not None:
             raise UsageError("-U PATH", "takes no HOST PORT")
         return Endpoint(None, 0, family, numeric)
+    if host is not None and port is None:
+        joined = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\s]+):(\d+)", host)
+        if joined is not None:  # `ncat-trio 127.0.0.1:8080`, `[::1]:8080`: nc takes two words
+            name = joined.group(1) or joined.group(3)
+            number = joined.group(2) or joined.group(4)
+            raise UsageError(
+                f"{host!r} is one word", f"give HOST and PORT apart: ncat-trio {name} {number}"
+            )
     if host is None or port is None:
         raise UsageError(
             f"Missing argument '{'HOST' if host is None else 'PORT'}'", "give HOST PORT, or -U PATH"

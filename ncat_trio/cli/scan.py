@@ -68,6 +68,7 @@ def scan(
         ),
     ] = False,
     json_file: JsonFile = None,
+    nc_style: Annotated[bool, typer.Option("--nc-style", hidden=True)] = False,
 ) -> int:
     """Report which TCP ports accept a connection: `ADDRESS PORT open` lines on stdout.
 
@@ -86,6 +87,7 @@ def scan(
         verbose=verbose,
         json=json,
         json_file=checked_json_file(json_file),
+        nc_style=nc_style,  # `ncat-trio -z …` (cli/__init__.py): nc.openbsd's output
     )
     return runner.run(lambda: scan_mode.scan_main(options))
 

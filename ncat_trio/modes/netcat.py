@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 import trio
 
 from .. import diag, progress
-from ..errors import ConnectError, NcatError, NcatTimeout
+from ..errors import ConnectError, ConnectionLost, NcatError, NcatTimeout
 from ..progress import show_progress, summary_line
 from ..transport import net, serve
 from ..transport.access import AccessPolicy, admit
-from ..transport.pump import Side, run_directions, send_eof
+from ..transport.pump import Side, SinkGone, run_directions, send_eof
 from ..transport.sockopts import SocketOptions, apply_socket_options
 from ..transport.stdio import CHUNK, FdKind, fd_kind, open_stdin, open_stdout
 from ..transport.throttle import ThrottledReceiveStream
@@ -56,9 +56,17 @@ class SessionOptions:
 
     send: bool = True  # read stdin and send it (False: -d/--no-stdin/--recv-only)
     receive: bool = True  # write what arrives to stdout (False: --send-only, discarded)
-    shutdown: bool = True  # send FIN at stdin EOF (-N, the default; --no-shutdown)
+    shutdown: bool = True  # send FIN after stdin EOF (False: --no-shutdown, never)
+    # With ``shutdown``: hold the FIN until the peer has sent nothing for this many seconds
+    # (``--shutdown=idle``, the CLI's default; None: at stdin EOF, ``-N``).  Servers that
+    # take a FIN as an abort (nginx, tinyproxy, ncat's proxy: README, "Differences")
+    # finish sending first; a server that reads to EOF gets the FIN this much later.
+    fin_after_quiet: float | None = None
     linger: float | None = None  # -q: max seconds to wait for peer EOF after stdin EOF
     idle_timeout: float | None = None  # -i: fail when nothing moves for this long
+    # -w (nc.openbsd): *end* the session, exit 0, when nothing has moved either way for
+    # this long (nc.openbsd -w 2 against a silent server exits 0 after 2 s; measured)
+    quiet_exit: float | None = None
     exit_on_peer_eof: bool = False  # stop uploading at peer EOF (set for a TTY stdin)
     chunk_size: int = CHUNK
     zerocopy: bool = True  # splice/sendfile where the fds allow (--no-zerocopy: never)
@@ -77,6 +85,8 @@ class SessionResult:
     stdin_eof: bool = False  # all of stdin was read and sent
     peer_eof: bool = False  # the peer's FIN arrived (all it sent was written out)
     lingered_out: bool = False  # -q expired before the peer's EOF
+    stdout_gone: bool = False  # stdout's reader left, every received byte written (exit 0)
+    quiet_out: bool = False  # -w: nothing moved either way for that long (exit 0, as nc)
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,8 @@ async def netcat_session(
     result = live if live is not None else SessionResult()
     idle = options.idle_timeout
     idle_scope = trio.CancelScope(deadline=_after(idle))
+    quiet = options.quiet_exit
+    quiet_scope = trio.CancelScope(deadline=_after(quiet))
     upload_scope = trio.CancelScope()
     download_scope = trio.CancelScope()
     sending = options.send and stdin is not None
@@ -144,14 +156,32 @@ async def netcat_session(
     def activity(_n: int) -> None:
         if idle is not None:
             idle_scope.deadline = trio.current_time() + idle
+        if quiet is not None:
+            quiet_scope.deadline = trio.current_time() + quiet
 
     def sent(n: int) -> None:
         result.bytes_sent += n
         activity(n)
 
+    last_received = -math.inf  # trio time of the last bytes from the peer
+    download_done = trio.Event()
+
     def received(n: int) -> None:
+        nonlocal last_received
         result.bytes_received += n
+        last_received = trio.current_time()
         activity(n)
+
+    async def wait_until_peer_quiet(quiet: float) -> None:
+        """Until the peer has sent nothing for ``quiet`` s, or its direction ended.  Wakes
+        once per period at most: each deadline is pushed back by what arrived since."""
+        quiet_since = trio.current_time()
+        while not download_done.is_set():
+            deadline = max(quiet_since, last_received) + quiet
+            if trio.current_time() >= deadline:
+                return
+            with trio.move_on_at(deadline):
+                await download_done.wait()
 
     upload_source: trio.abc.ReceiveStream | None = stdin
     download_source: trio.abc.ReceiveStream = conn
@@ -169,32 +199,66 @@ async def netcat_session(
                     exclusive=options.exclusive,
                 )  # fmt: skip
                 result.stdin_eof = True
-                if options.shutdown:
-                    await send_eof(conn, peer)
-                if options.linger is not None:
+                if options.linger is not None:  # -q counts from stdin EOF
                     download_scope.deadline = trio.current_time() + options.linger
+                if options.shutdown:
+                    if options.fin_after_quiet is not None:
+                        await wait_until_peer_quiet(options.fin_after_quiet)
+                    await _fin(conn, peer, result, download_done)
 
     async def download() -> None:
         with download_scope:
             sink = stdout if options.receive else None
-            await copy(
-                download_source, sink, source_side=peer, sink_side=STDOUT,
-                chunk_size=options.chunk_size, on_chunk=received, zerocopy=options.zerocopy,
-            )  # fmt: skip
-            result.peer_eof = True
+            try:
+                await copy(
+                    download_source, sink, source_side=peer, sink_side=STDOUT,
+                    chunk_size=options.chunk_size, on_chunk=received, zerocopy=options.zerocopy,
+                )  # fmt: skip
+            except SinkGone:
+                # Downstream left with nothing of ours unwritten (issue 16 §1): a normal
+                # end of this direction, and nothing more is read from the network.
+                result.stdout_gone = True
+            else:
+                result.peer_eof = True
+            finally:
+                download_done.set()
             if options.exit_on_peer_eof or not sending:
                 upload_scope.cancel()
         if download_scope.cancelled_caught:
             result.lingered_out = True
 
     failure: NcatError | None = None  # stays None when the idle timeout cancels both
-    with idle_scope:
+    with idle_scope, quiet_scope:
         failure = await run_directions(upload, download)
     if failure is not None:
         raise failure
+    if quiet_scope.cancelled_caught:
+        result.quiet_out = True
+        return result
     if idle_scope.cancelled_caught:
         raise NcatTimeout(peer_name, f"idle for {idle:g} s (-i)")
     return result
+
+
+async def _fin(
+    conn: trio.abc.HalfCloseableStream,
+    peer: Side,
+    result: SessionResult,
+    download_done: trio.Event,
+) -> None:
+    """Our FIN.  When it fails because the peer already closed the connection *cleanly*
+    (its FIN came first, then a reset: ENOTCONN) after its TCP acknowledged every byte we
+    sent, nothing was lost and the FIN is moot, so the session still ends well (issue 15
+    §4: through ncat's HTTP proxy the whole reply arrived and we exited 3).  A peer that
+    reset bytes of ours unread (a --deny'd client) stays exit 3.  The receive side learns
+    of the peer's FIN as soon as the reset is in, so it is waited for, briefly."""
+    try:
+        await send_eof(conn, peer)
+    except ConnectionLost:
+        with trio.move_on_after(1):
+            await download_done.wait()
+        if not result.peer_eof or net.all_acknowledged(conn, result.bytes_sent) is False:
+            raise
 
 
 def _after(seconds: float | None) -> float:
@@ -209,7 +273,9 @@ async def close_gracefully(
     A lingered-out session counts as finished: for TCP the two closes are the same
     ``close()``, and TLS must still send its ``close_notify`` (its only EOF signal).
     """
-    if result is not None and (result.peer_eof or result.lingered_out):
+    if result is not None and (
+        result.peer_eof or result.lingered_out or result.stdout_gone or result.quiet_out
+    ):
         with trio.move_on_after(5) as scope:
             scope.shield = True
             await conn.aclose()
@@ -286,6 +352,18 @@ def _stdin_size(options: SessionOptions) -> int | None:
     return max(0, os.fstat(0).st_size - os.lseek(0, 0, os.SEEK_CUR))
 
 
+def _how_it_ended(live: SessionResult) -> str:
+    """What we know of a finished session's end, and no more (issue 16 §2): a peer's FIN
+    says it stopped sending, not that it read (or kept) what we sent."""
+    if live.lingered_out:
+        return "linger expired"
+    if live.quiet_out:
+        return "quiet (-w)"
+    if live.stdout_gone:
+        return "stdout closed"
+    return "peer closed"
+
+
 def _summaries(
     opts: NetcatOptions,
     peer_name: str,
@@ -301,7 +379,7 @@ def _summaries(
     elif not finished:
         ended, code = "cancelled", None
     else:
-        ended, code = ("linger expired" if live.lingered_out else "complete"), 0
+        ended, code = _how_it_ended(live), 0
     if opts.report.stats:
         line = summary_line(live.bytes_sent, live.bytes_received, seconds)
         diag.say(f"{peer_name}: {line} ({ended})")
@@ -500,7 +578,7 @@ async def run_client(
 
 def _report(opts: NetcatOptions, result: SessionResult) -> None:
     if opts.verbose:
-        how = "linger expired" if result.lingered_out else "closed"
+        how = _how_it_ended(result) if result.lingered_out or result.quiet_out else "closed"
         diag.say(f"{how}: {result.bytes_sent} bytes sent, {result.bytes_received} received")
 
 

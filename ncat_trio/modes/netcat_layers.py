@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import trio
 
 from .. import diag
-from ..errors import ConnectionLost
+from ..errors import ConnectError, ConnectionLost
 from ..proto.proxy import NEED_DATA, ProxyHandshake, ProxyType
 from ..transport import net, tls
 from ..transport.crlf import CrlfReceiveStream
@@ -59,7 +59,11 @@ async def connect(
     """A stream to ``target``: directly, or through ``proxy`` (its DNS, for names)."""
     if proxy is None:
         return await net.connect_tcp(target, source=source, nodelay=nodelay)
-    conn = await net.connect_tcp(proxy.endpoint, source=source, nodelay=nodelay)
+    try:
+        conn = await net.connect_tcp(proxy.endpoint, source=source, nodelay=nodelay)
+    except ConnectError as exc:  # name the proxy, not just an address (issue 16 §4)
+        why = "refused the connection" if exc.why == "connection refused" else exc.why
+        raise ConnectError(f"{proxy.kind.value} proxy {proxy.endpoint}", why) from exc
     try:
         await proxy_handshake(conn, proxy, target)
     except BaseException:

@@ -43,6 +43,9 @@ class ScanOptions:
     verbose: bool = False
     json: bool = False  # one JSON object on stdout instead of the `open` lines
     json_file: str | None = None  # also append that object to this file
+    # nc's -z: nothing on stdout; with -v, nc.openbsd's "Connection to HOST PORT port
+    # [tcp/NAME] succeeded!" on stderr (issue 16 §4).  `scan` keeps its stdout lines.
+    nc_style: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,11 +160,23 @@ def _write_stdout(text: str) -> None:
         raise LocalIOError("stdout", (exc.strerror or str(exc)).lower()) from exc
 
 
+def _service(port: int) -> str:
+    """The service name nc.openbsd prints (/etc/services), ``*`` when there is none."""
+    try:
+        return socket.getservbyport(port, "tcp")
+    except OSError:
+        return "*"
+
+
 async def scan_main(options: ScanOptions) -> int:
     """Print open ports on stdout (flushed per line); exit 0 if any is open, else 1."""
 
     def report(address: str, port: int, state: PortState, why: str) -> None:
-        if state is PortState.OPEN and not options.json:
+        if state is PortState.OPEN and options.nc_style:
+            if options.verbose:
+                line = f"Connection to {address} {port} port [tcp/{_service(port)}] succeeded!"
+                diag.write_raw(line + "\n")
+        elif state is PortState.OPEN and not options.json:
             _write_stdout(f"{address} {port} open\n")
         elif state is not PortState.OPEN and options.verbose:
             diag.say(f"{address} {port} {state.value} ({why})")

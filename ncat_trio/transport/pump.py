@@ -7,6 +7,7 @@ the sender.  At most one chunk (``chunk_size`` bytes) is held in user space.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -36,10 +37,35 @@ def describe_failure(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+#: What a connection's failure on send, shutdown or receive can only mean: the peer reset
+#: it.  Which of the three a reset shows depends on which call meets it first (a denied
+#: client saw each at random, issue 15 §4), so a person is told one sentence.
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN})
+
+
 def translate(exc: BaseException, where: Side) -> NcatError:
     """Translate a stream failure at ``where`` into the domain error tree."""
-    cls = LocalIOError if where.local else ConnectionLost
-    return cls(where.name, describe_failure(exc))
+    if where.local:
+        return LocalIOError(where.name, describe_failure(exc))
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__
+    if isinstance(cause, OSError) and cause.errno in _RESET_ERRNOS:
+        return ConnectionLost(where.name, "connection reset by peer")
+    return ConnectionLost(where.name, describe_failure(exc))
+
+
+class SinkGone(LocalIOError):
+    """The reader of the sink went away and **no byte received was left unwritten**.
+
+    A normal end, like EOF (issue 16 §1): ``ncat-trio … | head -c 1000`` when the peer
+    sent exactly those 1000 bytes.  Splicing socket → pipe reports the pipe's EPIPE
+    before the socket's own end of data, so without this the fast path failed where
+    the portable pump (which only writes when it has data) and every nc ended cleanly.
+    When received bytes could not be written, the failure stays a plain LocalIOError.
+    A caller that does not tell the two apart (exec: a child that stopped reading) sees
+    the LocalIOError it always saw.
+    """
 
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)

@@ -43,7 +43,7 @@ from typing import TypeVar
 import trio
 
 from ..errors import OutOfResources
-from .pump import Side, describe_failure, pump, translate
+from .pump import Side, SinkGone, describe_failure, pump, translate
 from .stdio import CHUNK, FdKind, FileReceiveStream, FileSendStream, fd_kind
 
 _T = TypeVar("_T")
@@ -299,6 +299,10 @@ class _KernelCopy:
                 unyielded = 0
                 continue
             except OSError as exc:
+                if self._nothing_lost(exc, src, dst):
+                    raise SinkGone(
+                        to_side.name, "its reader left; nothing received was unwritten"
+                    ) from exc
                 raise translate(exc, _blame(exc, src, dst, from_side, to_side)) from exc
             if n == 0:
                 await trio.lowlevel.checkpoint()
@@ -312,6 +316,20 @@ class _KernelCopy:
             if unyielded >= YIELD_EVERY:
                 unyielded = 0
                 await trio.lowlevel.checkpoint()
+
+    @staticmethod
+    def _nothing_lost(exc: OSError, src: FdEnd, dst: FdEnd) -> bool:
+        """EPIPE from splice socket → pipe with nothing queued on the socket: the reader
+        left after taking everything we received.  The kernel checks the pipe's readers
+        before it takes any bytes from the socket (fs/splice.c, ``wait_for_space``), so a
+        failed splice moved nothing, and FIONREAD counts what is still unread (a FIN
+        counts nothing).  Bytes already in the stdout pipe were written: the reader
+        chose not to read them."""
+        return (
+            exc.errno == errno.EPIPE
+            and (src.kind, dst.kind) == ("socket", "pipe")
+            and _readable_bytes(src.fd) == 0
+        )
 
     async def _wait_source(self) -> None:
         await trio.lowlevel.wait_readable(self.src.fd)
