@@ -1,4 +1,10 @@
-"""Writing ``--json`` / ``--json-file`` objects (their schemas: ``report_schema.py``).
+"""The one writer of ``--json`` / ``--json-file`` objects (their schemas: ``report_schema.py``).
+
+Every mode hands its object to :meth:`Summary.write`; the rule (docs/json.md):
+
+* ``--json``: the object as one line on stdout, replacing the mode's result lines there
+  (scan, ttcp, clock); on stderr only where stdout carries the data (connect, listen).
+* ``--json-file FILE``: the same object appended to FILE (with ``--json``: as well).
 
 ``--json-file FILE`` appends one object per line, so several runs (and several modes)
 can share a file.  The CLI calls :func:`check_appendable` before anything touches the
@@ -10,9 +16,55 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 from .errors import LocalIOError
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Where one mode's summary objects go: ``--json`` and ``--json-file``."""
+
+    json: bool = False  # --json: on `stream`
+    json_file: str | None = None  # --json-file: appended there
+    stream: Literal["stdout", "stderr"] = "stdout"  # stderr only where stdout is data
+
+    @property
+    def wanted(self) -> bool:
+        return self.json or self.json_file is not None
+
+    def write(self, record: Mapping[str, object]) -> None:
+        """The file first, then the stream; :class:`LocalIOError` if either fails."""
+        if self.json_file is not None:
+            append_json(self.json_file, record)
+        if self.json and self.stream == "stderr":
+            from . import diag  # lazy: the CLI imports this module for check_appendable
+
+            diag.write_raw(json_line(record))
+        elif self.json:
+            write_stdout(json_line(record))
+
+    def write_at_end(self, record: Mapping[str, object], say: Callable[[str], None]) -> None:
+        """For an object written as a connection or a server ends (connect, listen, relay):
+        a failure is one line through ``say`` and never masks the real exit code."""
+        try:
+            self.write(record)
+        except LocalIOError as exc:
+            say(str(exc))
+
+
+def write_stdout(text: str) -> None:
+    """A mode's result on stdout, flushed; a stdout that is gone is :class:`LocalIOError`."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        from .transport.pump import describe_failure  # lazy, as diag above
+
+        raise LocalIOError("stdout", describe_failure(exc)) from exc
 
 
 def json_line(record: Mapping[str, object]) -> str:

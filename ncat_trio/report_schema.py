@@ -6,8 +6,10 @@ them; ``tests/test_json_schema.py`` keeps docs/json.md and schemas in step and v
 output of every mode against them).  :func:`validate` is a tiny validator for exactly the
 keywords used here, so checking needs no third-party package.
 
-Every object has a ``mode`` field naming the mode that wrote it, so one ``--json-file``
-can collect several modes.  Pure: no I/O, no Trio.
+Every object has a ``mode`` field naming the command that wrote it (``connect``,
+``listen``, ``relay``, ``scan``, ``ttcp``, ``clock``, ``send``, ``receive``), so one
+``--json-file`` can collect several modes; each mode builds its object with :func:`record`.
+Pure: no I/O, no Trio.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ def _object(title: str, description: str, fields: dict[str, Schema]) -> Schema:
 
 COUNT = {"minimum": 0}
 
+
+def _ending(ended: str, endings: list[str], exit_code: str) -> dict[str, Schema]:
+    """``ended``, ``exit_code``, ``error``: how a connection or a server ended."""
+    return {
+        "ended": _field("string", ended, enum=endings),
+        "exit_code": _field(["integer", "null"], exit_code),
+        "error": _field(["string", "null"], "the one-line error, when `ended` is `error`"),
+    }
+
+
 NETCAT = _object(
     "connect, listen",
     "One object per connection when it ends (`listen -k`: one per client).",
@@ -49,25 +61,14 @@ NETCAT = _object(
         "peer_eof": _field(
             "boolean", "the peer's FIN arrived (everything it sent was written out)"
         ),
-        "ended": _field(
-            "string",
+        **_ending(
             "`peer closed` (its FIN arrived and everything it sent was written; whether it "
             "read all we sent is not known), `stdout closed` (stdout's reader left with "
             "nothing received unwritten), `linger expired`, `quiet (-w)` (nothing moved either "
             "way for `-w` seconds: nc.openbsd's end, exit 0), `error`, `cancelled` (a signal)",
-            enum=[
-                "peer closed",
-                "stdout closed",
-                "linger expired",
-                "quiet (-w)",
-                "error",
-                "cancelled",
-            ],
+            ["peer closed", "stdout closed", "linger expired", "quiet (-w)", "error", "cancelled"],
+            "the exit code this connection implies (null when cancelled)",
         ),
-        "exit_code": _field(
-            ["integer", "null"], "the exit code this connection implies (null when cancelled)"
-        ),
-        "error": _field(["string", "null"], "the one-line error, when `ended` is `error`"),
     },
 )
 
@@ -101,14 +102,12 @@ RELAY = _object(
         "peak_total_buffered": _field(
             "integer", "most bytes held at once, all directions together", **COUNT
         ),
-        "ended": _field(
-            "string",
+        **_ending(
             "`drained` (SIGTERM, every transfer finished), `drain timeout` (SIGTERM, some "
             "were cancelled), `cancelled` (SIGINT/SIGHUP), `error`",
-            enum=["drained", "drain timeout", "cancelled", "error"],
+            ["drained", "drain timeout", "cancelled", "error"],
+            "143 after SIGTERM; null when cancelled",
         ),
-        "exit_code": _field(["integer", "null"], "143 after SIGTERM; null when cancelled"),
-        "error": _field(["string", "null"], "the one-line error, when `ended` is `error`"),
     },
 )
 
@@ -227,7 +226,6 @@ SEND = _object(
     "One object when the receiver confirmed the file (`--json`: on stdout).",
     {
         "mode": _field("string", "`send`", const="send"),
-        "command": _field("string", "`send` (kept for older scripts)", const="send"),
         **_TRANSFER,
     },
 )
@@ -237,7 +235,6 @@ RECEIVE = _object(
     "One object when the file is verified and in place (`--json`: on stdout, not with `-o -`).",
     {
         "mode": _field("string", "`receive`", const="receive"),
-        "command": _field("string", "`receive` (kept for older scripts)", const="receive"),
         **_TRANSFER,
         "path": _field(["string", "null"], "where the file now is; null for stdout (`-o -`)"),
     },
@@ -254,6 +251,18 @@ SECTIONS: tuple[tuple[str, Schema], ...] = (
     ("send", SEND),
     ("receive", RECEIVE),
 )
+
+
+def record(schema: Schema, **fields: Any) -> dict[str, Any]:
+    """A mode's object built from its schema: the fields in the documented order, the
+    constant ones (``mode``, ttcp's ``role``) filled in.  A field missing or not in the
+    schema is a bug here, not something to write: :class:`ValueError`."""
+    properties: dict[str, Schema] = schema["properties"]
+    values = {name: f["const"] for name, f in properties.items() if "const" in f} | fields
+    if values.keys() != properties.keys():
+        missing, unknown = properties.keys() - values, values.keys() - properties.keys()
+        raise ValueError(f"{schema['title']}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    return {name: values[name] for name in properties}
 
 
 def schema_for(record: Mapping[str, Any]) -> Schema:

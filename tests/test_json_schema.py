@@ -8,10 +8,14 @@ touches the network.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +26,8 @@ import trio
 
 from ncat_trio import report_schema
 from ncat_trio.cli import run_cli
+from ncat_trio.errors import LocalIOError
+from ncat_trio.json_summary import Summary
 from ncat_trio.report_schema import schema_for, validate
 from tests.relay_ends import connect, receive_all, relay_process, start_server
 from tests.support import NCAT, finish, popen, wait_for_port
@@ -97,6 +103,65 @@ def test_doc_tables_are_rendered_from_the_schemas() -> None:
     assert report_schema.markdown() in JSON_DOC.read_text()
 
 
+# --- the one builder (report_schema.record) and the one writer (json_summary.Summary) --
+
+
+def test_record_fills_the_constants_and_keeps_the_documented_order() -> None:
+    fields = {k: v for k, v in GOOD_NETCAT.items() if k != "mode"}
+    built = report_schema.record(
+        report_schema.NETCAT, **dict(reversed(fields.items())), mode="listen"
+    )
+    assert list(built) == list(report_schema.NETCAT["properties"])
+    assert built == {**GOOD_NETCAT, "mode": "listen"}
+    scan = report_schema.record(
+        report_schema.SCAN, host="h", address="::1", ports=0, open=[], closed=[], filtered=[],
+        concurrency=1, timeout=1.0, seconds=0.0, exit_code=1,
+    )  # fmt: skip
+    assert scan["mode"] == "scan"  # the const, not parsed from anything
+    assert validate(scan, report_schema.SCAN) == []
+
+
+def test_record_refuses_a_missing_or_unknown_field() -> None:
+    fields = {k: v for k, v in GOOD_NETCAT.items() if k != "peer"}
+    with pytest.raises(ValueError, match=r"missing \['peer'\], unknown \['command'\]"):
+        report_schema.record(report_schema.NETCAT, **fields, command="connect")
+
+
+def test_summary_writes_the_file_then_the_stream(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s.json"
+    Summary(json=True, json_file=str(out)).write(GOOD_NETCAT)
+    Summary(json_file=str(out)).write({"n": 2})  # no --json: the file only
+    captured = capsys.readouterr()
+    assert captured.out == json.dumps(GOOD_NETCAT) + "\n"
+    assert captured.err == ""
+    assert out.read_text().splitlines() == [json.dumps(GOOD_NETCAT), '{"n": 2}']
+    assert not Summary().wanted
+    assert Summary(json_file=str(out)).wanted
+    assert Summary(json=True).wanted
+
+
+def test_summary_at_the_end_reports_a_failed_file_and_does_not_raise(tmp_path: Path) -> None:
+    said: list[str] = []
+    gone = tmp_path / "gone" / "s.json"
+    Summary(json_file=str(gone)).write_at_end(GOOD_NETCAT, said.append)
+    assert said == [f"--json-file {gone}: no such file or directory"]
+    with pytest.raises(LocalIOError, match="no such file or directory"):
+        Summary(json_file=str(gone)).write(GOOD_NETCAT)
+
+
+def test_a_stdout_that_is_gone_is_local_io_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Gone(io.StringIO):
+        def write(self, _text: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    with pytest.raises(LocalIOError) as caught:
+        Summary(json=True).write(GOOD_NETCAT)
+    assert str(caught.value) == "stdout: broken pipe"
+
+
 # --- --json-file that can't be written: exit 5 before any network activity ----------
 
 COMMANDS = [
@@ -143,9 +208,9 @@ def test_unwritable_json_file_never_connects(tmp_path: Path) -> None:
 
 
 @contextmanager
-def background(args: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def background(args: list[str], **kwargs: Any) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """An ncat-trio server process and the port from its readiness line; killed at the end."""
-    proc = popen([*NCAT, *args])
+    proc = popen([*NCAT, *args], **kwargs)
     try:
         assert proc.stderr is not None
         yield proc, wait_for_port(proc.stderr)
@@ -289,12 +354,46 @@ async def test_relay_summary_after_sigterm_drain(tmp_path: Path) -> None:
     assert record["targets"] == [f"127.0.0.1:{target}"]
 
 
-async def test_relay_json_on_stderr_after_sigint() -> None:
-    with trio.fail_after(30):
-        async with relay_process("--json", "127.0.0.1:0", "127.0.0.1:9") as relay:
-            relay.signal(signal.SIGINT)
-            record = json.loads(await relay.line_starting("{"))
-            assert await relay.process.wait() == 130
+def test_relay_json_on_stdout_after_sigint() -> None:
+    """The one rule: --json is stdout where stdout is not the data (relay's stderr is its
+    log).  Changed deliberately: relay's object used to go to stderr."""
+    with background(["relay", "--json", "127.0.0.1:0", "127.0.0.1:9"]) as (relay, port):
+        relay.send_signal(signal.SIGINT)
+        out, err = relay.communicate(timeout=30)
+        assert relay.returncode == 130, err
+    record = json.loads(out)
+    assert out.count(b"\n") == 1
+    assert b"{" not in err  # the summary is not in the log
     assert validate(record, report_schema.RELAY) == []
     assert (record["ended"], record["exit_code"], record["accepted"]) == ("cancelled", None, 0)
-    assert record["listen"].startswith("127.0.0.1:")
+    assert record["listen"] == f"127.0.0.1:{port}"
+
+
+def test_relay_workers_each_write_one_whole_line_on_stdout() -> None:
+    args = ["relay", "--workers", "2", "--json", "127.0.0.1:0", "127.0.0.1:9"]
+    with background(args) as (relay, port):
+        relay.send_signal(signal.SIGTERM)
+        out, err = relay.communicate(timeout=30)
+        assert relay.returncode == 143, err
+    found = [json.loads(line) for line in out.splitlines()]
+    assert sorted(r["worker"] for r in found) == [1, 2], out
+    for record in found:
+        assert validate(record, report_schema.RELAY) == []
+        assert (record["listen"], record["ended"]) == (f"127.0.0.1:{port}", "drained")
+
+
+def test_relay_summary_into_a_gone_stdout_keeps_the_exit_code() -> None:
+    """At the end of a service the summary is reported, never fatal: 143 stays 143."""
+    reader, writer = os.pipe()
+    os.close(reader)  # stdout's reader is gone before the summary is written
+    try:
+        with background(["relay", "--json", "127.0.0.1:0", "127.0.0.1:9"], stdout=writer) as (
+            relay,
+            _port,
+        ):
+            relay.send_signal(signal.SIGTERM)
+            _out, err = relay.communicate(timeout=30)
+            assert relay.returncode == 143, err
+    finally:
+        os.close(writer)
+    assert err.decode().splitlines()[-1] == "ncat-trio: stdout: broken pipe"

@@ -65,6 +65,18 @@ def test_json_summary_on_stderr_matches_the_schema(tmp_path: Path) -> None:
     assert record["exit_code"] == 0
 
 
+def test_json_and_json_file_together_write_both(tmp_path: Path) -> None:
+    """The one rule: --json-file adds the file, it no longer replaces --json's stream
+    (changed deliberately: connect/listen used to write only the file)."""
+    summary = tmp_path / "summary.json"
+    out, err, _ = transfer(tmp_path, "--json", "--json-file", str(summary))
+    assert hashlib.sha256(out).digest() == hashlib.sha256(PAYLOAD).digest()  # stdout: data only
+    on_stderr = json.loads(err.decode().strip().splitlines()[-1])
+    check_schema(on_stderr)
+    assert [json.loads(line) for line in summary.read_text().splitlines()] == [on_stderr]
+    assert (on_stderr["mode"], on_stderr["peer"].startswith("127.0.0.1:")) == ("connect", True)
+
+
 def test_json_file_records_a_failure(tmp_path: Path) -> None:
     out_file = tmp_path / "summary.json"
     proc = subprocess.run(

@@ -192,7 +192,7 @@ def relay(
         bool,
         typer.Option(
             "--json",
-            help="At exit, write a JSON summary (totals, how it ended) on stderr.",
+            help="At exit, write a JSON summary (totals, how it ended) on stdout.",
             rich_help_panel=OUT,
         ),
     ] = False,

@@ -19,9 +19,7 @@ arrival time), so tests can drive it over memory channels with ``MockClock``.
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -30,7 +28,7 @@ from typing import Any, Protocol
 
 import trio
 
-from .. import diag
+from .. import diag, report_schema
 from ..errors import (
     ConnectionLost,
     LocalIOError,
@@ -39,7 +37,7 @@ from ..errors import (
     RemoteProtocolError,
     UsageError,
 )
-from ..json_summary import append_json
+from ..json_summary import Summary, write_stdout
 from ..proto import ntp
 from ..proto.roundtrip import (
     CLOSED,
@@ -549,32 +547,16 @@ def report_json(peer: str, opts: ProbeOptions, report: ClockReport) -> dict[str,
             item["stratum"] = s.stratum
         return item
 
-    return {
-        "mode": "clock",
-        "server": peer,
-        "proto": opts.proto,
-        "transport": "tcp" if opts.tcp else "udp",
-        "probes": report.probes,
-        "replies": report.replies,
-        "lost": report.lost,
-        "late": report.late,
-        "duplicates": report.duplicates,
-        "rejected": report.rejected,
-        "best": None if report.best is None else sample(report.best),
-        "median_offset_s": None
-        if report.median_offset_ns is None
-        else report.median_offset_ns / 1e9,
-        "spread_s": None if report.spread_ns is None else report.spread_ns / 1e9,
-        "samples": [sample(s) for s in report.samples],
-    }
-
-
-def _write_stdout(text: str) -> None:
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except (OSError, ValueError) as exc:
-        raise LocalIOError("stdout", describe_failure(exc)) from exc
+    median, spread = report.median_offset_ns, report.spread_ns
+    return report_schema.record(
+        report_schema.CLOCK_PROBE, server=peer, proto=opts.proto,
+        transport="tcp" if opts.tcp else "udp", probes=report.probes, replies=report.replies,
+        lost=report.lost, late=report.late, duplicates=report.duplicates,
+        rejected=report.rejected, best=None if report.best is None else sample(report.best),
+        median_offset_s=None if median is None else median / 1e9,
+        spread_s=None if spread is None else spread / 1e9,
+        samples=[sample(s) for s in report.samples],
+    )  # fmt: skip
 
 
 async def probe_main(opts: ProbeOptions, *, clock: WallClock = time.time_ns) -> int:
@@ -595,12 +577,11 @@ async def probe_main(opts: ProbeOptions, *, clock: WallClock = time.time_ns) -> 
             clock=clock, on_event=on_event,
         )  # fmt: skip
     report = run.report
-    if opts.json_file is not None:
-        append_json(opts.json_file, report_json(peer, opts, report))
-    if opts.json:
-        _write_stdout(json.dumps(report_json(peer, opts, report)) + "\n")
-    else:
-        _write_stdout("".join(line + "\n" for line in report_lines(peer, opts, report)))
+    summary = Summary(opts.json, opts.json_file)
+    if summary.wanted:
+        summary.write(report_json(peer, opts, report))
+    if not opts.json:
+        write_stdout("".join(line + "\n" for line in report_lines(peer, opts, report)))
     if report.replies:
         if run.stopped is not None:
             diag.say(f"stopped early: {run.stopped}")

@@ -14,7 +14,6 @@ The rules (DESIGN.md §3):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -27,8 +26,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .. import diag, progress
+from .. import diag, progress, report_schema
 from ..errors import ConnectError, ConnectionLost, NcatError, NcatTimeout
+from ..json_summary import Summary
 from ..progress import show_progress, summary_line
 from ..transport import net, serve
 from ..transport.access import AccessPolicy, admit
@@ -96,7 +96,7 @@ class ReportOptions:
     progress: str = "never"  # -P: "always"; --progress=auto: only when stderr is a TTY
     size: int | None = None  # --size: bytes expected on stdin, for progress percentages
     stats: bool = False  # --stats: a summary line on stderr at the end
-    json: bool = False  # --json: a JSON summary on stderr (or json_file)
+    json: bool = False  # --json: a JSON summary on stderr (stdout is the data)
     json_file: str | None = None
 
 
@@ -303,10 +303,14 @@ async def _run_one(
     stdin: trio.abc.ReceiveStream | None,
     stdout: trio.abc.SendStream | None,
     options: SessionOptions,
-    peer_name: str,
     opts: NetcatOptions,
+    *,
+    mode: str,
+    peer: str,
 ) -> SessionResult:
-    """One connection: the session, progress beside it, then the close and the summaries."""
+    """One connection (``mode`` connect or listen): the session, progress beside it, then
+    the close and the summaries."""
+    peer_name = f"connection {'to' if mode == 'connect' else 'from'} {peer}"
     live = SessionResult()
     result: SessionResult | None = None
     failure: NcatError | None = None
@@ -332,9 +336,8 @@ async def _run_one(
         if failure is not None:
             raise failure
     finally:
-        _summaries(
-            opts, peer_name, live, time.monotonic() - started, failure, finished=result is not None
-        )
+        seconds = time.monotonic() - started
+        _summaries(opts, mode, peer, peer_name, live, seconds, failure, finished=result is not None)
     assert result is not None
     return result
 
@@ -366,6 +369,8 @@ def _how_it_ended(live: SessionResult) -> str:
 
 def _summaries(
     opts: NetcatOptions,
+    mode: str,
+    peer: str,
     peer_name: str,
     live: SessionResult,
     seconds: float,
@@ -373,7 +378,7 @@ def _summaries(
     *,
     finished: bool,
 ) -> None:
-    """--stats (one line on stderr) and --json (the schema in README, "JSON summaries")."""
+    """--stats (one line on stderr) and --json/--json-file (json_summary.Summary, docs/json.md)."""
     if failure is not None:
         ended, code = "error", int(failure.exit_code)
     elif not finished:
@@ -383,28 +388,15 @@ def _summaries(
     if opts.report.stats:
         line = summary_line(live.bytes_sent, live.bytes_received, seconds)
         diag.say(f"{peer_name}: {line} ({ended})")
-    if opts.report.json or opts.report.json_file:
-        record = {
-            "mode": "connect" if peer_name.startswith("connection to") else "listen",
-            "peer": peer_name.split(" ", 2)[-1],
-            "bytes_sent": live.bytes_sent,
-            "bytes_received": live.bytes_received,
-            "seconds": round(seconds, 6),
-            "stdin_eof": live.stdin_eof,
-            "peer_eof": live.peer_eof,
-            "ended": ended,
-            "exit_code": code,
-            "error": None if failure is None else str(failure),
-        }
-        text = json.dumps(record) + "\n"
-        if opts.report.json_file:
-            try:
-                with open(opts.report.json_file, "a") as f:
-                    f.write(text)
-            except OSError as exc:
-                diag.say(f"--json-file {opts.report.json_file}: {exc.strerror or exc}")
-        else:
-            diag.write_raw(text)
+    summary = Summary(opts.report.json, opts.report.json_file, stream="stderr")  # stdout: data
+    if summary.wanted:
+        record = report_schema.record(
+            report_schema.NETCAT, mode=mode, peer=peer, bytes_sent=live.bytes_sent,
+            bytes_received=live.bytes_received, seconds=round(seconds, 6),
+            stdin_eof=live.stdin_eof, peer_eof=live.peer_eof, ended=ended, exit_code=code,
+            error=None if failure is None else str(failure),
+        )  # fmt: skip
+        summary.write_at_end(record, diag.say)
 
 
 async def connect_main(opts: NetcatOptions) -> int:
@@ -448,7 +440,7 @@ async def connect_main(opts: NetcatOptions) -> int:
         return 0
     async with open_stdio(opts.session) as (stdin, stdout, session):
         result = await _run_one(
-            stream, layers.stdin(stdin), stdout, session, f"connection to {peer}", opts
+            stream, layers.stdin(stdin), stdout, session, opts, mode="connect", peer=peer
         )
     _report(opts, result)
     return 0
@@ -570,7 +562,7 @@ async def run_client(
         result = await run_exec(stream, opts, f"connection from {peer}", conn=conn)
     else:
         result = await _run_one(
-            stream, layers.stdin(stdin), stdout, session, f"connection from {peer}", opts
+            stream, layers.stdin(stdin), stdout, session, opts, mode="listen", peer=peer
         )
     _report(opts, result)
     return result

@@ -35,9 +35,9 @@ from dataclasses import asdict, dataclass, field
 
 import trio
 
-from .. import diag
+from .. import diag, report_schema
 from ..errors import ConnectError, ExitCode, NcatError, leaves
-from ..json_summary import append_json, json_line
+from ..json_summary import Summary
 from ..transport import net
 from ..transport.access import (  # the one home of access rules, re-exported here
     AccessPolicy as AccessPolicy,
@@ -71,8 +71,8 @@ class RelayOptions:
     verbose: bool = False  # one line per connection
     stats_interval: float | None = None
     json_log: bool = False
-    json: bool = False  # a summary object on stderr at exit (report_schema.RELAY)
-    json_file: str | None = None  # ... appended to this file instead
+    json: bool = False  # a summary object on stdout at exit (report_schema.RELAY)
+    json_file: str | None = None  # ... appended to this file (json_summary.Summary)
     faults: tuple[AnyFault, ...] = ()
     seed: int | None = None
     splice: bool = True  # Linux splice(2) fast path when no fault applies
@@ -427,10 +427,10 @@ async def relay_main(opts: RelayOptions, worker: WorkerSetup | None = None) -> i
         failure = exc
         raise
     finally:
-        if opts.json or opts.json_file is not None:
+        summary = Summary(opts.json, opts.json_file)
+        if summary.wanted:
             seconds = trio.current_time() - started
-            record = relay_summary(opts, server, where, worker, seconds, failure)
-            _write_summary(opts, record, say)
+            summary.write_at_end(relay_summary(opts, server, where, worker, seconds, failure), say)
 
 
 async def _serve_until_signal(
@@ -483,36 +483,21 @@ def relay_summary(
         ended = "drained" if server.drain_finished else "drain timeout"
         code = int(ExitCode.SIGTERM)
     s = server.statistics()
-    return {
-        "mode": "relay",
-        "listen": where,
-        "targets": [str(t) for t in opts.targets],
-        "worker": None if worker is None else worker.index,
-        "seconds": round(seconds, 6),
-        "accepted": s.accepted, "connections": s.total, "denied": s.denied,
-        "rejected": s.rejected, "unreachable": s.unreachable, "endings": server.endings(),
-        "bytes_up": s.bytes_up, "bytes_down": s.bytes_down, "peak_buffered": s.peak_buffered,
-        "peak_total_buffered": s.peak_total_buffered,
-        "ended": ended, "exit_code": code, "error": None if error is None else str(error),
-    }  # fmt: skip
+    return report_schema.record(
+        report_schema.RELAY,
+        listen=where, targets=[str(t) for t in opts.targets],
+        worker=None if worker is None else worker.index, seconds=round(seconds, 6),
+        accepted=s.accepted, connections=s.total, denied=s.denied,
+        rejected=s.rejected, unreachable=s.unreachable, endings=server.endings(),
+        bytes_up=s.bytes_up, bytes_down=s.bytes_down, peak_buffered=s.peak_buffered,
+        peak_total_buffered=s.peak_total_buffered,
+        ended=ended, exit_code=code, error=None if error is None else str(error),
+    )  # fmt: skip
 
 
 def _first_ncat_error(exc: BaseException | None) -> NcatError | None:
     inside = () if exc is None else leaves(exc)
     return next((leaf for leaf in inside if isinstance(leaf, NcatError)), None)
-
-
-def _write_summary(
-    opts: RelayOptions, record: dict[str, object], say: Callable[[str], None]
-) -> None:
-    """At exit nothing may mask the real exit code: a file that fails is only reported."""
-    if opts.json_file is None:
-        diag.write_raw(json_line(record))
-        return
-    try:
-        append_json(opts.json_file, record)
-    except NcatError as exc:
-        say(str(exc))
 
 
 async def _drain(

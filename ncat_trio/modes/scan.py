@@ -16,15 +16,14 @@ from __future__ import annotations
 import enum
 import os
 import socket
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
 
-from .. import diag
-from ..errors import LocalIOError, NcatError, UsageError
-from ..json_summary import append_json, json_line
+from .. import diag, report_schema
+from ..errors import NcatError, UsageError
+from ..json_summary import Summary, write_stdout
 from ..transport import net
 
 
@@ -137,27 +136,19 @@ async def _probe(family: int, sockaddr: tuple[object, ...], limit: float) -> tup
 
 def scan_json(options: ScanOptions, result: ScanResult, seconds: float) -> dict[str, object]:
     """The ``--json`` object (schema: report_schema.SCAN)."""
-    return {
-        "mode": "scan",
-        "host": str(options.endpoint.host),
-        "address": result.address,
-        "ports": len(result.states),
-        "open": result.ports_in(PortState.OPEN),
-        "closed": result.ports_in(PortState.CLOSED),
-        "filtered": result.ports_in(PortState.FILTERED),
-        "concurrency": options.concurrency,
-        "timeout": options.timeout,
-        "seconds": round(seconds, 6),
-        "exit_code": 0 if result.open_ports else 1,
-    }
-
-
-def _write_stdout(text: str) -> None:
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except OSError as exc:
-        raise LocalIOError("stdout", (exc.strerror or str(exc)).lower()) from exc
+    return report_schema.record(
+        report_schema.SCAN,
+        host=str(options.endpoint.host),
+        address=result.address,
+        ports=len(result.states),
+        open=result.ports_in(PortState.OPEN),
+        closed=result.ports_in(PortState.CLOSED),
+        filtered=result.ports_in(PortState.FILTERED),
+        concurrency=options.concurrency,
+        timeout=options.timeout,
+        seconds=round(seconds, 6),
+        exit_code=0 if result.open_ports else 1,
+    )
 
 
 def _service(port: int) -> str:
@@ -177,19 +168,16 @@ async def scan_main(options: ScanOptions) -> int:
                 line = f"Connection to {address} {port} port [tcp/{_service(port)}] succeeded!"
                 diag.write_raw(line + "\n")
         elif state is PortState.OPEN and not options.json:
-            _write_stdout(f"{address} {port} open\n")
+            write_stdout(f"{address} {port} open\n")
         elif state is not PortState.OPEN and options.verbose:
             diag.say(f"{address} {port} {state.value} ({why})")
 
     started = trio.current_time()
     result = await scan(options, report)
     opened = len(result.open_ports)
-    if options.json or options.json_file is not None:
-        record = scan_json(options, result, trio.current_time() - started)
-        if options.json_file is not None:
-            append_json(options.json_file, record)
-        if options.json:
-            _write_stdout(json_line(record))
+    summary = Summary(options.json, options.json_file)
+    if summary.wanted:
+        summary.write(scan_json(options, result, trio.current_time() - started))
     if options.verbose:
         diag.say(f"scanned {len(result.states)} ports on {result.address}: {opened} open")
     return 0 if opened else 1

@@ -12,7 +12,6 @@ import contextlib
 import math
 import os
 import stat
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from functools import partial
 
 import trio
 
-from .. import diag, progress, runner
+from .. import diag, progress, report_schema, runner
 from ..errors import (
     LocalIOError,
     LocalProtocolError,
@@ -29,7 +28,7 @@ from ..errors import (
     RemoteProtocolError,
     UsageError,
 )
-from ..json_summary import append_json, json_line
+from ..json_summary import Summary
 from ..proto import transfer as wire
 from ..transport import files, net, serve
 from ..transport.idle import IdleWatch, WatchedStream
@@ -197,27 +196,18 @@ async def open_source(opts: SendOptions) -> AsyncIterator[Source]:
 
 def _summary(command: str, result: TransferResult, opts: TransferOptions) -> None:
     rate = result.bytes_moved / result.seconds / (1 << 20) if result.seconds > 0 else 0.0
-    if opts.json or opts.json_file is not None:
-        record = {
-            "mode": command,
-            "command": command,
-            "name": result.name,
-            "path": result.path,
-            "size": result.size,
-            "sha256": result.sha256,
-            "resumed_from": result.resumed_from,
-            "bytes_moved": result.bytes_moved,
-            "seconds": round(result.seconds, 6),
-            "mib_per_s": round(rate, 3),
-            "verified": True,
-        }
-        if command == "send":
-            del record["path"]
-        if opts.json_file is not None:
-            append_json(opts.json_file, record)
-        if opts.json:
-            sys.stdout.write(json_line(record))
-            sys.stdout.flush()
+    summary = Summary(opts.json, opts.json_file)
+    if summary.wanted:
+        path = {} if command == "send" else {"path": result.path}
+        summary.write(
+            report_schema.record(
+                report_schema.SEND if command == "send" else report_schema.RECEIVE,
+                name=result.name, size=result.size, sha256=result.sha256,
+                resumed_from=result.resumed_from, bytes_moved=result.bytes_moved,
+                seconds=round(result.seconds, 6), mib_per_s=round(rate, 3), verified=True,
+                **path,
+            )
+        )  # fmt: skip
     if opts.quiet:
         return
     resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""

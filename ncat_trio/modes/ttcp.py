@@ -14,8 +14,6 @@ and :func:`receive_main` open the sockets and print the report.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -23,13 +21,13 @@ from functools import partial
 
 import trio
 
-from .. import diag
-from ..errors import LocalIOError, NcatError, UsageError
-from ..json_summary import append_json
+from .. import diag, report_schema
+from ..errors import NcatError, UsageError
+from ..json_summary import Summary, write_stdout
 from ..proto import ttcp
 from ..transport import net, serve
 from ..transport.blocking import Wire
-from ..transport.pump import Side, describe_failure
+from ..transport.pump import Side
 
 DEFAULT_PORT = ttcp.DEFAULT_PORT
 DEFAULT_LENGTH = ttcp.DEFAULT_LENGTH
@@ -405,11 +403,10 @@ async def transmit_main(opts: TtcpTransmitOptions) -> int:
     result = await transmit_session(
         conn, session, peer_name=f"connection to {peer}", exclusive_thread=True
     )
-    report = {
-        "mode": "ttcp", "role": "transmit", "peer": peer, **result.as_dict(),
-        "nodelay": opts.nodelay,
-    }  # fmt: skip
-    _report(report, result, opts.json, opts.json_file)
+    report = report_schema.record(
+        report_schema.TTCP_TRANSMIT, peer=peer, nodelay=opts.nodelay, **result.as_dict()
+    )
+    _report(report, result, Summary(opts.json, opts.json_file))
     return 0
 
 
@@ -444,17 +441,16 @@ async def _receive_one(conn: trio.SocketStream, opts: TtcpReceiveOptions) -> Non
         )
     finally:
         await trio.aclose_forcefully(conn)
-    report = {"mode": "ttcp", "role": "receive", "peer": peer, **result.as_dict()}
-    _report(report, result, opts.json, opts.json_file)
+    report = report_schema.record(report_schema.TTCP_RECEIVE, peer=peer, **result.as_dict())
+    _report(report, result, Summary(opts.json, opts.json_file))
 
 
-def _report(
-    report: dict[str, object], result: Throughput, json_out: bool, json_file: str | None
-) -> None:
-    """The JSON object to ``json_file`` (if any), then it or the human lines to stdout."""
-    if json_file is not None:
-        append_json(json_file, report)
-    _emit(*([json.dumps(report)] if json_out else result.human_lines()))
+def _report(report: dict[str, object], result: Throughput, summary: Summary) -> None:
+    """The JSON object where ``summary`` says, else (no ``--json``) the human lines."""
+    if summary.wanted:
+        summary.write(report)
+    if not summary.json:
+        _emit(*result.human_lines())
 
 
 def _print_session(session: ttcp.Session) -> None:
@@ -463,11 +459,7 @@ def _print_session(session: ttcp.Session) -> None:
 
 def _emit(*lines: str) -> None:
     """Report lines on stdout, flushed (``port = P`` is a readiness line)."""
-    try:
-        sys.stdout.write("".join(line + "\n" for line in lines))
-        sys.stdout.flush()
-    except (OSError, ValueError) as exc:
-        raise LocalIOError("stdout", describe_failure(exc)) from exc
+    write_stdout("".join(line + "\n" for line in lines))
 
 
 __all__ = [
