@@ -17,19 +17,19 @@ from __future__ import annotations
 import json
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
 import trio
 
 from .. import diag
-from ..errors import LocalIOError, NcatError, UsageError
+from ..errors import LocalIOError, UsageError
 from ..json_summary import append_json
 from ..proto import ttcp
 from ..transport import net, serve
 from ..transport.blocking import Wire
-from ..transport.pump import Side, describe_failure
+from ..transport.pump import Side, describe_failure, run_directions
 
 DEFAULT_PORT = ttcp.DEFAULT_PORT
 DEFAULT_LENGTH = ttcp.DEFAULT_LENGTH
@@ -282,27 +282,10 @@ async def _pipelined(wire: Wire, proto: ttcp.Transmitter, options: TransmitOptio
             credit += acked
             credit_returned.unpark_all()
 
-    await _run_both(sender, ack_reader)
+    failure = await run_directions(sender, ack_reader)  # the first NcatError, alone
+    if failure is not None:
+        raise failure
     return rtt_sum
-
-
-async def _run_both(*tasks: Callable[[], Awaitable[None]]) -> None:
-    """Run tasks together; the first NcatError cancels the rest and is raised alone."""
-    failure: list[NcatError] = []
-
-    async def guarded(task: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
-        try:
-            await task()
-        except NcatError as exc:
-            if not failure:
-                failure.append(exc)
-            scope.cancel()
-
-    async with trio.open_nursery() as nursery:
-        for task in tasks:
-            nursery.start_soon(guarded, task, nursery.cancel_scope)
-    if failure:
-        raise failure[0]
 
 
 async def receive_session(
