@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 import trio
 
@@ -91,12 +90,8 @@ class translated:  # lower case: read as ``with translated(side):``, like contex
     def __enter__(self) -> None:
         return None
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
+        exc = exc_info[1]
         if isinstance(exc, STREAM_ERRORS):
             raise translate(exc, self.side) from exc
 
