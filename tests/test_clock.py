@@ -419,6 +419,24 @@ async def test_stream_closed_by_the_server_keeps_what_was_measured(
     assert "closed the connection" in str(run.stopped)
 
 
+async def test_stream_link_failures_are_connection_lost_in_the_one_wording() -> None:
+    """A broken pipe on the link is a reset, said as every connection says it (pump.translate);
+    a closed stream says "closed"."""
+    client_end, _server_end = trio.testing.memory_stream_pair()
+    link = clock.StreamLink(client_end, "roundtrip server x", virtual_wall_clock)
+
+    async def broken(data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        raise trio.BrokenResourceError("write failed") from BrokenPipeError(32, "Broken pipe")
+
+    client_end.send_all = broken  # type: ignore[method-assign]
+    with pytest.raises(ConnectionLost, match=r"^roundtrip server x: connection reset by peer$"):
+        await link.send(b"x")
+    await client_end.aclose()
+    with pytest.raises(ConnectionLost, match=r"^roundtrip server x: closed$"):
+        await link.receive()
+
+
 async def test_tcp_probe_against_the_tcp_server() -> None:
     server = clock.ClockServer("roundtrip", clock=skewed_clock)
     with trio.fail_after(10):

@@ -8,8 +8,8 @@ import pytest
 import trio
 import trio.testing
 
-from ncat_trio.errors import ConnectionLost, LocalIOError
-from ncat_trio.transport.pump import Side, pump
+from ncat_trio.errors import ConnectionLost, LocalIOError, NcatError
+from ncat_trio.transport.pump import Side, pump, run_directions, translated
 
 NET = Side("connection to peer", local=False)
 OUT = Side("stdout", local=True)
@@ -110,3 +110,59 @@ async def test_cancellation_interrupts_a_blocked_pump(
     with trio.move_on_after(5) as scope:
         await pump(recv, None, source_side=NET, sink_side=OUT)
     assert scope.cancelled_caught
+
+
+def test_translated_maps_stream_failures_as_the_pump_does() -> None:
+    reset = ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+    with (
+        pytest.raises(
+            ConnectionLost, match=r"^connection to peer: connection reset by peer$"
+        ) as info,
+        translated(NET),
+    ):
+        raise trio.BrokenResourceError("socket failed") from reset
+    assert isinstance(info.value.__cause__, trio.BrokenResourceError)
+    with pytest.raises(LocalIOError, match=r"^stdout: broken pipe$"), translated(OUT):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+    with pytest.raises(LocalIOError, match=r"^stdout: closed$"), translated(OUT):
+        raise trio.ClosedResourceError
+
+
+def test_translated_lets_everything_else_through() -> None:
+    with pytest.raises(ValueError, match="not a stream failure"), translated(NET):
+        raise ValueError("not a stream failure")
+    with translated(NET):
+        pass  # and a block that ends well ends well
+
+
+async def test_run_directions_returns_the_first_error_and_cancels_the_rest() -> None:
+    first = ConnectionLost("connection to peer", "connection reset by peer")
+    second_started = trio.Event()
+    cancelled: list[bool] = []
+
+    async def fails() -> None:
+        await second_started.wait()
+        raise first
+
+    async def waits_forever() -> None:
+        second_started.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            cancelled.append(True)
+
+    async def fails_late() -> None:
+        await trio.sleep_forever()
+        raise LocalIOError("stdout", "never reached")
+
+    failure = await run_directions(fails, waits_forever, fails_late)
+    assert failure is first
+    assert isinstance(failure, NcatError)
+    assert cancelled == [True]
+
+
+async def test_run_directions_without_failure_returns_none() -> None:
+    async def done() -> None:
+        await trio.lowlevel.checkpoint()
+
+    assert await run_directions(done, done) is None

@@ -52,7 +52,7 @@ from ..proto.roundtrip import (
     encode_frame,
 )
 from ..transport import datagram, net, serve
-from ..transport.pump import describe_failure
+from ..transport.pump import STREAM_ERRORS, Side, describe_failure, translated
 from .clock_defaults import NTP_PORT, NTP_SERVE_PORT, PROTOCOLS, ROUNDTRIP_PORT
 
 WallClock = datagram.WallClock  # ns since the Unix epoch
@@ -209,7 +209,7 @@ class ClockServer:
                     return
         except RemoteProtocolError as exc:  # closed in mid-frame
             self._drop(f"a {buffer.pending}-byte partial frame", peer_name, str(exc))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        except STREAM_ERRORS as exc:
             if self._verbose:
                 diag.say(f"{peer_name}: {describe_failure(exc)}")
         finally:
@@ -293,15 +293,14 @@ class StreamLink:
     def __init__(self, stream: trio.abc.Stream, name: str, clock: WallClock) -> None:
         self._stream = stream
         self._name = name
+        self._side = Side(name, local=False)
         self._clock = clock
         self._buffer = FrameBuffer()
         self._stamp = 0
 
     async def send(self, data: bytes) -> None:
-        try:
+        with translated(self._side):
             await self._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise ConnectionLost(self._name, describe_failure(exc)) from exc
 
     async def receive(self) -> tuple[bytes, int]:
         while True:
@@ -313,10 +312,8 @@ class StreamLink:
                 return encode_frame(event), self._stamp
             if event is CLOSED:
                 raise ConnectionLost(self._name, "the server closed the connection")
-            try:
+            with translated(self._side):
                 data = await self._stream.receive_some(datagram.MAX_DATAGRAM)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise ConnectionLost(self._name, describe_failure(exc)) from exc
             self._stamp = self._clock()
             self._buffer.receive_data(data)
 

@@ -30,6 +30,7 @@ import trio
 from .. import diag
 from ..errors import NcatError
 from ..transport import net
+from ..transport.pump import STREAM_ERRORS
 
 MAX_HEAD = 16 * 1024
 MAX_BODY = 1024 * 1024
@@ -118,7 +119,7 @@ async def _connection(
         async with stream:
             try:
                 await _serve(stream, conn, handler, peer)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, NcatError):
+            except (*STREAM_ERRORS, NcatError):
                 return  # the client went away: nothing to answer
             except h11.ProtocolError as exc:
                 log(f"HTTP API: {peer}: {diag.printable(str(exc))}")
@@ -236,13 +237,11 @@ async def _send(stream: trio.SocketStream, conn: h11.Connection, response: Respo
 
 async def _close_gracefully(stream: trio.SocketStream) -> None:
     """``send_eof``, read (and drop) what the client still sends for up to LINGER s."""
-    try:
+    with contextlib.suppress(*STREAM_ERRORS):
         await stream.send_eof()
         with trio.move_on_after(LINGER):
             while await stream.receive_some(_RECEIVE):
                 pass
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        pass
 
 
 __all__ = ["MAX_BODY", "MAX_HEAD", "Handler", "Request", "Response", "serve_http"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..errors import LocalIOError, NcatError
-from ..transport.pump import translate
+from ..transport.pump import translated
 from ..transport.serve import never_fatal, serve_connections, stdio_is_fatal
 from ..transport.stdio import CHUNK
 from .netcat import STDIN, SessionOptions, SessionResult, open_stdio
@@ -86,18 +86,13 @@ class StdinBroadcast:
     async def run(self, stdin: trio.abc.ReceiveStream, chunk_size: int = CHUNK) -> None:
         """Until stdin's EOF; raises :class:`LocalIOError` if stdin fails."""
         try:
-            while True:
-                try:
-                    data = await stdin.receive_some(chunk_size)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    raise translate(exc, STDIN) from exc
-                if not data:
-                    return
-                for channel in list(self._subscribers):
-                    try:
-                        await channel.send(bytes(data))
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        self._subscribers.discard(channel)  # that client has gone
+            with translated(STDIN):  # only the read: a subscriber's failure is caught below
+                while data := await stdin.receive_some(chunk_size):
+                    for channel in list(self._subscribers):
+                        try:
+                            await channel.send(bytes(data))
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            self._subscribers.discard(channel)  # that client has gone
         finally:
             self._eof = True
             for channel in self._subscribers:

@@ -23,7 +23,7 @@ from ..proto.proxy import NEED_DATA, ProxyHandshake, ProxyType
 from ..transport import net, tls
 from ..transport.crlf import CrlfReceiveStream
 from ..transport.hexdump import HexDumpFile, TappedStream
-from ..transport.pump import Side, translate
+from ..transport.pump import STREAM_ERRORS, Side, translate, translated
 
 #: Seconds a listener gives a client to finish its TLS handshake.  A client that
 #: trickles its ClientHello (slowloris) or stops half-way is dropped after this (and
@@ -89,15 +89,13 @@ async def proxy_handshake(conn: trio.abc.Stream, proxy: ProxySettings, target: n
         event = machine.next_event()  # may queue the next request: send it before reading
         outgoing = machine.data_to_send()
         if outgoing:
-            try:
+            with translated(side):
                 await conn.send_all(outgoing)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise translate(exc, side) from exc
         if event is not NEED_DATA:
             return event.bound
         try:
             data = await conn.receive_some(machine.bytes_wanted())
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        except STREAM_ERRORS as exc:
             error = translate(exc, side)
             raise ConnectionLost(error.what, f"{error.why} during the handshake") from exc
         machine.receive_data(data)

@@ -47,7 +47,7 @@ from ..errors import ConnectError, IntegrityError, LocalProtocolError, NcatError
 from ..transport import datagram, unix
 from ..transport.access import DatagramGate
 from ..transport.child import describe_status, open_child
-from ..transport.pump import Side, run_directions, translate
+from ..transport.pump import STREAM_ERRORS, Side, run_directions, translate
 from ..transport.sockopts import configure_with
 from .netcat import STDIN, STDOUT, SessionOptions, SessionResult, open_stdio
 
@@ -59,8 +59,6 @@ if TYPE_CHECKING:
 MAX_PAYLOAD = 65507
 #: The flag a send or connect to a broadcast address needs (SO_BROADCAST).
 BROADCAST = "--broadcast"
-
-_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 def name_of(address: Any) -> str:
@@ -148,7 +146,7 @@ class DatagramSession:
             while True:
                 try:
                     data = await stdin.receive_some(MAX_PAYLOAD)
-                except _STREAM_ERRORS as exc:
+                except STREAM_ERRORS as exc:
                     raise translate(exc, self.source_side) from exc
                 if not data:
                     break
@@ -188,7 +186,7 @@ class DatagramSession:
                     if sink is not None:
                         try:
                             await sink.send_all(buffer[:size])
-                        except _STREAM_ERRORS as exc:
+                        except STREAM_ERRORS as exc:
                             raise translate(exc, self.sink_side) from exc
                     result.bytes_received += size
             if download_scope.cancelled_caught:
@@ -237,7 +235,7 @@ class ChildInput(trio.abc.SendStream):
             return
         try:
             await self.pipe.send_all(data)
-        except _STREAM_ERRORS:
+        except STREAM_ERRORS:
             self.open = False
 
     async def wait_send_all_might_not_block(self) -> None:

@@ -53,14 +53,13 @@ from ..proto import transfer as wire
 from ..transport import files
 from ..transport.files import CHUNK  # bytes per read and per send, measured there
 from ..transport.idle import IdleWatch
-from ..transport.pump import Side, pump, run_directions, send_eof, translate
+from ..transport.pump import STREAM_ERRORS, Side, pump, run_directions, send_eof, translate
 
 #: After the last message, how long to wait for the peer's EOF before closing anyway.
 LINGER = 5.0
 #: How long the receiver may spend delivering its Ack (shielded from a late signal).
 ACK_TIMEOUT = 1.0
 
-_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _E = TypeVar("_E", covariant=True)  # the events of one protocol machine (_EventReader)
 
 
@@ -151,7 +150,7 @@ class _EventReader(Generic[_E]):
                 return event
             try:
                 data = await self._conn.receive_some(self._chunk)
-            except _STREAM_ERRORS as exc:
+            except STREAM_ERRORS as exc:
                 raise translate(exc, self._side) from exc
             self._proto.receive_data(data)
 
@@ -166,7 +165,7 @@ async def _send_bytes(conn: trio.abc.SendStream, data: bytes, side: Side) -> Non
         return
     try:
         await conn.send_all(data)
-    except _STREAM_ERRORS as exc:
+    except STREAM_ERRORS as exc:
         raise translate(exc, side) from exc
 
 
@@ -293,7 +292,7 @@ class SendSession:
         while True:
             try:
                 data = await source.stream.receive_some(self._chunk)
-            except _STREAM_ERRORS as exc:
+            except STREAM_ERRORS as exc:
                 raise translate(exc, side) from exc
             if not data:
                 return total
@@ -524,7 +523,7 @@ class ReceiveSession:
             try:
                 await self._conn.send_all(message)
                 await self._conn.send_eof()
-            except _STREAM_ERRORS:
+            except STREAM_ERRORS:
                 return
             # Read what the sender still had in flight, so that closing does not send a
             # RST that could destroy our Failure before the sender has read it.

@@ -15,19 +15,19 @@ and :func:`receive_main` open the sockets and print the report.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
 import trio
 
 from .. import diag, report_schema
-from ..errors import NcatError, UsageError
+from ..errors import UsageError
 from ..json_summary import Summary, write_stdout
 from ..proto import ttcp
 from ..transport import net, serve
 from ..transport.blocking import Wire
-from ..transport.pump import Side
+from ..transport.pump import Side, run_directions
 
 DEFAULT_PORT = ttcp.DEFAULT_PORT
 DEFAULT_LENGTH = ttcp.DEFAULT_LENGTH
@@ -280,27 +280,10 @@ async def _pipelined(wire: Wire, proto: ttcp.Transmitter, options: TransmitOptio
             credit += acked
             credit_returned.unpark_all()
 
-    await _run_both(sender, ack_reader)
+    failure = await run_directions(sender, ack_reader)  # the first NcatError, alone
+    if failure is not None:
+        raise failure
     return rtt_sum
-
-
-async def _run_both(*tasks: Callable[[], Awaitable[None]]) -> None:
-    """Run tasks together; the first NcatError cancels the rest and is raised alone."""
-    failure: list[NcatError] = []
-
-    async def guarded(task: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
-        try:
-            await task()
-        except NcatError as exc:
-            if not failure:
-                failure.append(exc)
-            scope.cancel()
-
-    async with trio.open_nursery() as nursery:
-        for task in tasks:
-            nursery.start_soon(guarded, task, nursery.cancel_scope)
-    if failure:
-        raise failure[0]
 
 
 async def receive_session(

@@ -19,7 +19,7 @@ import struct
 
 import trio
 
-from .pump import Side, translate
+from .pump import STREAM_ERRORS, Side, translate, translated
 
 #: Receive size.  Python's cost is per call, not per byte, so ask for a lot at once.
 CHUNK = 256 * 1024
@@ -29,8 +29,6 @@ EXCLUSIVE_WAIT_MS = 10
 EXCLUSIVE_YIELD_EVERY = 64
 _TIMEVAL = struct.Struct("@ll")  # struct timeval for SO_RCVTIMEO / SO_SNDTIMEO
 _NO_TIMEOUT = _TIMEVAL.pack(0, 0)
-
-_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class Wire:
@@ -79,12 +77,10 @@ class Wire:
         if self._exclusive:
             assert isinstance(self._stream, trio.SocketStream)
             timeout = _TIMEVAL.pack(0, EXCLUSIVE_WAIT_MS * 1000)
-            try:
+            with translated(self._peer):
                 for option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
                     self._stream.socket.setsockopt(_socket.SOL_SOCKET, option, timeout)
                 os.set_blocking(self._fd, True)
-            except OSError as exc:
-                raise translate(exc, self._peer) from exc
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -119,7 +115,7 @@ class Wire:
             self._unblocked += 1
             if self._unblocked >= self._yield_every:
                 await self._yield()
-        except _STREAM_ERRORS as exc:
+        except STREAM_ERRORS as exc:
             raise translate(exc, self._peer) from exc
 
     async def receive(self) -> bytes | bytearray | memoryview:
@@ -138,7 +134,7 @@ class Wire:
                 if self._unblocked >= self._yield_every:
                     await self._yield()
                 return self._view[:count]
-        except _STREAM_ERRORS as exc:
+        except STREAM_ERRORS as exc:
             raise translate(exc, self._peer) from exc
 
     async def _yield(self) -> None:

@@ -68,7 +68,32 @@ class SinkGone(LocalIOError):
     """
 
 
-_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+#: What a stream's send, receive, half-close or close raises when it fails (the one
+#: spelling of it: everything that catches a stream failure names this tuple).
+STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class translated:  # lower case: read as ``with translated(side):``, like contextlib's
+    """``with translated(side):`` — a :data:`STREAM_ERRORS` failure inside the block is
+    raised as :func:`translate` makes it (``from`` the original); anything else passes.
+
+    In the spirit of trio's ``_translate_socket_errors_to_stream_errors``.  A class, not a
+    generator, so that entering costs two calls; still, wrap a loop, not each call of a
+    hot one (the pump below keeps its own two ``except`` clauses for that reason).
+    """
+
+    __slots__ = ("side",)
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        exc = exc_info[1]
+        if isinstance(exc, STREAM_ERRORS):
+            raise translate(exc, self.side) from exc
 
 
 async def pump(
@@ -89,14 +114,14 @@ async def pump(
     while True:
         try:
             data = await source.receive_some(chunk_size)
-        except _STREAM_ERRORS as exc:
+        except STREAM_ERRORS as exc:
             raise translate(exc, source_side) from exc
         if not data:
             return total
         if sink is not None:
             try:
                 await sink.send_all(data)
-            except _STREAM_ERRORS as exc:
+            except STREAM_ERRORS as exc:
                 raise translate(exc, sink_side) from exc
         total += len(data)
         if on_chunk is not None:
@@ -105,10 +130,8 @@ async def pump(
 
 async def send_eof(stream: trio.abc.HalfCloseableStream, side: Side) -> None:
     """Half-close ``stream`` (shutdown SHUT_WR), translating failures."""
-    try:
+    with translated(side):
         await stream.send_eof()
-    except _STREAM_ERRORS as exc:
-        raise translate(exc, side) from exc
 
 
 async def run_directions(*directions: Callable[[], Awaitable[None]]) -> NcatError | None:

@@ -33,7 +33,7 @@ import trio
 
 from ..errors import NcatError
 from .faults import ConnectionFaults, Direction, FaultAbort, FaultKind, FaultySink
-from .pump import Side, pump, translate
+from .pump import STREAM_ERRORS, Side, pump, translate, translated
 
 #: Default per-direction bound (``--buffer``).
 DEFAULT_BUFFER = 256 * 1024
@@ -48,8 +48,6 @@ YIELD_EVERY = 1 << 20
 #: Linux: move bytes socket → pipe → socket inside the kernel (DESIGN.md §5).
 SPLICE_AVAILABLE = hasattr(os, "splice") and hasattr(fcntl, "F_SETPIPE_SZ")
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
-
-_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class Ending(enum.Enum):
@@ -328,10 +326,8 @@ class RelayConnection:
                     flow.source, metered, source_side=flow.source_side,
                     sink_side=flow.sink_side, chunk_size=self.chunk_size, on_chunk=moved,
                 )  # fmt: skip
-            try:
+            with translated(flow.sink_side):
                 await flow.sink.send_eof()
-            except _STREAM_ERRORS as exc:
-                raise translate(exc, flow.sink_side) from exc
         except NcatError as exc:
             client_failed = exc.what == self.client_side.name
             self._end(Ending.CLIENT_RESET if client_failed else Ending.TARGET_RESET, exc.why)
@@ -444,7 +440,7 @@ class RelayConnection:
             # The receiver gets exactly the limit and a FIN, queued before any RST that
             # closing a socket with unread data may cause.
             receiver = self.target if self._fault_direction == "up" else self.client
-            with trio.move_on_after(CLOSE_TIMEOUT), suppress(*_STREAM_ERRORS):
+            with trio.move_on_after(CLOSE_TIMEOUT), suppress(*STREAM_ERRORS):
                 await receiver.send_eof()
         await trio.aclose_forcefully(self.client)
         await trio.aclose_forcefully(self.target)

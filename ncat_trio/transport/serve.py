@@ -27,13 +27,10 @@ import trio
 from ..diag import printable, say
 from ..errors import LocalIOError, NcatError, OutOfResources
 from . import net
-from .pump import describe_failure
+from .pump import STREAM_ERRORS, describe_failure
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-#: What a client's work may raise that concerns that client only (besides NcatError).
-CONNECTION_FAILURES = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 def stdio_is_fatal(exc: NcatError) -> bool:
@@ -62,7 +59,7 @@ async def guard(
         if fatal(exc):
             raise
         log(printable(str(exc)))
-    except CONNECTION_FAILURES as exc:
+    except STREAM_ERRORS as exc:  # concerns that client only, as an NcatError does
         log(f"{name}: {printable(describe_failure(exc))}")
     return None
 

@@ -44,6 +44,7 @@ import trio
 
 from .. import diag
 from ..errors import ConnectError, NcatTimeout, UsageError
+from .pump import STREAM_ERRORS
 from .tls_stream import TlsStream, TlsTruncated
 
 
@@ -235,7 +236,7 @@ async def start_tls(
         raise NcatTimeout(
             f"TLS handshake with {peer_name}", f"no answer within {handshake_timeout:g} s"
         ) from exc
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+    except STREAM_ERRORS as exc:  # a handshake's failure: ConnectError, in TLS words
         await trio.aclose_forcefully(conn)
         raise ConnectError(f"TLS handshake with {peer_name}", _handshake_failure(exc)) from exc
     return stream

@@ -30,6 +30,7 @@ import trio
 
 from .. import diag
 from ..errors import IntegrityError
+from .pump import STREAM_ERRORS
 
 #: Plaintext and ciphertext moved per read: TLS records are at most 16 KiB.
 READ_SIZE = 65536
@@ -242,7 +243,7 @@ class TlsStream(trio.abc.HalfCloseableStream):
             if not self._eof_sent:
                 self.eof_requested = True
                 await self._send_close_notify()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except STREAM_ERRORS:
             pass  # the peer is gone: nothing to tell it
         finally:
             await self.transport.aclose()
