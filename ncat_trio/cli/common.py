@@ -33,6 +33,16 @@ ConnectTimeout = Annotated[
     ),
 ]
 
+NoZeroCopy = Annotated[
+    bool,
+    typer.Option(
+        "--no-zerocopy",
+        help="Copy through user space instead of splice/sendfile (debugging, comparisons).",
+        rich_help_panel=IO,
+    ),
+]
+#: relay's old spelling of --no-zerocopy, still taken.
+NoSplice = Annotated[bool, typer.Option("--no-splice", hidden=True)]
 JsonFile = Annotated[
     str | None,
     typer.Option(
