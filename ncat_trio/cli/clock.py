@@ -22,15 +22,10 @@ from .common import (
     address_family,
     checked_json_file,
 )
-from .panels import PanelledCommand, PanelledGroup
+from .panels import PanelledCommand, new_app
 
-app = typer.Typer(
-    name="clock",
-    cls=PanelledGroup,
-    help="Measure clock offset and round trip to a server (roundtrip or SNTPv4), or serve.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+app = new_app(
+    "clock", "Measure clock offset and round trip to a server (roundtrip or SNTPv4), or serve."
 )
 
 Proto = Annotated[

@@ -16,7 +16,7 @@ from ..parse import parse_port, parse_size
 from ..proto.ttcp import DEFAULT_LENGTH, DEFAULT_NUMBER, DEFAULT_PORT, INT32_MAX, LENGTH_LIMIT
 from ..transport.endpoint import Endpoint
 from .common import CONN, IO, OUT, JsonFile, checked_json_file
-from .panels import PanelledCommand, PanelledGroup
+from .panels import PanelledCommand, PanelledGroup, new_app
 
 _CLASSIC_FLAGS = "rkD"  # getopt letters without a value that may be bundled: -rk
 _COMMANDS = ("receive", "transmit")
@@ -82,13 +82,10 @@ class ClassicSpellings(PanelledGroup):
         return result
 
 
-app = typer.Typer(
-    name="ttcp",
-    cls=ClassicSpellings,
-    help="TCP throughput test, wire-compatible with muduo's ttcp (classic: -r / -t HOST).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+app = new_app(
+    "ttcp",
+    "TCP throughput test, wire-compatible with muduo's ttcp (classic: -r / -t HOST).",
+    ClassicSpellings,
 )
 
 Json = Annotated[
