@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import socket
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, get_args
 
 import typer
 
@@ -68,3 +70,36 @@ def address_family(ipv4: bool, ipv6: bool) -> int:
     if ipv4 and ipv6:
         raise UsageError("-4 and -6", "choose one")
     return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
+
+
+Command = TypeVar("Command", bound=Callable[..., int])
+
+
+def params(**aliases: Any) -> list[inspect.Parameter]:
+    """typer parameters ``name: Alias`` in this order; a flag defaults to False, else None."""
+    return [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False if get_args(alias)[0] is bool else None,
+            annotation=alias,
+        )
+        for name, alias in aliases.items()
+    ]
+
+
+def with_params(*groups: list[inspect.Parameter]) -> Callable[[Command], Command]:
+    """Give a command the typer parameters of *groups* after its own, in this order (the
+    order of ``--help``); it receives them in its ``**values``.
+
+    For flags several commands take alike (connect and listen, send and receive): each
+    group is declared once instead of in every signature."""
+
+    def wrap(command: Command) -> Command:
+        own = inspect.signature(command, eval_str=True)
+        kept = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        extra = [p for group in groups for p in group]
+        command.__signature__ = own.replace(parameters=kept + extra)  # type: ignore[attr-defined]
+        return command
+
+    return wrap

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +24,8 @@ from .common import (
     Numeric,
     address_family,
     checked_json_file,
+    params,
+    with_params,
 )
 from .panels import PanelledCommand
 
@@ -290,53 +290,23 @@ KeepOpen = Annotated[
     ),
 ]  # fmt: skip
 
-Command = TypeVar("Command", bound=Callable[..., int])
-
-
-def _params(**aliases: Any) -> list[inspect.Parameter]:
-    """typer parameters ``name: Alias`` in this order; a flag defaults to False, else None."""
-    return [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=False if get_args(alias)[0] is bool else None,
-            annotation=alias,
-        )
-        for name, alias in aliases.items()
-    ]
-
-
-def _signature(*groups: list[inspect.Parameter]) -> Callable[[Command], Command]:
-    """Give a command (``def cmd(**values)``) the typer parameters of *groups*, in order.
-
-    connect and listen share most of their flags: each group is declared once, and the
-    order here is the order of ``--help`` (and of the man page)."""
-
-    def wrap(command: Command) -> Command:
-        params = [p for group in groups for p in group]
-        command.__signature__ = inspect.Signature(params, return_annotation=int)  # type: ignore[attr-defined]
-        return command
-
-    return wrap
-
-
 # The groups, in --help order.  Only connect: source/-p/--connect-timeout, the TLS client
 # and proxy flags; only listen: -p PORT, -s ADDR, -k, --max-conns/--sequential, --allow...
-_SESSION = _params(
+_SESSION = params(
     linger=Linger, idle_timeout=Idle, shutdown=Shutdown, no_shutdown=NoShutdown,
     shutdown_when=ShutdownWhen, no_stdin=NoStdin, send_only=SendOnly, recv_only=RecvOnly,
     no_zerocopy=NoZeroCopy, rate=Rate, progress=Progress, progress_auto=ProgressAuto,
     size=Size, stats=Stats, json=Json, json_file=JsonFile,
     udp=transport.Udp, unix=transport.Unix, exec_=transport.Exec, sh_exec=transport.ShExec,
 )  # fmt: skip
-_SOCKET = _params(
+_SOCKET = params(
     keepalive=transport.Keepalive, sndbuf=transport.SndBuf, rcvbuf=transport.RcvBuf,
     tos=transport.Tos, ttl=transport.Ttl, reuseport=transport.ReusePort,
     broadcast=transport.Broadcast, ipv4=IPv4, ipv6=IPv6, numeric=Numeric, nodelay=NoDelay,
     verbose=Verbose,
 )  # fmt: skip
-_TEXT = _params(crlf=flags.Crlf, output=flags.Output, append_output=flags.AppendOutput)
-_CLIENT = _params(
+_TEXT = params(crlf=flags.Crlf, output=flags.Output, append_output=flags.AppendOutput)
+_CLIENT = params(
     ssl=flags.Ssl, ssl_ca=flags.SslCa, ssl_system_ca=flags.SslSystemCa,
     ssl_no_verify=flags.SslNoVerify, ssl_cert=flags.SslCert, ssl_key=flags.SslKey,
     ssl_servername=flags.SslServername, ssl_alpn=flags.SslAlpn,
@@ -344,7 +314,7 @@ _CLIENT = _params(
     proxy_type=flags.ProxyTypeFlag, proxy_auth=flags.ProxyAuth, nc_proxy=flags.NcProxy,
     nc_proxy_type=flags.NcProxyType,
 )  # fmt: skip
-_SERVER = _params(
+_SERVER = params(
     ssl=flags.Ssl, ssl_cert=flags.SslCert, ssl_key=flags.SslKey, ssl_ca=flags.SslCa,
     ssl_alpn=flags.SslAlpn, ssl_allow_truncation=flags.SslAllowTruncation,
     allow=flags.Allow, deny=flags.Deny, allowfile=flags.AllowFile, denyfile=flags.DenyFile,
@@ -387,9 +357,9 @@ def _options(
     return transport.with_transport(options, **{k: v[k] for k in _TRANSPORT if k in v})
 
 
-@_signature(
-    _params(host=Host, port=Port, source=Source, source_port=SourcePort, wait=Wait),
-    _params(connect_timeout=ConnectOnly),
+@with_params(
+    params(host=Host, port=Port, source=Source, source_port=SourcePort, wait=Wait),
+    params(connect_timeout=ConnectOnly),
     _SESSION,
     _SOCKET,
     _CLIENT,
@@ -434,11 +404,11 @@ def connect(**v: Any) -> int:
     return runner.run(lambda: netcat.connect_main(options))
 
 
-@_signature(
-    _params(address=Address, port_option=PortOption, bind_source=BindSource),
-    _params(keep_open=KeepOpen, wait=Wait),
+@with_params(
+    params(address=Address, port_option=PortOption, bind_source=BindSource),
+    params(keep_open=KeepOpen, wait=Wait),
     _SESSION,
-    _params(max_conns=transport.MaxConns, sequential=transport.Sequential),
+    params(max_conns=transport.MaxConns, sequential=transport.Sequential),
     _SOCKET,
     _SERVER,
     _TEXT,
