@@ -35,6 +35,16 @@ ConnectTimeout = Annotated[
     ),
 ]
 
+Bind = Annotated[
+    str | None,
+    typer.Option(
+        "-b",
+        "--bind",
+        metavar="ADDR",
+        help="Address to bind (default: all, dual-stack).",
+        rich_help_panel=CONN,
+    ),
+]
 NoZeroCopy = Annotated[
     bool,
     typer.Option(
@@ -54,6 +64,16 @@ JsonFile = Annotated[
         rich_help_panel=OUT,
     ),
 ]
+
+
+def verbose_option(help: str) -> Any:
+    """``-v/--verbose``, in the Output panel; what it logs is the command's."""
+    return typer.Option("-v", "--verbose", help=help, rich_help_panel=OUT)
+
+
+def json_option(help: str) -> Any:
+    """``--json``, in the Output panel; where the summary goes is the command's."""
+    return typer.Option("--json", help=help, rich_help_panel=OUT)
 
 
 def checked_json_file(path: str | None) -> str | None:

@@ -24,7 +24,9 @@ from .common import (
     Numeric,
     address_family,
     checked_json_file,
+    json_option,
     params,
+    verbose_option,
     with_params,
 )
 from .panels import PanelledCommand
@@ -33,9 +35,7 @@ if TYPE_CHECKING:
     from ..modes import netcat
 
 
-Verbose = Annotated[
-    bool, typer.Option("-v", "--verbose", help="Log connections on stderr.", rich_help_panel=OUT)
-]
+Verbose = Annotated[bool, verbose_option("Log connections on stderr.")]
 NoDelay = Annotated[
     bool, typer.Option("--nodelay", help="Set TCP_NODELAY (Nagle off).", rich_help_panel=CONN)
 ]
@@ -147,11 +147,7 @@ Stats = Annotated[
 ]
 Json = Annotated[
     bool,
-    typer.Option(
-        "--json",
-        help="Write a JSON summary on stderr at the end (docs/json.md).",
-        rich_help_panel=OUT,
-    ),
+    json_option("Write a JSON summary on stderr at the end (docs/json.md)."),
 ]
 RecvOnly = Annotated[
     bool,

@@ -20,6 +20,8 @@ from .common import (
     NoZeroCopy,
     address_family,
     checked_json_file,
+    json_option,
+    verbose_option,
 )
 from .panels import PanelledCommand
 
@@ -158,11 +160,8 @@ def relay(
     ] = "5",
     verbose: Annotated[
         bool,
-        typer.Option(
-            "-v",
-            "--verbose",
-            help="One line per connection: peer, target, bytes each way, duration, how it ended.",
-            rich_help_panel=OUT,
+        verbose_option(
+            "One line per connection: peer, target, bytes each way, duration, how it ended."
         ),
     ] = False,
     stats: Annotated[
@@ -179,11 +178,7 @@ def relay(
     ] = False,
     json: Annotated[
         bool,
-        typer.Option(
-            "--json",
-            help="At exit, write a JSON summary (totals, how it ended) on stderr.",
-            rich_help_panel=OUT,
-        ),
+        json_option("At exit, write a JSON summary (totals, how it ended) on stderr."),
     ] = False,
     json_file: JsonFile = None,
     latency: Annotated[

@@ -26,6 +26,7 @@ from .common import (
     Numeric,
     address_family,
     checked_json_file,
+    json_option,
     params,
     with_params,
 )
@@ -45,9 +46,7 @@ Progress = Annotated[
 ]
 Json = Annotated[
     bool,
-    typer.Option(
-        "--json", help="Print a JSON summary on stdout when verified.", rich_help_panel=OUT
-    ),
+    json_option("Print a JSON summary on stdout when verified."),
 ]
 Quiet = Annotated[
     bool, typer.Option("-q", "--quiet", help="No summary line on stderr.", rich_help_panel=OUT)

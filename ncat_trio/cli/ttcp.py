@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..parse import parse_port, parse_size
 from ..proto.ttcp import DEFAULT_LENGTH, DEFAULT_NUMBER, DEFAULT_PORT, INT32_MAX, LENGTH_LIMIT
 from ..transport.endpoint import Endpoint
-from .common import CONN, IO, OUT, JsonFile, checked_json_file
+from .common import CONN, IO, Bind, JsonFile, checked_json_file, json_option
 from .panels import PanelledCommand, PanelledGroup, new_app
 
 _CLASSIC_FLAGS = "rkD"  # getopt letters without a value that may be bundled: -rk
@@ -90,7 +90,7 @@ app = new_app(
 
 Json = Annotated[
     bool,
-    typer.Option("--json", help="Print one JSON object instead of the lines.", rich_help_panel=OUT),
+    json_option("Print one JSON object instead of the lines."),
 ]
 Port = Annotated[
     str,
@@ -99,16 +99,6 @@ Port = Annotated[
         "--port",
         metavar="PORT",
         help="TCP port (receive: 0 picks one).",
-        rich_help_panel=CONN,
-    ),
-]
-Bind = Annotated[
-    str | None,
-    typer.Option(
-        "-b",
-        "--bind",
-        metavar="ADDR",
-        help="Address to bind (default: all, dual-stack).",
         rich_help_panel=CONN,
     ),
 ]
