@@ -85,10 +85,7 @@ def serve(
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
-    verbose: Annotated[
-        bool,
-        verbose_option("Log drops and connections."),
-    ] = False,
+    verbose: Annotated[bool, verbose_option("Log drops and connections.")] = False,
 ) -> int:
     """Answer clock probes until interrupted (port 0 picks one).
 
@@ -138,18 +135,12 @@ def probe(
             rich_help_panel=TIME,
         ),
     ] = "1",
-    as_json: Annotated[
-        bool,
-        json_option("Print the summary as one JSON object."),
-    ] = False,
+    as_json: Annotated[bool, json_option("Print the summary as one JSON object.")] = False,
     json_file: JsonFile = None,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
-    verbose: Annotated[
-        bool,
-        verbose_option("One line per probe on stderr."),
-    ] = False,
+    verbose: Annotated[bool, verbose_option("One line per probe on stderr.")] = False,
 ) -> int:
     """Probe HOST COUNT times; print the best (smallest round trip) offset, median, spread.
 

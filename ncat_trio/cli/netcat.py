@@ -145,10 +145,7 @@ Stats = Annotated[
     bool,
     typer.Option("--stats", help="Print a summary line on stderr at the end.", rich_help_panel=OUT),
 ]
-Json = Annotated[
-    bool,
-    json_option("Write a JSON summary on stderr at the end (docs/json.md)."),
-]
+Json = Annotated[bool, json_option("Write a JSON summary on stderr at the end (docs/json.md).")]
 RecvOnly = Annotated[
     bool,
     typer.Option("--recv-only", help="Only receive to stdout; never send.", rich_help_panel=IO),

@@ -177,8 +177,7 @@ def relay(
         bool, typer.Option("--json-log", help="Log lines as JSON objects.", rich_help_panel=OUT)
     ] = False,
     json: Annotated[
-        bool,
-        json_option("At exit, write a JSON summary (totals, how it ended) on stderr."),
+        bool, json_option("At exit, write a JSON summary (totals, how it ended) on stderr.")
     ] = False,
     json_file: JsonFile = None,
     latency: Annotated[

@@ -42,8 +42,7 @@ def scan(
     ipv6: IPv6 = False,
     numeric: Numeric = False,
     verbose: Annotated[
-        bool,
-        verbose_option("Also report closed ports and a summary on stderr."),
+        bool, verbose_option("Also report closed ports and a summary on stderr.")
     ] = False,
     json: Annotated[
         bool,

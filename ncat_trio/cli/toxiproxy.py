@@ -51,8 +51,7 @@ def toxiproxy(
         ),
     ] = None,
     verbose: Annotated[
-        bool,
-        verbose_option("One line per API request and per relayed connection."),
+        bool, verbose_option("One line per API request and per relayed connection.")
     ] = False,
 ) -> int:
     """Serve toxiproxy's HTTP API: any toxiproxy client (Ruby, Go, Python, JS, curl) drives ncat-trio's relay.

@@ -44,10 +44,7 @@ Progress = Annotated[
     bool,
     typer.Option("--progress", help="Live progress on stderr, as connect -P.", rich_help_panel=OUT),
 ]
-Json = Annotated[
-    bool,
-    json_option("Print a JSON summary on stdout when verified."),
-]
+Json = Annotated[bool, json_option("Print a JSON summary on stdout when verified.")]
 Quiet = Annotated[
     bool, typer.Option("-q", "--quiet", help="No summary line on stderr.", rich_help_panel=OUT)
 ]

@@ -88,10 +88,7 @@ app = new_app(
     ClassicSpellings,
 )
 
-Json = Annotated[
-    bool,
-    json_option("Print one JSON object instead of the lines."),
-]
+Json = Annotated[bool, json_option("Print one JSON object instead of the lines.")]
 Port = Annotated[
     str,
     typer.Option(
