@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import inspect
 import socket
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar, get_args
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
 
 import typer
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..transport.access import AccessPolicy
 
 CONN = "Connection"
 TIME = "Timeouts"
@@ -108,9 +111,12 @@ def params(**aliases: Any) -> list[inspect.Parameter]:
     ]
 
 
-def with_params(*groups: list[inspect.Parameter]) -> Callable[[Command], Command]:
-    """Give a command the typer parameters of *groups* after its own, in this order (the
-    order of ``--help``); it receives them in its ``**values``.
+def with_params(
+    *groups: list[inspect.Parameter], after: str | None = None
+) -> Callable[[Command], Command]:
+    """Give a command the typer parameters of *groups* after its own (or after its
+    parameter *after*), in this order (the order of ``--help`` and the man page); it
+    receives them in its ``**values``.
 
     For flags several commands take alike (connect and listen, send and receive): each
     group is declared once instead of in every signature."""
@@ -119,7 +125,34 @@ def with_params(*groups: list[inspect.Parameter]) -> Callable[[Command], Command
         own = inspect.signature(command, eval_str=True)
         kept = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
         extra = [p for group in groups for p in group]
-        command.__signature__ = own.replace(parameters=kept + extra)  # type: ignore[attr-defined]
+        at = len(kept) if after is None else list(own.parameters).index(after) + 1
+        # keyword-only: typer passes every value by name, and so may the order change
+        parameters = [p.replace(kind=p.KEYWORD_ONLY) for p in kept[:at] + extra + kept[at:]]
+        command.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
         return command
 
     return wrap
+
+
+def access_params(panel: str, allow: str, deny: str) -> list[inspect.Parameter]:
+    """``--allow/--deny/--allowfile/--denyfile`` (listen, relay): the same rules, each
+    command's words for what a client kept out gets."""
+
+    def rules(flag: str, metavar: str, text: str) -> Any:
+        option = typer.Option(flag, metavar=metavar, help=text, rich_help_panel=panel)
+        return Annotated[list[str] | None, option]
+
+    return params(
+        allow=rules("--allow", "CIDR", allow),
+        deny=rules("--deny", "CIDR", deny),
+        allowfile=rules("--allowfile", "FILE", "--allow rules, one per line (# comments)."),
+        denyfile=rules("--denyfile", "FILE", "--deny rules, one per line (# comments)."),
+    )
+
+
+def access_policy(values: Mapping[str, Any]) -> AccessPolicy:
+    """The policy of :func:`access_params`' flags (rules files are read here)."""
+    from ..transport.access import AccessPolicy  # lazy: keeps start-up light
+
+    names = ("allow", "deny", "allowfile", "denyfile")
+    return AccessPolicy.from_rules(*(values[name] or () for name in names))

@@ -22,6 +22,7 @@ from .common import (
     JsonFile,
     NoZeroCopy,
     Numeric,
+    access_policy,
     address_family,
     checked_json_file,
     json_option,
@@ -310,8 +311,7 @@ _CLIENT = params(
 _SERVER = params(
     ssl=flags.Ssl, ssl_cert=flags.SslCert, ssl_key=flags.SslKey, ssl_ca=flags.SslCa,
     ssl_alpn=flags.SslAlpn, ssl_allow_truncation=flags.SslAllowTruncation,
-    allow=flags.Allow, deny=flags.Deny, allowfile=flags.AllowFile, denyfile=flags.DenyFile,
-)  # fmt: skip
+) + flags.ACCESS_PARAMS  # fmt: skip
 _TRANSPORT = (
     "udp", "unix", "exec_", "sh_exec", "max_conns", "sequential", "keepalive", "sndbuf",
     "rcvbuf", "tos", "ttl", "reuseport", "broadcast",
@@ -439,7 +439,7 @@ def listen(**v: Any) -> int:
         exclusive=not v["keep_open"],  # -k: sessions share the thread
         keep_open=v["keep_open"],
         tls=tls,
-        access=flags.access_policy(v["allow"], v["deny"], v["allowfile"], v["denyfile"]),
+        access=access_policy(v),
     )
     return runner.run(lambda: netcat.listen_main(options))
 

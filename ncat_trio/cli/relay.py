@@ -18,10 +18,13 @@ from .common import (
     JsonFile,
     NoSplice,
     NoZeroCopy,
+    access_params,
+    access_policy,
     address_family,
     checked_json_file,
     json_option,
     verbose_option,
+    with_params,
 )
 from .panels import PanelledCommand
 
@@ -58,14 +61,18 @@ def parse_host_port(
 Rules = list[str] | None
 
 
-def _limit(flag: str, metavar: str, text: str) -> Any:
-    return typer.Option(flag, metavar=metavar, help=text, rich_help_panel=LIMITS)
-
-
 def _fault(flag: str, metavar: str, text: str) -> Any:
     return typer.Option(flag, metavar=metavar, help=f"{text} (repeatable).", rich_help_panel=FAULTS)
 
 
+@with_params(
+    access_params(
+        LIMITS,
+        allow="Only these clients get in (repeatable).",
+        deny="These clients are reset at once (repeatable; wins over --allow).",
+    ),
+    after="idle_timeout",
+)
 def relay(
     listen: Annotated[
         str,
@@ -133,21 +140,6 @@ def relay(
             help="Close a connection when no data moves either way for SECS.",
             rich_help_panel=TIME,
         ),
-    ] = None,
-    allow: Annotated[
-        Rules, _limit("--allow", "CIDR", "Only these clients get in (repeatable).")
-    ] = None,
-    deny: Annotated[
-        Rules,
-        _limit(
-            "--deny", "CIDR", "These clients are reset at once (repeatable; wins over --allow)."
-        ),
-    ] = None,
-    allowfile: Annotated[
-        Rules, _limit("--allowfile", "FILE", "--allow rules, one per line (# comments).")
-    ] = None,
-    denyfile: Annotated[
-        Rules, _limit("--denyfile", "FILE", "--deny rules, one per line (# comments).")
     ] = None,
     drain_timeout: Annotated[
         str,
@@ -244,16 +236,18 @@ def relay(
             rich_help_panel=FAULTS,
         ),
     ] = None,
+    **rules: Any,
 ) -> int:
     """Relay TCP: accept clients on LISTEN_PORT, connect each to a TARGET, copy both ways.
 
     Bounded (--buffer per direction), half-close passes through, resets propagate.
     Prints `ncat-trio: listening on ADDR:PORT` on stderr once ready.
     """
-    compat.check_command("relay", relay, locals())  # a flag its mode cannot honour: exit 2
+    compat.check_command(
+        "relay", relay, {**locals(), **rules}
+    )  # a flag its mode cannot honour: exit 2
     from .. import runner  # lazy: keeps start-up light
     from ..modes import relay as relay_mode  # lazy: keeps start-up light
-    from ..transport.access import AccessPolicy  # lazy: keeps start-up light
     from ..transport.faults import parse_fault  # lazy: keeps start-up light
 
     family = address_family(ipv4, ipv6)
@@ -278,7 +272,7 @@ def relay(
         idle_timeout=None
         if idle_timeout is None
         else parse_duration(idle_timeout, what="--idle-timeout"),
-        access=AccessPolicy.from_rules(allow or (), deny or (), allowfile or (), denyfile or ()),
+        access=access_policy(rules),
         drain_timeout=parse_duration(drain_timeout, what="--drain-timeout"),
         verbose=verbose,
         stats_interval=None
