@@ -69,6 +69,33 @@ def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]
     assert err.strip()
 
 
+@pytest.mark.parametrize(
+    ("flags", "splice"), [([], True), (["--no-zerocopy"], False), (["--no-splice"], False)]
+)
+def test_the_fast_path_flag_is_spelled_as_for_connect(
+    flags: list[str], splice: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--no-zerocopy`` as on connect/listen; relay's old ``--no-splice`` still works
+    (hidden from --help)."""
+    from ncat_trio.modes import relay as relay_mode
+
+    seen: list[relay_mode.RelayOptions] = []
+
+    async def fake_main(options: relay_mode.RelayOptions) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(relay_mode, "relay_main", fake_main)
+    assert run_cli(["relay", *flags, "127.0.0.1:0", "127.0.0.1:9"]) == 0
+    assert [o.splice for o in seen] == [splice]
+
+
+def test_help_names_only_no_zerocopy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["relay", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--no-zerocopy" in out
+    assert "--no-splice" not in out
+
+
 async def test_relays_and_logs_one_line_per_connection_and_stats_on_sigusr1() -> None:
     data = payload(21, 3 << 20)
     with trio.fail_after(30):
@@ -218,7 +245,7 @@ async def _exchange_on(stream: trio.SocketStream, data: bytes) -> bytes:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("copy", [["--no-splice"], []], ids=["pump", "splice"])
+@pytest.mark.parametrize("copy", [["--no-zerocopy"], []], ids=["pump", "splice"])
 async def test_slow_consumer_keeps_memory_flat(copy: list[str]) -> None:
     """A server pushes 256 MiB + as fast as it can; the client reads 1 MiB/s for 10 s,
     then fast.  The relay's RSS stays below idle + 2 × buffer + 8 MiB, its peak-buffered

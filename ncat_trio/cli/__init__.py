@@ -16,19 +16,15 @@ import typer
 
 from .. import diag
 from ..errors import ExitCode, NcatError
-from .panels import PanelledGroup
+from .panels import new_app
 
 
 def _new_app() -> typer.Typer:
-    return typer.Typer(
-        name="ncat-trio",
-        cls=PanelledGroup,
-        help="A netcat, relay and network-test tool built on Trio. Stdout is data only; "
+    return new_app(
+        "ncat-trio",
+        "A netcat, relay and network-test tool built on Trio. Stdout is data only; "
         "diagnostics go to stderr.",
-        no_args_is_help=True,
         pretty_exceptions_enable=False,
-        rich_markup_mode=None,
-        context_settings={"help_option_names": ["-h", "--help"]},
     )
 
 

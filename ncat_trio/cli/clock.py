@@ -10,27 +10,23 @@ from ..errors import UsageError
 from ..modes.clock_defaults import NTP_PORT, NTP_SERVE_PORT, PROTOCOLS, ROUNDTRIP_PORT
 from ..parse import parse_duration, parse_port
 from ..transport.endpoint import Endpoint
-from . import compat
+from . import common, compat
 from .common import (
     CONN,
     OUT,
     TIME,
+    Bind,
     IPv4,
     IPv6,
     JsonFile,
     Numeric,
-    address_family,
-    checked_json_file,
+    json_option,
+    verbose_option,
 )
-from .panels import PanelledCommand, PanelledGroup
+from .panels import PanelledCommand, new_app
 
-app = typer.Typer(
-    name="clock",
-    cls=PanelledGroup,
-    help="Measure clock offset and round trip to a server (roundtrip or SNTPv4), or serve.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+app = new_app(
+    "clock", "Measure clock offset and round trip to a server (roundtrip or SNTPv4), or serve."
 )
 
 Proto = Annotated[
@@ -72,16 +68,7 @@ def _proto(proto: str, tcp: bool) -> str:
 
 def serve(
     port: Port = None,
-    bind: Annotated[
-        str | None,
-        typer.Option(
-            "-b",
-            "--bind",
-            metavar="ADDR",
-            help="Address to bind (default: all, dual-stack).",
-            rich_help_panel=CONN,
-        ),
-    ] = None,
+    bind: Bind = None,
     proto: Proto = "roundtrip",
     tcp: Tcp = False,
     stratum: Annotated[
@@ -98,10 +85,7 @@ def serve(
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
-    verbose: Annotated[
-        bool,
-        typer.Option("-v", "--verbose", help="Log drops and connections.", rich_help_panel=OUT),
-    ] = False,
+    verbose: Annotated[bool, verbose_option("Log drops and connections.")] = False,
 ) -> int:
     """Answer clock probes until interrupted (port 0 picks one).
 
@@ -116,7 +100,7 @@ def serve(
         clock.default_port(proto, serve=True) if port is None else parse_port(port, allow_zero=True)
     )
     options = clock.ServeOptions(
-        endpoint=Endpoint(bind, number, address_family(ipv4, ipv6), numeric),
+        endpoint=Endpoint(bind, number, common.address_family(ipv4, ipv6), numeric),
         proto=proto,
         tcp=tcp,
         stratum=stratum,
@@ -151,18 +135,12 @@ def probe(
             rich_help_panel=TIME,
         ),
     ] = "1",
-    as_json: Annotated[
-        bool,
-        typer.Option("--json", help="Print the summary as one JSON object.", rich_help_panel=OUT),
-    ] = False,
+    as_json: Annotated[bool, json_option("Print the summary as one JSON object.")] = False,
     json_file: JsonFile = None,
     ipv4: IPv4 = False,
     ipv6: IPv6 = False,
     numeric: Numeric = False,
-    verbose: Annotated[
-        bool,
-        typer.Option("-v", "--verbose", help="One line per probe on stderr.", rich_help_panel=OUT),
-    ] = False,
+    verbose: Annotated[bool, verbose_option("One line per probe on stderr.")] = False,
 ) -> int:
     """Probe HOST COUNT times; print the best (smallest round trip) offset, median, spread.
 
@@ -178,14 +156,14 @@ def probe(
     if wait <= 0:
         raise UsageError(f"invalid --timeout {timeout!r}", "must be more than 0")
     options = clock.ProbeOptions(
-        endpoint=Endpoint(host, number, address_family(ipv4, ipv6), numeric),
+        endpoint=Endpoint(host, number, common.address_family(ipv4, ipv6), numeric),
         proto=proto,
         tcp=tcp,
         count=count,
         interval=parse_duration(interval, what="--interval"),
         timeout=wait,
         json=as_json,
-        json_file=checked_json_file(json_file),
+        json_file=common.checked_json_file(json_file),
         verbose=verbose,
     )
     return runner.run(lambda: clock.probe_main(options))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import socket
-from typing import Annotated
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
 
 import typer
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..transport.access import AccessPolicy
 
 CONN = "Connection"
 TIME = "Timeouts"
@@ -33,6 +38,26 @@ ConnectTimeout = Annotated[
     ),
 ]
 
+Bind = Annotated[
+    str | None,
+    typer.Option(
+        "-b",
+        "--bind",
+        metavar="ADDR",
+        help="Address to bind (default: all, dual-stack).",
+        rich_help_panel=CONN,
+    ),
+]
+NoZeroCopy = Annotated[
+    bool,
+    typer.Option(
+        "--no-zerocopy",
+        help="Copy through user space instead of splice/sendfile (debugging, comparisons).",
+        rich_help_panel=IO,
+    ),
+]
+#: relay's old spelling of --no-zerocopy, still taken.
+NoSplice = Annotated[bool, typer.Option("--no-splice", hidden=True)]
 JsonFile = Annotated[
     str | None,
     typer.Option(
@@ -42,6 +67,16 @@ JsonFile = Annotated[
         rich_help_panel=OUT,
     ),
 ]
+
+
+def verbose_option(help: str) -> Any:
+    """``-v/--verbose``, in the Output panel; what it logs is the command's."""
+    return typer.Option("-v", "--verbose", help=help, rich_help_panel=OUT)
+
+
+def json_option(help: str) -> Any:
+    """``--json``, in the Output panel; where the summary goes is the command's."""
+    return typer.Option("--json", help=help, rich_help_panel=OUT)
 
 
 def checked_json_file(path: str | None) -> str | None:
@@ -58,3 +93,66 @@ def address_family(ipv4: bool, ipv6: bool) -> int:
     if ipv4 and ipv6:
         raise UsageError("-4 and -6", "choose one")
     return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
+
+
+Command = TypeVar("Command", bound=Callable[..., int])
+
+
+def params(**aliases: Any) -> list[inspect.Parameter]:
+    """typer parameters ``name: Alias`` in this order; a flag defaults to False, else None."""
+    return [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False if get_args(alias)[0] is bool else None,
+            annotation=alias,
+        )
+        for name, alias in aliases.items()
+    ]
+
+
+def with_params(
+    *groups: list[inspect.Parameter], after: str | None = None
+) -> Callable[[Command], Command]:
+    """Give a command the typer parameters of *groups* after its own (or after its
+    parameter *after*), in this order (the order of ``--help`` and the man page); it
+    receives them in its ``**values``.
+
+    For flags several commands take alike (connect and listen, send and receive): each
+    group is declared once instead of in every signature."""
+
+    def wrap(command: Command) -> Command:
+        own = inspect.signature(command, eval_str=True)
+        kept = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        extra = [p for group in groups for p in group]
+        at = len(kept) if after is None else list(own.parameters).index(after) + 1
+        # keyword-only: typer passes every value by name, and so may the order change
+        parameters = [p.replace(kind=p.KEYWORD_ONLY) for p in kept[:at] + extra + kept[at:]]
+        command.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+        return command
+
+    return wrap
+
+
+def access_params(panel: str, allow: str, deny: str) -> list[inspect.Parameter]:
+    """``--allow/--deny/--allowfile/--denyfile`` (listen, relay): the same rules, each
+    command's words for what a client kept out gets."""
+
+    def rules(flag: str, metavar: str, text: str) -> Any:
+        option = typer.Option(flag, metavar=metavar, help=text, rich_help_panel=panel)
+        return Annotated[list[str] | None, option]
+
+    return params(
+        allow=rules("--allow", "CIDR", allow),
+        deny=rules("--deny", "CIDR", deny),
+        allowfile=rules("--allowfile", "FILE", "--allow rules, one per line (# comments)."),
+        denyfile=rules("--denyfile", "FILE", "--deny rules, one per line (# comments)."),
+    )
+
+
+def access_policy(values: Mapping[str, Any]) -> AccessPolicy:
+    """The policy of :func:`access_params`' flags (rules files are read here)."""
+    from ..transport.access import AccessPolicy  # lazy: keeps start-up light
+
+    names = ("allow", "deny", "allowfile", "denyfile")
+    return AccessPolicy.from_rules(*(values[name] or () for name in names))

@@ -20,9 +20,15 @@ from .common import (
     IPv4,
     IPv6,
     JsonFile,
+    NoZeroCopy,
     Numeric,
+    access_policy,
     address_family,
     checked_json_file,
+    json_option,
+    params,
+    verbose_option,
+    with_params,
 )
 from .panels import PanelledCommand
 
@@ -30,9 +36,7 @@ if TYPE_CHECKING:
     from ..modes import netcat
 
 
-Verbose = Annotated[
-    bool, typer.Option("-v", "--verbose", help="Log connections on stderr.", rich_help_panel=OUT)
-]
+Verbose = Annotated[bool, verbose_option("Log connections on stderr.")]
 NoDelay = Annotated[
     bool, typer.Option("--nodelay", help="Set TCP_NODELAY (Nagle off).", rich_help_panel=CONN)
 ]
@@ -110,14 +114,6 @@ SendOnly = Annotated[
     bool,
     typer.Option("--send-only", help="Only send stdin; discard what arrives.", rich_help_panel=IO),
 ]
-NoZeroCopy = Annotated[
-    bool,
-    typer.Option(
-        "--no-zerocopy",
-        help="Copy through user space instead of splice/sendfile (debugging, comparisons).",
-        rich_help_panel=IO,
-    ),
-]
 Rate = Annotated[
     str | None,
     typer.Option(
@@ -150,14 +146,7 @@ Stats = Annotated[
     bool,
     typer.Option("--stats", help="Print a summary line on stderr at the end.", rich_help_panel=OUT),
 ]
-Json = Annotated[
-    bool,
-    typer.Option(
-        "--json",
-        help="Write a JSON summary on stderr at the end (docs/json.md).",
-        rich_help_panel=OUT,
-    ),
-]
+Json = Annotated[bool, json_option("Write a JSON summary on stderr at the end (docs/json.md).")]
 RecvOnly = Annotated[
     bool,
     typer.Option("--recv-only", help="Only receive to stdout; never send.", rich_help_panel=IO),
@@ -248,284 +237,210 @@ def _reporting(
     )
 
 
-def connect(
-    host: Annotated[
-        str | None, typer.Argument(metavar="HOST", help="Host name or address to connect to.")
-    ] = None,
-    port: Annotated[str | None, typer.Argument(metavar="PORT", help="Port (1-65535).")] = None,
-    source: Annotated[
-        str | None,
-        typer.Option(
-            "-s",
-            "--source",
-            metavar="ADDR",
-            help="Local address to connect from.",
-            rich_help_panel=CONN,
+Host = Annotated[
+    str | None, typer.Argument(metavar="HOST", help="Host name or address to connect to.")
+]
+Port = Annotated[str | None, typer.Argument(metavar="PORT", help="Port (1-65535).")]
+Source = Annotated[
+    str | None,
+    typer.Option(
+        "-s", "--source", metavar="ADDR", help="Local address to connect from.",
+        rich_help_panel=CONN,
+    ),
+]  # fmt: skip
+SourcePort = Annotated[
+    str | None,
+    typer.Option(
+        "-p", "--source-port", metavar="PORT", help="Local port to connect from.",
+        rich_help_panel=CONN,
+    ),
+]  # fmt: skip
+Address = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="[HOST] PORT",
+        help="Address to bind (default: all, dual-stack) and port (0 picks one).",
+    ),
+]
+PortOption = Annotated[
+    str | None,
+    typer.Option(
+        "-p", "--port", metavar="PORT", help="Port to listen on (nc's -l -p PORT).",
+        rich_help_panel=CONN,
+    ),
+]  # fmt: skip
+BindSource = Annotated[
+    str | None,
+    typer.Option(
+        "-s", "--source", metavar="ADDR",
+        help="Address to listen on (nc.openbsd's -l -s ADDR -p PORT).", rich_help_panel=CONN,
+    ),
+]  # fmt: skip
+KeepOpen = Annotated[
+    bool,
+    typer.Option(
+        "-k", "--keep-open", help="After a client ends, serve the next one.",
+        rich_help_panel=CONN,
+    ),
+]  # fmt: skip
+
+# The groups, in --help order.  Only connect: source/-p/--connect-timeout, the TLS client
+# and proxy flags; only listen: -p PORT, -s ADDR, -k, --max-conns/--sequential, --allow...
+_SESSION = params(
+    linger=Linger, idle_timeout=Idle, shutdown=Shutdown, no_shutdown=NoShutdown,
+    shutdown_when=ShutdownWhen, no_stdin=NoStdin, send_only=SendOnly, recv_only=RecvOnly,
+    no_zerocopy=NoZeroCopy, rate=Rate, progress=Progress, progress_auto=ProgressAuto,
+    size=Size, stats=Stats, json=Json, json_file=JsonFile,
+    udp=transport.Udp, unix=transport.Unix, exec_=transport.Exec, sh_exec=transport.ShExec,
+)  # fmt: skip
+_SOCKET = params(
+    keepalive=transport.Keepalive, sndbuf=transport.SndBuf, rcvbuf=transport.RcvBuf,
+    tos=transport.Tos, ttl=transport.Ttl, reuseport=transport.ReusePort,
+    broadcast=transport.Broadcast, ipv4=IPv4, ipv6=IPv6, numeric=Numeric, nodelay=NoDelay,
+    verbose=Verbose,
+)  # fmt: skip
+_TEXT = params(crlf=flags.Crlf, output=flags.Output, append_output=flags.AppendOutput)
+_CLIENT = params(
+    ssl=flags.Ssl, ssl_ca=flags.SslCa, ssl_system_ca=flags.SslSystemCa,
+    ssl_no_verify=flags.SslNoVerify, ssl_cert=flags.SslCert, ssl_key=flags.SslKey,
+    ssl_servername=flags.SslServername, ssl_alpn=flags.SslAlpn,
+    ssl_allow_truncation=flags.SslAllowTruncation, proxy=flags.Proxy,
+    proxy_type=flags.ProxyTypeFlag, proxy_auth=flags.ProxyAuth, nc_proxy=flags.NcProxy,
+    nc_proxy_type=flags.NcProxyType,
+)  # fmt: skip
+_SERVER = params(
+    ssl=flags.Ssl, ssl_cert=flags.SslCert, ssl_key=flags.SslKey, ssl_ca=flags.SslCa,
+    ssl_alpn=flags.SslAlpn, ssl_allow_truncation=flags.SslAllowTruncation,
+) + flags.ACCESS_PARAMS  # fmt: skip
+_TRANSPORT = (
+    "udp", "unix", "exec_", "sh_exec", "max_conns", "sequential", "keepalive", "sndbuf",
+    "rcvbuf", "tos", "ttl", "reuseport", "broadcast",
+)  # fmt: skip
+
+
+def _options(
+    v: dict[str, Any], endpoint: Endpoint, *, exclusive: bool, **only: Any
+) -> netcat.NetcatOptions:
+    """The options connect and listen build alike from their flags *v*, plus *only* theirs."""
+    from ..modes import netcat  # lazy: keeps start-up light
+
+    options = netcat.NetcatOptions(
+        endpoint=endpoint,
+        session=_session(
+            v["linger"],
+            v["idle_timeout"],
+            v["wait"],
+            (v["shutdown"], v["no_shutdown"], v["shutdown_when"]),
+            v["no_stdin"],
+            v["send_only"],
+            v["recv_only"],
+            v["no_zerocopy"],
+            v["rate"],
+            exclusive=exclusive,
         ),
-    ] = None,
-    source_port: Annotated[
-        str | None,
-        typer.Option(
-            "-p",
-            "--source-port",
-            metavar="PORT",
-            help="Local port to connect from.",
-            rich_help_panel=CONN,
+        nodelay=v["nodelay"],
+        verbose=v["verbose"],
+        report=_reporting(
+            v["progress"], v["progress_auto"], v["size"], v["stats"], v["json"], v["json_file"]
         ),
-    ] = None,
-    wait: Wait = None,
-    connect_timeout: ConnectOnly = None,
-    linger: Linger = None,
-    idle_timeout: Idle = None,
-    shutdown: Shutdown = False,
-    no_shutdown: NoShutdown = False,
-    shutdown_when: ShutdownWhen = None,
-    no_stdin: NoStdin = False,
-    send_only: SendOnly = False,
-    recv_only: RecvOnly = False,
-    no_zerocopy: NoZeroCopy = False,
-    rate: Rate = None,
-    progress: Progress = False,
-    progress_auto: ProgressAuto = False,
-    size: Size = None,
-    stats: Stats = False,
-    json: Json = False,
-    json_file: JsonFile = None,
-    udp: transport.Udp = False,
-    unix: transport.Unix = None,
-    exec_: transport.Exec = None,
-    sh_exec: transport.ShExec = None,
-    keepalive: transport.Keepalive = None,
-    sndbuf: transport.SndBuf = None,
-    rcvbuf: transport.RcvBuf = None,
-    tos: transport.Tos = None,
-    ttl: transport.Ttl = None,
-    reuseport: transport.ReusePort = False,
-    broadcast: transport.Broadcast = False,
-    ipv4: IPv4 = False,
-    ipv6: IPv6 = False,
-    numeric: Numeric = False,
-    nodelay: NoDelay = False,
-    verbose: Verbose = False,
-    ssl: flags.Ssl = False,
-    ssl_ca: flags.SslCa = None,
-    ssl_system_ca: flags.SslSystemCa = False,
-    ssl_no_verify: flags.SslNoVerify = False,
-    ssl_cert: flags.SslCert = None,
-    ssl_key: flags.SslKey = None,
-    ssl_servername: flags.SslServername = None,
-    ssl_alpn: flags.SslAlpn = None,
-    ssl_allow_truncation: flags.SslAllowTruncation = False,
-    proxy: flags.Proxy = None,
-    proxy_type: flags.ProxyTypeFlag = None,
-    proxy_auth: flags.ProxyAuth = None,
-    nc_proxy: flags.NcProxy = None,
-    nc_proxy_type: flags.NcProxyType = None,
-    crlf: flags.Crlf = False,
-    output: flags.Output = None,
-    append_output: flags.AppendOutput = False,
-) -> int:
+        crlf=v["crlf"],
+        output=flags.dump_options(v["output"], v["append_output"]),
+        **only,
+    )
+    return transport.with_transport(options, **{k: v[k] for k in _TRANSPORT if k in v})
+
+
+@with_params(
+    params(host=Host, port=Port, source=Source, source_port=SourcePort, wait=Wait),
+    params(connect_timeout=ConnectOnly),
+    _SESSION,
+    _SOCKET,
+    _CLIENT,
+    _TEXT,
+)
+def connect(**v: Any) -> int:
     """Connect to HOST PORT: stdin goes to the socket, the socket goes to stdout."""
-    compat.check(connect, locals())  # first: a flag this path cannot honour is exit 2
+    compat.check(connect, v)  # first: a flag this path cannot honour is exit 2
     from .. import runner  # lazy: keeps start-up light
     from ..modes import netcat  # lazy: keeps start-up light
 
-    family = address_family(ipv4, ipv6)
+    family = address_family(v["ipv4"], v["ipv6"])
+    numeric = v["numeric"]
     src = None
-    if source is not None or source_port is not None:
-        sport = 0 if source_port is None else parse_port(source_port, what="source port (-p)")
-        src = Endpoint(source, sport, family, numeric)
-    options = netcat.NetcatOptions(
-        endpoint=transport.connect_endpoint(host, port, family, numeric, unix),
-        session=_session(
-            linger,
-            idle_timeout,
-            wait,
-            (shutdown, no_shutdown, shutdown_when),
-            no_stdin,
-            send_only,
-            recv_only,
-            no_zerocopy,
-            rate,
-            exclusive=True,  # one session in this process
-        ),
-        source=src,
-        connect_timeout=_connect_timeout(wait, connect_timeout),
-        nodelay=nodelay,
-        verbose=verbose,
-        report=_reporting(progress, progress_auto, size, stats, json, json_file),
-        tls=flags.tls_options(
-            ssl,
-            server=False,
-            ca=ssl_ca,
-            system_ca=ssl_system_ca,
-            no_verify=ssl_no_verify,
-            cert=ssl_cert,
-            key=ssl_key,
-            servername=ssl_servername,
-            alpn=ssl_alpn,
-            allow_truncation=ssl_allow_truncation,
-        ),
-        proxy=flags.proxy_settings(
-            *flags.nc_proxy_spelling(proxy, proxy_type, nc_proxy, nc_proxy_type),
-            proxy_auth,
-            family=family,
-            numeric=numeric,
-        ),
-        crlf=crlf,
-        output=flags.dump_options(output, append_output),
-    )
-    flags.check_target_name(options.endpoint.host, tls=options.tls, proxy=options.proxy)
-    options = transport.with_transport(
-        options, udp=udp, unix=unix, exec_=exec_, sh_exec=sh_exec, keepalive=keepalive,
-        sndbuf=sndbuf, rcvbuf=rcvbuf, tos=tos, ttl=ttl, reuseport=reuseport, broadcast=broadcast,
+    if v["source"] is not None or v["source_port"] is not None:
+        sport = v["source_port"]
+        sport = 0 if sport is None else parse_port(sport, what="source port (-p)")
+        src = Endpoint(v["source"], sport, family, numeric)
+    endpoint = transport.connect_endpoint(v["host"], v["port"], family, numeric, v["unix"])
+    tls = flags.tls_options(
+        v["ssl"], server=False, ca=v["ssl_ca"], system_ca=v["ssl_system_ca"],
+        no_verify=v["ssl_no_verify"], cert=v["ssl_cert"], key=v["ssl_key"],
+        servername=v["ssl_servername"], alpn=v["ssl_alpn"],
+        allow_truncation=v["ssl_allow_truncation"],
     )  # fmt: skip
+    proxy = flags.proxy_settings(
+        *flags.nc_proxy_spelling(v["proxy"], v["proxy_type"], v["nc_proxy"], v["nc_proxy_type"]),
+        v["proxy_auth"],
+        family=family,
+        numeric=numeric,
+    )
+    flags.check_target_name(endpoint.host, tls=tls, proxy=proxy)
+    options = _options(
+        v,
+        endpoint,
+        exclusive=True,  # one session in this process
+        source=src,
+        connect_timeout=_connect_timeout(v["wait"], v["connect_timeout"]),
+        tls=tls,
+        proxy=proxy,
+    )
     return runner.run(lambda: netcat.connect_main(options))
 
 
-def listen(
-    address: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="[HOST] PORT",
-            help="Address to bind (default: all, dual-stack) and port (0 picks one).",
-        ),
-    ] = None,
-    port_option: Annotated[
-        str | None,
-        typer.Option(
-            "-p",
-            "--port",
-            metavar="PORT",
-            help="Port to listen on (nc's -l -p PORT).",
-            rich_help_panel=CONN,
-        ),
-    ] = None,
-    bind_source: Annotated[
-        str | None,
-        typer.Option(
-            "-s",
-            "--source",
-            metavar="ADDR",
-            help="Address to listen on (nc.openbsd's -l -s ADDR -p PORT).",
-            rich_help_panel=CONN,
-        ),
-    ] = None,
-    keep_open: Annotated[
-        bool,
-        typer.Option(
-            "-k",
-            "--keep-open",
-            help="After a client ends, serve the next one.",
-            rich_help_panel=CONN,
-        ),
-    ] = False,
-    wait: Wait = None,
-    linger: Linger = None,
-    idle_timeout: Idle = None,
-    shutdown: Shutdown = False,
-    no_shutdown: NoShutdown = False,
-    shutdown_when: ShutdownWhen = None,
-    no_stdin: NoStdin = False,
-    send_only: SendOnly = False,
-    recv_only: RecvOnly = False,
-    no_zerocopy: NoZeroCopy = False,
-    rate: Rate = None,
-    progress: Progress = False,
-    progress_auto: ProgressAuto = False,
-    size: Size = None,
-    stats: Stats = False,
-    json: Json = False,
-    json_file: JsonFile = None,
-    udp: transport.Udp = False,
-    unix: transport.Unix = None,
-    exec_: transport.Exec = None,
-    sh_exec: transport.ShExec = None,
-    max_conns: transport.MaxConns = None,
-    sequential: transport.Sequential = False,
-    keepalive: transport.Keepalive = None,
-    sndbuf: transport.SndBuf = None,
-    rcvbuf: transport.RcvBuf = None,
-    tos: transport.Tos = None,
-    ttl: transport.Ttl = None,
-    reuseport: transport.ReusePort = False,
-    broadcast: transport.Broadcast = False,
-    ipv4: IPv4 = False,
-    ipv6: IPv6 = False,
-    numeric: Numeric = False,
-    nodelay: NoDelay = False,
-    verbose: Verbose = False,
-    ssl: flags.Ssl = False,
-    ssl_cert: flags.SslCert = None,
-    ssl_key: flags.SslKey = None,
-    ssl_ca: flags.SslCa = None,
-    ssl_alpn: flags.SslAlpn = None,
-    ssl_allow_truncation: flags.SslAllowTruncation = False,
-    allow: flags.Allow = None,
-    deny: flags.Deny = None,
-    allowfile: flags.AllowFile = None,
-    denyfile: flags.DenyFile = None,
-    crlf: flags.Crlf = False,
-    output: flags.Output = None,
-    append_output: flags.AppendOutput = False,
-) -> int:
+@with_params(
+    params(address=Address, port_option=PortOption, bind_source=BindSource),
+    params(keep_open=KeepOpen, wait=Wait),
+    _SESSION,
+    params(max_conns=transport.MaxConns, sequential=transport.Sequential),
+    _SOCKET,
+    _SERVER,
+    _TEXT,
+)
+def listen(**v: Any) -> int:
     """Listen on [HOST] PORT and serve a client: socket to stdout, stdin to the socket.
 
     Prints `ncat-trio: listening on ADDR:PORT` on stderr (the real port) once ready.
     """
-    compat.check(listen, locals())  # first: before any rules file is read
+    compat.check(listen, v)  # first: before any rules file is read
     from .. import runner  # lazy: keeps start-up light
     from ..modes import netcat  # lazy: keeps start-up light
 
-    words = list(address or [])
-    if bind_source is not None:  # nc.openbsd: -l -s ADDR -p PORT
+    words = list(v["address"] or [])
+    port_option = v["port_option"]
+    if v["bind_source"] is not None:  # nc.openbsd: -l -s ADDR -p PORT
         if len(words) + (port_option is not None) != 1:
             raise UsageError("listen -s ADDR", "takes the port alone (-p PORT or PORT)")
-        words.insert(0, bind_source)
+        words.insert(0, v["bind_source"])
     if port_option is not None:
         words.append(port_option)
-    words = transport.listen_words(words, unix)
+    words = transport.listen_words(words, v["unix"])
     if not words or len(words) > 2:
         raise UsageError("listen", "expected [HOST] PORT (or -p PORT)")
     host = words[0] if len(words) == 2 else None
-    options = netcat.NetcatOptions(
-        endpoint=Endpoint(
-            host, parse_port(words[-1], allow_zero=True), address_family(ipv4, ipv6), numeric
-        ),
-        session=_session(
-            linger,
-            idle_timeout,
-            wait,
-            (shutdown, no_shutdown, shutdown_when),
-            no_stdin,
-            send_only,
-            recv_only,
-            no_zerocopy,
-            rate,
-            exclusive=not keep_open,  # -k: sessions share the thread
-        ),
-        keep_open=keep_open,
-        nodelay=nodelay,
-        verbose=verbose,
-        report=_reporting(progress, progress_auto, size, stats, json, json_file),
-        tls=flags.tls_options(
-            ssl,
-            server=True,
-            ca=ssl_ca,
-            cert=ssl_cert,
-            key=ssl_key,
-            alpn=ssl_alpn,
-            allow_truncation=ssl_allow_truncation,
-        ),
-        access=flags.access_policy(allow, deny, allowfile, denyfile),
-        crlf=crlf,
-        output=flags.dump_options(output, append_output),
-    )
-    options = transport.with_transport(
-        options, udp=udp, unix=unix, exec_=exec_, sh_exec=sh_exec, max_conns=max_conns,
-        sequential=sequential, keepalive=keepalive, sndbuf=sndbuf, rcvbuf=rcvbuf, tos=tos,
-        ttl=ttl, reuseport=reuseport, broadcast=broadcast,
+    family = address_family(v["ipv4"], v["ipv6"])
+    endpoint = Endpoint(host, parse_port(words[-1], allow_zero=True), family, v["numeric"])
+    tls = flags.tls_options(
+        v["ssl"], server=True, ca=v["ssl_ca"], cert=v["ssl_cert"], key=v["ssl_key"],
+        alpn=v["ssl_alpn"], allow_truncation=v["ssl_allow_truncation"],
     )  # fmt: skip
+    options = _options(
+        v,
+        endpoint,
+        exclusive=not v["keep_open"],  # -k: sessions share the thread
+        keep_open=v["keep_open"],
+        tls=tls,
+        access=access_policy(v),
+    )
     return runner.run(lambda: netcat.listen_main(options))
 
 

@@ -16,13 +16,14 @@ from ..errors import LocalProtocolError, UsageError
 from ..parse import parse_host_name, parse_port
 from ..proto.proxy import ProxyType, parse_proxy_auth
 from ..transport.endpoint import Endpoint
+from .common import access_params
 
 if TYPE_CHECKING:
     from ..transport.tls import TlsOptions
 
 
 if TYPE_CHECKING:
-    from ..transport.access import AccessPolicy
+    pass
 
 if TYPE_CHECKING:
     from ..modes.netcat_layers import DumpOptions, ProxySettings
@@ -159,42 +160,12 @@ NcProxyType = Annotated[
     ),
 ]
 _NC_PROXY_TYPES = {"4": "socks4", "5": "socks5", "connect": "http"}
-Allow = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--allow",
-        metavar="CIDR",
-        help="Serve only clients in this address or network (repeatable; IPv4/IPv6).",
-        rich_help_panel=ACCESS,
-    ),
-]
-Deny = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--deny",
-        metavar="CIDR",
-        help="Close clients from this address or network at once (repeatable; wins).",
-        rich_help_panel=ACCESS,
-    ),
-]
-AllowFile = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--allowfile",
-        metavar="FILE",
-        help="--allow rules, one per line (# comments).",
-        rich_help_panel=ACCESS,
-    ),
-]
-DenyFile = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--denyfile",
-        metavar="FILE",
-        help="--deny rules, one per line (# comments).",
-        rich_help_panel=ACCESS,
-    ),
-]
+#: listen's --allow/--deny/--allowfile/--denyfile.
+ACCESS_PARAMS = access_params(
+    ACCESS,
+    allow="Serve only clients in this address or network (repeatable; IPv4/IPv6).",
+    deny="Close clients from this address or network at once (repeatable; wins).",
+)
 Crlf = Annotated[
     bool,
     typer.Option(
@@ -339,17 +310,6 @@ def _host_port(text: str, default_port: int) -> tuple[str, int]:
         raise UsageError(f"invalid --proxy {text!r}", "no host")
     port = default_port if not port_text else parse_port(port_text, what="proxy port")
     return host, port
-
-
-def access_policy(
-    allow: list[str] | None,
-    deny: list[str] | None,
-    allow_files: list[str] | None,
-    deny_files: list[str] | None,
-) -> AccessPolicy:
-    from ..transport.access import AccessPolicy  # lazy: keeps start-up light
-
-    return AccessPolicy.from_rules(allow or (), deny or (), allow_files or (), deny_files or ())
 
 
 def dump_options(output: str | None, append: bool) -> DumpOptions | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import typer
 from typer.core import TyperCommand, TyperGroup
 
 from .common import CONN, IO, OUT, TIME
@@ -75,3 +76,19 @@ class PanelledGroup(TyperGroup):
     def format_options(self, ctx: Any, formatter: Any) -> None:
         format_panels(self, ctx, formatter)
         self.format_commands(ctx, formatter)
+
+
+def new_app(
+    name: str, help: str, cls: type[TyperGroup] = PanelledGroup, **extra: Any
+) -> typer.Typer:
+    """A typer app (the root, or a command with subcommands): ``-h`` is help, plain text,
+    bare invocation shows the help."""
+    return typer.Typer(
+        name=name,
+        cls=cls,
+        help=help,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        **extra,
+    )

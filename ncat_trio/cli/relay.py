@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,7 +10,22 @@ from ..errors import UsageError
 from ..parse import parse_duration, parse_port, parse_size
 from ..transport.endpoint import Endpoint
 from . import compat
-from .common import CONN, IO, OUT, TIME, JsonFile, checked_json_file
+from .common import (
+    CONN,
+    IO,
+    OUT,
+    TIME,
+    JsonFile,
+    NoSplice,
+    NoZeroCopy,
+    access_params,
+    access_policy,
+    address_family,
+    checked_json_file,
+    json_option,
+    verbose_option,
+    with_params,
+)
 from .panels import PanelledCommand
 
 if TYPE_CHECKING:
@@ -44,10 +58,21 @@ def parse_host_port(
     return Endpoint(host, parse_port(port, allow_zero=allow_zero, what=f"{what} port"))
 
 
-def _fault_help(kind: str) -> str:
-    return "(repeatable)."
+Rules = list[str] | None
 
 
+def _fault(flag: str, metavar: str, text: str) -> Any:
+    return typer.Option(flag, metavar=metavar, help=f"{text} (repeatable).", rich_help_panel=FAULTS)
+
+
+@with_params(
+    access_params(
+        LIMITS,
+        allow="Only these clients get in (repeatable).",
+        deny="These clients are reset at once (repeatable; wins over --allow).",
+    ),
+    after="idle_timeout",
+)
 def relay(
     listen: Annotated[
         str,
@@ -87,14 +112,8 @@ def relay(
     ipv6: Annotated[
         bool, typer.Option("-6", help="Listen on IPv6 only.", rich_help_panel=CONN)
     ] = False,
-    no_splice: Annotated[
-        bool,
-        typer.Option(
-            "--no-splice",
-            help="Copy through user space even on Linux (the splice(2) path is the default).",
-            rich_help_panel=IO,
-        ),
-    ] = False,
+    no_zerocopy: NoZeroCopy = False,
+    no_splice: NoSplice = False,
     max_conns: Annotated[
         int | None,
         typer.Option(
@@ -122,42 +141,6 @@ def relay(
             rich_help_panel=TIME,
         ),
     ] = None,
-    allow: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow",
-            metavar="CIDR",
-            help="Only these clients get in (repeatable).",
-            rich_help_panel=LIMITS,
-        ),
-    ] = None,
-    deny: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--deny",
-            metavar="CIDR",
-            help="These clients are reset at once (repeatable; wins over --allow).",
-            rich_help_panel=LIMITS,
-        ),
-    ] = None,
-    allowfile: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allowfile",
-            metavar="FILE",
-            help="--allow rules, one per line (# comments).",
-            rich_help_panel=LIMITS,
-        ),
-    ] = None,
-    denyfile: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--denyfile",
-            metavar="FILE",
-            help="--deny rules, one per line (# comments).",
-            rich_help_panel=LIMITS,
-        ),
-    ] = None,
     drain_timeout: Annotated[
         str,
         typer.Option(
@@ -169,11 +152,8 @@ def relay(
     ] = "5",
     verbose: Annotated[
         bool,
-        typer.Option(
-            "-v",
-            "--verbose",
-            help="One line per connection: peer, target, bytes each way, duration, how it ended.",
-            rich_help_panel=OUT,
+        verbose_option(
+            "One line per connection: peer, target, bytes each way, duration, how it ended."
         ),
     ] = False,
     stats: Annotated[
@@ -189,48 +169,20 @@ def relay(
         bool, typer.Option("--json-log", help="Log lines as JSON objects.", rich_help_panel=OUT)
     ] = False,
     json: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            help="At exit, write a JSON summary (totals, how it ended) on stdout.",
-            rich_help_panel=OUT,
-        ),
+        bool, json_option("At exit, write a JSON summary (totals, how it ended) on stdout.")
     ] = False,
     json_file: JsonFile = None,
     latency: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--latency",
-            metavar="[DIR:]DELAY[/JITTER]",
-            help="Delay each chunk. " + _fault_help("latency"),
-            rich_help_panel=FAULTS,
-        ),
+        Rules, _fault("--latency", "[DIR:]DELAY[/JITTER]", "Delay each chunk.")
     ] = None,
-    bandwidth: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--bandwidth",
-            metavar="[DIR:]BYTES/S",
-            help="Cap the rate. " + _fault_help("bandwidth"),
-            rich_help_panel=FAULTS,
-        ),
-    ] = None,
+    bandwidth: Annotated[Rules, _fault("--bandwidth", "[DIR:]BYTES/S", "Cap the rate.")] = None,
     slicer: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--slicer",
-            metavar="[DIR:]SIZE[/VAR[/DELAY]]",
-            help="Cut data into small segments. " + _fault_help("slicer"),
-            rich_help_panel=FAULTS,
-        ),
+        Rules, _fault("--slicer", "[DIR:]SIZE[/VAR[/DELAY]]", "Cut data into small segments.")
     ] = None,
     limit_data: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--limit-data",
-            metavar="[DIR:]BYTES",
-            help="Close the connection after BYTES in that direction. " + _fault_help("limit-data"),
-            rich_help_panel=FAULTS,
+        Rules,
+        _fault(
+            "--limit-data", "[DIR:]BYTES", "Close the connection after BYTES in that direction."
         ),
     ] = None,
     reset_peer: Annotated[
@@ -238,8 +190,7 @@ def relay(
         typer.Option(
             "--reset-peer",
             metavar="[DIR:]SECS|BYTESB",
-            help="Reset (RST) after SECS, or after BYTES with a B suffix (64KB). "
-            + _fault_help("reset-peer"),
+            help="Reset (RST) after SECS, or after BYTES with a B suffix (64KB). (repeatable).",
             rich_help_panel=FAULTS,
         ),
     ] = None,
@@ -248,19 +199,12 @@ def relay(
         typer.Option(
             "--stall",
             metavar="[DIR:]SECS",
-            help="toxiproxy's timeout: forward nothing, close after SECS (0: never). "
-            + _fault_help("stall"),
+            help="toxiproxy's timeout: forward nothing, close after SECS (0: never). (repeatable).",
             rich_help_panel=FAULTS,
         ),
     ] = None,
     slow_close: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--slow-close",
-            metavar="[DIR:]SECS",
-            help="Delay the forwarded FIN. " + _fault_help("slow-close"),
-            rich_help_panel=FAULTS,
-        ),
+        Rules, _fault("--slow-close", "[DIR:]SECS", "Delay the forwarded FIN.")
     ] = None,
     toxicity: Annotated[
         float,
@@ -292,21 +236,21 @@ def relay(
             rich_help_panel=FAULTS,
         ),
     ] = None,
+    **rules: Any,
 ) -> int:
     """Relay TCP: accept clients on LISTEN_PORT, connect each to a TARGET, copy both ways.
 
     Bounded (--buffer per direction), half-close passes through, resets propagate.
     Prints `ncat-trio: listening on ADDR:PORT` on stderr once ready.
     """
-    compat.check_command("relay", relay, locals())  # a flag its mode cannot honour: exit 2
+    compat.check_command(
+        "relay", relay, {**locals(), **rules}
+    )  # a flag its mode cannot honour: exit 2
     from .. import runner  # lazy: keeps start-up light
     from ..modes import relay as relay_mode  # lazy: keeps start-up light
-    from ..transport.access import AccessPolicy  # lazy: keeps start-up light
     from ..transport.faults import parse_fault  # lazy: keeps start-up light
 
-    if ipv4 and ipv6:
-        raise UsageError("-4 and -6", "choose one")
-    family = socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
+    family = address_family(ipv4, ipv6)
     where = parse_host_port(listen, what="listen address", allow_zero=True)
     size = parse_size(buffer, what="--buffer")
     if size < 1:
@@ -328,7 +272,7 @@ def relay(
         idle_timeout=None
         if idle_timeout is None
         else parse_duration(idle_timeout, what="--idle-timeout"),
-        access=AccessPolicy.from_rules(allow or (), deny or (), allowfile or (), denyfile or ()),
+        access=access_policy(rules),
         drain_timeout=parse_duration(drain_timeout, what="--drain-timeout"),
         verbose=verbose,
         stats_interval=None
@@ -339,7 +283,7 @@ def relay(
         json_file=checked_json_file(json_file),
         faults=tuple(faults),
         seed=seed,
-        splice=not no_splice,
+        splice=not (no_zerocopy or no_splice),
     )
     if workers > 1:
         from ..modes import relay_workers

@@ -9,17 +9,8 @@ import typer
 from ..errors import UsageError
 from ..parse import parse_duration
 from ..transport.endpoint import Endpoint
-from .common import (
-    CONN,
-    OUT,
-    TIME,
-    IPv4,
-    IPv6,
-    JsonFile,
-    Numeric,
-    address_family,
-    checked_json_file,
-)
+from . import common
+from .common import CONN, TIME, IPv4, IPv6, JsonFile, Numeric, json_option, verbose_option
 from .panels import PanelledCommand
 
 
@@ -51,21 +42,11 @@ def scan(
     ipv6: IPv6 = False,
     numeric: Numeric = False,
     verbose: Annotated[
-        bool,
-        typer.Option(
-            "-v",
-            "--verbose",
-            help="Also report closed ports and a summary on stderr.",
-            rich_help_panel=OUT,
-        ),
+        bool, verbose_option("Also report closed ports and a summary on stderr.")
     ] = False,
     json: Annotated[
         bool,
-        typer.Option(
-            "--json",
-            help="Print one JSON object (open, closed, filtered ports) instead of the lines.",
-            rich_help_panel=OUT,
-        ),
+        json_option("Print one JSON object (open, closed, filtered ports) instead of the lines."),
     ] = False,
     json_file: JsonFile = None,
     nc_style: Annotated[bool, typer.Option("--nc-style", hidden=True)] = False,
@@ -80,13 +61,13 @@ def scan(
     if not 1 <= concurrency <= 10000:
         raise UsageError(f"invalid --concurrency {concurrency}", "must be 1-10000")
     options = scan_mode.ScanOptions(
-        endpoint=Endpoint(host, 0, address_family(ipv4, ipv6), numeric),
+        endpoint=Endpoint(host, 0, common.address_family(ipv4, ipv6), numeric),
         ports=scan_mode.parse_ports(ports),
         concurrency=concurrency,
         timeout=parse_duration(timeout, what="timeout (-w)"),
         verbose=verbose,
         json=json,
-        json_file=checked_json_file(json_file),
+        json_file=common.checked_json_file(json_file),
         nc_style=nc_style,  # `ncat-trio -z …` (cli/__init__.py): nc.openbsd's output
     )
     return runner.run(lambda: scan_mode.scan_main(options))

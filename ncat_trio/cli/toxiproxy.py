@@ -9,7 +9,7 @@ import typer
 from ..errors import LocalIOError
 from ..parse import parse_port
 from ..transport.endpoint import Endpoint
-from .common import CONN, OUT
+from .common import CONN, OUT, verbose_option
 from .panels import PanelledCommand
 
 
@@ -51,13 +51,7 @@ def toxiproxy(
         ),
     ] = None,
     verbose: Annotated[
-        bool,
-        typer.Option(
-            "-v",
-            "--verbose",
-            help="One line per API request and per relayed connection.",
-            rich_help_panel=OUT,
-        ),
+        bool, verbose_option("One line per API request and per relayed connection.")
     ] = False,
 ) -> int:
     """Serve toxiproxy's HTTP API: any toxiproxy client (Ruby, Go, Python, JS, curl) drives ncat-trio's relay.

@@ -7,7 +7,7 @@ for a receiver behind NAT.  Exit codes: PROTOCOL.md, "Exit codes".
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,6 +26,9 @@ from .common import (
     Numeric,
     address_family,
     checked_json_file,
+    json_option,
+    params,
+    with_params,
 )
 from .panels import PanelledCommand
 
@@ -41,12 +44,7 @@ Progress = Annotated[
     bool,
     typer.Option("--progress", help="Live progress on stderr, as connect -P.", rich_help_panel=OUT),
 ]
-Json = Annotated[
-    bool,
-    typer.Option(
-        "--json", help="Print a JSON summary on stdout when verified.", rich_help_panel=OUT
-    ),
-]
+Json = Annotated[bool, json_option("Print a JSON summary on stdout when verified.")]
 Quiet = Annotated[
     bool, typer.Option("-q", "--quiet", help="No summary line on stderr.", rich_help_panel=OUT)
 ]
@@ -92,6 +90,31 @@ def send_endpoint(words: list[str], *, listen: bool) -> tuple[str | None, str, s
     raise UsageError("send", "expected HOST PORT [FILE|-]")
 
 
+#: The flags send and receive both take, after their own (in --help order).
+_SHARED = params(
+    connect_timeout=ConnectTimeout, idle_timeout=IdleTimeout, ipv4=IPv4, ipv6=IPv6,
+    numeric=Numeric, progress=Progress, json=Json, json_file=JsonFile, quiet=Quiet,
+)  # fmt: skip
+
+
+def _endpoint(host: str | None, port: str, listen: bool, v: dict[str, Any]) -> Endpoint:
+    family = address_family(v["ipv4"], v["ipv6"])
+    return Endpoint(host, parse_port(port, allow_zero=listen), family, v["numeric"])
+
+
+def _shared(v: dict[str, Any]) -> dict[str, Any]:
+    """The fields of SendOptions and ReceiveOptions filled alike from the shared flags."""
+    return {
+        "connect_timeout": _timeout(v["connect_timeout"]),
+        "idle_timeout": _idle(v["idle_timeout"]),
+        "progress": v["progress"],
+        "json": v["json"],
+        "json_file": checked_json_file(v["json_file"]),
+        "quiet": v["quiet"],
+    }
+
+
+@with_params(_SHARED)
 def send(
     words: Annotated[
         list[str],
@@ -117,15 +140,7 @@ def send(
             rich_help_panel=OUT,
         ),
     ] = None,
-    connect_timeout: ConnectTimeout = None,
-    idle_timeout: IdleTimeout = None,
-    ipv4: IPv4 = False,
-    ipv6: IPv6 = False,
-    numeric: Numeric = False,
-    progress: Progress = False,
-    json: Json = False,
-    json_file: JsonFile = None,
-    quiet: Quiet = False,
+    **shared: Any,
 ) -> int:
     """Send a file (or stdin) and exit 0 only when the receiver confirms it is on disk, verified.
 
@@ -133,28 +148,22 @@ def send(
     acknowledgement (connection lost): exit 3. The receiver's refusal or digest
     mismatch: the receiver's exit code (5 local I/O, 6 protocol, 7 integrity).
     """
-    compat.check_command("send", send, locals())  # -w with --listen: exit 2
+    compat.check_command("send", send, {**locals(), **shared})  # -w with --listen: exit 2
     from .. import runner  # lazy: keeps start-up light
     from ..modes import transfer  # lazy: keeps start-up light
 
     host, port, path = send_endpoint(list(words), listen=listen)
     options = transfer.SendOptions(
-        endpoint=Endpoint(
-            host, parse_port(port, allow_zero=listen), address_family(ipv4, ipv6), numeric
-        ),
+        endpoint=_endpoint(host, port, listen, shared),
         path=path,
         name=None if name is None else transfer.checked_name(name),
         listen=listen,
-        connect_timeout=_timeout(connect_timeout),
-        idle_timeout=_idle(idle_timeout),
-        progress=progress,
-        json=json,
-        json_file=checked_json_file(json_file),
-        quiet=quiet,
+        **_shared(shared),
     )
     return runner.run(lambda: transfer.send_main(options))
 
 
+@with_params(_SHARED)
 def receive(
     words: Annotated[
         list[str],
@@ -185,15 +194,7 @@ def receive(
             rich_help_panel=OUT,
         ),
     ] = False,
-    connect_timeout: ConnectTimeout = None,
-    idle_timeout: IdleTimeout = None,
-    ipv4: IPv4 = False,
-    ipv6: IPv6 = False,
-    numeric: Numeric = False,
-    progress: Progress = False,
-    json: Json = False,
-    json_file: JsonFile = None,
-    quiet: Quiet = False,
+    **shared: Any,
 ) -> int:
     """Receive one file, verify its sha256, and only then give it its name.
 
@@ -202,7 +203,9 @@ def receive(
     the digest matched; it is never put over an existing file without --force.
     Exit 7 on a digest mismatch or a short stream.
     """
-    compat.check_command("receive", receive, locals())  # -w listening, --force onto -o -
+    compat.check_command(
+        "receive", receive, {**locals(), **shared}
+    )  # -w listening, --force onto -o -
     from .. import runner  # lazy: keeps start-up light
     from ..modes import transfer  # lazy: keeps start-up light
     from ..modes.transfer_session import ReceiveTarget
@@ -214,17 +217,10 @@ def receive(
     else:
         raise UsageError("receive", "expected [HOST] PORT (with --connect: HOST PORT)")
     options = transfer.ReceiveOptions(
-        endpoint=Endpoint(
-            host, parse_port(words[-1], allow_zero=listen), address_family(ipv4, ipv6), numeric
-        ),
+        endpoint=_endpoint(host, words[-1], listen, shared),
         target=ReceiveTarget(output=output, force=force, resume=resume),
         listen=listen,
-        connect_timeout=_timeout(connect_timeout),
-        idle_timeout=_idle(idle_timeout),
-        progress=progress,
-        json=json,
-        json_file=checked_json_file(json_file),
-        quiet=quiet,
+        **_shared(shared),
     )
     return runner.run(lambda: transfer.receive_main(options))
 

@@ -15,8 +15,8 @@ from ..errors import UsageError
 from ..parse import parse_port, parse_size
 from ..proto.ttcp import DEFAULT_LENGTH, DEFAULT_NUMBER, DEFAULT_PORT, INT32_MAX, LENGTH_LIMIT
 from ..transport.endpoint import Endpoint
-from .common import CONN, IO, OUT, JsonFile, checked_json_file
-from .panels import PanelledCommand, PanelledGroup
+from .common import CONN, IO, Bind, JsonFile, checked_json_file, json_option
+from .panels import PanelledCommand, PanelledGroup, new_app
 
 _CLASSIC_FLAGS = "rkD"  # getopt letters without a value that may be bundled: -rk
 _COMMANDS = ("receive", "transmit")
@@ -82,19 +82,13 @@ class ClassicSpellings(PanelledGroup):
         return result
 
 
-app = typer.Typer(
-    name="ttcp",
-    cls=ClassicSpellings,
-    help="TCP throughput test, wire-compatible with muduo's ttcp (classic: -r / -t HOST).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+app = new_app(
+    "ttcp",
+    "TCP throughput test, wire-compatible with muduo's ttcp (classic: -r / -t HOST).",
+    ClassicSpellings,
 )
 
-Json = Annotated[
-    bool,
-    typer.Option("--json", help="Print one JSON object instead of the lines.", rich_help_panel=OUT),
-]
+Json = Annotated[bool, json_option("Print one JSON object instead of the lines.")]
 Port = Annotated[
     str,
     typer.Option(
@@ -102,16 +96,6 @@ Port = Annotated[
         "--port",
         metavar="PORT",
         help="TCP port (receive: 0 picks one).",
-        rich_help_panel=CONN,
-    ),
-]
-Bind = Annotated[
-    str | None,
-    typer.Option(
-        "-b",
-        "--bind",
-        metavar="ADDR",
-        help="Address to bind (default: all, dual-stack).",
         rich_help_panel=CONN,
     ),
 ]
