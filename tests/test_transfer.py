@@ -33,7 +33,8 @@ from ncat_trio.modes.transfer_session import (
     receive_session,
     send_session,
 )
-from ncat_trio.proto import transfer as wire
+from ncat_trio.proto import transfer_wire as wire
+from ncat_trio.proto.transfer import TransferReceiver
 
 from .support import NCAT, popen, start_ncat_listener
 
@@ -593,7 +594,7 @@ def test_receiver_that_never_acknowledges_fails_the_sender(tmp_path: Path) -> No
     def fake_receiver() -> None:
         conn, _ = server.accept()
         server.close()
-        proto = wire.TransferReceiver()
+        proto = TransferReceiver()
         with conn:
             while True:
                 event = proto.next_event()

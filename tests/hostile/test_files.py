@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from ncat_trio.proto import transfer as wire
+from ncat_trio.proto import transfer_wire as wire
+from ncat_trio.proto.transfer import TransferSender
 
 from ..support import (
     NCAT,
@@ -165,11 +166,11 @@ def test_a_planted_final_name_is_never_written_through(
 
 
 class RawSender:
-    """The sending end made by hand: real socket, wire messages from proto.transfer."""
+    """The sending end made by hand: real socket, wire messages from proto.transfer_wire."""
 
     def __init__(self, port: int, payload: bytes, *, known: bool = True) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.proto = wire.TransferSender()
+        self.proto = TransferSender()
         self.payload = payload
         header = wire.Header("f.bin", len(payload) if known else None, 0o644)
         self.sock.sendall(self.proto.send(header))
