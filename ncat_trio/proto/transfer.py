@@ -67,6 +67,31 @@ def _expect_state(current: enum.Enum, wanted: enum.Enum, event: object) -> None:
         )
 
 
+class _End:
+    """What both ends hold: the peer's bytes not parsed yet, the header, the offer,
+    where the data starts and the trailer."""
+
+    def __init__(self) -> None:
+        self._input = ReceiveBuffer("receive_data")
+        self._header: Header | None = None
+        self._offer: Offer | None = None
+        self._offset = 0
+        self._trailer: Trailer | None = None
+
+    @property
+    def header(self) -> Header | None:
+        return self._header
+
+    @property
+    def offset(self) -> int:
+        """Where the data started (the accepted resume offset)."""
+        return self._offset
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes from the peer; ``b""`` means it closed its direction (EOF)."""
+        self._input.feed(data)
+
+
 # ---------------------------------------------------------------- sender
 
 
@@ -81,7 +106,7 @@ class SenderState(enum.Enum):
     ERROR = "protocol error"
 
 
-class TransferSender:
+class TransferSender(_End):
     """The sending end's protocol state: encodes what it sends, parses what comes back.
 
     ``send``: Header → Start → Data* → Trailer, in that order.  ``next_event``: Offer
@@ -91,22 +116,9 @@ class TransferSender:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.state = SenderState.HEADER
-        self._input = ReceiveBuffer("receive_data")
-        self._header: Header | None = None
-        self._offer: Offer | None = None
-        self._offset = 0
         self._sent = 0  # data bytes after the Start offset
-        self._trailer: Trailer | None = None
-
-    @property
-    def header(self) -> Header | None:
-        return self._header
-
-    @property
-    def offset(self) -> int:
-        """Where the data started (the accepted resume offset)."""
-        return self._offset
 
     # -- outgoing
 
@@ -166,10 +178,6 @@ class TransferSender:
         return end + encode_size_digest(TAG_TRAILER, trailer.size, trailer.sha256)
 
     # -- incoming
-
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes from the receiver; ``b""`` means it closed its direction (EOF)."""
-        self._input.feed(data)
 
     def next_event(self) -> FromReceiver | NeedData:
         """The next message from the receiver, or :data:`NEED_DATA`."""
@@ -256,7 +264,7 @@ class ReceiverState(enum.Enum):
     ERROR = "protocol error"
 
 
-class TransferReceiver:
+class TransferReceiver(_End):
     """The receiving end's protocol state.
 
     ``next_event``: Header, then (after we ``send`` an Offer) Start, Data*, Trailer;
@@ -269,22 +277,10 @@ class TransferReceiver:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.state = ReceiverState.HEADER
-        self._input = ReceiveBuffer("receive_data")
-        self._header: Header | None = None
-        self._offer: Offer | None = None
-        self._offset = 0
         self._received = 0  # data bytes after the Start offset
         self._chunk_left = 0
-        self._trailer: Trailer | None = None
-
-    @property
-    def header(self) -> Header | None:
-        return self._header
-
-    @property
-    def offset(self) -> int:
-        return self._offset
 
     @property
     def data_received(self) -> int:
@@ -329,7 +325,7 @@ class TransferReceiver:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes from the sender; ``b""`` means it closed its direction (EOF)."""
-        self._input.feed(data)
+        super().receive_data(data)
         if self.state is ReceiverState.FAILED:
             self._input.discard()
 

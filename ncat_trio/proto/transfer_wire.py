@@ -269,6 +269,18 @@ def parse_size_digest(buf: ReceiveBuffer, tag: bytes, what: str) -> tuple[int, b
     return value, digest
 
 
+def _take_utf8(buf: ReceiveBuffer, fixed: int, length: int, what: str, field: str) -> str | None:
+    """A message's ``fixed`` bytes and the ``length`` bytes of UTF-8 text after them,
+    taken from ``buf``: the text, or None if it has not all arrived."""
+    raw = buf.take(fixed + length)
+    if raw is None:
+        return None
+    try:
+        return raw[fixed:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RemoteProtocolError(what, f"{field} is not UTF-8") from exc
+
+
 def parse_failure(buf: ReceiveBuffer) -> Failure | None:
     head = buf.peek(_FAILURE.size)
     if len(head) < _FAILURE.size:
@@ -278,13 +290,9 @@ def parse_failure(buf: ReceiveBuffer) -> Failure | None:
         raise RemoteProtocolError("failure message", f"unknown code {code}")
     if length > MAX_REASON_BYTES:
         raise RemoteProtocolError("failure message", f"reason of {length} bytes is too long")
-    raw = buf.take(_FAILURE.size + length)
-    if raw is None:
+    reason = _take_utf8(buf, _FAILURE.size, length, "failure message", "reason")
+    if reason is None:
         return None
-    try:
-        reason = raw[_FAILURE.size :].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RemoteProtocolError("failure message", "reason is not UTF-8") from exc
     if clean_reason(reason) != reason:
         raise RemoteProtocolError("failure message", "reason contains control characters")
     return Failure(ExitCode(code), reason)
@@ -320,13 +328,9 @@ def parse_header(buf: ReceiveBuffer) -> Header | None:
         raise RemoteProtocolError("header", "an mtime is present but not flagged")
     if not 1 <= name_len <= MAX_NAME_BYTES:
         raise RemoteProtocolError("header", f"name length {name_len} is not in 1..255")
-    raw = buf.take(_HEADER.size + name_len)
-    if raw is None:
+    name = _take_utf8(buf, _HEADER.size, name_len, "header", "file name")
+    if name is None:
         return None
-    try:
-        name = raw[_HEADER.size :].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RemoteProtocolError("header", "file name is not UTF-8") from exc
     check_name(name)
     return Header(
         name=name,
