@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,18 +18,11 @@ from .support import (
     finish,
     listening_port_of,
     read_line,
-    reap_children,
     require_program,
     spawn,
 )
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def peer_port(proc: subprocess.Popen[bytes], ready: bytes) -> int:

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -25,7 +24,6 @@ from .support import (
     Feed,
     finish,
     read_line,
-    reap_children,
     reaped,
     require_program,
     sha256,
@@ -42,12 +40,6 @@ _READY = {
     "nc.openbsd": re.compile(rb"Listening on \S+ (\d+)"),
     "socat": re.compile(rb"listening on AF=2 \S+:(\d+)"),
 }
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 @pytest.fixture
