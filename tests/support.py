@@ -525,3 +525,20 @@ class Pki:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.leaf.configure_cert(context)
         return context
+
+
+# --- the command line alone --------------------------------------------------------
+
+
+def record_mains(monkeypatch: pytest.MonkeyPatch, module: object, *names: str) -> list[Any]:
+    """Replace the async entry points ``module.NAME(opts)`` with one that records ``opts``
+    and returns 0: what the command line made of an argv, with nothing run."""
+    calls: list[Any] = []
+
+    async def fake(opts: object) -> int:
+        calls.append(opts)
+        return 0
+
+    for name in names:
+        monkeypatch.setattr(module, name, fake)
+    return calls
