@@ -131,8 +131,10 @@ except KeyboardInterrupt:
 
 
 def relay_argv(
-    kind: str, target_port: int, extra: list[str] | None = None
+    kind: str, target_port: int, extra: list[str] | None = None, *, fork: bool = True
 ) -> tuple[list[str], re.Pattern[bytes]]:
+    """The relay's argv and its readiness pattern; ``fork=False``: socat serves one
+    connection in its own process (so that its rusage holds the work)."""
     target = f"127.0.0.1:{target_port}"
     if kind == "ncat-trio":
         return [*NCAT, "relay", *(extra or []), "127.0.0.1:0", target], _OURS_READY
@@ -144,7 +146,9 @@ def relay_argv(
         "-d",
         "-d",
         *buffers,
-        "TCP-LISTEN:0,fork,reuseaddr,backlog=4096,bind=127.0.0.1",
+        "TCP-LISTEN:0,fork,reuseaddr,backlog=4096,bind=127.0.0.1"
+        if fork
+        else "TCP-LISTEN:0,reuseaddr,bind=127.0.0.1",
         f"TCP:{target}",
     ]
     return argv, _SOCAT_READY
@@ -277,20 +281,7 @@ def relay_cpu(kind: str, size: int) -> float:
         sink,
         sink_port,
     ):
-        target = f"127.0.0.1:{sink_port}"
-        if kind == "ncat-trio":
-            argv, pattern = [*NCAT, "relay", "127.0.0.1:0", target], _OURS_READY
-        else:
-            buffers = ["-b262144"] if kind == "socat -b262144" else []
-            argv = [
-                "socat",
-                "-d",
-                "-d",
-                *buffers,
-                "TCP-LISTEN:0,reuseaddr,bind=127.0.0.1",
-                f"TCP:{target}",
-            ]
-            pattern = _SOCAT_READY
+        argv, pattern = relay_argv(kind, sink_port, fork=False)
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

@@ -29,7 +29,7 @@ from ncat_trio.cli import run_cli
 from ncat_trio.errors import LocalIOError
 from ncat_trio.json_summary import Summary
 from ncat_trio.report_schema import schema_for, validate
-from tests.relay_ends import connect, receive_all, relay_process, start_server
+from tests.relay_ends import connect, echo, receive_all, relay_process, start_server
 from tests.support import NCAT, finish, popen, wait_for_port
 
 JSON_DOC = Path(__file__).resolve().parent.parent / "docs" / "json.md"
@@ -321,12 +321,6 @@ def test_send_and_receive_to_stdout(tmp_path: Path) -> None:
     assert modes["send"]["sha256"] == modes["receive"]["sha256"]
 
 
-async def _echo(stream: trio.SocketStream) -> None:
-    while data := await stream.receive_some(65536):
-        await stream.send_all(data)
-    await stream.send_eof()
-
-
 async def _one_exchange(port: int) -> bytes:
     stream = await connect(port)
     async with stream:
@@ -339,7 +333,7 @@ async def test_relay_summary_after_sigterm_drain(tmp_path: Path) -> None:
     out = tmp_path / "relay.json"
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _echo)
+            target = await start_server(nursery, echo)
             args = ["-v", "--json-file", str(out), "127.0.0.1:0", f"127.0.0.1:{target}"]
             async with relay_process(*args) as relay:
                 assert await _one_exchange(relay.port) == b"ping"
