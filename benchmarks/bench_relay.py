@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 NCAT = [sys.executable, "-m", "ncat_trio"]
@@ -178,22 +178,30 @@ def median(values: list[float]) -> float:
 # --- 1 and 2: bulk through one hop ------------------------------------------------------
 
 
+def nc_sink() -> AbstractContextManager[tuple[subprocess.Popen[bytes], int]]:
+    """nc.openbsd listening on 127.0.0.1, reading to EOF: (process, port)."""
+    return running(["nc.openbsd", "-v", "-n", "-l", "127.0.0.1", "0"], _NC_READY)
+
+
+def push_zeros(port: int, size: int, sink: subprocess.Popen[bytes]) -> None:
+    """``size`` zero bytes into 127.0.0.1:port with nc.openbsd; back once ``sink`` (the
+    far end) has had them all and exited."""
+    subprocess.run(
+        f"head -c {size} /dev/zero | nc.openbsd -N 127.0.0.1 {port}",
+        shell=True,
+        check=True,
+        timeout=300,
+    )
+    sink.wait(300)
+
+
 def one_hop_nc(kind: str, size: int) -> float:
     """GB/s of ``size`` zero bytes, nc.openbsd → relay → nc.openbsd."""
-    with running(["nc.openbsd", "-v", "-n", "-l", "127.0.0.1", "0"], _NC_READY) as (
-        sink,
-        sink_port,
-    ):
+    with nc_sink() as (sink, sink_port):
         argv, pattern = relay_argv(kind, sink_port)
         with running(argv, pattern) as (_relay, port):
             start = time.perf_counter()
-            subprocess.run(
-                f"head -c {size} /dev/zero | nc.openbsd -N 127.0.0.1 {port}",
-                shell=True,
-                check=True,
-                timeout=300,
-            )
-            sink.wait(300)
+            push_zeros(port, size, sink)
             return size / (time.perf_counter() - start) / 1e9
 
 
@@ -277,23 +285,14 @@ def relay_cpu(kind: str, size: int) -> float:
     Stable where wall-clock figures are not (a shared machine): ours is measured with
     wait4 after SIGTERM, minus the CPU of starting and stopping an idle relay; socat runs
     without ``fork`` here so that its own rusage holds the work."""
-    with running(["nc.openbsd", "-v", "-n", "-l", "127.0.0.1", "0"], _NC_READY) as (
-        sink,
-        sink_port,
-    ):
+    with nc_sink() as (sink, sink_port):
         argv, pattern = relay_argv(kind, sink_port, fork=False)
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         port = _port_from(proc, pattern)
         threading.Thread(target=_discard, args=(proc.stderr,), daemon=True).start()
-        subprocess.run(
-            f"head -c {size} /dev/zero | nc.openbsd -N 127.0.0.1 {port}",
-            shell=True,
-            check=True,
-            timeout=300,
-        )
-        sink.wait(300)
+        push_zeros(port, size, sink)
         if kind == "ncat-trio":
             proc.send_signal(signal.SIGTERM)
         cpu = _cpu_of(proc)
