@@ -394,6 +394,17 @@ def listening_port_of(pid: int) -> int:
     return _port_of(pid, "tcp")
 
 
+def peer_port(proc: subprocess.Popen[bytes], ready: bytes) -> int:
+    """The port a peer (ncat, socat -d -d) listens on, once a stderr line holds ``ready``:
+    socat's ``listening on AF=… ADDR:PORT`` says it, else it is read from /proc."""
+    assert proc.stderr is not None
+    while True:
+        line = read_line(proc.stderr)
+        if ready in line:
+            match = re.search(rb"listening on AF=\d+ \S+:(\d+)", line)
+            return int(match.group(1)) if match else listening_port_of(proc.pid)
+
+
 def udp_port_of(pid: int) -> int:
     """The UDP port a process has bound, as :func:`listening_port_of` finds TCP ones."""
     return _port_of(pid, "udp")
