@@ -322,6 +322,34 @@ def reply_after_eof(
         assert sha256(at_eof_side.wait()) == sha256(down)
 
 
+@contextlib.contextmanager
+def accept_loop(
+    handle: Callable[[socket.socket, threading.Event], None], *, join: float = 10
+) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 port 0 whose thread calls ``handle(conn, stop)`` for each
+    client until the block ends (``stop`` is set then); yields its port."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            handle(conn, stop)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(join)
+        server.close()
+
+
 class ServeOnce(Generic[T]):
     """A Python TCP server for one connection on ``host`` port 0; ``handler`` runs in a thread.
 
