@@ -322,6 +322,16 @@ def reply_after_eof(
         assert sha256(at_eof_side.wait()) == sha256(down)
 
 
+def random_files(
+    folder: Path, size: int, names: tuple[str, str] = ("ours.bin", "theirs.bin")
+) -> tuple[Path, Path]:
+    """Two files of ``size`` random bytes in ``folder``: one for each direction."""
+    first, second = folder / names[0], folder / names[1]
+    first.write_bytes(os.urandom(size))
+    second.write_bytes(os.urandom(size))
+    return first, second
+
+
 @contextlib.contextmanager
 def accept_loop(
     handle: Callable[[socket.socket, threading.Event], None], *, join: float = 10

@@ -23,6 +23,7 @@ from .support import (
     Feed,
     finish,
     listening_port_of,
+    random_files,
     read_line,
     require_program,
     sha256,
@@ -100,10 +101,7 @@ SIZE = 1 << 20
 
 @pytest.fixture
 def payloads(tmp_path: Path) -> tuple[Path, Path]:
-    ours, theirs = tmp_path / "ours.bin", tmp_path / "theirs.bin"
-    ours.write_bytes(os.urandom(SIZE))
-    theirs.write_bytes(os.urandom(SIZE))
-    return ours, theirs
+    return random_files(tmp_path, SIZE)
 
 
 @pytest.mark.parametrize("peer", PEERS)

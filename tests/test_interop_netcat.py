@@ -20,7 +20,6 @@ peers' own habits (checked on this machine, netcat-openbsd 1.219, ncat 7.93, soc
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import threading
@@ -35,6 +34,7 @@ from .support import (
     Feed,
     finish,
     listening_port_of,
+    random_files,
     read_line,
     reaped,
     require_program,
@@ -96,10 +96,7 @@ def start_peer_server(
 @pytest.fixture
 def payloads(tmp_path: Path) -> tuple[Path, Path]:
     """(ours, theirs): what ncat-trio sends and what the peer sends."""
-    ours, theirs = tmp_path / "ours.bin", tmp_path / "theirs.bin"
-    ours.write_bytes(os.urandom(SIZE))
-    theirs.write_bytes(os.urandom(SIZE))
-    return ours, theirs
+    return random_files(tmp_path, SIZE)
 
 
 # --- ncat-trio listen <- peer client ---------------------------------------------------
