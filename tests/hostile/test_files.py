@@ -183,6 +183,11 @@ class RawSender:
             + self.proto.send(wire.Trailer(len(self.payload), digest))
         )
 
+    def send_body_and_fin(self) -> None:
+        """:meth:`body`, then our FIN right after the trailer (as PROTOCOL.md asks)."""
+        self.sock.sendall(self.body())
+        self.sock.shutdown(socket.SHUT_WR)
+
     def close(self) -> None:
         self.sock.close()
 
@@ -231,8 +236,7 @@ def test_a_signal_once_the_name_appears_is_still_exit_0(run: int, tmp_path: Path
     try:
         listener, port = receiver(tmp_path)
         peer = RawSender(port, payload)
-        peer.sock.sendall(peer.body())
-        peer.sock.shutdown(socket.SHUT_WR)
+        peer.send_body_and_fin()
         watch.wait_for("f.bin")
         listener.send_signal(signal.SIGTERM)
         err = assert_in_place_and_zero(listener, tmp_path, payload)
@@ -247,8 +251,7 @@ def test_a_signal_after_the_ack_is_exit_0(signum: signal.Signals, tmp_path: Path
     payload = os.urandom(70_000)
     listener, port = receiver(tmp_path)
     peer = RawSender(port, payload)
-    peer.sock.sendall(peer.body())
-    peer.sock.shutdown(socket.SHUT_WR)
+    peer.send_body_and_fin()
     ack = peer.next_event()
     assert isinstance(ack, wire.Ack), ack
     listener.send_signal(signum)
@@ -265,8 +268,7 @@ def test_a_signal_after_the_ack_to_stdout_is_exit_0() -> None:
     payload = os.urandom(30_000)  # less than a pipe holds: stdout is read at the end
     listener, port = spawn_listener(["receive", "-o", "-", "127.0.0.1", "0"])
     peer = RawSender(port, payload)
-    peer.sock.sendall(peer.body())
-    peer.sock.shutdown(socket.SHUT_WR)
+    peer.send_body_and_fin()
     assert isinstance(peer.next_event(), wire.Ack)
     listener.send_signal(signal.SIGTERM)
     out, err = listener.communicate(timeout=30)
@@ -355,8 +357,7 @@ def test_the_fin_right_after_the_trailer_is_acknowledged(tmp_path: Path) -> None
     payload = os.urandom(30_000)
     listener, port = receiver(tmp_path)
     peer = RawSender(port, payload)
-    peer.sock.sendall(peer.body())
-    peer.sock.shutdown(socket.SHUT_WR)
+    peer.send_body_and_fin()
     ack = peer.next_event()
     assert ack == wire.Ack(len(payload), hashlib.sha256(payload).digest())
     assert isinstance(peer.next_event(), wire.Closed)
