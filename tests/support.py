@@ -110,6 +110,19 @@ def popen(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, **kwargs)
 
 
+@contextlib.contextmanager
+def ncat_server(args: list[str], **kwargs: Any) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``ncat-trio ARGS`` (:func:`popen`'s ``kwargs``) and the port of its readiness line;
+    killed if still running at the end, its pipes closed."""
+    with popen([*NCAT, *args], **kwargs) as proc:
+        try:
+            assert proc.stderr is not None
+            yield proc, wait_for_port(proc.stderr)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
 def start_ncat_listener(args: list[str], **kwargs: Any) -> tuple[subprocess.Popen[bytes], int]:
     """``ncat-trio listen … 0`` (args include the port 0); returns (process, real port)."""
     proc = popen([*NCAT, *args], **kwargs)
