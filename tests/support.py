@@ -335,6 +335,23 @@ def reply_after_eof(
         assert sha256(at_eof_side.wait()) == sha256(down)
 
 
+def feed_until_received(
+    proc: subprocess.Popen[bytes], data: bytes, expect: int, *, keep: bool = True
+) -> Drain:
+    """Write ``data`` to ``proc``'s stdin while its stdout is read; the stdin is closed
+    only once ``expect`` bytes have come out (so a peer that cuts its reply at our FIN
+    is not provoked).  Returns the stdout's :class:`Drain`."""
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    everything_in = threading.Event()
+    feed = Feed(proc.stdin, data, close_after=everything_in)
+    received = Drain(proc.stdout, keep=keep)
+    received.wait_count(expect)
+    everything_in.set()
+    feed.wait()
+    return received
+
+
 def random_files(
     folder: Path, size: int, names: tuple[str, str] = ("ours.bin", "theirs.bin")
 ) -> tuple[Path, Path]:

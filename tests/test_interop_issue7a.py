@@ -12,7 +12,6 @@ import os
 import re
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from .support import (
     NCAT,
     Drain,
-    Feed,
+    feed_until_received,
     finish,
     listening_port_of,
     random_files,
@@ -148,14 +147,7 @@ def test_unix_ncat_trio_client_to_peer_server(
     assert server.stderr is not None
     server_log = Drain(server.stderr)
     client = spawn([*NCAT, "connect", "-U", sock], stdin=subprocess.PIPE)
-    assert client.stdin is not None
-    assert client.stdout is not None
-    everything_in = threading.Event()
-    feed = Feed(client.stdin, ours.read_bytes(), close_after=everything_in)
-    received = Drain(client.stdout)
-    received.wait_count(SIZE)
-    everything_in.set()
-    feed.wait()
+    received = feed_until_received(client, ours.read_bytes(), SIZE)
     assert finish(client) == 0
     assert finish(server) == 0, server_log.wait()
     assert sha256(received.wait()) == sha256(theirs.read_bytes())

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
 from pathlib import Path
 from typing import IO
 
@@ -31,7 +30,7 @@ import pytest
 from .support import (
     NCAT,
     Drain,
-    Feed,
+    feed_until_received,
     finish,
     listening_port_of,
     random_files,
@@ -157,15 +156,8 @@ def test_ncat_trio_client_to_peer_server_both_ways(
         server, port, server_log = start_peer_server(peer, stdin, stdout)
     client = spawn([*NCAT, "connect", "127.0.0.1", str(port)], stdin=subprocess.PIPE)
     with reaped(server, client):
-        assert client.stdin is not None
-        assert client.stdout is not None
         assert client.stderr is not None
-        everything_in = threading.Event()
-        feed = Feed(client.stdin, ours.read_bytes(), close_after=everything_in)
-        received = Drain(client.stdout)
-        received.wait_count(SIZE)
-        everything_in.set()
-        feed.wait()
+        received = feed_until_received(client, ours.read_bytes(), SIZE)
         assert finish(client) == 0
         assert finish(server) == 0, server_log.wait()
         server_log.wait()

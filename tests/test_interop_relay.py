@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 from pathlib import Path
 from typing import IO
 
@@ -21,7 +20,7 @@ import pytest
 
 from .support import (
     Drain,
-    Feed,
+    feed_until_received,
     finish,
     read_line,
     reaped,
@@ -97,14 +96,7 @@ def test_peers_through_the_relay_both_ways(
     relay, port = start_relay(server_port)
     client = spawn(client_argv(client_peer, port), stdin=subprocess.PIPE)
     with reaped(server, relay, client):
-        assert client.stdin is not None
-        assert client.stdout is not None
-        everything_in = threading.Event()
-        feed = Feed(client.stdin, up, close_after=everything_in)
-        received = Drain(client.stdout, keep=False)
-        received.wait_count(SIZE)
-        everything_in.set()
-        feed.wait()
+        received = feed_until_received(client, up, SIZE, keep=False)
         assert finish(client) == 0
         assert finish(server) == 0, server_log.wait()
         received.wait()
