@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 NCAT = [sys.executable, "-m", "ncat_trio"]
@@ -131,8 +131,10 @@ except KeyboardInterrupt:
 
 
 def relay_argv(
-    kind: str, target_port: int, extra: list[str] | None = None
+    kind: str, target_port: int, extra: list[str] | None = None, *, fork: bool = True
 ) -> tuple[list[str], re.Pattern[bytes]]:
+    """The relay's argv and its readiness pattern; ``fork=False``: socat serves one
+    connection in its own process (so that its rusage holds the work)."""
     target = f"127.0.0.1:{target_port}"
     if kind == "ncat-trio":
         return [*NCAT, "relay", *(extra or []), "127.0.0.1:0", target], _OURS_READY
@@ -144,7 +146,9 @@ def relay_argv(
         "-d",
         "-d",
         *buffers,
-        "TCP-LISTEN:0,fork,reuseaddr,backlog=4096,bind=127.0.0.1",
+        "TCP-LISTEN:0,fork,reuseaddr,backlog=4096,bind=127.0.0.1"
+        if fork
+        else "TCP-LISTEN:0,reuseaddr,bind=127.0.0.1",
         f"TCP:{target}",
     ]
     return argv, _SOCAT_READY
@@ -174,22 +178,30 @@ def median(values: list[float]) -> float:
 # --- 1 and 2: bulk through one hop ------------------------------------------------------
 
 
+def nc_sink() -> AbstractContextManager[tuple[subprocess.Popen[bytes], int]]:
+    """nc.openbsd listening on 127.0.0.1, reading to EOF: (process, port)."""
+    return running(["nc.openbsd", "-v", "-n", "-l", "127.0.0.1", "0"], _NC_READY)
+
+
+def push_zeros(port: int, size: int, sink: subprocess.Popen[bytes]) -> None:
+    """``size`` zero bytes into 127.0.0.1:port with nc.openbsd; back once ``sink`` (the
+    far end) has had them all and exited."""
+    subprocess.run(
+        f"head -c {size} /dev/zero | nc.openbsd -N 127.0.0.1 {port}",
+        shell=True,
+        check=True,
+        timeout=300,
+    )
+    sink.wait(300)
+
+
 def one_hop_nc(kind: str, size: int) -> float:
     """GB/s of ``size`` zero bytes, nc.openbsd → relay → nc.openbsd."""
-    with running(["nc.openbsd", "-v", "-n", "-l", "127.0.0.1", "0"], _NC_READY) as (
-        sink,
-        sink_port,
-    ):
+    with nc_sink() as (sink, sink_port):
         argv, pattern = relay_argv(kind, sink_port)
         with running(argv, pattern) as (_relay, port):
             start = time.perf_counter()
-            subprocess.run(
-                f"head -c {size} /dev/zero | nc.openbsd -N 127.0.0.1 {port}",
-                shell=True,
-                check=True,
-                timeout=300,
-            )
-            sink.wait(300)
+            push_zeros(port, size, sink)
             return size / (time.perf_counter() - start) / 1e9
 
 
@@ -273,36 +285,14 @@ def relay_cpu(kind: str, size: int) -> float:
     Stable where wall-clock figures are not (a shared machine): ours is measured with
     wait4 after SIGTERM, minus the CPU of starting and stopping an idle relay; socat runs
     without ``fork`` here so that its own rusage holds the work."""
-    with running(["nc.openbsd", "-v", "-n", "-l", "127.0.0.1", "0"], _NC_READY) as (
-        sink,
-        sink_port,
-    ):
-        target = f"127.0.0.1:{sink_port}"
-        if kind == "ncat-trio":
-            argv, pattern = [*NCAT, "relay", "127.0.0.1:0", target], _OURS_READY
-        else:
-            buffers = ["-b262144"] if kind == "socat -b262144" else []
-            argv = [
-                "socat",
-                "-d",
-                "-d",
-                *buffers,
-                "TCP-LISTEN:0,reuseaddr,bind=127.0.0.1",
-                f"TCP:{target}",
-            ]
-            pattern = _SOCAT_READY
+    with nc_sink() as (sink, sink_port):
+        argv, pattern = relay_argv(kind, sink_port, fork=False)
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         port = _port_from(proc, pattern)
         threading.Thread(target=_discard, args=(proc.stderr,), daemon=True).start()
-        subprocess.run(
-            f"head -c {size} /dev/zero | nc.openbsd -N 127.0.0.1 {port}",
-            shell=True,
-            check=True,
-            timeout=300,
-        )
-        sink.wait(300)
+        push_zeros(port, size, sink)
         if kind == "ncat-trio":
             proc.send_signal(signal.SIGTERM)
         cpu = _cpu_of(proc)

@@ -13,35 +13,24 @@
  * round trip ("min round trip R clock error E").  Exit 0 if any reply came, else 1.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define FRAME 16
 #define REPLY_TIMEOUT_MS 1000
 
-static int fail(const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    fputs("roundtrip_ref: ", stderr);
-    vfprintf(stderr, format, args);
-    fputc('\n', stderr);
-    va_end(args);
-    return -1;
-}
+const char peer_name[] = "roundtrip_ref";
 
 /* Wall clock in µs (the protocol's timestamps) and a monotonic one for pacing. */
 static int64_t wall_us(void)
@@ -73,71 +62,7 @@ static int64_t get_le64(const unsigned char *in)
     return (int64_t)v;
 }
 
-static int send_all(int fd, const unsigned char *data, size_t size)
-{
-    size_t sent = 0;
-    while (sent < size) {
-        ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        sent += (size_t)n;
-    }
-    return 0;
-}
-
 /* ---- server -------------------------------------------------------------------- */
-
-static int bound_socket(const char *bind_addr, const char *port, int type)
-{
-    const char *hosts[2] = {bind_addr, NULL};
-    int count = 1;
-    if (bind_addr == NULL) {
-        hosts[0] = "::";
-        hosts[1] = "0.0.0.0";
-        count = 2;
-    }
-    for (int i = 0; i < count; i++) {
-        struct addrinfo hints, *found;
-        memset(&hints, 0, sizeof hints);
-        hints.ai_socktype = type;
-        hints.ai_flags = AI_PASSIVE;
-        int rc = getaddrinfo(hosts[i], port, &hints, &found);
-        if (rc != 0) {
-            fail("%s: %s", hosts[i], gai_strerror(rc));
-            continue;
-        }
-        int fd = socket(found->ai_family, found->ai_socktype, found->ai_protocol);
-        if (fd >= 0) {
-            int on = 1, off = 0;
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-            if (found->ai_family == AF_INET6 && bind_addr == NULL)
-                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-            if (bind(fd, found->ai_addr, found->ai_addrlen) == 0 &&
-                (type != SOCK_STREAM || listen(fd, 8) == 0)) {
-                freeaddrinfo(found);
-                return fd;
-            }
-            if (bind_addr != NULL || i == count - 1)
-                fail("cannot bind %s port %s: %s", hosts[i], port, strerror(errno));
-            close(fd);
-        }
-        freeaddrinfo(found);
-    }
-    return -1;
-}
-
-static int local_port(int fd)
-{
-    struct sockaddr_storage addr;
-    socklen_t size = sizeof addr;
-    if (getsockname(fd, (struct sockaddr *)&addr, &size) != 0)
-        return -1;
-    if (addr.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
-}
 
 static int serve_udp(int fd)
 {
@@ -211,7 +136,7 @@ static int serve_tcp(int listener)
 
 static int run_server(const char *bind_addr, const char *port, int tcp)
 {
-    int fd = bound_socket(bind_addr, port, tcp ? SOCK_STREAM : SOCK_DGRAM);
+    int fd = bound_socket(bind_addr, port, tcp ? SOCK_STREAM : SOCK_DGRAM, "bind");
     if (fd < 0)
         return 1;
     printf("port = %d\n", local_port(fd));
@@ -220,35 +145,6 @@ static int run_server(const char *bind_addr, const char *port, int tcp)
 }
 
 /* ---- client -------------------------------------------------------------------- */
-
-static int connect_to(const char *host, const char *port, int type)
-{
-    struct addrinfo hints, *found, *ai;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_socktype = type;
-    int rc = getaddrinfo(host, port, &hints, &found);
-    if (rc != 0)
-        return fail("%s: %s", host, gai_strerror(rc));
-    int fd = -1, error = 0;
-    for (ai = found; ai != NULL && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-        if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            error = errno;
-            close(fd);
-            fd = -1;
-        } else if (fd < 0) {
-            error = errno;
-        }
-    }
-    freeaddrinfo(found);
-    if (fd < 0)
-        return fail("connect to %s port %s: %s", host, port, strerror(error));
-    if (type == SOCK_STREAM) {
-        int on = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-    }
-    return fd;
-}
 
 /* Wait until `deadline` (monotonic ms) for a reply to the probe sent at `sent`.
  * 1 a reply (its server time in *server, arrival in *back), 0 timeout, -1 error.
@@ -310,6 +206,10 @@ static int run_client(const char *host, const char *port, int tcp, long count, l
     int fd = connect_to(host, port, tcp ? SOCK_STREAM : SOCK_DGRAM);
     if (fd < 0)
         return 1;
+    if (tcp) {
+        int on = 1; /* a probe must not wait for Nagle */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    }
     long probes = 0, replies = 0, timeouts = 0;
     int64_t best_rtt = 0, best_error = 0;
     unsigned char pending[FRAME];
@@ -365,21 +265,8 @@ static int run_client(const char *host, const char *port, int tcp, long count, l
 
 static int usage(const char *why)
 {
-    if (why != NULL)
-        fprintf(stderr, "roundtrip_ref: %s\n", why);
-    fputs("usage: roundtrip_ref -s PORT [-b BIND_ADDR] [-T]\n"
-          "       roundtrip_ref HOST PORT [-T] [-c COUNT] [-i INTERVAL_MS]\n",
-          stderr);
-    return 2;
-}
-
-static long parse_long(const char *text, long low, long high, int *ok)
-{
-    char *end;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    *ok = errno == 0 && *text != '\0' && *end == '\0' && value >= low && value <= high;
-    return value;
+    return usage_error(why, "usage: roundtrip_ref -s PORT [-b BIND_ADDR] [-T]\n"
+                            "       roundtrip_ref HOST PORT [-T] [-c COUNT] [-i INTERVAL_MS]\n");
 }
 
 int main(int argc, char **argv)
@@ -389,11 +276,11 @@ int main(int argc, char **argv)
     long count = 10, interval = 200;
     while ((option = getopt(argc, argv, "s:b:Tc:i:")) != -1) {
         switch (option) {
-        case 's': server_port = optarg; parse_long(optarg, 0, 65535, &ok); break;
+        case 's': server_port = optarg; parse_number(optarg, 0, 65535, &ok); break;
         case 'b': bind_addr = optarg; break;
         case 'T': tcp = 1; break;
-        case 'c': count = parse_long(optarg, 1, 1000000000L, &ok); break;
-        case 'i': interval = parse_long(optarg, 0, 86400000L, &ok); break;
+        case 'c': count = parse_number(optarg, 1, 1000000000L, &ok); break;
+        case 'i': interval = parse_number(optarg, 0, 86400000L, &ok); break;
         default: return usage(NULL);
         }
         if (!ok)
@@ -407,7 +294,7 @@ int main(int argc, char **argv)
     }
     if (argc - optind != 2)
         return usage("a client needs HOST PORT");
-    parse_long(argv[optind + 1], 1, 65535, &ok);
+    parse_number(argv[optind + 1], 1, 65535, &ok);
     if (!ok)
         return usage("bad port");
     return run_client(argv[optind], argv[optind + 1], tcp, count, interval);

@@ -14,13 +14,10 @@
  * Exit status: 0 done, 1 any failure (a line "ttcp_ref: ..." on stderr), 2 usage.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,23 +26,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 /* The largest payload the receiver will allocate for (a hostile session message
  * must not make it allocate gigabytes). */
 #define MAX_LENGTH (64 * 1024 * 1024)
 
 static const char PATTERN[] = "0123456789ABCDEF";
 
-/* Print "ttcp_ref: ..." on stderr; return -1 so callers can `return fail(...)`. */
-static int fail(const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    fputs("ttcp_ref: ", stderr);
-    vfprintf(stderr, format, args);
-    fputc('\n', stderr);
-    va_end(args);
-    return -1;
-}
+const char peer_name[] = "ttcp_ref";
 
 static double now_seconds(void)
 {
@@ -92,16 +81,8 @@ static int read_exact(int fd, void *buffer, size_t size, const char *what)
 
 static int write_all(int fd, const void *buffer, size_t size, const char *what)
 {
-    size_t sent = 0;
-    while (sent < size) {
-        ssize_t n = send(fd, (const char *)buffer + sent, size - sent, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return fail("sending %s: %s", what, strerror(errno));
-        }
-        sent += (size_t)n;
-    }
+    if (send_all(fd, buffer, size) != 0)
+        return fail("sending %s: %s", what, strerror(errno));
     return 0;
 }
 
@@ -115,58 +96,6 @@ static void print_result(int64_t length, int64_t number, double seconds)
 }
 
 /* ---- receiver ------------------------------------------------------------------ */
-
-/* A listening socket on bind_addr (or on :: dual-stack, else 0.0.0.0) and port. */
-static int listen_on(const char *bind_addr, const char *port)
-{
-    struct addrinfo hints, *found, *ai;
-    const char *hosts[2] = {bind_addr, NULL};
-    int count = 1, i;
-    if (bind_addr == NULL) {
-        hosts[0] = "::";
-        hosts[1] = "0.0.0.0";
-        count = 2;
-    }
-    for (i = 0; i < count; i++) {
-        memset(&hints, 0, sizeof hints);
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = AI_PASSIVE;
-        int rc = getaddrinfo(hosts[i], port, &hints, &found);
-        if (rc != 0) {
-            fail("%s: %s", hosts[i], gai_strerror(rc));
-            continue;
-        }
-        for (ai = found; ai != NULL; ai = ai->ai_next) {
-            int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-            if (fd < 0)
-                continue;
-            int on = 1, off = 0;
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-            if (ai->ai_family == AF_INET6 && bind_addr == NULL)
-                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-            if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 16) == 0) {
-                freeaddrinfo(found);
-                return fd;
-            }
-            if (bind_addr != NULL || i == count - 1)
-                fail("cannot listen on %s port %s: %s", hosts[i], port, strerror(errno));
-            close(fd);
-        }
-        freeaddrinfo(found);
-    }
-    return -1;
-}
-
-static int local_port(int fd)
-{
-    struct sockaddr_storage addr;
-    socklen_t size = sizeof addr;
-    if (getsockname(fd, (struct sockaddr *)&addr, &size) != 0)
-        return -1;
-    if (addr.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
-}
 
 /* One session on an accepted connection: 0 success, -1 failure (already reported). */
 static int receive_session(int fd)
@@ -222,7 +151,7 @@ static int receive_session(int fd)
 
 static int run_receiver(const char *bind_addr, const char *port, int keep_serving)
 {
-    int listener = listen_on(bind_addr, port);
+    int listener = bound_socket(bind_addr, port, SOCK_STREAM, "listen on");
     if (listener < 0)
         return 1;
     printf("port = %d\n", local_port(listener));
@@ -247,39 +176,12 @@ static int run_receiver(const char *bind_addr, const char *port, int keep_servin
 
 /* ---- transmitter --------------------------------------------------------------- */
 
-static int connect_to(const char *host, const char *port)
-{
-    struct addrinfo hints, *found, *ai;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_socktype = SOCK_STREAM;
-    int rc = getaddrinfo(host, port, &hints, &found);
-    if (rc != 0)
-        return fail("%s: %s", host, gai_strerror(rc));
-    int fd = -1, error = 0;
-    for (ai = found; ai != NULL && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-        if (fd < 0) {
-            error = errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            error = errno;
-            close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(found);
-    if (fd < 0)
-        return fail("connect to %s port %s: %s", host, port, strerror(error));
-    return fd;
-}
-
 static int run_transmitter(const char *host, const char *port, int32_t length, int32_t number,
                            int nodelay)
 {
     printf("port = %s\nbuffer length = %d\nnumber of buffers = %d\n", port, length, number);
     fflush(stdout);
-    int fd = connect_to(host, port);
+    int fd = connect_to(host, port, SOCK_STREAM);
     if (fd < 0)
         return 1;
     double start = now_seconds();
@@ -324,22 +226,8 @@ static int run_transmitter(const char *host, const char *port, int32_t length, i
 
 static int usage(const char *why)
 {
-    if (why != NULL)
-        fprintf(stderr, "ttcp_ref: %s\n", why);
-    fputs("usage: ttcp_ref -r [-p PORT] [-k] [-b BIND_ADDR]\n"
-          "       ttcp_ref -t HOST [-p PORT] [-l LENGTH] [-n NUMBER] [-D]\n",
-          stderr);
-    return 2;
-}
-
-/* A decimal int32 in [low, high], or -1 with *ok = 0. */
-static int32_t parse_int(const char *text, long low, long high, int *ok)
-{
-    char *end;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    *ok = errno == 0 && *text != '\0' && *end == '\0' && value >= low && value <= high;
-    return *ok ? (int32_t)value : -1;
+    return usage_error(why, "usage: ttcp_ref -r [-p PORT] [-k] [-b BIND_ADDR]\n"
+                            "       ttcp_ref -t HOST [-p PORT] [-l LENGTH] [-n NUMBER] [-D]\n");
 }
 
 int main(int argc, char **argv)
@@ -351,9 +239,9 @@ int main(int argc, char **argv)
         switch (option) {
         case 'r': receive = 1; break;
         case 't': host = optarg; break;
-        case 'p': port = optarg; parse_int(optarg, 0, 65535, &ok); break;
-        case 'l': length = parse_int(optarg, 0, MAX_LENGTH, &ok); break;
-        case 'n': number = parse_int(optarg, 0, INT32_MAX, &ok); break;
+        case 'p': port = optarg; parse_number(optarg, 0, 65535, &ok); break;
+        case 'l': length = (int32_t)parse_number(optarg, 0, MAX_LENGTH, &ok); break;
+        case 'n': number = (int32_t)parse_number(optarg, 0, INT32_MAX, &ok); break;
         case 'k': keep_serving = 1; break;
         case 'D': nodelay = 1; break;
         case 'b': bind_addr = optarg; break;

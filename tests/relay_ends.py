@@ -135,6 +135,26 @@ async def connect(port: int) -> trio.SocketStream:
     return await net.connect_tcp(net.Endpoint("127.0.0.1", port), nodelay=True)
 
 
+async def echo(stream: trio.SocketStream) -> None:
+    """A :func:`start_server` handler: everything back, then EOF."""
+    while data := await stream.receive_some(65536):
+        await stream.send_all(data)
+    await stream.send_eof()
+
+
+async def send_then_eof(stream: trio.abc.HalfCloseableStream, data: bytes) -> None:
+    await send_in_pieces(stream, data)
+    await stream.send_eof()
+
+
+async def exchange(port: int, data: bytes) -> bytes:
+    """Connect to ``port``, send ``data`` and EOF while reading everything that comes back."""
+    stream = await connect(port)
+    async with stream, trio.open_nursery() as nursery:
+        nursery.start_soon(send_then_eof, stream, data)
+        return await receive_all(stream)
+
+
 @contextmanager
 def refusing_port() -> Iterator[int]:
     """A port that refuses connections: bound (so nobody else takes it) but not listening."""

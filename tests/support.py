@@ -110,6 +110,19 @@ def popen(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, **kwargs)
 
 
+@contextlib.contextmanager
+def ncat_server(args: list[str], **kwargs: Any) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``ncat-trio ARGS`` (:func:`popen`'s ``kwargs``) and the port of its readiness line;
+    killed if still running at the end, its pipes closed."""
+    with popen([*NCAT, *args], **kwargs) as proc:
+        try:
+            assert proc.stderr is not None
+            yield proc, wait_for_port(proc.stderr)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
 def start_ncat_listener(args: list[str], **kwargs: Any) -> tuple[subprocess.Popen[bytes], int]:
     """``ncat-trio listen … 0`` (args include the port 0); returns (process, real port)."""
     proc = popen([*NCAT, *args], **kwargs)
@@ -322,6 +335,61 @@ def reply_after_eof(
         assert sha256(at_eof_side.wait()) == sha256(down)
 
 
+def feed_until_received(
+    proc: subprocess.Popen[bytes], data: bytes, expect: int, *, keep: bool = True
+) -> Drain:
+    """Write ``data`` to ``proc``'s stdin while its stdout is read; the stdin is closed
+    only once ``expect`` bytes have come out (so a peer that cuts its reply at our FIN
+    is not provoked).  Returns the stdout's :class:`Drain`."""
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    everything_in = threading.Event()
+    feed = Feed(proc.stdin, data, close_after=everything_in)
+    received = Drain(proc.stdout, keep=keep)
+    received.wait_count(expect)
+    everything_in.set()
+    feed.wait()
+    return received
+
+
+def random_files(
+    folder: Path, size: int, names: tuple[str, str] = ("ours.bin", "theirs.bin")
+) -> tuple[Path, Path]:
+    """Two files of ``size`` random bytes in ``folder``: one for each direction."""
+    first, second = folder / names[0], folder / names[1]
+    first.write_bytes(os.urandom(size))
+    second.write_bytes(os.urandom(size))
+    return first, second
+
+
+@contextlib.contextmanager
+def accept_loop(
+    handle: Callable[[socket.socket, threading.Event], None], *, join: float = 10
+) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 port 0 whose thread calls ``handle(conn, stop)`` for each
+    client until the block ends (``stop`` is set then); yields its port."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            handle(conn, stop)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(join)
+        server.close()
+
+
 class ServeOnce(Generic[T]):
     """A Python TCP server for one connection on ``host`` port 0; ``handler`` runs in a thread.
 
@@ -392,6 +460,17 @@ def listening_port_of(pid: int) -> int:
     /proc/net/tcp{,6}, so tests keep using port 0 instead of guessing a free port.
     """
     return _port_of(pid, "tcp")
+
+
+def peer_port(proc: subprocess.Popen[bytes], ready: bytes) -> int:
+    """The port a peer (ncat, socat -d -d) listens on, once a stderr line holds ``ready``:
+    socat's ``listening on AF=… ADDR:PORT`` says it, else it is read from /proc."""
+    assert proc.stderr is not None
+    while True:
+        line = read_line(proc.stderr)
+        if ready in line:
+            match = re.search(rb"listening on AF=\d+ \S+:(\d+)", line)
+            return int(match.group(1)) if match else listening_port_of(proc.pid)
 
 
 def udp_port_of(pid: int) -> int:
@@ -525,3 +604,20 @@ class Pki:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.leaf.configure_cert(context)
         return context
+
+
+# --- the command line alone --------------------------------------------------------
+
+
+def record_mains(monkeypatch: pytest.MonkeyPatch, module: object, *names: str) -> list[Any]:
+    """Replace the async entry points ``module.NAME(opts)`` with one that records ``opts``
+    and returns 0: what the command line made of an argv, with nothing run."""
+    calls: list[Any] = []
+
+    async def fake(opts: object) -> int:
+        calls.append(opts)
+        return 0
+
+    for name in names:
+        monkeypatch.setattr(module, name, fake)
+    return calls

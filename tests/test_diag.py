@@ -26,7 +26,7 @@ import pytest
 import trio
 
 from ncat_trio import diag
-from tests.support import NCAT, Drain, finish, reaped, wait_for_port
+from tests.support import NCAT, Drain, accept_loop, finish, reaped, wait_for_port
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 DROPPED = re.compile(rb"^ncat-trio: (\d+) log lines dropped \(stderr was full\)$")
@@ -186,29 +186,14 @@ async def test_a_pipe_without_a_reader_drops_lines_quietly() -> None:
 
 @contextmanager
 def echo_server() -> Iterator[int]:
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop = threading.Event()
+    def echo(conn: socket.socket, _stop: threading.Event) -> None:
+        with conn:
+            conn.settimeout(10)
+            while data := conn.recv(1 << 16):
+                conn.sendall(data)
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(10)
-                while data := conn.recv(1 << 16):
-                    conn.sendall(data)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(10)
-        server.close()
+    with accept_loop(echo) as port:
+        yield port
 
 
 def exchange(port: int, payload: bytes) -> bytes:

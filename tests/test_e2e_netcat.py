@@ -28,8 +28,8 @@ from .support import (
     finish,
     ipv6_loopback_available,
     one_error_line,
+    random_files,
     read_line,
-    reap_children,
     reaped,
     receive_all,
     sha256,
@@ -38,14 +38,6 @@ from .support import (
     spawn_listener,
     wait_for_port,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    """Whatever a failed test left running is killed, waited for and its pipes closed."""
-    yield
-    reap_children()
-
 
 BIG = 64 << 20  # each way, in the both-directions test
 REPLY = 8 << 20  # the listener's reply to a request-then-FIN client
@@ -61,11 +53,7 @@ needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 l
 @pytest.fixture(scope="module")
 def payloads(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two different 64 MiB random files: one for each direction."""
-    folder = tmp_path_factory.mktemp("payloads")
-    paths = folder / "up.bin", folder / "down.bin"
-    for path in paths:
-        path.write_bytes(os.urandom(BIG))
-    return paths
+    return random_files(tmp_path_factory.mktemp("payloads"), BIG, ("up.bin", "down.bin"))
 
 
 def outcome(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> tuple[int, bytes, bytes]:

@@ -19,6 +19,8 @@ from ncat_trio.cli.netcat import FIN_QUIET
 from ncat_trio.modes import netcat
 from ncat_trio.modes.netcat import NetcatOptions
 
+from .support import record_mains
+
 IDLE = SessionOptions(fin_after_quiet=1.0)
 
 
@@ -133,15 +135,7 @@ async def test_linger_counts_from_stdin_eof_not_from_the_fin(
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[NetcatOptions]:
-    calls: list[NetcatOptions] = []
-
-    async def fake(opts: NetcatOptions) -> int:
-        calls.append(opts)
-        return 0
-
-    monkeypatch.setattr(netcat, "connect_main", fake)
-    monkeypatch.setattr(netcat, "listen_main", fake)
-    return calls
+    return record_mains(monkeypatch, netcat, "connect_main", "listen_main")
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from ncat_trio.cli.relay import parse_host_port
 from ncat_trio.errors import ConnectionLost, IntegrityError, RemoteProtocolError, UsageError
 from ncat_trio.modes.relay import AccessPolicy, parse_network
 from ncat_trio.parse import parse_duration, parse_port, parse_size
-from ncat_trio.proto import ntp, roundtrip, transfer, ttcp
+from ncat_trio.proto import ntp, roundtrip, transfer, transfer_wire, ttcp
 from ncat_trio.transport.faults import FAULT_FLAGS, parse_fault
 
 settings.register_profile(
@@ -168,13 +168,13 @@ def transfer_receiver(data: bytes) -> None:
             event = receiver.next_event()
             if event is transfer.PAUSED:
                 if receiver.state is transfer.ReceiverState.OFFER:
-                    receiver.send(transfer.Offer(0, transfer.EMPTY_SHA256))
+                    receiver.send(transfer_wire.Offer(0, transfer_wire.EMPTY_SHA256))
                     continue
-                if isinstance(last, transfer.Trailer):  # the ack repeats the trailer
-                    receiver.send(transfer.Ack(last.size, last.sha256))
+                if isinstance(last, transfer_wire.Trailer):  # the ack repeats the trailer
+                    receiver.send(transfer_wire.Ack(last.size, last.sha256))
                     continue
                 break
-            if event is transfer.NEED_DATA or isinstance(event, transfer.Closed):
+            if event is transfer.NEED_DATA or isinstance(event, transfer_wire.Closed):
                 break
             last = event
         if receiver.state in (transfer.ReceiverState.DONE, transfer.ReceiverState.FAILED):
@@ -183,7 +183,7 @@ def transfer_receiver(data: bytes) -> None:
 
 @target("transfer receiver (valid header, then bytes)")
 def transfer_receiver_after_header(data: bytes) -> None:
-    header = transfer.TransferSender().send(transfer.Header("f.bin", len(data) % 97))
+    header = transfer.TransferSender().send(transfer_wire.Header("f.bin", len(data) % 97))
     transfer_receiver(bytes([data[0] if data else 0]) + header + data[1:])
 
 
@@ -191,18 +191,18 @@ def transfer_receiver_after_header(data: bytes) -> None:
 def transfer_sender(data: bytes) -> None:
     payload = b"x" * (len(data) % 50)
     sender = transfer.TransferSender()
-    sender.send(transfer.Header("f.bin", len(payload)))
+    sender.send(transfer_wire.Header("f.bin", len(payload)))
     for piece in [*pieces(data), b""]:
         sender.receive_data(piece)
         while True:
             event = sender.next_event()
-            if isinstance(event, transfer.Offer):
-                sender.send(transfer.Start(0))
-                sender.send(transfer.Data(payload))
-                sender.send(transfer.Trailer(len(payload), hashlib.sha256(payload).digest()))
+            if isinstance(event, transfer_wire.Offer):
+                sender.send(transfer_wire.Start(0))
+                sender.send(transfer_wire.Data(payload))
+                sender.send(transfer_wire.Trailer(len(payload), hashlib.sha256(payload).digest()))
                 continue
             if event in (transfer.NEED_DATA, transfer.PAUSED) or isinstance(
-                event, (transfer.Closed, transfer.Ack, transfer.Failure)
+                event, (transfer_wire.Closed, transfer_wire.Ack, transfer_wire.Failure)
             ):
                 break
 
@@ -276,7 +276,7 @@ garbage = st.binary(max_size=600)
 
 def valid_messages() -> list[bytes]:
     sender = transfer.TransferSender()
-    header = sender.send(transfer.Header("name.txt", 5, mtime_ns=1))
+    header = sender.send(transfer_wire.Header("name.txt", 5, mtime_ns=1))
     ttcp_tx = ttcp.Transmitter()
     session = ttcp_tx.send(ttcp.Session(2, 8)) + ttcp_tx.send(ttcp.Payload(8)) * 2
     ntp_request = ntp.make_request(ntp.unix_ns_to_ntp(1_700_000_000_000_000_000))

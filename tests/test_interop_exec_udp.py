@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from .support import (
     NCAT,
     finish,
     read_line,
-    reap_children,
     require_program,
     spawn,
     udp_port_of,
@@ -37,12 +35,6 @@ while read line; do
   echo "got $line"
 done
 """
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def test_udp_echo_through_exec_cat_with_nc_openbsd_as_the_client() -> None:

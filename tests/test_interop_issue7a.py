@@ -12,8 +12,6 @@ import os
 import re
 import socket
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +19,11 @@ import pytest
 from .support import (
     NCAT,
     Drain,
-    Feed,
+    feed_until_received,
     finish,
     listening_port_of,
+    random_files,
     read_line,
-    reap_children,
     require_program,
     sha256,
     spawn,
@@ -35,12 +33,6 @@ from .support import (
 pytestmark = pytest.mark.interop
 
 PEERS = ["nc.openbsd", "socat"]
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def wait_for(proc: subprocess.Popen[bytes], pattern: bytes) -> re.Match[bytes]:
@@ -108,10 +100,7 @@ SIZE = 1 << 20
 
 @pytest.fixture
 def payloads(tmp_path: Path) -> tuple[Path, Path]:
-    ours, theirs = tmp_path / "ours.bin", tmp_path / "theirs.bin"
-    ours.write_bytes(os.urandom(SIZE))
-    theirs.write_bytes(os.urandom(SIZE))
-    return ours, theirs
+    return random_files(tmp_path, SIZE)
 
 
 @pytest.mark.parametrize("peer", PEERS)
@@ -158,14 +147,7 @@ def test_unix_ncat_trio_client_to_peer_server(
     assert server.stderr is not None
     server_log = Drain(server.stderr)
     client = spawn([*NCAT, "connect", "-U", sock], stdin=subprocess.PIPE)
-    assert client.stdin is not None
-    assert client.stdout is not None
-    everything_in = threading.Event()
-    feed = Feed(client.stdin, ours.read_bytes(), close_after=everything_in)
-    received = Drain(client.stdout)
-    received.wait_count(SIZE)
-    everything_in.set()
-    feed.wait()
+    received = feed_until_received(client, ours.read_bytes(), SIZE)
     assert finish(client) == 0
     assert finish(server) == 0, server_log.wait()
     assert sha256(received.wait()) == sha256(theirs.read_bytes())

@@ -6,10 +6,8 @@ OPENSSL`` lives in ``test_interop_tls.py``.)
 
 from __future__ import annotations
 
-import re
 import socket
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,29 +15,12 @@ from .support import (
     NCAT,
     ServeOnce,
     finish,
-    listening_port_of,
-    read_line,
-    reap_children,
+    peer_port,
     require_program,
     spawn,
 )
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
-
-
-def peer_port(proc: subprocess.Popen[bytes], ready: bytes) -> int:
-    assert proc.stderr is not None
-    while True:
-        line = read_line(proc.stderr)
-        if ready in line:
-            match = re.search(rb"listening on AF=\d+ \S+:(\d+)", line)
-            return int(match.group(1)) if match else listening_port_of(proc.pid)
 
 
 def code_of(proc: subprocess.Popen[bytes]) -> int:

@@ -20,11 +20,8 @@ peers' own habits (checked on this machine, netcat-openbsd 1.219, ncat 7.93, soc
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -33,11 +30,11 @@ import pytest
 from .support import (
     NCAT,
     Drain,
-    Feed,
+    feed_until_received,
     finish,
     listening_port_of,
+    random_files,
     read_line,
-    reap_children,
     reaped,
     require_program,
     sha256,
@@ -46,13 +43,6 @@ from .support import (
 )
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    """Whatever a failed test left running is killed, waited for and its pipes closed."""
-    yield
-    reap_children()
 
 
 PEERS = ["nc.openbsd", "ncat", "socat"]
@@ -105,10 +95,7 @@ def start_peer_server(
 @pytest.fixture
 def payloads(tmp_path: Path) -> tuple[Path, Path]:
     """(ours, theirs): what ncat-trio sends and what the peer sends."""
-    ours, theirs = tmp_path / "ours.bin", tmp_path / "theirs.bin"
-    ours.write_bytes(os.urandom(SIZE))
-    theirs.write_bytes(os.urandom(SIZE))
-    return ours, theirs
+    return random_files(tmp_path, SIZE)
 
 
 # --- ncat-trio listen <- peer client ---------------------------------------------------
@@ -169,15 +156,8 @@ def test_ncat_trio_client_to_peer_server_both_ways(
         server, port, server_log = start_peer_server(peer, stdin, stdout)
     client = spawn([*NCAT, "connect", "127.0.0.1", str(port)], stdin=subprocess.PIPE)
     with reaped(server, client):
-        assert client.stdin is not None
-        assert client.stdout is not None
         assert client.stderr is not None
-        everything_in = threading.Event()
-        feed = Feed(client.stdin, ours.read_bytes(), close_after=everything_in)
-        received = Drain(client.stdout)
-        received.wait_count(SIZE)
-        everything_in.set()
-        feed.wait()
+        received = feed_until_received(client, ours.read_bytes(), SIZE)
         assert finish(client) == 0
         assert finish(server) == 0, server_log.wait()
         server_log.wait()

@@ -13,8 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -22,10 +20,9 @@ import pytest
 
 from .support import (
     Drain,
-    Feed,
+    feed_until_received,
     finish,
     read_line,
-    reap_children,
     reaped,
     require_program,
     sha256,
@@ -42,12 +39,6 @@ _READY = {
     "nc.openbsd": re.compile(rb"Listening on \S+ (\d+)"),
     "socat": re.compile(rb"listening on AF=2 \S+:(\d+)"),
 }
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 @pytest.fixture
@@ -105,14 +96,7 @@ def test_peers_through_the_relay_both_ways(
     relay, port = start_relay(server_port)
     client = spawn(client_argv(client_peer, port), stdin=subprocess.PIPE)
     with reaped(server, relay, client):
-        assert client.stdin is not None
-        assert client.stdout is not None
-        everything_in = threading.Event()
-        feed = Feed(client.stdin, up, close_after=everything_in)
-        received = Drain(client.stdout, keep=False)
-        received.wait_count(SIZE)
-        everything_in.set()
-        feed.wait()
+        received = feed_until_received(client, up, SIZE, keep=False)
         assert finish(client) == 0
         assert finish(server) == 0, server_log.wait()
         received.wait()

@@ -21,10 +21,8 @@ Peer habits checked on this machine (ncat 7.93, socat 1.7.4, OpenSSL 3.0, TLS 1.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +34,8 @@ from .support import (
     Feed,
     Pki,
     finish,
-    listening_port_of,
+    peer_port,
     read_line,
-    reap_children,
     reply_after_eof,
     require_program,
     sha256,
@@ -53,12 +50,6 @@ TRUNCATED = b"TLS truncated: the peer closed without close_notify"
 ALLOWED = b"[--ssl-allow-truncation: taken as its EOF]"
 
 
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> tuple[Path, Path, Path]:
     """(CA file, server certificate, server key) from trustme."""
@@ -66,13 +57,15 @@ def pki(tmp_path: Path) -> tuple[Path, Path, Path]:
     return files.ca_file, files.cert_file, files.key_file
 
 
-def peer_port(proc: subprocess.Popen[bytes], ready: bytes) -> int:
-    assert proc.stderr is not None
-    while True:
-        line = read_line(proc.stderr)
-        if ready in line:
-            match = re.search(rb"listening on AF=\d+ \S+:(\d+)", line)
-            return int(match.group(1)) if match else listening_port_of(proc.pid)
+def tls_client(ca: Path, port: int, data: bytes) -> subprocess.CompletedProcess[bytes]:
+    """``ncat-trio connect --ssl`` to 127.0.0.1:port trusting ``ca``, sending ``data``."""
+    return subprocess.run(
+        [*NCAT, "connect", "--ssl", "--ssl-ca", str(ca), "127.0.0.1", str(port)],
+        input=data,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def code_of(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
@@ -140,13 +133,7 @@ def test_our_client_ends_first_and_ncat_server_answers_close_notify(
     assert server.stdout is not None
     assert server.stdin is not None
     received = Drain(server.stdout)
-    client = subprocess.run(
-        [*NCAT, "connect", "--ssl", "--ssl-ca", str(ca), "127.0.0.1", str(port)],
-        input=up,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    client = tls_client(ca, port, up)
     assert (client.returncode, client.stdout, client.stderr) == (0, b"", b"")
     assert sha256(received.wait()) == sha256(up)
     assert code_of(server) == 0  # ended by our close_notify, not by its stdin
@@ -295,13 +282,7 @@ def test_socat_openssl_both_ways_at_once(pki: tuple[Path, Path, Path]) -> None:
     port = peer_port(server, b"listening on")
     assert server.stdout is not None
     at_server = Drain(server.stdout)
-    client = subprocess.run(
-        [*NCAT, "connect", "--ssl", "--ssl-ca", str(ca), "127.0.0.1", str(port)],
-        input=up,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    client = tls_client(ca, port, up)
     assert (client.returncode, client.stderr) == (0, b"")
     assert sha256(client.stdout) == sha256(down)
     assert sha256(at_server.wait()) == sha256(up)

@@ -44,6 +44,13 @@ def sizes(port: int, length: int, number: int) -> list[str]:
     return ["127.0.0.1", "-p", str(port), "-l", str(length), "-n", str(number)]
 
 
+def output_of(proc: subprocess.Popen[bytes]) -> str:
+    """What ``proc`` printed, once it has exited 0."""
+    assert finish(proc, TIMEOUT) == 0
+    assert proc.stdout is not None
+    return proc.stdout.read().decode()
+
+
 def expected_lines(length: int, number: int) -> str:
     return f"{length * number / 1048576:.3f} MiB in total\n"
 
@@ -54,10 +61,8 @@ def test_ncat_transmits_to_ttcp_ref(length: int, number: int) -> None:
     with running([ref, "-r", "-p", "0", "-b", "127.0.0.1"], ready_on="stdout") as (peer, port):
         sent = run([*NCAT, "ttcp", "transmit", *sizes(port, length, number)])
         assert sent.returncode == 0, sent.stderr
-        assert finish(peer, TIMEOUT) == 0
-        assert peer.stdout is not None
+        received = output_of(peer)
         assert peer.stderr is not None
-        received = peer.stdout.read().decode()
         assert peer.stderr.read() == b""
     assert f"receive number = {number}\nreceive length = {length}\n" in received
     assert expected_lines(length, number) in received
@@ -71,9 +76,7 @@ def test_ttcp_ref_transmits_to_ncat(length: int, number: int) -> None:
     with running(receiver, ready_on="stderr") as (ours, port):
         sent = run([ref, "-t", *sizes(port, length, number)])
         assert sent.returncode == 0, sent.stderr
-        assert finish(ours, TIMEOUT) == 0
-        assert ours.stdout is not None
-        received = ours.stdout.read().decode()
+        received = output_of(ours)
     assert f"receive number = {number}\nreceive length = {length}\n" in received
     assert expected_lines(length, number) in received
     assert expected_lines(length, number) in sent.stdout.decode()
@@ -88,9 +91,7 @@ def test_window_against_ttcp_ref_receiver(window: int, length: int, number: int)
     with running([ref, "-r", "-p", "0", "-b", "127.0.0.1"], ready_on="stdout") as (peer, port):
         sent = run([*NCAT, "ttcp", "-t", *sizes(port, length, number), "--window", str(window)])
         assert sent.returncode == 0, sent.stderr
-        assert finish(peer, TIMEOUT) == 0
-        assert peer.stdout is not None
-        received = peer.stdout.read().decode()
+        received = output_of(peer)
     assert f"receive number = {number}\n" in received
     assert expected_lines(length, number) in received
 

@@ -16,8 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +27,8 @@ from ncat_trio.cli import run_cli
 from ncat_trio.errors import LocalIOError
 from ncat_trio.json_summary import Summary
 from ncat_trio.report_schema import schema_for, validate
-from tests.relay_ends import connect, receive_all, relay_process, start_server
-from tests.support import NCAT, finish, popen, wait_for_port
+from tests.relay_ends import connect, echo, receive_all, relay_process, start_server
+from tests.support import NCAT, finish, ncat_server
 
 JSON_DOC = Path(__file__).resolve().parent.parent / "docs" / "json.md"
 
@@ -207,22 +205,9 @@ def test_unwritable_json_file_never_connects(tmp_path: Path) -> None:
 # --- each mode, for real --------------------------------------------------------------
 
 
-@contextmanager
-def background(args: list[str], **kwargs: Any) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """An ncat-trio server process and the port from its readiness line; killed at the end."""
-    proc = popen([*NCAT, *args], **kwargs)
-    try:
-        assert proc.stderr is not None
-        yield proc, wait_for_port(proc.stderr)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
-
-
 def test_listen_and_connect_share_one_file(tmp_path: Path) -> None:
     out = tmp_path / "all.json"
-    with background(["listen", "127.0.0.1", "0", "--json-file", str(out)]) as (listener, port):
+    with ncat_server(["listen", "127.0.0.1", "0", "--json-file", str(out)]) as (listener, port):
         client = subprocess.run(
             [*NCAT, "127.0.0.1", str(port), "--json-file", str(out)],
             input=b"hello", capture_output=True, timeout=30, check=False,
@@ -274,7 +259,7 @@ def test_scan_json_file_keeps_the_lines_and_records_none_open(tmp_path: Path) ->
 def test_ttcp_both_sides(tmp_path: Path) -> None:
     out = tmp_path / "ttcp.json"
     receive = ["ttcp", "receive", "-p", "0", "-b", "127.0.0.1", "--json-file", str(out)]
-    with background(receive) as (receiver, port):
+    with ncat_server(receive) as (receiver, port):
         sent = subprocess.run(
             [*NCAT, "ttcp", "transmit", "127.0.0.1", "-p", str(port), "-l", "1K", "-n", "10",
              "--json-file", str(out)],
@@ -289,7 +274,7 @@ def test_ttcp_both_sides(tmp_path: Path) -> None:
 
 def test_clock_probe(tmp_path: Path) -> None:
     out = tmp_path / "clock.json"
-    with background(["clock", "serve", "-p", "0", "-b", "127.0.0.1"]) as (_server, port):
+    with ncat_server(["clock", "serve", "-p", "0", "-b", "127.0.0.1"]) as (_server, port):
         probe = subprocess.run(
             [*NCAT, "clock", "probe", "127.0.0.1", "-p", str(port), "-c", "2", "--interval", "0",
              "--json", "--json-file", str(out)],
@@ -306,7 +291,7 @@ def test_send_and_receive_to_stdout(tmp_path: Path) -> None:
     data = tmp_path / "data.bin"
     data.write_bytes(b"0123456789" * 1000)
     receive = ["receive", "127.0.0.1", "0", "-o", "-", "--json-file", str(out)]
-    with background(receive) as (receiver, port):
+    with ncat_server(receive) as (receiver, port):
         sent = subprocess.run(
             [*NCAT, "send", "127.0.0.1", str(port), str(data), "--json", "--json-file", str(out)],
             capture_output=True, timeout=30, check=False,
@@ -321,12 +306,6 @@ def test_send_and_receive_to_stdout(tmp_path: Path) -> None:
     assert modes["send"]["sha256"] == modes["receive"]["sha256"]
 
 
-async def _echo(stream: trio.SocketStream) -> None:
-    while data := await stream.receive_some(65536):
-        await stream.send_all(data)
-    await stream.send_eof()
-
-
 async def _one_exchange(port: int) -> bytes:
     stream = await connect(port)
     async with stream:
@@ -339,7 +318,7 @@ async def test_relay_summary_after_sigterm_drain(tmp_path: Path) -> None:
     out = tmp_path / "relay.json"
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _echo)
+            target = await start_server(nursery, echo)
             args = ["-v", "--json-file", str(out), "127.0.0.1:0", f"127.0.0.1:{target}"]
             async with relay_process(*args) as relay:
                 assert await _one_exchange(relay.port) == b"ping"
@@ -357,7 +336,7 @@ async def test_relay_summary_after_sigterm_drain(tmp_path: Path) -> None:
 def test_relay_json_on_stdout_after_sigint() -> None:
     """The one rule: --json is stdout where stdout is not the data (relay's stderr is its
     log).  Changed deliberately: relay's object used to go to stderr."""
-    with background(["relay", "--json", "127.0.0.1:0", "127.0.0.1:9"]) as (relay, port):
+    with ncat_server(["relay", "--json", "127.0.0.1:0", "127.0.0.1:9"]) as (relay, port):
         relay.send_signal(signal.SIGINT)
         out, err = relay.communicate(timeout=30)
         assert relay.returncode == 130, err
@@ -371,7 +350,7 @@ def test_relay_json_on_stdout_after_sigint() -> None:
 
 def test_relay_workers_each_write_one_whole_line_on_stdout() -> None:
     args = ["relay", "--workers", "2", "--json", "127.0.0.1:0", "127.0.0.1:9"]
-    with background(args) as (relay, port):
+    with ncat_server(args) as (relay, port):
         relay.send_signal(signal.SIGTERM)
         out, err = relay.communicate(timeout=30)
         assert relay.returncode == 143, err
@@ -387,7 +366,7 @@ def test_relay_summary_into_a_gone_stdout_keeps_the_exit_code() -> None:
     reader, writer = os.pipe()
     os.close(reader)  # stdout's reader is gone before the summary is written
     try:
-        with background(["relay", "--json", "127.0.0.1:0", "127.0.0.1:9"], stdout=writer) as (
+        with ncat_server(["relay", "--json", "127.0.0.1:0", "127.0.0.1:9"], stdout=writer) as (
             relay,
             _port,
         ):

@@ -28,6 +28,7 @@ from .support import (
     finish,
     one_error_line,
     reaped,
+    record_mains,
     require_program,
     wait_for_port,
 )
@@ -148,15 +149,7 @@ def test_listen_s_addr_p_port_and_w() -> None:
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[NetcatOptions]:
-    calls: list[NetcatOptions] = []
-
-    async def fake(opts: NetcatOptions) -> int:
-        calls.append(opts)
-        return 0
-
-    monkeypatch.setattr(netcat, "connect_main", fake)
-    monkeypatch.setattr(netcat, "listen_main", fake)
-    return calls
+    return record_mains(monkeypatch, netcat, "connect_main", "listen_main")
 
 
 def test_w_sets_both_bounds(recorded: list[NetcatOptions]) -> None:

@@ -13,6 +13,15 @@ import trio.testing
 from ncat_trio.progress import human_bytes, show_progress, summary_line
 
 
+def catch_stdio(monkeypatch: pytest.MonkeyPatch) -> tuple[io.StringIO, io.StringIO]:
+    """(stderr, stdout), each caught in a string (set in the test: pytest's capture
+    puts its own back between a fixture's setup and the call)."""
+    err, out = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    return err, out
+
+
 def test_human_units() -> None:
     assert human_bytes(512) == "512 B"
     assert human_bytes(3 * 1024 * 1024) == "3.0 MiB"
@@ -24,9 +33,7 @@ def test_human_units() -> None:
 async def test_plain_lines_once_a_second_on_stderr_only(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    err, out = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(sys, "stderr", err)
-    monkeypatch.setattr(sys, "stdout", out)
+    err, out = catch_stdio(monkeypatch)
     reads = 0
 
     def counters() -> tuple[int, int]:
@@ -46,9 +53,7 @@ async def test_plain_lines_once_a_second_on_stderr_only(
 async def test_rich_display_draws_to_stderr(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    err, out = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(sys, "stderr", err)
-    monkeypatch.setattr(sys, "stdout", out)
+    err, out = catch_stdio(monkeypatch)
     samples = 0
 
     def counters() -> tuple[int, int]:

@@ -22,8 +22,9 @@ from ncat_trio.errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
-from ncat_trio.proto import transfer as wire
-from ncat_trio.proto.transfer import (
+from ncat_trio.proto import transfer_wire as wire
+from ncat_trio.proto.transfer import ReceiverState, ShortStream, TransferReceiver, TransferSender
+from ncat_trio.proto.transfer_wire import (
     EMPTY_SHA256,
     NEED_DATA,
     PAUSED,
@@ -33,11 +34,8 @@ from ncat_trio.proto.transfer import (
     Failure,
     Header,
     Offer,
-    ReceiverState,
     Start,
     Trailer,
-    TransferReceiver,
-    TransferSender,
 )
 
 PAYLOAD = bytes(range(256)) * 3 + b"tail"
@@ -272,7 +270,7 @@ def test_eof_after_the_header_and_before_the_trailer_is_a_short_stream(known: bo
         assert not any(isinstance(e, Trailer) for e in events)
         with pytest.raises(IntegrityError) as caught:
             drive_receiver([header + rest[:cut]], eof=True)
-        assert isinstance(caught.value, wire.ShortStream)
+        assert isinstance(caught.value, ShortStream)
         assert caught.value.exit_code == ExitCode.INTEGRITY
         assert "short stream" in caught.value.why
 
@@ -555,7 +553,7 @@ garbage = st.one_of(
 def test_garbage_to_a_receiver_is_only_ever_a_remote_protocol_error(raw: bytes, eof: bool) -> None:
     try:
         events, _ = drive_receiver([raw], eof=eof)
-    except wire.ShortStream:
+    except ShortStream:
         assert eof  # the header was fine; the stream just ended
     except RemoteProtocolError:
         pass
@@ -582,5 +580,5 @@ def test_a_flipped_control_byte_is_an_event_or_a_protocol_error(data: st.DataObj
     stream = bytearray(header + rest)
     at = data.draw(st.integers(0, len(stream) - 1))
     stream[at] ^= data.draw(st.integers(1, 255))
-    with contextlib.suppress(RemoteProtocolError, wire.ShortStream):  # anything else fails
+    with contextlib.suppress(RemoteProtocolError, ShortStream):  # anything else fails
         drive_receiver([bytes(stream)])

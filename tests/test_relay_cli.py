@@ -22,31 +22,15 @@ from ncat_trio.transport.relay import abort
 from .relay_ends import (
     connect,
     digest_all,
+    echo,
+    exchange,
     payload,
     receive_all,
     relay_process,
-    send_in_pieces,
+    send_then_eof,
     sha256,
     start_server,
 )
-
-
-async def _echo(stream: trio.SocketStream) -> None:
-    while data := await stream.receive_some(65536):
-        await stream.send_all(data)
-    await stream.send_eof()
-
-
-async def _exchange(port: int, data: bytes) -> bytes:
-    stream = await connect(port)
-    async with stream, trio.open_nursery() as nursery:
-        nursery.start_soon(_send_then_eof, stream, data)
-        return await receive_all(stream)
-
-
-async def _send_then_eof(stream: trio.SocketStream, data: bytes) -> None:
-    await send_in_pieces(stream, data)
-    await stream.send_eof()
 
 
 @pytest.mark.parametrize(
@@ -100,9 +84,9 @@ async def test_relays_and_logs_one_line_per_connection_and_stats_on_sigusr1() ->
     data = payload(21, 3 << 20)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _echo)
+            target = await start_server(nursery, echo)
             async with relay_process("-v", "127.0.0.1:0", f"127.0.0.1:{target}") as relay:
-                assert await _exchange(relay.port, data) == data
+                assert await exchange(relay.port, data) == data
                 line = await relay.line()
                 relay.signal(signal.SIGUSR1)
                 stats = await relay.line_starting("ncat-trio: stats:")
@@ -120,11 +104,11 @@ async def test_relays_and_logs_one_line_per_connection_and_stats_on_sigusr1() ->
 async def test_json_log_and_periodic_stats() -> None:
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _echo)
+            target = await start_server(nursery, echo)
             async with relay_process(
                 "-v", "--json-log", "--stats", "0.1", "127.0.0.1:0", f"127.0.0.1:{target}"
             ) as relay:
-                assert await _exchange(relay.port, b"json please") == b"json please"
+                assert await exchange(relay.port, b"json please") == b"json please"
                 records = [json.loads(await relay.line())]
                 while records[-1]["event"] != "stats" or records[-1]["total"] != 1:
                     records.append(json.loads(await relay.line()))
@@ -144,7 +128,7 @@ async def test_sigterm_drains_live_transfers_then_exits_143() -> None:
         arrived.set()
         await receive_all(stream)
         await release.wait()
-        await _send_then_eof(stream, reply)
+        await send_then_eof(stream, reply)
 
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
@@ -213,7 +197,7 @@ async def test_no_fd_leak_after_2000_connections() -> None:
 
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _echo)
+            target = await start_server(nursery, echo)
             async with relay_process("-v", "127.0.0.1:0", f"127.0.0.1:{target}") as relay:
                 before = relay.fd_count()
                 limit = trio.CapacityLimiter(25)
@@ -240,7 +224,7 @@ async def test_no_fd_leak_after_2000_connections() -> None:
 
 async def _exchange_on(stream: trio.SocketStream, data: bytes) -> bytes:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_send_then_eof, stream, data)
+        nursery.start_soon(send_then_eof, stream, data)
         return await receive_all(stream)
 
 

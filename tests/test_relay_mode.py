@@ -29,10 +29,12 @@ from .relay_ends import (
     BLOCK_SIZE,
     connect,
     digest_all,
+    echo,
+    exchange,
     payload,
     receive_all,
     refusing_port,
-    send_in_pieces,
+    send_then_eof,
     sha256,
     start_server,
     wait_reset,
@@ -65,7 +67,7 @@ async def test_200_concurrent_random_sizes_sha256_both_ways(splice: bool) -> Non
             header += chunk
         ident, offset, count = HEADER.unpack(header)
         async with trio.open_nursery() as both:
-            both.start_soon(_send_then_eof, stream, payload(offset, count))
+            both.start_soon(send_then_eof, stream, payload(offset, count))
             received_up[ident] = await digest_all(stream)
 
     async def client(
@@ -74,7 +76,7 @@ async def test_200_concurrent_random_sizes_sha256_both_ways(splice: bool) -> Non
         stream = await connect(port)
         async with stream, trio.open_nursery() as both:
             header = HEADER.pack(ident, down_off, down_size)
-            both.start_soon(_send_then_eof, stream, header + payload(up_off, up_size))
+            both.start_soon(send_then_eof, stream, header + payload(up_off, up_size))
             assert await digest_all(stream) == (down_size, sha256(payload(down_off, down_size)))
 
     with trio.fail_after(90):
@@ -98,11 +100,6 @@ async def test_200_concurrent_random_sizes_sha256_both_ways(splice: bool) -> Non
     assert stats.peak_buffered <= 256 * 1024
 
 
-async def _send_then_eof(stream: trio.SocketStream, data: bytes) -> None:
-    await send_in_pieces(stream, data)
-    await stream.send_eof()
-
-
 async def test_late_replies_after_fin_arrive_in_both_directions() -> None:
     """socat cuts a reply that comes 0.5 s after the first FIN; here 2 s later is fine."""
     request, reply = payload(11, 1 << 20), payload(12, 6 << 20)
@@ -113,15 +110,15 @@ async def test_late_replies_after_fin_arrive_in_both_directions() -> None:
         if kind == b"Q":  # the client asks, sends FIN, and waits for the answer
             assert await receive_all(stream) == request
             await trio.sleep(2)  # the scenario under test, not synchronisation
-            await _send_then_eof(stream, reply)
+            await send_then_eof(stream, reply)
         else:  # the server talks first, sends FIN, and waits for the answer
-            await _send_then_eof(stream, request)
+            await send_then_eof(stream, request)
             server_got.append(await receive_all(stream))
 
     async def asks_first(port: int) -> None:
         stream = await connect(port)
         async with stream:
-            await _send_then_eof(stream, b"Q" + request)
+            await send_then_eof(stream, b"Q" + request)
             assert await receive_all(stream) == reply
 
     async def answers_late(port: int) -> None:
@@ -130,7 +127,7 @@ async def test_late_replies_after_fin_arrive_in_both_directions() -> None:
             await stream.send_all(b"S")
             assert await receive_all(stream) == request
             await trio.sleep(2)
-            await _send_then_eof(stream, reply)
+            await send_then_eof(stream, reply)
 
     lines: list[str] = []
     with trio.fail_after(30):
@@ -149,19 +146,6 @@ async def test_late_replies_after_fin_arrive_in_both_directions() -> None:
     assert all(line.endswith(", closed") for line in lines), lines
 
 
-async def _echo(stream: trio.SocketStream) -> None:
-    while data := await stream.receive_some(65536):
-        await stream.send_all(data)
-    await stream.send_eof()
-
-
-async def _echo_once(port: int, message: bytes) -> bytes:
-    stream = await connect(port)
-    async with stream:
-        await _send_then_eof(stream, message)
-        return await receive_all(stream)
-
-
 async def _tagged(tag: bytes, stream: trio.SocketStream) -> None:
     await stream.send_all(tag)
     await stream.send_eof()
@@ -176,7 +160,7 @@ async def test_round_robin_skips_a_refusing_target() -> None:
             b = await start_server(nursery, lambda s: _tagged(b"B", s))
             targets = [("127.0.0.1", a), ("127.0.0.1", dead), ("127.0.0.1", b)]
             async with ncat_trio.open_relay(targets=targets, log=lines.append) as relay:
-                answers = [await _echo_once(relay.port, b"") for _ in range(6)]
+                answers = [await exchange(relay.port, b"") for _ in range(6)]
                 assert relay.statistics().unreachable == 0
             nursery.cancel_scope.cancel()
     # start at A, then the dead one is skipped for B, then B, then A, ...
@@ -234,12 +218,12 @@ async def test_allow_and_deny_on_a_dual_stack_listener(
     lines: list[str] = []
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _echo)
+            target = await start_server(nursery, echo)
             async with ncat_trio.open_relay(
                 Endpoint(None, 0), [("127.0.0.1", target)], allow=allow, deny=deny, log=lines.append
             ) as relay:
                 if admitted:
-                    assert await _echo_once(relay.port, b"hello") == b"hello"
+                    assert await exchange(relay.port, b"hello") == b"hello"
                 else:
                     await _refused(relay.port)
                 await relay.wait_quiet()
@@ -267,7 +251,7 @@ async def _refused(port: int) -> None:
 async def test_max_conns_makes_the_next_client_wait_in_the_backlog() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _echo)
+            target = await start_server(nursery, echo)
             async with ncat_trio.open_relay(targets=[("127.0.0.1", target)], max_conns=2) as relay:
                 first, second, third = [await connect(relay.port) for _ in range(3)]
                 for stream in (first, second, third):  # the third connects: the kernel accepts it
@@ -290,7 +274,7 @@ async def test_max_conns_makes_the_next_client_wait_in_the_backlog() -> None:
 async def test_a_client_that_resets_while_queued_does_not_stop_the_relay() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _echo)
+            target = await start_server(nursery, echo)
             async with ncat_trio.open_relay(targets=[("127.0.0.1", target)], max_conns=1) as relay:
                 first = await connect(relay.port)
                 await first.send_all(b"hi")
@@ -298,7 +282,7 @@ async def test_a_client_that_resets_while_queued_does_not_stop_the_relay() -> No
                 queued = await connect(relay.port)  # waits in the backlog...
                 await abort(queued)  # ...and resets there
                 await first.aclose()
-                assert await _echo_once(relay.port, b"still serving") == b"still serving"
+                assert await exchange(relay.port, b"still serving") == b"still serving"
             nursery.cancel_scope.cancel()
 
 
@@ -306,7 +290,7 @@ async def test_reject_over_limit_resets_the_extra_client() -> None:
     lines: list[str] = []
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _echo)
+            target = await start_server(nursery, echo)
             async with ncat_trio.open_relay(
                 targets=[("127.0.0.1", target)],
                 max_conns=1,
@@ -322,7 +306,7 @@ async def test_reject_over_limit_resets_the_extra_client() -> None:
                 assert await receive_all(first) == b""
                 await first.aclose()
                 await relay.wait_quiet()
-                assert await _echo_once(relay.port, b"again") == b"again"  # the slot came back
+                assert await exchange(relay.port, b"again") == b"again"  # the slot came back
             nursery.cancel_scope.cancel()
     assert lines == [lines[0]]
     assert lines[0].startswith("rejected 127.0.0.1:")
@@ -333,7 +317,7 @@ async def test_idle_timeout_closes_a_silent_connection() -> None:
     lines: list[str] = []
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _echo)
+            target = await start_server(nursery, echo)
             async with ncat_trio.open_relay(
                 targets=[("127.0.0.1", target)], idle_timeout=0.3, verbose=True,
                 json_log=True, log=lines.append,
@@ -359,7 +343,7 @@ async def test_drain_lets_live_transfers_finish_and_refuses_new_clients() -> Non
         arrived.set()
         await receive_all(stream)
         await release.wait()
-        await _send_then_eof(stream, b"late but whole")
+        await send_then_eof(stream, b"late but whole")
 
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -387,9 +371,9 @@ async def test_drain_lets_live_transfers_finish_and_refuses_new_clients() -> Non
 
 async def test_pytest_fixture_starts_a_relay(relay: RelayFactory) -> None:
     async with trio.open_nursery() as nursery:
-        target = await start_server(nursery, _echo)
+        target = await start_server(nursery, echo)
         proxy = await relay(targets=[("127.0.0.1", target)], buffer=4096)
-        assert await _echo_once(proxy.port, b"through the fixture") == b"through the fixture"
+        assert await exchange(proxy.port, b"through the fixture") == b"through the fixture"
         await proxy.wait_quiet()
         assert proxy.statistics().peak_buffered <= 4096
         nursery.cancel_scope.cancel()

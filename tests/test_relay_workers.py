@@ -18,7 +18,7 @@ import sys
 import pytest
 import trio
 
-from .relay_ends import connect, payload, receive_all, relay_process, send_in_pieces, start_server
+from .relay_ends import echo, exchange, payload, relay_process, start_server
 from .support import NCAT, popen
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
@@ -46,35 +46,17 @@ def wait_gone(pids: list[int], timeout: float) -> None:
             os.close(fd)
 
 
-async def _echo(stream: trio.SocketStream) -> None:
-    while data := await stream.receive_some(65536):
-        await stream.send_all(data)
-    await stream.send_eof()
-
-
-async def _exchange(port: int, data: bytes) -> bytes:
-    stream = await connect(port)
-    async with stream, trio.open_nursery() as nursery:
-
-        async def send() -> None:
-            await send_in_pieces(stream, data)
-            await stream.send_eof()
-
-        nursery.start_soon(send)
-        return await receive_all(stream)
-
-
 async def test_two_workers_share_the_port_and_drain_on_sigterm() -> None:
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _echo)
+            target = await start_server(nursery, echo)
             async with relay_process(
                 "--workers", "2", "-v", "127.0.0.1:0", f"127.0.0.1:{target}"
             ) as relay:
                 workers = children_of(relay.process.pid)
                 for index in range(40):
                     data = payload(index, 10_000 * index)
-                    assert await _exchange(relay.port, data) == data
+                    assert await exchange(relay.port, data) == data
                 lines = [await relay.line() for _ in range(40)]
                 relay.signal(signal.SIGTERM)
                 rest = [await relay.line() for _ in range(3)]

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.support import NCAT, Drain, read_line, reap_children, spawn, wait_for_port
+from tests.support import NCAT, Drain, accept_loop, read_line, spawn, wait_for_port
 
 RUNS = int(os.environ.get("NCAT_SIGNAL_RUNS", "60"))
 DEADLINE = 1.0
@@ -66,12 +66,6 @@ def exec_supported() -> bool:
         ).stdout
         _EXEC = b"--exec" in out
     return _EXEC
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 @dataclass(frozen=True)
@@ -144,19 +138,8 @@ def survivors(marker: str) -> list[int]:
 def endless_server(context: ssl.SSLContext | None = None) -> Iterator[int]:
     """A TCP server that sends zeros to each client until it goes away (over TLS with
     ``context``: the handshake runs in the client's thread)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
 
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            threading.Thread(target=flood, args=(conn,), daemon=True).start()
-
-    def flood(conn: socket.socket) -> None:
+    def flood(conn: socket.socket, stop: threading.Event) -> None:
         with conn:
             try:
                 if context is not None:
@@ -169,14 +152,11 @@ def endless_server(context: ssl.SSLContext | None = None) -> Iterator[int]:
             finally:
                 conn.close()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        server.close()
+    def start(conn: socket.socket, stop: threading.Event) -> None:
+        threading.Thread(target=flood, args=(conn, stop), daemon=True).start()
+
+    with accept_loop(start, join=5) as port:
+        yield port
 
 
 @contextmanager

@@ -47,6 +47,27 @@ def assert_one_clean_line(err: bytes, signame: str) -> None:
     assert err == f"ncat-trio: interrupted by {signame}\n".encode(), err
 
 
+def assert_ends_promptly(proc: subprocess.Popen[bytes], signum: signal.Signals, code: int) -> None:
+    """Deliver ``signum``: exit ``code`` within DEADLINE, one clean line on stderr."""
+    got, elapsed, err = signal_and_wait(proc, signum)
+    assert got == code, err
+    assert elapsed < DEADLINE
+    assert_one_clean_line(err, signum.name)
+
+
+def connected_ncat(port: int, stdin: int) -> subprocess.Popen[bytes]:
+    """``ncat-trio -v 127.0.0.1 PORT`` reading ``stdin``, once it says it is connected."""
+    proc = subprocess.Popen(
+        [*NCAT, "-v", "127.0.0.1", str(port)],
+        stdin=stdin,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    assert b"connected to" in read_line(proc.stderr)
+    return proc
+
+
 @pytest.fixture
 def silent_server() -> Iterator[socket.socket]:
     """A loopback listener that accepts (via the backlog) but never reads or writes."""
@@ -57,10 +78,7 @@ def silent_server() -> Iterator[socket.socket]:
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_while_accepting(signum: signal.Signals, code: int) -> None:
     proc, _port = start_ncat_listener(["listen", "127.0.0.1", "0"])
-    got, elapsed, err = signal_and_wait(proc, signum)
-    assert got == code
-    assert elapsed < DEADLINE
-    assert_one_clean_line(err, signum.name)
+    assert_ends_promptly(proc, signum, code)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -71,22 +89,12 @@ def test_signal_while_reading_a_shared_stdin_pipe(
     before = flags(read_end)
     port = silent_server.getsockname()[1]
     try:
-        proc = subprocess.Popen(
-            [*NCAT, "-v", "127.0.0.1", str(port)],
-            stdin=read_end,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        assert proc.stderr is not None
-        assert b"connected to" in read_line(proc.stderr)
+        proc = connected_ncat(port, read_end)
         # While ncat-trio is blocked reading it, the description we share is unchanged:
         # a concurrent reader of this pipe would not get EAGAIN.
         assert flags(read_end) == before
         assert not flags(read_end) & os.O_NONBLOCK
-        got, elapsed, err = signal_and_wait(proc, signum)
-        assert got == code
-        assert elapsed < DEADLINE
-        assert_one_clean_line(err, signum.name)
+        assert_ends_promptly(proc, signum, code)
         assert flags(read_end) == before
         # The pipe still works for the next reader.
         os.write(write_end, b"still here")
@@ -141,19 +149,9 @@ def test_sigterm_while_reading_a_tty_leaves_it_blocking(silent_server: socket.so
     before = flags(slave)
     port = silent_server.getsockname()[1]
     try:
-        proc = subprocess.Popen(
-            [*NCAT, "-v", "127.0.0.1", str(port)],
-            stdin=slave,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        assert proc.stderr is not None
-        assert b"connected to" in read_line(proc.stderr)
+        proc = connected_ncat(port, slave)
         assert flags(slave) == before
-        got, elapsed, err = signal_and_wait(proc, signal.SIGTERM)
-        assert got == 143
-        assert elapsed < DEADLINE
-        assert_one_clean_line(err, "SIGTERM")
+        assert_ends_promptly(proc, signal.SIGTERM, 143)
         assert flags(slave) == before
         assert not before & os.O_NONBLOCK
     finally:
@@ -189,14 +187,7 @@ def test_signal_while_sending_to_a_peer_that_never_reads(
     before = flags(read_end)
     port = silent_server.getsockname()[1]
     try:
-        proc = subprocess.Popen(
-            [*NCAT, "-v", "127.0.0.1", str(port)],
-            stdin=read_end,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        assert proc.stderr is not None
-        assert b"connected to" in read_line(proc.stderr)
+        proc = connected_ncat(port, read_end)
         # Feed stdin until it stays full for a second: the socket buffers are full and
         # ncat-trio is waiting to send.  Only our write end is non-blocking.
         os.set_blocking(write_end, False)
@@ -207,10 +198,7 @@ def test_signal_while_sending_to_a_peer_that_never_reads(
                 fed += os.write(write_end, blob)
         assert fed > 1 << 20, fed  # more than the pipe holds: ncat-trio sent some
         assert flags(read_end) == before
-        got, elapsed, err = signal_and_wait(proc, signum)
-        assert got == code, err
-        assert elapsed < DEADLINE
-        assert_one_clean_line(err, signum.name)
+        assert_ends_promptly(proc, signum, code)
         assert flags(read_end) == before
     finally:
         os.close(read_end)

@@ -105,23 +105,25 @@ def _server(reader: Reader, extra: bytes) -> Callable[[socket.socket], None]:
     return serve
 
 
+def run_into(reader: Reader, args: list[str]) -> tuple[int, bytes]:
+    """``ncat-trio ARGS`` with ``reader`` on its stdout, to the end: (exit code, stderr)."""
+    proc = subprocess.Popen(
+        [*NCAT, *args], stdin=subprocess.DEVNULL, stdout=reader.stdout_fd, stderr=subprocess.PIPE
+    )
+    reader.start()
+    with reaped(proc):
+        code = finish(proc, 30)
+        assert proc.stderr is not None
+        return code, proc.stderr.read()
+
+
 @READERS
 @COPY_PATHS
 def test_connect_reader_left_after_everything_exits_0(copy: list[str], kind: str) -> None:
     reader = Reader(kind)
     with ServeOnce(_server(reader, b"")) as server:
-        proc = subprocess.Popen(
-            [*NCAT, *copy, "--json", "127.0.0.1", str(server.port)],
-            stdin=subprocess.DEVNULL,
-            stdout=reader.stdout_fd,
-            stderr=subprocess.PIPE,
-        )
-        reader.start()
-        with reaped(proc):
-            code = finish(proc, 30)
-            assert proc.stderr is not None
-            err = proc.stderr.read()
-            assert code == 0, err
+        code, err = run_into(reader, [*copy, "--json", "127.0.0.1", str(server.port)])
+        assert code == 0, err
         server.result()
     reader.wait_left()
     assert reader.got == FIRST
@@ -137,19 +139,9 @@ def test_connect_reader_left_after_everything_exits_0(copy: list[str], kind: str
 def test_connect_data_after_reader_left_exits_5(copy: list[str], kind: str) -> None:
     reader = Reader(kind)
     with ServeOnce(_server(reader, MORE)) as server:
-        proc = subprocess.Popen(
-            [*NCAT, *copy, "127.0.0.1", str(server.port)],
-            stdin=subprocess.DEVNULL,
-            stdout=reader.stdout_fd,
-            stderr=subprocess.PIPE,
-        )
-        reader.start()
-        with reaped(proc):
-            code = finish(proc, 30)
-            assert proc.stderr is not None
-            err = proc.stderr.read()
-            assert code == 5, err
-            assert "stdout" in one_error_line(err)
+        code, err = run_into(reader, [*copy, "127.0.0.1", str(server.port)])
+        assert code == 5, err
+        assert "stdout" in one_error_line(err)
         server.result()
     assert reader.got == FIRST
 

@@ -7,23 +7,14 @@ pytest-trio off and pytest-asyncio on, and must pass there.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from .toxiproxy_ends import PYTEST_WITHOUT_TRIO
+from .toxiproxy_ends import run_pytest_without_trio
 
 CHECK = Path(__file__).resolve().parent / "asyncio_suite" / "asyncio_fixture_check.py"
 
 
 def test_sync_fixture_from_a_pytest_asyncio_test() -> None:
-    proc = subprocess.run(
-        [*PYTEST_WITHOUT_TRIO, str(CHECK)],
-        cwd=CHECK.parent.parent.parent,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    out = proc.stdout.decode() + proc.stderr.decode()
-    assert proc.returncode == 0, out
+    code, out = run_pytest_without_trio(CHECK, CHECK.parent.parent.parent)
+    assert code == 0, out
     assert "1 passed" in out, out

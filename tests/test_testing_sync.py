@@ -7,7 +7,6 @@ Plain ``def`` tests: the fixtures run their own Trio thread.  The docs' example
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,7 +16,14 @@ from ncat_trio import Latency, Stall
 from ncat_trio.pytest_plugin import SyncRelayFactory
 from ncat_trio.testing import ApiServer, Relay
 
-from .toxiproxy_ends import PYTEST_WITHOUT_TRIO, call, connect, echo_server, round_trip, wait_closed
+from .toxiproxy_ends import (
+    call,
+    connect,
+    echo_server,
+    round_trip,
+    run_pytest_without_trio,
+    wait_closed,
+)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sync_fixture_test.py"
 
@@ -82,16 +88,8 @@ def test_api_server_config_and_fixture(toxiproxy_server: ApiServer) -> None:
 
 
 def test_readme_example_runs_without_pytest_trio() -> None:
-    proc = subprocess.run(
-        [*PYTEST_WITHOUT_TRIO, str(EXAMPLE)],
-        cwd=EXAMPLE.parent.parent,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    out = proc.stdout.decode() + proc.stderr.decode()
-    assert proc.returncode == 0, out
+    code, out = run_pytest_without_trio(EXAMPLE, EXAMPLE.parent.parent)
+    assert code == 0, out
     assert "3 passed" in out, out
 
 

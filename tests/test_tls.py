@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,17 +31,10 @@ from .support import (
     finish,
     one_error_line,
     read_line,
-    reap_children,
     spawn,
     spawn_listener,
     wait_for_port,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 @pytest.fixture

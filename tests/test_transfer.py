@@ -33,9 +33,10 @@ from ncat_trio.modes.transfer_session import (
     receive_session,
     send_session,
 )
-from ncat_trio.proto import transfer as wire
+from ncat_trio.proto import transfer_wire as wire
+from ncat_trio.proto.transfer import TransferReceiver
 
-from .support import NCAT, popen, start_ncat_listener
+from .support import NCAT, popen, record_mains, start_ncat_listener
 
 MiB = 1 << 20
 TIMEOUT = 60
@@ -74,15 +75,7 @@ def leftovers(directory: Path) -> list[str]:
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    calls: list[object] = []
-
-    async def fake(opts: object) -> int:
-        calls.append(opts)
-        return 0
-
-    monkeypatch.setattr(transfer, "send_main", fake)
-    monkeypatch.setattr(transfer, "receive_main", fake)
-    return calls
+    return record_mains(monkeypatch, transfer, "send_main", "receive_main")
 
 
 @pytest.mark.parametrize(
@@ -593,7 +586,7 @@ def test_receiver_that_never_acknowledges_fails_the_sender(tmp_path: Path) -> No
     def fake_receiver() -> None:
         conn, _ = server.accept()
         server.close()
-        proto = wire.TransferReceiver()
+        proto = TransferReceiver()
         with conn:
             while True:
                 event = proto.next_event()

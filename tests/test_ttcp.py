@@ -16,8 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 import trio
@@ -38,7 +37,7 @@ from ncat_trio.proto import ttcp
 from ncat_trio.transport.blocking import Wire
 from ncat_trio.transport.pump import Side
 
-from .support import NCAT, finish, popen, read_line, wait_for_port
+from .support import NCAT, finish, ncat_server, popen, read_line
 
 
 async def run_both(
@@ -456,16 +455,9 @@ HUMAN_RECEIVE = (
 )
 
 
-@contextmanager
-def started_receiver(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def started_receiver(*args: str) -> AbstractContextManager[tuple[subprocess.Popen[bytes], int]]:
     """``ncat-trio ttcp …`` with its real port; killed if still running, pipes closed."""
-    with popen([*NCAT, "ttcp", *args]) as proc:
-        try:
-            assert proc.stderr is not None
-            yield proc, wait_for_port(proc.stderr)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    return ncat_server(["ttcp", *args])
 
 
 def transmit(*args: str) -> subprocess.CompletedProcess[bytes]:

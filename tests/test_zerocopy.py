@@ -332,6 +332,17 @@ def test_devnull_stdout_counts_every_byte_it_discards(zerocopy: bool) -> None:
     assert (record["bytes_received"], record["peer_eof"]) == (len(DOWN), True)
 
 
+async def send_exclusively(stdin: trio.abc.ReceiveStream, client: trio.socket.SocketType) -> int:
+    """stdin to ``client`` as the single-session sender copies it (``exclusive``)."""
+    return await copy(
+        stdin,
+        trio.SocketStream(client),
+        source_side=Side("stdin", True),
+        sink_side=Side("net", False),
+        exclusive=True,
+    )
+
+
 async def connected_pair() -> tuple[trio.socket.SocketType, socket.socket]:
     """A Trio TCP socket (our sending end) and the plain socket it is connected to."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
@@ -424,13 +435,7 @@ async def test_exclusive_sender_still_lets_trio_run(monkeypatch: pytest.MonkeyPa
             reader.start()
             started = time.monotonic()
             with trio.fail_after(120):
-                await copy(
-                    stdin,
-                    trio.SocketStream(client),
-                    source_side=Side("stdin", True),
-                    sink_side=Side("net", False),
-                    exclusive=True,
-                )
+                await send_exclusively(stdin, client)
             took = time.monotonic() - started
             nursery.cancel_scope.cancel()
         client.shutdown(socket.SHUT_WR)
@@ -473,13 +478,7 @@ async def test_exclusive_sender_lets_the_other_direction_read_at_once(
 
             async def upload() -> None:
                 nonlocal moved
-                moved = await copy(
-                    stdin,
-                    trio.SocketStream(client),
-                    source_side=Side("stdin", True),
-                    sink_side=Side("net", False),
-                    exclusive=True,
-                )
+                moved = await send_exclusively(stdin, client)
 
             feeder.start()
             reader.start()
@@ -530,13 +529,7 @@ async def test_exclusive_sender_keeps_polling_after_the_peers_fin(
             feeder.start()
             reader.start()
             with trio.fail_after(120):
-                await copy(
-                    stdin,
-                    trio.SocketStream(client),
-                    source_side=Side("stdin", True),
-                    sink_side=Side("net", False),
-                    exclusive=True,
-                )
+                await send_exclusively(stdin, client)
             client.shutdown(socket.SHUT_WR)
             await trio.to_thread.run_sync(reader.join, 30)
     finally:

@@ -10,11 +10,13 @@ import http.client
 import json
 import socket
 import socketserver
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 TIMEOUT = 30.0
@@ -25,6 +27,19 @@ PYTEST_WITHOUT_TRIO = [
     sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:trio",
     "-W", "ignore::pytest.PytestConfigWarning",
 ]  # fmt: skip
+
+
+def run_pytest_without_trio(test_file: Path, cwd: Path) -> tuple[int, str]:
+    """Run ``test_file`` in its own :data:`PYTEST_WITHOUT_TRIO`: (exit code, its output)."""
+    proc = subprocess.run(
+        [*PYTEST_WITHOUT_TRIO, str(test_file)],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    return proc.returncode, proc.stdout.decode() + proc.stderr.decode()
 
 
 def call(

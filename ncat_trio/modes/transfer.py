@@ -1,7 +1,7 @@
 """send / receive: one file over one TCP connection, verified end to end — the process.
 
 This module is the glue around the sessions (:mod:`.transfer_session`, which drive the
-wire format of :mod:`ncat_trio.proto.transfer`, PROTOCOL.md) and the file store
+wire format of :mod:`ncat_trio.proto.transfer_wire`, PROTOCOL.md) and the file store
 (:mod:`ncat_trio.transport.files`): options, the file to send, the one connection,
 ``--progress`` (:mod:`ncat_trio.progress`) and the summary.
 """
@@ -29,7 +29,7 @@ from ..errors import (
     UsageError,
 )
 from ..json_summary import Summary
-from ..proto import transfer as wire
+from ..proto import transfer_wire as wire
 from ..transport import files, net, serve
 from ..transport.idle import IdleWatch, WatchedStream
 from ..transport.stdio import FdKind, fd_kind, open_stdin, open_stdout

@@ -1,6 +1,6 @@
 """send / receive: one file over one TCP connection, verified end to end — the sessions.
 
-They drive the wire format of :mod:`ncat_trio.proto.transfer` (PROTOCOL.md) over any
+They drive the wire format of :mod:`ncat_trio.proto.transfer_wire` (PROTOCOL.md) over any
 stream (tests use memory streams); the file store is :mod:`ncat_trio.transport.files`,
 the process around them (options, the connection, summaries) :mod:`.transfer`.
 
@@ -49,7 +49,8 @@ from ..errors import (
     NcatError,
     UsageError,
 )
-from ..proto import transfer as wire
+from ..proto import transfer_wire as wire
+from ..proto.transfer import ReceiverState, ShortStream, TransferReceiver, TransferSender
 from ..transport import files
 from ..transport.files import CHUNK  # bytes per read and per send, measured there
 from ..transport.idle import IdleWatch
@@ -202,7 +203,7 @@ class SendSession:
         self._source = source
         self._chunk = chunk_size
         self._peer = Side(peer_name, local=False)
-        self._proto = wire.TransferSender()
+        self._proto = TransferSender()
         self._events = _EventReader(conn, self._proto, self._peer, 4096)
         self._done = 0
         self._moved = 0
@@ -391,7 +392,7 @@ class ReceiveSession:
         self._stdout = stdout
         self._chunk = chunk_size
         self._peer = Side(peer_name, local=False)
-        self._proto = wire.TransferReceiver()
+        self._proto = TransferReceiver()
         self._events = _EventReader(conn, self._proto, self._peer, chunk_size)
         self._file: files.FileSink | None = None
         self._on_settled = on_settled
@@ -414,7 +415,7 @@ class ReceiveSession:
         try:
             result = await self._receive(began)
         except NcatError as exc:
-            corrupt = isinstance(exc, IntegrityError) and not isinstance(exc, wire.ShortStream)
+            corrupt = isinstance(exc, IntegrityError) and not isinstance(exc, ShortStream)
             keep_partial = not corrupt
             await self._report(exc)
             raise
@@ -513,8 +514,8 @@ class ReceiveSession:
     async def _report(self, exc: NcatError) -> None:
         """Tell the sender why we give up (best effort), then close our direction."""
         if isinstance(exc, ConnectionLost) or self._proto.state in (
-            wire.ReceiverState.DONE,
-            wire.ReceiverState.FAILED,
+            ReceiverState.DONE,
+            ReceiverState.FAILED,
         ):
             return
         code = exc.exit_code if exc.exit_code in wire.FAILURE_CODES else ExitCode.LOCAL_IO

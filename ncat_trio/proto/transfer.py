@@ -1,16 +1,7 @@
-"""The verified file transfer wire format (``send`` / ``receive``), sans-I/O.
+"""The verified file transfer's two ends (``send`` / ``receive``), sans-I/O.
 
-One TCP connection carries one file.  PROTOCOL.md documents every byte; in short::
-
-    S→R  Header    magic "NCTF", version 1, flags, mode, size, mtime, name
-    R→S  Offer     how much of the file the receiver already holds (a resume offer:
-                   length + sha256 of that prefix; 0 and sha256(b"") for a fresh start)
-                   — or Failure (code, reason): "exists", "unwritable", ...
-    S→R  Start     the offset the sender starts from: 0 or the offered length
-    S→R  data      raw bytes when the size is known, else length-prefixed chunks + a 0
-    S→R  Trailer   total size + sha256 of the whole file
-    R→S  Ack       size + sha256, sent after write, fsync, digest check and rename
-                   — or Failure (code, reason): "sha256 mismatch", "disk full", ...
+The messages and their bytes are :mod:`ncat_trio.proto.transfer_wire` (PROTOCOL.md);
+this module holds who may send what when.
 
 :class:`TransferSender` and :class:`TransferReceiver` are h11-style connection
 objects: ``receive_data(bytes)`` (``b""`` = EOF), ``next_event()`` → an event,
@@ -27,264 +18,78 @@ cross-checks sizes and digests.  No I/O and no clock here.
 from __future__ import annotations
 
 import enum
-import hashlib
-import struct
-from dataclasses import dataclass
-from typing import Final, Literal
 
-from ..errors import (
-    ConnectionLost,
-    ExitCode,
-    IntegrityError,
-    LocalProtocolError,
-    RemoteProtocolError,
+from ..errors import ConnectionLost, IntegrityError, LocalProtocolError, RemoteProtocolError
+from .receive_buffer import NEED_DATA, PAUSED, NeedData, ReceiveBuffer
+from .transfer_wire import (
+    EMPTY_SHA256,
+    END_OF_CHUNKS,
+    MAX_SIZE,
+    TAG_ACK,
+    TAG_FAILURE,
+    TAG_OFFER,
+    TAG_TRAILER,
+    Ack,
+    Closed,
+    Data,
+    Failure,
+    FromReceiver,
+    FromSender,
+    Header,
+    Offer,
+    Start,
+    Trailer,
+    check_digest,
+    check_size,
+    describe_tag,
+    encode_chunks,
+    encode_failure,
+    encode_header,
+    encode_size_digest,
+    encode_start,
+    parse_chunk_length,
+    parse_failure,
+    parse_header,
+    parse_size_digest,
+    parse_start,
 )
-from .receive_buffer import NEED_DATA, PAUSED, NeedData, ReceiveBuffer, Sentinel
-
-MAGIC: Final = b"NCTF"
-VERSION: Final = 1
-
-#: A name is one path component: at most NAME_MAX (255) bytes of UTF-8.
-MAX_NAME_BYTES: Final = 255
-#: Chunks of a stream of unknown size are at most 16 MiB (the sender uses ≤ 1 MiB).
-MAX_CHUNK: Final = 16 << 20
-#: A failure reason is one short line of UTF-8.
-MAX_REASON_BYTES: Final = 1024
-#: Sizes and offsets are u64 on the wire but must fit an off_t.
-MAX_SIZE: Final = (1 << 63) - 1
-#: Permission bits, set-id and sticky bits (the receiver applies only 0o777 of them).
-MAX_MODE: Final = 0o7777
-
-DIGEST_SIZE: Final = 32
-EMPTY_SHA256: Final = hashlib.sha256(b"").digest()
-
-FLAG_SIZE_KNOWN: Final = 0x01
-FLAG_MTIME: Final = 0x02
-_KNOWN_FLAGS: Final = FLAG_SIZE_KNOWN | FLAG_MTIME
-
-TAG_OFFER: Final = b"O"
-TAG_START: Final = b"S"
-TAG_TRAILER: Final = b"T"
-TAG_ACK: Final = b"A"
-TAG_FAILURE: Final = b"F"
-
-_HEADER = struct.Struct(">4sBBHQqH")  # magic version flags mode size mtime_ns name_len
-#: Bytes of a Header before its name: what a listening receiver waits for (and checks
-#: begins with MAGIC and VERSION) before it takes a client as the sender.
-HEADER_FIXED_SIZE: Final = _HEADER.size
-_OFFSET_DIGEST = struct.Struct(">cQ32s")  # Offer, Trailer, Ack: tag u64 sha256
-_START = struct.Struct(">cQ")
-_CHUNK = struct.Struct(">I")
-_FAILURE = struct.Struct(">cBH")  # tag code reason_len
-
-#: The exit codes a receiver may report in a Failure; the sender exits with the same.
-FAILURE_CODES: Final = frozenset({ExitCode.LOCAL_IO, ExitCode.PROTOCOL, ExitCode.INTEGRITY})
 
 
 class ShortStream(IntegrityError):
     """The sender's bytes ended (EOF) after the header and before the trailer (exit 7)."""
 
 
-# ---------------------------------------------------------------- events
+def _expect_state(current: enum.Enum, wanted: enum.Enum, event: object) -> None:
+    """A :class:`LocalProtocolError` unless ``event`` may be sent now."""
+    if current is not wanted:
+        raise LocalProtocolError(
+            f"send {type(event).__name__}", f"not allowed now (state: {current.value})"
+        )
 
 
-@dataclass(frozen=True)
-class Header:
-    """S→R: what is coming.  ``size=None``: a stream of unknown length (chunked)."""
+class _End:
+    """What both ends hold: the peer's bytes not parsed yet, the header, the offer,
+    where the data starts and the trailer."""
 
-    name: str
-    size: int | None
-    mode: int = 0o644
-    mtime_ns: int | None = None
+    def __init__(self) -> None:
+        self._input = ReceiveBuffer("receive_data")
+        self._header: Header | None = None
+        self._offer: Offer | None = None
+        self._offset = 0
+        self._trailer: Trailer | None = None
 
+    @property
+    def header(self) -> Header | None:
+        return self._header
 
-@dataclass(frozen=True)
-class Offer:
-    """R→S: the receiver holds ``offset`` bytes whose sha256 is ``prefix_sha256``."""
+    @property
+    def offset(self) -> int:
+        """Where the data started (the accepted resume offset)."""
+        return self._offset
 
-    offset: int = 0
-    prefix_sha256: bytes = EMPTY_SHA256
-
-
-@dataclass(frozen=True)
-class Start:
-    """S→R: the data that follows starts at ``offset`` (0 or the offered length)."""
-
-    offset: int
-
-
-@dataclass(frozen=True)
-class Data:
-    """File bytes, in order, from the Start offset on.  Never empty when received."""
-
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Trailer:
-    """S→R: the data is complete: ``size`` bytes in all whose sha256 is ``sha256``."""
-
-    size: int
-    sha256: bytes
-
-
-@dataclass(frozen=True)
-class Ack:
-    """R→S: the file is on disk (fsynced), its digest matched, it has its real name."""
-
-    size: int
-    sha256: bytes
-
-
-@dataclass(frozen=True)
-class Failure:
-    """R→S: the receiver gives up; ``code`` is the exit code it exits with."""
-
-    code: ExitCode
-    reason: str
-
-
-@dataclass(frozen=True)
-class Closed:
-    """The peer closed its direction (EOF) where that is allowed."""
-
-
-Event = Header | Offer | Start | Data | Trailer | Ack | Failure | Closed
-
-
-#: What the sender's ``next_event()`` returns, besides NEED_DATA (feed more bytes first).
-FromReceiver = Offer | Ack | Failure | Closed
-#: What the receiver's ``next_event()`` returns, besides NEED_DATA; PAUSED: it is our
-#: turn to send (an Offer or an Ack).
-FromSender = Header | Start | Data | Trailer | Closed | Literal[Sentinel.PAUSED]
-_Sentinel = Literal[Sentinel.NEED_DATA, Sentinel.PAUSED]
-
-
-# ---------------------------------------------------------------- validation
-
-
-def check_name(name: str, *, remote: bool = True) -> str:
-    """Return ``name`` if it is one safe path component, else raise.
-
-    Refused: empty, ``.``, ``..``, anything with ``/`` (so no absolute paths and no
-    ``../``), NUL or another control character, more than 255 bytes of UTF-8.  A
-    received name (``remote=True``) raises :class:`RemoteProtocolError`, a name we
-    were asked to send raises :class:`LocalProtocolError`.
-    """
-    why = _name_problem(name)
-    if why is not None:
-        cls = RemoteProtocolError if remote else LocalProtocolError
-        raise cls(f"file name {name!r}", f"refused: {why}")
-    return name
-
-
-def _name_problem(name: str) -> str | None:
-    if not name:
-        return "empty"
-    if name in (".", ".."):
-        return "not a file name (path traversal)"
-    if "/" in name:
-        return "contains '/' (absolute path or path traversal)"
-    if "\x00" in name:
-        return "contains NUL"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-        return "contains a control character"
-    try:
-        encoded = name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "not valid UTF-8"
-    if len(encoded) > MAX_NAME_BYTES:
-        return f"longer than {MAX_NAME_BYTES} bytes"
-    return None
-
-
-def clean_reason(text: str) -> str:
-    """A Failure reason that :meth:`send` accepts: one line, no controls, ≤ 1024 bytes."""
-    line = "".join(" " if ord(ch) < 0x20 or ord(ch) == 0x7F else ch for ch in text)
-    raw = line.encode("utf-8", "replace")[:MAX_REASON_BYTES]
-    return raw.decode("utf-8", "ignore")
-
-
-def _check_digest(digest: bytes, what: str) -> None:
-    if len(digest) != DIGEST_SIZE:
-        raise LocalProtocolError(what, f"sha256 must be {DIGEST_SIZE} bytes, not {len(digest)}")
-
-
-def _check_size(value: int, what: str) -> None:
-    if not 0 <= value <= MAX_SIZE:
-        raise LocalProtocolError(what, f"{value} is out of range 0..2**63-1")
-
-
-# ---------------------------------------------------------------- encoding
-
-
-def encode_header(header: Header) -> bytes:
-    """The Header message; raises :class:`LocalProtocolError` for a bad name or field."""
-    check_name(header.name, remote=False)
-    if not 0 <= header.mode <= MAX_MODE:
-        raise LocalProtocolError("header", f"mode {header.mode:o} is not in 0..7777")
-    flags = 0
-    if header.size is not None:
-        _check_size(header.size, "header size")
-        flags |= FLAG_SIZE_KNOWN
-    if header.mtime_ns is not None:
-        if not -(1 << 63) <= header.mtime_ns < (1 << 63):
-            raise LocalProtocolError("header", "mtime out of the int64 range")
-        flags |= FLAG_MTIME
-    name = header.name.encode("utf-8")
-    fixed = _HEADER.pack(
-        MAGIC, VERSION, flags, header.mode, header.size or 0, header.mtime_ns or 0, len(name)
-    )
-    return fixed + name
-
-
-def encode_failure(failure: Failure) -> bytes:
-    if failure.code not in FAILURE_CODES:
-        raise LocalProtocolError("failure", f"code {int(failure.code)} cannot be reported")
-    if clean_reason(failure.reason) != failure.reason:
-        raise LocalProtocolError("failure", "reason must be one line of ≤ 1024 bytes")
-    reason = failure.reason.encode("utf-8")
-    return _FAILURE.pack(TAG_FAILURE, failure.code, len(reason)) + reason
-
-
-# ---------------------------------------------------------------- parsing
-
-
-def _parse_offset_digest(buf: ReceiveBuffer, tag: bytes, what: str) -> tuple[int, bytes] | None:
-    raw = buf.take(_OFFSET_DIGEST.size)
-    if raw is None:
-        return None
-    got_tag, value, digest = _OFFSET_DIGEST.unpack(raw)
-    if got_tag != tag:  # pragma: no cover - callers dispatch on the tag first
-        raise RemoteProtocolError(what, f"unexpected tag {got_tag!r}")
-    if value > MAX_SIZE:
-        raise RemoteProtocolError(what, f"size {value} is out of range")
-    return value, digest
-
-
-def _parse_failure(buf: ReceiveBuffer) -> Failure | None:
-    head = buf.peek(_FAILURE.size)
-    if len(head) < _FAILURE.size:
-        return None
-    _tag, code, length = _FAILURE.unpack(head)
-    if code not in FAILURE_CODES:
-        raise RemoteProtocolError("failure message", f"unknown code {code}")
-    if length > MAX_REASON_BYTES:
-        raise RemoteProtocolError("failure message", f"reason of {length} bytes is too long")
-    raw = buf.take(_FAILURE.size + length)
-    if raw is None:
-        return None
-    try:
-        reason = raw[_FAILURE.size :].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RemoteProtocolError("failure message", "reason is not UTF-8") from exc
-    if clean_reason(reason) != reason:
-        raise RemoteProtocolError("failure message", "reason contains control characters")
-    return Failure(ExitCode(code), reason)
-
-
-def _describe_tag(tag: bytes) -> str:
-    return repr(tag) if tag else "nothing"
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes from the peer; ``b""`` means it closed its direction (EOF)."""
+        self._input.feed(data)
 
 
 # ---------------------------------------------------------------- sender
@@ -301,7 +106,7 @@ class SenderState(enum.Enum):
     ERROR = "protocol error"
 
 
-class TransferSender:
+class TransferSender(_End):
     """The sending end's protocol state: encodes what it sends, parses what comes back.
 
     ``send``: Header → Start → Data* → Trailer, in that order.  ``next_event``: Offer
@@ -311,35 +116,22 @@ class TransferSender:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.state = SenderState.HEADER
-        self._input = ReceiveBuffer("receive_data")
-        self._header: Header | None = None
-        self._offer: Offer | None = None
-        self._offset = 0
         self._sent = 0  # data bytes after the Start offset
-        self._trailer: Trailer | None = None
-
-    @property
-    def header(self) -> Header | None:
-        return self._header
-
-    @property
-    def offset(self) -> int:
-        """Where the data started (the accepted resume offset)."""
-        return self._offset
 
     # -- outgoing
 
     def send(self, event: Header | Start | Data | Trailer) -> bytes:
         """Encode ``event``; :class:`LocalProtocolError` if it is out of turn or invalid."""
         if isinstance(event, Header):
-            self._expect_state(SenderState.HEADER, event)
+            _expect_state(self.state, SenderState.HEADER, event)
             out = encode_header(event)
             self._header = event
             self.state = SenderState.AWAIT_OFFER
             return out
         if isinstance(event, Start):
-            self._expect_state(SenderState.START, event)
+            _expect_state(self.state, SenderState.START, event)
             assert self._offer is not None
             if event.offset not in (0, self._offer.offset):
                 raise LocalProtocolError(
@@ -348,20 +140,14 @@ class TransferSender:
                 )
             self._offset = event.offset
             self.state = SenderState.DATA
-            return _START.pack(TAG_START, event.offset)
+            return encode_start(event.offset)
         if isinstance(event, Data):
-            self._expect_state(SenderState.DATA, event)
+            _expect_state(self.state, SenderState.DATA, event)
             return self._encode_data(event.data)
         if isinstance(event, Trailer):
-            self._expect_state(SenderState.DATA, event)
+            _expect_state(self.state, SenderState.DATA, event)
             return self._encode_trailer(event)
         raise LocalProtocolError("send", f"a sender cannot send {type(event).__name__}")
-
-    def _expect_state(self, state: SenderState, event: object) -> None:
-        if self.state is not state:
-            raise LocalProtocolError(
-                f"send {type(event).__name__}", f"not allowed now (state: {self.state.value})"
-            )
 
     def _encode_data(self, data: bytes) -> bytes:
         assert self._header is not None
@@ -373,19 +159,12 @@ class TransferSender:
                 raise LocalProtocolError("data", f"more than the announced {size} bytes")
             self._sent += len(data)
             return data  # the size is known: data goes raw, without a copy
-        out = bytearray()
-        view = memoryview(data)
-        while view:
-            piece = view[:MAX_CHUNK]
-            out += _CHUNK.pack(len(piece))
-            out += piece
-            view = view[len(piece) :]
         self._sent += len(data)
-        return bytes(out)
+        return encode_chunks(data)
 
     def _encode_trailer(self, trailer: Trailer) -> bytes:
         assert self._header is not None
-        _check_digest(trailer.sha256, "trailer")
+        check_digest(trailer.sha256, "trailer")
         total = self._offset + self._sent
         if trailer.size != total:
             raise LocalProtocolError("trailer", f"size {trailer.size} but {total} bytes were sent")
@@ -395,14 +174,10 @@ class TransferSender:
             )
         self._trailer = trailer
         self.state = SenderState.AWAIT_ACK
-        end = b"" if self._header.size is not None else _CHUNK.pack(0)
-        return end + _OFFSET_DIGEST.pack(TAG_TRAILER, trailer.size, trailer.sha256)
+        end = b"" if self._header.size is not None else END_OF_CHUNKS
+        return end + encode_size_digest(TAG_TRAILER, trailer.size, trailer.sha256)
 
     # -- incoming
-
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes from the receiver; ``b""`` means it closed its direction (EOF)."""
-        self._input.feed(data)
 
     def next_event(self) -> FromReceiver | NeedData:
         """The next message from the receiver, or :data:`NEED_DATA`."""
@@ -427,21 +202,21 @@ class TransferSender:
             raise ConnectionLost("receiver", "closed the connection before acknowledging the file")
         tag = buf.peek(1)
         if tag == TAG_FAILURE and self.state is not SenderState.DONE:
-            failure = _parse_failure(buf)
+            failure = parse_failure(buf)
             if failure is not None:
                 self.state = SenderState.FAILED
                 return failure
         elif tag == TAG_OFFER and self.state is SenderState.AWAIT_OFFER:
-            parsed = _parse_offset_digest(buf, TAG_OFFER, "offer")
+            parsed = parse_size_digest(buf, TAG_OFFER, "offer")
             if parsed is not None:
                 return self._on_offer(Offer(*parsed))
         elif tag == TAG_ACK and self.state is SenderState.AWAIT_ACK:
-            parsed = _parse_offset_digest(buf, TAG_ACK, "ack")
+            parsed = parse_size_digest(buf, TAG_ACK, "ack")
             if parsed is not None:
                 return self._on_ack(Ack(*parsed))
         else:
             raise RemoteProtocolError(
-                "receiver", f"sent {_describe_tag(tag)} where {self._expected()} was expected"
+                "receiver", f"sent {describe_tag(tag)} where {self._expected()} was expected"
             )
         if buf.eof:  # a message was cut short
             raise ConnectionLost("receiver", "closed the connection in the middle of a message")
@@ -489,7 +264,7 @@ class ReceiverState(enum.Enum):
     ERROR = "protocol error"
 
 
-class TransferReceiver:
+class TransferReceiver(_End):
     """The receiving end's protocol state.
 
     ``next_event``: Header, then (after we ``send`` an Offer) Start, Data*, Trailer;
@@ -502,22 +277,10 @@ class TransferReceiver:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.state = ReceiverState.HEADER
-        self._input = ReceiveBuffer("receive_data")
-        self._header: Header | None = None
-        self._offer: Offer | None = None
-        self._offset = 0
         self._received = 0  # data bytes after the Start offset
         self._chunk_left = 0
-        self._trailer: Trailer | None = None
-
-    @property
-    def header(self) -> Header | None:
-        return self._header
-
-    @property
-    def offset(self) -> int:
-        return self._offset
 
     @property
     def data_received(self) -> int:
@@ -536,43 +299,37 @@ class TransferReceiver:
             self._input.discard()
             return out
         if isinstance(event, Offer):
-            self._expect_state(ReceiverState.OFFER, event)
+            _expect_state(self.state, ReceiverState.OFFER, event)
             assert self._header is not None
-            _check_digest(event.prefix_sha256, "offer")
-            _check_size(event.offset, "offer")
+            check_digest(event.prefix_sha256, "offer")
+            check_size(event.offset, "offer")
             if self._header.size is not None and event.offset > self._header.size:
                 raise LocalProtocolError("offer", "offset beyond the announced size")
             if event.offset == 0 and event.prefix_sha256 != EMPTY_SHA256:
                 raise LocalProtocolError("offer", "an empty prefix has sha256 of nothing")
             self._offer = event
             self.state = ReceiverState.AWAIT_START
-            return _OFFSET_DIGEST.pack(TAG_OFFER, event.offset, event.prefix_sha256)
+            return encode_size_digest(TAG_OFFER, event.offset, event.prefix_sha256)
         if isinstance(event, Ack):
-            self._expect_state(ReceiverState.ACK, event)
+            _expect_state(self.state, ReceiverState.ACK, event)
             assert self._trailer is not None
             if not self._input.eof or len(self._input):
                 raise LocalProtocolError("send Ack", "not before the sender's FIN ends its stream")
             if (event.size, event.sha256) != (self._trailer.size, self._trailer.sha256):
                 raise LocalProtocolError("ack", "must repeat the trailer's size and sha256")
             self.state = ReceiverState.DONE
-            return _OFFSET_DIGEST.pack(TAG_ACK, event.size, event.sha256)
+            return encode_size_digest(TAG_ACK, event.size, event.sha256)
         raise LocalProtocolError("send", f"a receiver cannot send {type(event).__name__}")
-
-    def _expect_state(self, state: ReceiverState, event: object) -> None:
-        if self.state is not state:
-            raise LocalProtocolError(
-                f"send {type(event).__name__}", f"not allowed now (state: {self.state.value})"
-            )
 
     # -- incoming
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes from the sender; ``b""`` means it closed its direction (EOF)."""
-        self._input.feed(data)
+        super().receive_data(data)
         if self.state is ReceiverState.FAILED:
             self._input.discard()
 
-    def next_event(self) -> Header | Start | Data | Trailer | Closed | _Sentinel:
+    def next_event(self) -> FromSender | NeedData:
         """The next event from the sender, :data:`NEED_DATA` or :data:`PAUSED`."""
         if self.state is ReceiverState.ERROR:
             raise RemoteProtocolError("sender", "the connection already broke the protocol")
@@ -582,7 +339,7 @@ class TransferReceiver:
             self.state = ReceiverState.ERROR
             raise
 
-    def _next_event(self) -> Header | Start | Data | Trailer | Closed | _Sentinel:
+    def _next_event(self) -> FromSender | NeedData:
         state = self.state
         buf = self._input
         if state is ReceiverState.OFFER:
@@ -631,56 +388,16 @@ class TransferReceiver:
         )
 
     def _parse_header(self) -> Header | None:
-        buf = self._input
-        fixed = buf.peek(_HEADER.size)
-        if fixed[: len(MAGIC)] != MAGIC[: len(fixed)]:
-            raise RemoteProtocolError("header", "bad magic: not an ncat-trio file transfer")
-        if len(fixed) > len(MAGIC) and fixed[4] != VERSION:
-            raise RemoteProtocolError(
-                "header", f"unsupported version {fixed[4]} (this is {VERSION})"
-            )
-        if len(fixed) < _HEADER.size:
-            return None
-        _magic, _version, flags, mode, size, mtime_ns, name_len = _HEADER.unpack(fixed)
-        if flags & ~_KNOWN_FLAGS:
-            raise RemoteProtocolError("header", f"unknown flags 0x{flags:02x}")
-        if mode > MAX_MODE:
-            raise RemoteProtocolError("header", f"mode {mode:o} is not in 0..7777")
-        if flags & FLAG_SIZE_KNOWN and size > MAX_SIZE:
-            raise RemoteProtocolError("header", f"size {size} is out of range")
-        if not flags & FLAG_SIZE_KNOWN and size != 0:
-            raise RemoteProtocolError("header", "a size is present but flagged unknown")
-        if not flags & FLAG_MTIME and mtime_ns != 0:
-            raise RemoteProtocolError("header", "an mtime is present but not flagged")
-        if not 1 <= name_len <= MAX_NAME_BYTES:
-            raise RemoteProtocolError("header", f"name length {name_len} is not in 1..255")
-        raw = buf.take(_HEADER.size + name_len)
-        if raw is None:
-            return None
-        try:
-            name = raw[_HEADER.size :].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RemoteProtocolError("header", "file name is not UTF-8") from exc
-        check_name(name)
-        header = Header(
-            name=name,
-            size=size if flags & FLAG_SIZE_KNOWN else None,
-            mode=mode,
-            mtime_ns=mtime_ns if flags & FLAG_MTIME else None,
-        )
-        self._header = header
-        self.state = ReceiverState.OFFER
+        header = parse_header(self._input)
+        if header is not None:
+            self._header = header
+            self.state = ReceiverState.OFFER
         return header
 
     def _parse_start(self) -> Start | None:
-        buf = self._input
-        tag = buf.peek(1)
-        if tag and tag != TAG_START:
-            raise RemoteProtocolError("sender", f"sent {tag!r} where start was expected")
-        raw = buf.take(_START.size)
-        if raw is None:
+        offset = parse_start(self._input)
+        if offset is None:
             return None
-        _tag, offset = _START.unpack(raw)
         assert self._offer is not None
         if offset not in (0, self._offer.offset):
             raise RemoteProtocolError(
@@ -703,15 +420,12 @@ class TransferReceiver:
                 return None
             return self._deliver(buf.take_up_to(left))
         if self.state is ReceiverState.DATA:  # at a chunk boundary
-            raw = buf.take(_CHUNK.size)
-            if raw is None:
+            length = parse_chunk_length(buf)
+            if length is None:
                 return None
-            (length,) = _CHUNK.unpack(raw)
             if length == 0:
                 self.state = ReceiverState.TRAILER
                 return self._parse_trailer()
-            if length > MAX_CHUNK:
-                raise RemoteProtocolError("chunk", f"length {length} exceeds {MAX_CHUNK}")
             self._chunk_left = length
             self.state = ReceiverState.CHUNK_BODY
         if not len(buf):
@@ -734,7 +448,7 @@ class TransferReceiver:
         tag = buf.peek(1)
         if tag and tag != TAG_TRAILER:
             raise RemoteProtocolError("sender", f"sent {tag!r} where the trailer was expected")
-        parsed = _parse_offset_digest(buf, TAG_TRAILER, "trailer")
+        parsed = parse_size_digest(buf, TAG_TRAILER, "trailer")
         if parsed is None:
             return None
         size, digest = parsed
@@ -748,31 +462,11 @@ class TransferReceiver:
 
 
 __all__ = [
-    "EMPTY_SHA256",
-    "MAGIC",
-    "MAX_CHUNK",
-    "MAX_NAME_BYTES",
     "NEED_DATA",
     "PAUSED",
-    "VERSION",
-    "Ack",
-    "Closed",
-    "Data",
-    "Event",
-    "Failure",
-    "FromReceiver",
-    "FromSender",
-    "Header",
-    "NeedData",
-    "Offer",
     "ReceiverState",
     "SenderState",
     "ShortStream",
-    "Start",
-    "Trailer",
     "TransferReceiver",
     "TransferSender",
-    "check_name",
-    "clean_reason",
-    "encode_header",
 ]

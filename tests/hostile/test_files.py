@@ -23,31 +23,24 @@ import signal
 import socket
 import struct
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ncat_trio.proto import transfer as wire
+from ncat_trio.proto import transfer_wire as wire
+from ncat_trio.proto.transfer import TransferSender
 
 from ..support import (
     NCAT,
     finish,
     one_error_line,
     read_line,
-    reap_children,
     spawn,
     spawn_listener,
 )
 
 PARTIAL = ".f.bin.ncat-trio-partial"
 PRECIOUS = b"precious: must never be written through\n"
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def receiver(out: Path, *flags: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -165,11 +158,11 @@ def test_a_planted_final_name_is_never_written_through(
 
 
 class RawSender:
-    """The sending end made by hand: real socket, wire messages from proto.transfer."""
+    """The sending end made by hand: real socket, wire messages from proto.transfer_wire."""
 
     def __init__(self, port: int, payload: bytes, *, known: bool = True) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.proto = wire.TransferSender()
+        self.proto = TransferSender()
         self.payload = payload
         header = wire.Header("f.bin", len(payload) if known else None, 0o644)
         self.sock.sendall(self.proto.send(header))
@@ -189,6 +182,11 @@ class RawSender:
             + self.proto.send(wire.Data(self.payload))
             + self.proto.send(wire.Trailer(len(self.payload), digest))
         )
+
+    def send_body_and_fin(self) -> None:
+        """:meth:`body`, then our FIN right after the trailer (as PROTOCOL.md asks)."""
+        self.sock.sendall(self.body())
+        self.sock.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
         self.sock.close()
@@ -238,8 +236,7 @@ def test_a_signal_once_the_name_appears_is_still_exit_0(run: int, tmp_path: Path
     try:
         listener, port = receiver(tmp_path)
         peer = RawSender(port, payload)
-        peer.sock.sendall(peer.body())
-        peer.sock.shutdown(socket.SHUT_WR)
+        peer.send_body_and_fin()
         watch.wait_for("f.bin")
         listener.send_signal(signal.SIGTERM)
         err = assert_in_place_and_zero(listener, tmp_path, payload)
@@ -254,8 +251,7 @@ def test_a_signal_after_the_ack_is_exit_0(signum: signal.Signals, tmp_path: Path
     payload = os.urandom(70_000)
     listener, port = receiver(tmp_path)
     peer = RawSender(port, payload)
-    peer.sock.sendall(peer.body())
-    peer.sock.shutdown(socket.SHUT_WR)
+    peer.send_body_and_fin()
     ack = peer.next_event()
     assert isinstance(ack, wire.Ack), ack
     listener.send_signal(signum)
@@ -272,8 +268,7 @@ def test_a_signal_after_the_ack_to_stdout_is_exit_0() -> None:
     payload = os.urandom(30_000)  # less than a pipe holds: stdout is read at the end
     listener, port = spawn_listener(["receive", "-o", "-", "127.0.0.1", "0"])
     peer = RawSender(port, payload)
-    peer.sock.sendall(peer.body())
-    peer.sock.shutdown(socket.SHUT_WR)
+    peer.send_body_and_fin()
     assert isinstance(peer.next_event(), wire.Ack)
     listener.send_signal(signal.SIGTERM)
     out, err = listener.communicate(timeout=30)
@@ -362,8 +357,7 @@ def test_the_fin_right_after_the_trailer_is_acknowledged(tmp_path: Path) -> None
     payload = os.urandom(30_000)
     listener, port = receiver(tmp_path)
     peer = RawSender(port, payload)
-    peer.sock.sendall(peer.body())
-    peer.sock.shutdown(socket.SHUT_WR)
+    peer.send_body_and_fin()
     ack = peer.next_event()
     assert ack == wire.Ack(len(payload), hashlib.sha256(payload).digest())
     assert isinstance(peer.next_event(), wire.Closed)

@@ -32,7 +32,8 @@ import pytest
 
 from ncat_trio.errors import ExitCode
 from ncat_trio.proto import ntp
-from ncat_trio.proto import transfer as wire
+from ncat_trio.proto import transfer_wire as wire
+from ncat_trio.proto.transfer import TransferReceiver
 
 from ..support import NCAT, ServeOnce, finish, popen, read_line, reaped, spawn_listener
 
@@ -142,7 +143,7 @@ def test_transfer_receivers_failure_text_is_escaped(tmp_path: Path) -> None:
     source.write_bytes(b"x" * 1000)
 
     def receiver(conn: socket.socket) -> None:
-        machine = wire.TransferReceiver()
+        machine = TransferReceiver()
         while True:
             machine.receive_data(conn.recv(4096))
             event = machine.next_event()

@@ -38,6 +38,13 @@ def _listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 20.0) 
     raise AssertionError(f"{proc.args!r} not listening on {port} after {timeout} s")
 
 
+def _silent(argv: list[str]) -> subprocess.Popen[bytes]:
+    """``argv`` started with no stdin and its output thrown away."""
+    return subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 @contextlib.contextmanager
 def _serving(start: Callable[[int], subprocess.Popen[bytes]]) -> Iterator[int]:
     """Start a server on a free port (again on another if it lost the port); yield it."""
@@ -78,12 +85,7 @@ def nginx(root: Path, tmp: Path) -> Iterator[int]:
             f"  server {{ listen 127.0.0.1:{port}; root {root}; }}\n"
             "}\n"
         )
-        return subprocess.Popen(
-            [binary, "-c", str(conf), "-p", str(tmp)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        return _silent([binary, "-c", str(conf), "-p", str(tmp)])
 
     with _serving(start) as port:
         yield port
@@ -100,12 +102,7 @@ def tinyproxy(tmp: Path, target_port: int) -> Iterator[int]:
             f"Port {port}\nListen 127.0.0.1\nTimeout 600\nMaxClients 20\nLogLevel Error\n"
             f'PidFile "{tmp / "tinyproxy.pid"}"\nConnectPort {target_port}\n'
         )
-        return subprocess.Popen(
-            [binary, "-d", "-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        return _silent([binary, "-d", "-c", str(conf)])
 
     with _serving(start) as port:
         yield port
@@ -115,12 +112,7 @@ def tinyproxy(tmp: Path, target_port: int) -> Iterator[int]:
 def ncat_http_proxy() -> Iterator[int]:
     """``ncat -l -k --proxy-type http 127.0.0.1 0``; yields its real port."""
     binary = require_program("ncat")
-    proc = subprocess.Popen(
-        [binary, "-l", "-k", "--proxy-type", "http", "127.0.0.1", "0"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _silent([binary, "-l", "-k", "--proxy-type", "http", "127.0.0.1", "0"])
     try:
         deadline = time.monotonic() + 20
         while True:  # ncat prints "Listening on 127.0.0.1:0": the port is in /proc
@@ -144,11 +136,8 @@ def socat_sha256() -> Iterator[int]:
     binary = require_program("socat")
 
     def start(port: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [binary, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", "EXEC:sha256sum"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        return _silent(
+            [binary, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", "EXEC:sha256sum"]
         )
 
     with _serving(start) as port:
