@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,10 @@ from ..support import (
     ipv6_loopback_available,
     one_error_line,
     read_line,
-    reap_children,
     spawn_listener,
 )
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback (::1)")
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def policy(allow: tuple[str, ...] = (), deny: tuple[str, ...] = ()) -> AccessPolicy:

@@ -13,7 +13,6 @@ import signal
 import socket
 import struct
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -23,17 +22,10 @@ from ..support import (
     finish,
     one_error_line,
     pid_gone,
-    reap_children,
     receive_all,
     sha256,
     spawn_listener,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def talk(port: int, message: bytes) -> bytes:

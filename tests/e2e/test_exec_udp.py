@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,7 +21,6 @@ from ..support import (
     one_error_line,
     pid_gone,
     read_line,
-    reap_children,
     spawn,
     wait_for_port,
 )
@@ -31,12 +29,6 @@ from ..support import (
 CONVERSATION = (
     'while read line; do [ "$line" = quit ] && { echo bye; exit 3; }; echo "got $line"; done'
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def udp_socket() -> socket.socket:

@@ -14,7 +14,7 @@ import trio.testing
 
 from ncat_trio.transport.idle import IdleWatch, WatchedStream
 
-from ..support import NCAT, start_ncat_listener
+from ..support import NCAT, spawn_listener
 
 
 async def test_silence_fires_and_traffic_or_local_work_does_not(
@@ -64,7 +64,7 @@ def test_send_to_a_receiver_that_never_answers_exits_4() -> None:
 
 
 def test_receive_from_a_sender_that_never_sends_exits_4() -> None:
-    proc, port = start_ncat_listener(["receive", "-i", "0.5", "-o", "-", "127.0.0.1", "0"])
+    proc, port = spawn_listener(["receive", "-i", "0.5", "-o", "-", "127.0.0.1", "0"])
     with socket.create_connection(("127.0.0.1", port), timeout=10):
         try:
             out, err = proc.communicate(timeout=20)
@@ -94,7 +94,7 @@ def test_a_transfer_that_keeps_moving_is_not_cut(tmp_path: pathlib.Path) -> None
     src.write_bytes(os.urandom(3 << 20))
     out = tmp_path / "out"
     out.mkdir()
-    proc, port = start_ncat_listener(["receive", "-q", "-i", "5", "-o", str(out), "127.0.0.1", "0"])
+    proc, port = spawn_listener(["receive", "-q", "-i", "5", "-o", str(out), "127.0.0.1", "0"])
     try:
         sent = subprocess.run(
             [*NCAT, "send", "-q", "-i", "5", "127.0.0.1", str(port), str(src)],

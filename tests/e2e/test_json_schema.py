@@ -24,7 +24,7 @@ from ncat_trio import report_schema
 from ncat_trio.cli import run_cli
 from ncat_trio.report_schema import schema_for, validate
 from tests.relay_ends import connect, receive_all, relay_process, start_server
-from tests.support import NCAT, finish, popen, wait_for_port
+from tests.support import NCAT, finish, spawn, wait_for_port
 
 JSON_DOC = Path(__file__).resolve().parents[2] / "docs" / "json.md"
 
@@ -145,7 +145,7 @@ def test_unwritable_json_file_never_connects(tmp_path: Path) -> None:
 @contextmanager
 def background(args: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """An ncat-trio server process and the port from its readiness line; killed at the end."""
-    proc = popen([*NCAT, *args])
+    proc = spawn([*NCAT, *args])
     try:
         assert proc.stderr is not None
         yield proc, wait_for_port(proc.stderr)

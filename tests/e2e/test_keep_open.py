@@ -12,7 +12,6 @@ import signal
 import socket
 import struct
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -25,16 +24,9 @@ from ..support import (
     finish,
     one_error_line,
     read_line,
-    reap_children,
     receive_all,
     spawn_listener,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def connect(port: int) -> socket.socket:

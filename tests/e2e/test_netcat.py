@@ -29,7 +29,6 @@ from ..support import (
     ipv6_loopback_available,
     one_error_line,
     read_line,
-    reap_children,
     reaped,
     receive_all,
     sha256,
@@ -38,14 +37,6 @@ from ..support import (
     spawn_listener,
     wait_for_port,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    """Whatever a failed test left running is killed, waited for and its pipes closed."""
-    yield
-    reap_children()
-
 
 BIG = 64 << 20  # each way, in the both-directions test
 REPLY = 8 << 20  # the listener's reply to a request-then-FIN client

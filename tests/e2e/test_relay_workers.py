@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from ..relay_ends import connect, payload, receive_all, relay_process, send_in_pieces, start_server
-from ..support import NCAT, popen
+from ..support import NCAT, spawn
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -116,7 +116,7 @@ def test_a_taken_port_is_one_error_line_and_exit_1() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = popen([*NCAT, "relay", "--workers", "2", f"127.0.0.1:{port}", "127.0.0.1:9"])
+        proc = spawn([*NCAT, "relay", "--workers", "2", f"127.0.0.1:{port}", "127.0.0.1:9"])
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert err.decode().startswith(f"ncat-trio: listen on 127.0.0.1:{port}: ")

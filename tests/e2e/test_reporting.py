@@ -17,7 +17,7 @@ import pytest
 
 from ncat_trio import report_schema
 from ncat_trio.report_schema import validate
-from tests.support import NCAT, start_ncat_listener
+from tests.support import NCAT, spawn_listener
 
 PAYLOAD = os.urandom(1 << 20)
 
@@ -32,7 +32,7 @@ def transfer(tmp_path: Path, *flags: str) -> tuple[bytes, bytes, bytes]:
     src = tmp_path / "payload"
     src.write_bytes(PAYLOAD)
     with src.open("rb") as stdin:
-        listener, port = start_ncat_listener(["listen", "127.0.0.1", "0"], stdin=stdin)
+        listener, port = spawn_listener(["listen", "127.0.0.1", "0"], stdin=stdin)
     client = subprocess.run(
         [*NCAT, "127.0.0.1", str(port), "-d", *flags], capture_output=True, timeout=60, check=False
     )
@@ -75,7 +75,7 @@ def test_json_file_records_a_failure(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1  # refused: no session, so no summary either
     assert not out_file.exists()
-    listener, port = start_ncat_listener(["listen", "127.0.0.1", "0", "--json-file", str(out_file)])
+    listener, port = spawn_listener(["listen", "127.0.0.1", "0", "--json-file", str(out_file)])
     client = subprocess.run(
         [*NCAT, "127.0.0.1", str(port)], input=b"hi", capture_output=True, timeout=30, check=False
     )
@@ -90,7 +90,7 @@ def test_rate_limit_paces_the_upload(tmp_path: Path) -> None:
     """512 KiB at --rate 1M takes about half a second (real time: lenient bounds)."""
     data = tmp_path / "data"
     data.write_bytes(os.urandom(512 * 1024))
-    listener, port = start_ncat_listener(["listen", "127.0.0.1", "0", "--recv-only"])
+    listener, port = spawn_listener(["listen", "127.0.0.1", "0", "--recv-only"])
     started = time.monotonic()
     with data.open("rb") as stdin:
         client = subprocess.run(

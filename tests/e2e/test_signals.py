@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import NCAT, read_line, start_ncat_listener
+from tests.support import NCAT, read_line, spawn_listener
 
 DEADLINE = 1.0  # the bound on exiting after a signal
 
@@ -56,7 +56,7 @@ def silent_server() -> Iterator[socket.socket]:
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_while_accepting(signum: signal.Signals, code: int) -> None:
-    proc, _port = start_ncat_listener(["listen", "127.0.0.1", "0"])
+    proc, _port = spawn_listener(["listen", "127.0.0.1", "0"])
     got, elapsed, err = signal_and_wait(proc, signum)
     assert got == code
     assert elapsed < DEADLINE

@@ -3,7 +3,7 @@
 Certificates come from ``trustme`` (a throwaway CA and a leaf for localhost,
 127.0.0.1 and ::1).  The closing policy (README, "TLS"): under TLS 1.3 stdin EOF sends
 ``close_notify`` at once and receiving goes on until the peer's (a half-close; its
-details and the TLS 1.2 fallback are in ``test_tls_halfclose.py``).  Everything sent
+details and the TLS 1.2 fallback are in ``tests/transport/test_tls_halfclose.py``).  Everything sent
 before a ``close_notify`` arrives (TLS keeps order), so ``-q 0`` is a deterministic
 "send and close", not a race.
 """
@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,17 +31,10 @@ from ..support import (
     finish,
     one_error_line,
     read_line,
-    reap_children,
     spawn,
     spawn_listener,
     wait_for_port,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from ncat_trio.modes.http_server import MAX_BODY, MAX_HEAD, Request
 from ncat_trio.testing import ApiServer
 
-from ..support import NCAT, ServeOnce, finish, one_error_line, popen, reaped, wait_for_port
+from ..support import NCAT, ServeOnce, finish, one_error_line, reaped, spawn, wait_for_port
 from ..toxiproxy_ends import call, connect, echo_server, round_trip, upstream_of, wait_closed
 
 
@@ -361,7 +361,7 @@ def test_cli_serves_the_api_with_config(tmp_path: Path) -> None:
                 [{"name": "cfg", "listen": "127.0.0.1:0", "upstream": upstream_of(upstream)}]
             )
         )
-        proc = popen([*NCAT, "toxiproxy", "--port", "0", "--config", str(config)])
+        proc = spawn([*NCAT, "toxiproxy", "--port", "0", "--config", str(config)])
         with reaped(proc):
             assert proc.stderr is not None
             api = wait_for_port(proc.stderr)
@@ -376,7 +376,7 @@ def test_cli_serves_the_api_with_config(tmp_path: Path) -> None:
 def test_cli_refuses_a_bad_config(tmp_path: Path) -> None:
     config = tmp_path / "bad.json"
     config.write_text('{"not": "a list"}')
-    proc = popen([*NCAT, "toxiproxy", "--port", "0", "--config", str(config)])
+    proc = spawn([*NCAT, "toxiproxy", "--port", "0", "--config", str(config)])
     with reaped(proc):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2, err
@@ -530,7 +530,7 @@ def test_reset_peer_waits_its_timeout_after_the_first_data(toxiproxy_server: Api
 
 
 def test_cli_warns_when_the_api_leaves_loopback() -> None:
-    proc = popen([*NCAT, "toxiproxy", "--host", "0.0.0.0", "--port", "0"])
+    proc = spawn([*NCAT, "toxiproxy", "--host", "0.0.0.0", "--port", "0"])
     with reaped(proc):
         assert proc.stderr is not None
         wait_for_port(proc.stderr)

@@ -35,7 +35,7 @@ from ncat_trio.modes.transfer_session import (
 )
 from ncat_trio.proto import transfer as wire
 
-from ..support import NCAT, popen, start_ncat_listener
+from ..support import NCAT, spawn, spawn_listener
 
 MiB = 1 << 20
 TIMEOUT = 60
@@ -431,11 +431,11 @@ class Proxy:
 
 
 def start_receiver(*args: str, cwd: Path) -> tuple[subprocess.Popen[bytes], int]:
-    return start_ncat_listener(["receive", *args, "127.0.0.1", "0"], cwd=cwd)
+    return spawn_listener(["receive", *args, "127.0.0.1", "0"], cwd=cwd)
 
 
 def sender(port: int, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
-    return popen([*NCAT, "send", "127.0.0.1", str(port), *args], **kwargs)
+    return spawn([*NCAT, "send", "127.0.0.1", str(port), *args], **kwargs)
 
 
 def outcome(proc: subprocess.Popen[bytes]) -> tuple[int, bytes, bytes]:
@@ -501,8 +501,8 @@ def test_cli_reverse_direction_send_listens_receive_connects(tmp_path: Path) -> 
     payload = make_file(tmp_path / "f.bin", 100_000)
     out = tmp_path / "out"
     out.mkdir()
-    proc, port = start_ncat_listener(["send", "--listen", "0", str(tmp_path / "f.bin")])
-    receiver = popen([*NCAT, "receive", "--connect", "127.0.0.1", str(port), "-o", str(out)])
+    proc, port = spawn_listener(["send", "--listen", "0", str(tmp_path / "f.bin")])
+    receiver = spawn([*NCAT, "receive", "--connect", "127.0.0.1", str(port), "-o", str(out)])
     rcode, _, rerr = outcome(receiver)
     assert rcode == 0, rerr
     assert outcome(proc)[0] == 0

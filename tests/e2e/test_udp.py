@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,9 @@ from ..support import (
     finish,
     one_error_line,
     read_line,
-    reap_children,
     spawn,
     spawn_listener,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def udp_socket(host: str = "127.0.0.1") -> socket.socket:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,10 @@ from ..support import (
     finish,
     one_error_line,
     read_line,
-    reap_children,
     receive_all,
     sha256,
     spawn,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def start_unix_listener(

@@ -15,7 +15,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,6 @@ from ..support import (
     ipv6_loopback_available,
     one_error_line,
     read_line,
-    reap_children,
     receive_all,
     spawn,
     spawn_listener,
@@ -41,12 +40,6 @@ DENIED = "127.0.0.1"
 PERMITTED = "127.0.0.2"  # loopback too (127/8): a second client address without a network
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback (::1)")
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def udp_from(source: str) -> socket.socket:

@@ -21,7 +21,7 @@ import errno
 import ipaddress
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from ncat_trio.errors import UsageError
 from ncat_trio.modes import relay as relay_mode
 from ncat_trio.transport import access
-from tests.support import NCAT, reap_children, spawn, wait_for_port
+from tests.support import NCAT, spawn, wait_for_port
 
 Policy = Callable[[tuple[str, ...], tuple[str, ...]], Callable[[str], bool]]
 
@@ -48,12 +48,6 @@ def relay_policy(allow: tuple[str, ...], deny: tuple[str, ...]) -> Callable[[str
 
 
 POLICIES = pytest.mark.parametrize("policy", [listen_policy, relay_policy], ids=["listen", "relay"])
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def spellings(v4: str) -> list[str]:

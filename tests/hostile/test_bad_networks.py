@@ -25,17 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import NCAT, Drain, reap_children, spawn, wait_for_port
+from tests.support import NCAT, Drain, spawn, wait_for_port
 
 UP = 1 << 20
 DOWN = 512 << 10
 NETEM = ["loss", "5%", "delay", "50ms", "20ms", "reorder", "25%", "50%"]
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def payload(size: int, seed: int) -> bytes:

@@ -18,7 +18,6 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,17 +26,10 @@ from ..support import (
     NCAT,
     finish,
     read_line,
-    reap_children,
     spawn,
     spawn_listener,
     still_running,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def family(pids: Path) -> str:

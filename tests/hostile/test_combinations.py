@@ -29,7 +29,7 @@ from ncat_trio.cli.compat import ARGUMENTS, COMMAND_RULES, TABLE, paths_of
 from ncat_trio.modes import netcat
 from ncat_trio.modes.netcat import NetcatOptions
 
-from ..support import NCAT, one_error_line, reap_children
+from ..support import NCAT, one_error_line
 
 #: A sample invocation of each flag (files are filled in per test).
 SAMPLES: dict[str, list[str]] = {
@@ -81,12 +81,6 @@ EXCLUSIVE = [
     {"ipv4", "ipv6"}, {"sequential", "max_conns"}, {"ssl_no_verify", "ssl_ca"},
     {"ssl_no_verify", "ssl_system_ca"},
 ]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 @pytest.fixture

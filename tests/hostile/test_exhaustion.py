@@ -39,18 +39,11 @@ from tests.support import (
     Drain,
     failure_shows_stderr,
     read_line,
-    reap_children,
     spawn,
     wait_for_port,
 )
 
 PAYLOAD = hashlib.sha256(b"exhaustion").digest() * 2048  # 64 KiB
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def fds_of(pid: int) -> int:

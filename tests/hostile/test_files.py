@@ -23,7 +23,6 @@ import signal
 import socket
 import struct
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,19 +34,12 @@ from ..support import (
     finish,
     one_error_line,
     read_line,
-    reap_children,
     spawn,
     spawn_listener,
 )
 
 PARTIAL = ".f.bin.ncat-trio-partial"
 PRECIOUS = b"precious: must never be written through\n"
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def receiver(out: Path, *flags: str) -> tuple[subprocess.Popen[bytes], int]:

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.support import NCAT, Drain, read_line, reap_children, spawn, wait_for_port
+from tests.support import NCAT, Drain, read_line, spawn, wait_for_port
 
 RUNS = int(os.environ.get("NCAT_SIGNAL_RUNS", "60"))
 DEADLINE = 1.0
@@ -66,12 +66,6 @@ def exec_supported() -> bool:
         ).stdout
         _EXEC = b"--exec" in out
     return _EXEC
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support import NCAT, missing, popen, require_program, require_ref_peer, wait_for_port
+from ..support import NCAT, missing, require_program, require_ref_peer, spawn, wait_for_port
 
 pytestmark = pytest.mark.interop
 
@@ -66,7 +66,7 @@ def roundtrip_ref() -> str:
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
 def test_probe_against_roundtrip_ref(roundtrip_ref: str, tcp: bool) -> None:
-    server = popen([roundtrip_ref, "-s", "0", "-b", "127.0.0.1", *(["-T"] if tcp else [])])
+    server = spawn([roundtrip_ref, "-s", "0", "-b", "127.0.0.1", *(["-T"] if tcp else [])])
     try:
         assert server.stdout is not None
         port = wait_for_port(server.stdout)  # "port = P"
@@ -82,7 +82,7 @@ def test_probe_against_roundtrip_ref(roundtrip_ref: str, tcp: bool) -> None:
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
 def test_roundtrip_ref_client_against_our_server(roundtrip_ref: str, tcp: bool) -> None:
-    server = popen([*NCAT, "clock", "serve", "-b", "127.0.0.1", "-p", "0", "-v",
+    server = spawn([*NCAT, "clock", "serve", "-b", "127.0.0.1", "-p", "0", "-v",
                     *(["--tcp"] if tcp else [])])  # fmt: skip
     try:
         assert server.stderr is not None
@@ -202,7 +202,7 @@ def test_ntp_probe_against_chronyd(chronyd_server: int) -> None:
 
 def test_chronyd_client_accepts_our_ntp_server(tmp_path: Path) -> None:
     chronyd = chronyd_path()
-    server = popen([*NCAT, "clock", "serve", "--proto", "ntp", "-b", "127.0.0.1", "-p", "0", "-v"])
+    server = spawn([*NCAT, "clock", "serve", "--proto", "ntp", "-b", "127.0.0.1", "-p", "0", "-v"])
     try:
         assert server.stderr is not None
         port = wait_for_port(server.stderr)

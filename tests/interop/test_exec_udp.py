@@ -5,7 +5,7 @@ ncat 7.93 (checked here): ``-u -l -e`` locks onto the first sender, gives each d
 to the child and each child write back as a datagram, exits 0 when the child exits;
 with ``-k`` it starts one child per sender (checked by hand on a fixed port: with port 0
 it re-binds a new random port after each sender); we refuse ``-k -u -e`` (exit 2,
-``test_exec_udp.py``).  It prints the port it was asked for (0): the real one comes
+``tests/e2e/test_exec_udp.py``).  It prints the port it was asked for (0): the real one comes
 from /proc/net/udp.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from ..support import (
     NCAT,
     finish,
     read_line,
-    reap_children,
     require_program,
     spawn,
     udp_port_of,
@@ -37,12 +35,6 @@ while read line; do
   echo "got $line"
 done
 """
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def test_udp_echo_through_exec_cat_with_nc_openbsd_as_the_client() -> None:

@@ -1,5 +1,5 @@
 """The HTTP CONNECT proxy of ncat.  (TLS interop with ``ncat --ssl`` and ``socat
-OPENSSL`` lives in ``test_interop_tls.py``.)
+OPENSSL`` lives in ``test_tls.py``.)
 
 * ncat prints the port it was *asked* for (``:0``): its real port comes from /proc.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,18 +18,11 @@ from ..support import (
     finish,
     listening_port_of,
     read_line,
-    reap_children,
     require_program,
     spawn,
 )
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def peer_port(proc: subprocess.Popen[bytes], ready: bytes) -> int:

@@ -24,7 +24,6 @@ import os
 import re
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -37,7 +36,6 @@ from ..support import (
     finish,
     listening_port_of,
     read_line,
-    reap_children,
     reaped,
     require_program,
     sha256,
@@ -46,13 +44,6 @@ from ..support import (
 )
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    """Whatever a failed test left running is killed, waited for and its pipes closed."""
-    yield
-    reap_children()
 
 
 PEERS = ["nc.openbsd", "ncat", "socat"]

@@ -2,7 +2,7 @@
 
 Random payloads both ways at once, checked by sha256 at both ends, and the relay's
 ``-v`` line must say the connection closed cleanly with every byte counted.  The peers'
-habits (see test_interop_netcat.py): nc.openbsd as a server stops sending when the
+habits (see test_netcat.py): nc.openbsd as a server stops sending when the
 client's FIN arrives, so the client's stdin stays open until the whole reply is in;
 socat needs ``-t 30`` or it closes 0.5 s after the first EOF.
 """
@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -25,7 +24,6 @@ from ..support import (
     Feed,
     finish,
     read_line,
-    reap_children,
     reaped,
     require_program,
     sha256,
@@ -42,12 +40,6 @@ _READY = {
     "nc.openbsd": re.compile(rb"Listening on \S+ (\d+)"),
     "socat": re.compile(rb"listening on AF=2 \S+:(\d+)"),
 }
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 @pytest.fixture

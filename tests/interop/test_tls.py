@@ -24,7 +24,6 @@ import os
 import re
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ from ..support import (
     finish,
     listening_port_of,
     read_line,
-    reap_children,
     reply_after_eof,
     require_program,
     sha256,
@@ -51,12 +49,6 @@ pytestmark = pytest.mark.interop
 SIZE = 1 << 20
 TRUNCATED = b"TLS truncated: the peer closed without close_notify"
 ALLOWED = b"[--ssl-allow-truncation: taken as its EOF]"
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from ..support import NCAT, finish, popen, require_ref_peer, wait_for_port
+from ..support import NCAT, finish, require_ref_peer, spawn, wait_for_port
 
 pytestmark = pytest.mark.interop
 
@@ -26,7 +26,7 @@ TIMEOUT = 60
 @contextmanager
 def running(args: list[str], *, ready_on: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A receiver with its real port (``port = P`` / ``listening on``); killed if left over."""
-    with popen(args) as proc:
+    with spawn(args) as proc:
         try:
             stream = proc.stdout if ready_on == "stdout" else proc.stderr
             assert stream is not None

@@ -13,7 +13,6 @@ import re
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ from ..support import (
     finish,
     listening_port_of,
     read_line,
-    reap_children,
     require_program,
     sha256,
     spawn,
@@ -35,12 +33,6 @@ from ..support import (
 pytestmark = pytest.mark.interop
 
 PEERS = ["nc.openbsd", "socat"]
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 def wait_for(proc: subprocess.Popen[bytes], pattern: bytes) -> re.Match[bytes]:
@@ -143,7 +135,7 @@ def test_unix_ncat_trio_client_to_peer_server(
     peer: str, payloads: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """Our stdin stays open until the peer's whole payload is in (nc.openbsd as a server
-    stops sending at the client's FIN: see test_interop_netcat.py)."""
+    stops sending at the client's FIN: see test_netcat.py)."""
     path = require_program(peer)
     ours, theirs = payloads
     sock = str(tmp_path / "s.sock")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support import ROOT, popen, reaped, wait_for_port
+from ..support import ROOT, reaped, spawn, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_send_and_receive_with_the_zipapp(pyz: Path, tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     source = tmp_path / "payload.bin"
     source.write_bytes(payload)
-    receiver = popen(bare(pyz, "receive", "127.0.0.1", "0", "-o", "out"), env={}, cwd=tmp_path)
+    receiver = spawn(bare(pyz, "receive", "127.0.0.1", "0", "-o", "out"), env={}, cwd=tmp_path)
     with reaped(receiver):
         assert receiver.stderr is not None
         port = wait_for_port(receiver.stderr, timeout=60)

@@ -1,7 +1,7 @@
 """Command-line parsing: nc spellings, options objects, one-line usage errors.
 
 These check the parsed, frozen options (the mode function is replaced by a recorder),
-not the world: end-to-end behaviour is in test_e2e_netcat.py.
+not the world: end-to-end behaviour is in tests/e2e/test_netcat.py.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The protocol tests feed every reply split at every byte and check that the machi
 never asks for a byte past its reply (what the target sends next must reach the
 session, not be swallowed).  The end-to-end tests run a minimal SOCKS5/SOCKS4 server
 written here (no Debian package provides one on these machines); the HTTP CONNECT
-proxy is ncat's own (``tests/test_interop_issue7b.py``).
+proxy is ncat's own (``tests/interop/test_http_proxy.py``).
 """
 
 from __future__ import annotations

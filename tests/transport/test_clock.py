@@ -25,7 +25,7 @@ from ncat_trio.proto.roundtrip import ClockSample, DiscardedReply
 from ncat_trio.transport import datagram
 from ncat_trio.transport.net import Endpoint
 
-from ..support import NCAT, popen, wait_for_port
+from ..support import NCAT, spawn, wait_for_port
 
 BASE = 1_800_000_000 * 10**9  # the wall clock at Trio time 0, in ns
 SKEW = 2 * 10**9  # the fake server's clock is 2 s ahead
@@ -460,7 +460,7 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen[bytes], int]:
-    proc = popen([*NCAT, "clock", "serve", "-b", "127.0.0.1", "-p", "0", *args])
+    proc = spawn([*NCAT, "clock", "serve", "-b", "127.0.0.1", "-p", "0", *args])
     assert proc.stderr is not None
     try:
         return proc, wait_for_port(proc.stderr)

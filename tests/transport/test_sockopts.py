@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -26,16 +25,10 @@ from ncat_trio.transport.sockopts import (
     parse_ttl,
 )
 
-from ..support import NCAT, finish, one_error_line, read_line, reap_children, spawn
+from ..support import NCAT, finish, one_error_line, read_line, spawn
 
 #: Python's socket module lacks IP_RECVTTL; 12 on Linux (<linux/in.h>).
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,14 @@ from ncat_trio import Latency, Stall
 from ncat_trio.pytest_plugin import SyncRelayFactory
 from ncat_trio.testing import ApiServer, Relay
 
-from ..toxiproxy_ends import PYTEST_WITHOUT_TRIO, call, connect, echo_server, round_trip, wait_closed
+from ..toxiproxy_ends import (
+    PYTEST_WITHOUT_TRIO,
+    call,
+    connect,
+    echo_server,
+    round_trip,
+    wait_closed,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sync_fixture_test.py"
 

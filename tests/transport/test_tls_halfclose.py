@@ -13,7 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -33,19 +33,12 @@ from ..support import (
     Feed,
     Pki,
     finish,
-    reap_children,
     reply_after_eof,
     sha256,
     spawn,
     spawn_listener,
 )
 from ..tls_keyupdate_peer import reply
-
-
-@pytest.fixture(autouse=True)
-def _reap_children() -> Iterator[None]:
-    yield
-    reap_children()
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ from ncat_trio.modes.ttcp import (
 from ncat_trio.proto import ttcp
 from ncat_trio.transport.pump import Side
 
-from ..support import NCAT, finish, popen, read_line, wait_for_port
+from ..support import NCAT, finish, read_line, spawn, wait_for_port
 
 
 async def run_both(
@@ -458,7 +458,7 @@ HUMAN_RECEIVE = (
 @contextmanager
 def started_receiver(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """``ncat-trio ttcp …`` with its real port; killed if still running, pipes closed."""
-    with popen([*NCAT, "ttcp", *args]) as proc:
+    with spawn([*NCAT, "ttcp", *args]) as proc:
         try:
             assert proc.stderr is not None
             yield proc, wait_for_port(proc.stderr)
@@ -581,7 +581,7 @@ def test_a_signal_stops_a_transmitter_blocked_on_its_peer(
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         cmd = ["transmit", "127.0.0.1", "-p", str(port), "-l", length, "-n", "3"]
-        with popen([*NCAT, "ttcp", *cmd]) as proc:
+        with spawn([*NCAT, "ttcp", *cmd]) as proc:
             try:
                 server.settimeout(10)
                 conn, _ = server.accept()
