@@ -45,7 +45,7 @@ dist:
 pyz:
     {{py}} tools/build_pyz.py --output dist/ncat-trio.pyz
 
-# Regenerate the man page (docs/ncat-trio.1) from the CLI; tests/test_manpage.py checks it.
+# Regenerate the man page (docs/ncat-trio.1) from the CLI; tests/project/test_manpage.py checks it.
 man:
     {{py}} tools/manpage.py
     MANWIDTH=80 man --warnings -l docs/ncat-trio.1 >/dev/null

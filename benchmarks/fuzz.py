@@ -1,7 +1,7 @@
 """Fuzz every decoder and parser at length: hypothesis (100k+ inputs), then atheris.
 
 The targets and the rule ("only the documented error types may escape") live in
-``tests/test_fuzz.py``; CI runs them with a quick hypothesis profile.  This script runs
+``tests/proto/test_fuzz.py``; CI runs them with a quick hypothesis profile.  This script runs
 the same hypothesis tests under the ``fuzz`` profile, counting every input each target
 was given, then (if ``atheris`` is installed: ``pip install -e '.[fuzz]'``, which ``just
 fuzz`` does; PyPI has wheels for Linux x86-64) a coverage-guided libFuzzer run over all
@@ -31,7 +31,7 @@ def run_hypothesis(examples: int) -> tuple[dict[str, int], list[str], float]:
     os.environ["NCAT_FUZZ_PROFILE"] = "fuzz"
     os.environ["NCAT_FUZZ_EXAMPLES"] = str(examples)
     sys.path.insert(0, str(ROOT))
-    from tests import test_fuzz  # the profile is read at import
+    from tests.proto import test_fuzz  # the profile is read at import
 
     failures = []
     started = time.perf_counter()
@@ -53,7 +53,7 @@ def atheris_worker(runs: int) -> None:
 
     sys.path.insert(0, str(ROOT))
     with atheris.instrument_imports(include=["ncat_trio"]):
-        from tests import test_fuzz
+        from tests.proto import test_fuzz
     names = sorted(test_fuzz.TARGETS)
 
     def one_input(data: bytes) -> None:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     tried, failures, seconds = run_hypothesis(args.examples)
     total = sum(tried.values())
-    from tests.test_fuzz import PARSERS
+    from tests.proto.test_fuzz import PARSERS
 
     decoders = sum(n for name, n in tried.items() if name not in PARSERS)
     print(

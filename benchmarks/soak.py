@@ -941,7 +941,7 @@ def print_report(report: ServerReport) -> None:
 
 
 def signal_storm(runs: int) -> int:
-    """Run tests/test_signal_storm.py ``runs`` times (TLS handshakes included) and print,
+    """Run tests/hostile/test_signal_storm.py ``runs`` times (TLS handshakes included) and print,
     per scenario, the runs that held every check and the slowest exit after the signal."""
     with tempfile.TemporaryDirectory(prefix="ncat-storm-") as folder:
         report = Path(folder) / "runs.jsonl"
@@ -952,7 +952,7 @@ def signal_storm(runs: int) -> int:
             "NCAT_SIGNAL_REPORT": str(report),
         }
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly"]
-        command.append("tests/test_signal_storm.py")
+        command.append("tests/hostile/test_signal_storm.py")
         code = subprocess.call(command, cwd=ROOT, env=env)
         held = [json.loads(line) for line in report.read_text().splitlines()]
     by_scenario: dict[str, list[float]] = {}

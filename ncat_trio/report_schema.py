@@ -2,7 +2,7 @@
 
 Each mode's object is described by a hand-written JSON Schema (draft 2020-12 subset) whose
 ``description`` strings are also the field tables of docs/json.md (:func:`markdown` renders
-them; ``tests/test_json_schema.py`` keeps docs/json.md and schemas in step and validates real
+them; ``tests/e2e/test_json_schema.py`` keeps docs/json.md and schemas in step and validates real
 output of every mode against them).  :func:`validate` is a tiny validator for exactly the
 keywords used here, so checking needs no third-party package.
 

@@ -11,7 +11,8 @@ from .support import reap_children
 
 @pytest.fixture(autouse=True)
 def _reap_children() -> Iterator[None]:
-    """Whatever a test left running (:func:`support.spawn`, :func:`support.spawn_listener`)
-    is killed, waited for and its pipes closed, even when the test failed."""
+    """Whatever a test started with ``support.spawn``/``spawn_listener`` and left running
+    (a failed assertion, say) is killed, waited for and its pipes closed.  For a test that
+    spawned nothing this is one empty-list swap."""
     yield
     reap_children()

@@ -103,29 +103,48 @@ def wait_for_port(stream: IO[bytes], timeout: float = 10.0) -> int:
             return int(match.group("port") if "port" in match.re.groupindex else match.group(1))
 
 
-def popen(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+#: Processes started with :func:`spawn` / :func:`spawn_listener` and not yet reaped.
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
+def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start ``args`` (stdin /dev/null, stdout and stderr pipes, unless given).
+
+    After the test, whatever still runs is killed, waited for and its pipes closed
+    (:func:`reap_children`, tests/conftest.py's autouse fixture), even when an assertion
+    failed first; :func:`outlives_test` exempts one."""
     kwargs.setdefault("stdin", subprocess.DEVNULL)
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
-    return subprocess.Popen(args, **kwargs)
+    proc = subprocess.Popen(args, **kwargs)
+    _CHILDREN.append(proc)
+    return proc
+
+
+def outlives_test(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """``proc`` (from :func:`spawn`) is not reaped after this test: a module-scoped server
+    that its test module stops itself."""
+    _CHILDREN.remove(proc)
+    return proc
 
 
 @contextlib.contextmanager
 def ncat_server(args: list[str], **kwargs: Any) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """``ncat-trio ARGS`` (:func:`popen`'s ``kwargs``) and the port of its readiness line;
-    killed if still running at the end, its pipes closed."""
-    with popen([*NCAT, *args], **kwargs) as proc:
-        try:
-            assert proc.stderr is not None
-            yield proc, wait_for_port(proc.stderr)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    """``ncat-trio ARGS`` (:func:`spawn`'s ``kwargs``) and the port of its readiness line;
+    killed if still running at the end (and reaped after the test in any case)."""
+    proc = spawn([*NCAT, *args], **kwargs)
+    try:
+        assert proc.stderr is not None
+        yield proc, wait_for_port(proc.stderr)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
-def start_ncat_listener(args: list[str], **kwargs: Any) -> tuple[subprocess.Popen[bytes], int]:
-    """``ncat-trio listen … 0`` (args include the port 0); returns (process, real port)."""
-    proc = popen([*NCAT, *args], **kwargs)
+def spawn_listener(args: list[str], **kwargs: Any) -> tuple[subprocess.Popen[bytes], int]:
+    """``ncat-trio listen … 0`` (args include the port 0), spawned; returns (process, real
+    port), read from its readiness line (a failure shows the child's stderr)."""
+    proc = spawn([*NCAT, *args], **kwargs)
     with failure_shows_stderr(proc):
         assert proc.stderr is not None
         port = wait_for_port(proc.stderr)
@@ -551,24 +570,6 @@ def reaped(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
                 proc.kill()
             with proc:  # Popen.__exit__ closes the pipes and waits
                 pass
-
-
-#: Processes started with :func:`spawn` / :func:`spawn_listener` and not yet reaped.
-_CHILDREN: list[subprocess.Popen[bytes]] = []
-
-
-def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    """:func:`popen`, remembered so that :func:`reap_children` can clean up after a failure."""
-    proc = popen(args, **kwargs)
-    _CHILDREN.append(proc)
-    return proc
-
-
-def spawn_listener(args: list[str], **kwargs: Any) -> tuple[subprocess.Popen[bytes], int]:
-    """:func:`start_ncat_listener`, remembered like :func:`spawn`."""
-    proc, port = start_ncat_listener(args, **kwargs)
-    _CHILDREN.append(proc)
-    return proc, port
 
 
 def reap_children() -> None:

@@ -3,7 +3,7 @@
 Every command, argument and option comes from the click commands typer builds for
 ``ncat-trio`` (the same records ``--help`` prints), so the page cannot list a flag the
 CLI lacks or miss one it has.  The page is committed (the wheel installs it as
-``share/man/man1/ncat-trio.1``) and ``tests/test_manpage.py`` fails when it is out of
+``share/man/man1/ncat-trio.1``) and ``tests/project/test_manpage.py`` fails when it is out of
 date; regenerate with ``just man`` (``python tools/manpage.py``).
 
 Why committed rather than built by a setuptools hook: generating it imports the CLI,

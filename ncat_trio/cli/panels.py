@@ -16,7 +16,7 @@ from typer.core import TyperCommand, TyperGroup
 from .common import CONN, IO, OUT, TIME
 
 #: Connection first, then what shapes it, timeouts, I/O, TLS, and what we report.
-#: A panel missing here sorts after the known ones (tests/test_help.py lists them all).
+#: A panel missing here sorts after the known ones (tests/e2e/test_help.py lists them all).
 PANEL_ORDER = (
     CONN,
     "Transport",

@@ -467,7 +467,7 @@ async def listen_main(opts: NetcatOptions) -> int:
     # Imported before the readiness line, not after: once "listening on" is out the
     # listener must need no new file before a client comes.  Importing it there failed
     # with EMFILE (exit 70, and every queued client refused) when the fd limit was
-    # reached right after that line (tests/test_exhaustion.py, 1 run in ~40).
+    # reached right after that line (tests/hostile/test_exhaustion.py, 1 run in ~40).
     from .keep_open import serve_concurrently
 
     async with open_stream_listener(opts) as listener:  # TCP, or Unix with -U

@@ -4,7 +4,7 @@ Why hand-written and not python-socks (which does support Trio): the runtime
 dependencies are trio and typer only; python-socks opens its own socket (so ``-s``/``-p``
 source binding, ``-4/-6`` and our error translation would be lost or duplicated);
 and these handshakes are a few dozen bytes each way.  A pure state machine can be
-fed its replies split at every byte, which is how ``tests/test_proxy.py`` checks it.
+fed its replies split at every byte, which is how ``tests/proto/test_proxy.py`` checks it.
 
 Use: ``ProxyHandshake(...)``; send :meth:`data_to_send`; read at most
 :meth:`bytes_wanted` bytes and pass them to :meth:`receive_data` (``b""`` = EOF);

@@ -1,4 +1,4 @@
-"""The sync fixtures from a pytest-asyncio test (run by tests/test_testing_asyncio.py).
+"""The sync fixtures from a pytest-asyncio test (run by tests/transport/test_testing_asyncio.py).
 
 Not collected by the main session (its name matches no ``test_*.py``): pytest-trio's
 ``trio_mode`` claims every async test of a session, so this file runs in a pytest of

@@ -57,7 +57,7 @@ from ncat_trio.transport import net
 
 from ..relay_ends import connect, receive_all
 from ..relay_ends import start_server as start_trio_server
-from ..support import NCAT, Drain, finish, popen, read_line, wait_for_port
+from ..support import NCAT, Drain, finish, outlives_test, read_line, spawn, wait_for_port
 
 FD_LIMIT = 32
 FLOOD = 40
@@ -106,11 +106,12 @@ class Server:
 
 
 def start_server(args: list[str], tmp: Path, *, limited: bool) -> Server:
-    proc = popen(
+    proc = spawn(
         [*NCAT, *args],
         preexec_fn=_limit_fds if limited else None,
         start_new_session=True,  # one process group: SIGSTOP/SIGKILL reach workers too
     )
+    outlives_test(proc)  # shared_servers (module scope) stops it: Server.stop
     assert proc.stdout is not None
     assert proc.stderr is not None
     try:
@@ -539,7 +540,7 @@ def test_exec_listener_survives_an_abstract_unix_client(tmp_path: Path) -> None:
     served."""
     path = tmp_path / "exec.sock"
     script = 'printf "%s|" "$NCAT_REMOTE_ADDR"; cat'
-    proc = popen([*NCAT, "listen", "-k", "-U", str(path), "-c", script], start_new_session=True)
+    proc = spawn([*NCAT, "listen", "-k", "-U", str(path), "-c", script], start_new_session=True)
     assert proc.stderr is not None
     assert proc.stdout is not None
     try:

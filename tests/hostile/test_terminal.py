@@ -35,7 +35,7 @@ from ncat_trio.proto import ntp
 from ncat_trio.proto import transfer_wire as wire
 from ncat_trio.proto.transfer import TransferReceiver
 
-from ..support import NCAT, ServeOnce, finish, popen, read_line, reaped, spawn_listener
+from ..support import NCAT, ServeOnce, finish, read_line, reaped, spawn, spawn_listener
 
 #: OSC "set window title", a raw C1 CSI, a UTF-8 encoded C1 CSI, NUL, a bare CR and LF.
 EVIL = b"\x1b]0;pwned\x07 \x9b31m \xc2\x9b1J \x00 \r x\ny"
@@ -198,7 +198,7 @@ def unix_dir() -> Iterator[Path]:
 
 def unix_listener(path: str, *flags: str) -> tuple[subprocess.Popen[bytes], bytes]:
     """``listen -v -U path``: the process and its readiness line."""
-    proc = popen([*NCAT, "listen", "-v", *flags, "-U", path])
+    proc = spawn([*NCAT, "listen", "-v", *flags, "-U", path])
     assert proc.stderr is not None
     return proc, read_line(proc.stderr)
 
