@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import TypedDict, Unpack
 
 import trio
 
@@ -43,7 +44,23 @@ def _endpoint(address: Address) -> net.Endpoint:
     return net.Endpoint(address[0], address[1])
 
 
-class Relay:
+class HostPort:
+    """``host`` and ``port`` of a server's bound ``address`` (shared with ``testing``)."""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        raise NotImplementedError
+
+    @property
+    def host(self) -> str:
+        return self.address[0]
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+
+class Relay(HostPort):
     """A running relay: where it listens, its counters, its live faults."""
 
     def __init__(self, server: RelayServer, faults: FaultPlan) -> None:
@@ -56,14 +73,6 @@ class Relay:
         """The bound ``(host, port)`` (the real port when asked for port 0)."""
         assert self.server.address is not None
         return self.server.address
-
-    @property
-    def host(self) -> str:
-        return self.address[0]
-
-    @property
-    def port(self) -> int:
-        return self.address[1]
 
     def statistics(self) -> ServerStatistics:
         """Connections, bytes each way, bytes buffered now and at peak, refusals."""
@@ -123,24 +132,29 @@ async def serve_relay(
         task_status.started(Relay(server, plan))
 
 
+class RelaySettings(TypedDict, total=False):
+    """:func:`open_relay`'s keyword options: :func:`serve_relay`'s, with its defaults."""
+
+    buffer: int
+    faults: Iterable[AnyFault] | FaultPlan
+    seed: int | None
+    connect_timeout: float
+    max_conns: int | None
+    reject_over_limit: bool
+    idle_timeout: float | None
+    allow: Iterable[str]
+    deny: Iterable[str]
+    verbose: bool
+    json_log: bool
+    splice: bool
+    log: Callable[[str], None]
+
+
 @asynccontextmanager
 async def open_relay(
     listen: Address = ("127.0.0.1", 0),
     targets: Iterable[Address] = (),
-    *,
-    buffer: int = DEFAULT_BUFFER,
-    faults: Iterable[AnyFault] | FaultPlan = (),
-    seed: int | None = None,
-    connect_timeout: float = 10.0,
-    max_conns: int | None = None,
-    reject_over_limit: bool = False,
-    idle_timeout: float | None = None,
-    allow: Iterable[str] = (),
-    deny: Iterable[str] = (),
-    verbose: bool = False,
-    json_log: bool = False,
-    splice: bool = True,
-    log: Callable[[str], None] = diag.say,
+    **options: Unpack[RelaySettings],
 ) -> AsyncIterator[Relay]:
     """Run a relay for the ``async with`` block; yields a :class:`Relay`.
 
@@ -153,12 +167,7 @@ async def open_relay(
     line (default: stderr); ``verbose`` adds one per connection.  On exit every live
     connection is cancelled and closed.
     """
-    serve = functools.partial(
-        serve_relay, listen, targets, buffer=buffer, faults=faults, seed=seed,
-        connect_timeout=connect_timeout, max_conns=max_conns,
-        reject_over_limit=reject_over_limit, idle_timeout=idle_timeout, allow=allow,
-        deny=deny, verbose=verbose, json_log=json_log, splice=splice, log=log,
-    )  # fmt: skip
+    serve = functools.partial(serve_relay, listen, targets, **options)
     async with trio.open_nursery() as nursery:
         relay: Relay = await nursery.start(serve)
         try:
@@ -167,4 +176,4 @@ async def open_relay(
             nursery.cancel_scope.cancel()
 
 
-__all__ = ["Relay", "open_relay", "serve_relay"]
+__all__ = ["Relay", "RelaySettings", "open_relay", "serve_relay"]

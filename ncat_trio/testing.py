@@ -154,7 +154,28 @@ class SyncFaults:
         self._runner.run_sync(self._plan.clear)
 
 
-class Relay:
+class _OnThread(relay_api.HostPort):
+    """A server on its own thread (``_runner``): ``close()``, or leave the ``with``."""
+
+    _runner: _TrioThread[Any]
+
+    def close(self) -> None:
+        """Stop: the listener and every connection are closed (idempotent)."""
+        self._runner.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Relay(_OnThread):
     """A relay on its own thread: ``with Relay(targets=[...], faults=[...]) as r``.
 
     Arguments are those of :func:`ncat_trio.open_relay` (``listen`` defaults to
@@ -185,14 +206,6 @@ class Relay:
     def address(self) -> tuple[str, int]:
         return self._relay.address
 
-    @property
-    def host(self) -> str:
-        return self._relay.host
-
-    @property
-    def port(self) -> int:
-        return self._relay.port
-
     def statistics(self) -> ServerStatistics:
         """Connections, bytes each way, bytes buffered now and at peak, refusals."""
         return self._runner.run_sync(self._relay.statistics)
@@ -209,23 +222,8 @@ class Relay:
         except trio.TooSlowError:
             raise TimeoutError(f"relay still busy after {timeout} s") from None
 
-    def close(self) -> None:
-        """Stop: the listener and every connection are closed (idempotent)."""
-        self._runner.stop()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class ApiServer:
+class ApiServer(_OnThread):
     """toxiproxy's HTTP API on its own thread: ``with ApiServer() as api: api.url``.
 
     ``config``: proxies to create first (toxiproxy's populate JSON, already parsed).
@@ -258,36 +256,17 @@ class ApiServer:
         self._runner: _TrioThread[tuple[tuple[str, int], Any]] = _TrioThread(
             serve, "ncat-trio toxiproxy API"
         )
-        self.address, self._api = self._runner.start()
+        self._address, self._api = self._runner.start()
 
     @property
-    def host(self) -> str:
-        return self.address[0]
-
-    @property
-    def port(self) -> int:
-        return self.address[1]
+    def address(self) -> tuple[str, int]:
+        return self._address
 
     @property
     def url(self) -> str:
         """``http://HOST:PORT`` (what toxiproxy clients take as their server)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
-
-    def close(self) -> None:
-        """Stop: every proxy's listener and connections are closed (idempotent)."""
-        self._runner.stop()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 __all__ = ["ApiServer", "Relay", "SyncFaults"]

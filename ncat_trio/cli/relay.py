@@ -186,21 +186,19 @@ def relay(
         ),
     ] = None,
     reset_peer: Annotated[
-        list[str] | None,
-        typer.Option(
+        Rules,
+        _fault(
             "--reset-peer",
-            metavar="[DIR:]SECS|BYTESB",
-            help="Reset (RST) after SECS, or after BYTES with a B suffix (64KB). (repeatable).",
-            rich_help_panel=FAULTS,
+            "[DIR:]SECS|BYTESB",
+            "Reset (RST) after SECS, or after BYTES with a B suffix (64KB).",
         ),
     ] = None,
     stall: Annotated[
-        list[str] | None,
-        typer.Option(
+        Rules,
+        _fault(
             "--stall",
-            metavar="[DIR:]SECS",
-            help="toxiproxy's timeout: forward nothing, close after SECS (0: never). (repeatable).",
-            rich_help_panel=FAULTS,
+            "[DIR:]SECS",
+            "toxiproxy's timeout: forward nothing, close after SECS (0: never).",
         ),
     ] = None,
     slow_close: Annotated[

@@ -32,8 +32,9 @@ from dataclasses import dataclass
 import trio
 
 from .. import diag
-from ..errors import LocalIOError, NcatError, NcatTimeout, UsageError
+from ..errors import LocalIOError, NcatError, UsageError
 from ..transport.child import describe_status, open_child
+from ..transport.idle import raise_session_end
 from ..transport.pump import Side, run_directions, send_eof
 from ..transport.zerocopy import copy
 from .netcat import NetcatOptions, SessionResult, close_gracefully
@@ -187,10 +188,7 @@ async def exec_session(
     if verbose:
         code = proc.returncode
         diag.say(f"{command.name}: {'did not exit' if code is None else describe_status(code)}")
-    if failure is not None:
-        raise failure
-    if idle_scope.cancelled_caught:
-        raise NcatTimeout(peer_name, f"idle for {idle_timeout:g} s (-i)")
+    raise_session_end(failure, idle_scope, peer_name, idle_timeout)
     return result
 
 

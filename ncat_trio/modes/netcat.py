@@ -32,6 +32,7 @@ from ..json_summary import Summary
 from ..progress import show_progress, summary_line
 from ..transport import net, serve
 from ..transport.access import AccessPolicy, admit
+from ..transport.idle import raise_session_end
 from ..transport.pump import Side, SinkGone, run_directions, send_eof
 from ..transport.sockopts import SocketOptions, apply_socket_options
 from ..transport.stdio import CHUNK, FdKind, fd_kind, open_stdin, open_stdout
@@ -230,13 +231,10 @@ async def netcat_session(
     failure: NcatError | None = None  # stays None when the idle timeout cancels both
     with idle_scope, quiet_scope:
         failure = await run_directions(upload, download)
-    if failure is not None:
-        raise failure
-    if quiet_scope.cancelled_caught:
+    if failure is None and quiet_scope.cancelled_caught:
         result.quiet_out = True
         return result
-    if idle_scope.cancelled_caught:
-        raise NcatTimeout(peer_name, f"idle for {idle:g} s (-i)")
+    raise_session_end(failure, idle_scope, peer_name, idle)
     return result
 
 

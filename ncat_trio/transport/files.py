@@ -69,6 +69,12 @@ def hash_range(fd: int, start: int, length: int, chunk: int) -> hashlib._Hash | 
 # ---------------------------------------------------------------- the received file
 
 
+def _why(exc: OSError, errno_: int, explained: str) -> str:
+    """Why ``exc`` happened: ``explained`` for the one errno the caller knows the cause
+    of, else the system's words."""
+    return explained if exc.errno == errno_ else describe_failure(exc)
+
+
 def _umask() -> int:
     """The process umask, read without changing it where /proc allows."""
     try:
@@ -124,9 +130,7 @@ class FileSink:
         try:
             fd = os.open(self.temp, flags, 0o600)
         except OSError as exc:
-            why = describe_failure(exc)
-            if exc.errno == errno.ELOOP:
-                why = "is a symbolic link (refused: it would write through it)"
+            why = _why(exc, errno.ELOOP, "is a symbolic link (refused: it would write through it)")
             raise LocalIOError(f"create {self.temp}", why) from exc
         self._fd = fd
         try:
@@ -187,9 +191,7 @@ class FileSink:
         try:
             self._rename_into_place()
         except OSError as exc:
-            why = describe_failure(exc)
-            if exc.errno == errno.EEXIST:
-                why = "file exists (the receiver needs --force to replace it)"
+            why = _why(exc, errno.EEXIST, "file exists (the receiver needs --force to replace it)")
             raise LocalIOError(f"rename {self.temp} to {self.path}", why) from exc
         self.committed = True
 

@@ -16,6 +16,22 @@ from contextlib import contextmanager
 
 import trio
 
+from ..errors import NcatError, NcatTimeout
+
+
+def raise_session_end(
+    failure: NcatError | None,
+    idle_scope: trio.CancelScope,
+    peer_name: str,
+    seconds: float | None,
+) -> None:
+    """The end of a two-direction session: raise its ``failure``, else the ``-i`` timeout
+    when ``idle_scope`` (the session's idle deadline) ended it; return when it ended well."""
+    if failure is not None:
+        raise failure
+    if idle_scope.cancelled_caught:
+        raise NcatTimeout(peer_name, f"idle for {seconds:g} s (-i)")
+
 
 class IdleWatch:
     """A cancel scope that fires after ``seconds`` without :meth:`touch`."""
