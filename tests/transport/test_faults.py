@@ -13,18 +13,7 @@ import trio.testing
 
 import ncat_trio
 from ncat_trio.errors import UsageError
-from ncat_trio.transport.faults import (
-    AnyFault,
-    Bandwidth,
-    FaultPlan,
-    Latency,
-    LimitData,
-    ResetPeer,
-    Slicer,
-    SlowClose,
-    Stall,
-    parse_fault,
-)
+from ncat_trio.transport import faults as fault
 from ncat_trio.transport.relay import Ending, RelayConnection, RelayResult
 
 from ..relay_ends import (
@@ -44,7 +33,7 @@ MockClock = trio.testing.MockClock
 class MemoryRelay:
     """client ↔ relay ↔ server over memory streams, with a fault plan."""
 
-    def __init__(self, plan: FaultPlan, buffer: int = 65536) -> None:
+    def __init__(self, plan: fault.FaultPlan, buffer: int = 65536) -> None:
         self.client, relay_client = trio.testing.memory_stream_pair()
         relay_target, self.server = trio.testing.memory_stream_pair()
         self.plan = plan
@@ -66,7 +55,7 @@ async def _arrival_times(stream: trio.abc.ReceiveStream) -> list[tuple[float, by
 
 
 async def test_latency_delays_one_direction_only(autojump_clock: MockClock) -> None:
-    relay = MemoryRelay(FaultPlan([Latency(0.5, direction="down")]))
+    relay = MemoryRelay(fault.FaultPlan([fault.Latency(0.5, direction="down")]))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(relay.run)
         start = trio.current_time()
@@ -81,7 +70,7 @@ async def test_latency_delays_one_direction_only(autojump_clock: MockClock) -> N
 
 
 async def test_latency_jitter_stays_in_its_range(autojump_clock: MockClock) -> None:
-    relay = MemoryRelay(FaultPlan([Latency(1.0, 0.25, direction="down")], seed=3))
+    relay = MemoryRelay(fault.FaultPlan([fault.Latency(1.0, 0.25, direction="down")], seed=3))
     delays = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(relay.run)
@@ -97,7 +86,7 @@ async def test_latency_jitter_stays_in_its_range(autojump_clock: MockClock) -> N
 
 async def test_bandwidth_paces_the_stream(autojump_clock: MockClock) -> None:
     rate = 256 * 1024
-    relay = MemoryRelay(FaultPlan([Bandwidth(rate, direction="up")]))
+    relay = MemoryRelay(fault.FaultPlan([fault.Bandwidth(rate, direction="up")]))
     data = payload(1, 1 << 20)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(relay.run)
@@ -114,7 +103,7 @@ async def test_bandwidth_paces_the_stream(autojump_clock: MockClock) -> None:
 
 
 async def test_slicer_cuts_segments_within_its_size() -> None:
-    plan = FaultPlan([Slicer(100, variation=30)], seed=1)
+    plan = fault.FaultPlan([fault.Slicer(100, variation=30)], seed=1)
     sink = RecordingSink()
     faulty = plan.connection().wrap("down", sink)
     data = payload(2, 10_000)
@@ -128,7 +117,7 @@ async def test_slicer_cuts_segments_within_its_size() -> None:
 
 
 async def test_slow_close_delays_only_the_fin(autojump_clock: MockClock) -> None:
-    relay = MemoryRelay(FaultPlan([SlowClose(3, direction="down")]))
+    relay = MemoryRelay(fault.FaultPlan([fault.SlowClose(3, direction="down")]))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(relay.run)
         start = trio.current_time()
@@ -141,8 +130,8 @@ async def test_slow_close_delays_only_the_fin(autojump_clock: MockClock) -> None
 
 
 async def test_stall_holds_everything_then_resumes_without_loss(autojump_clock: MockClock) -> None:
-    stall = Stall(direction="down")
-    relay = MemoryRelay(FaultPlan([stall]), buffer=1000)
+    stall = fault.Stall(direction="down")
+    relay = MemoryRelay(fault.FaultPlan([stall]), buffer=1000)
     data = payload(3, 50_000)
     received: list[bytes] = []
 
@@ -164,7 +153,7 @@ async def test_stall_holds_everything_then_resumes_without_loss(autojump_clock: 
 
 
 async def test_stall_with_a_duration_closes_the_connection(autojump_clock: MockClock) -> None:
-    relay = MemoryRelay(FaultPlan([Stall(5, direction="up")]))
+    relay = MemoryRelay(fault.FaultPlan([fault.Stall(5, direction="up")]))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(relay.run)
         start = trio.current_time()
@@ -176,7 +165,7 @@ async def test_stall_with_a_duration_closes_the_connection(autojump_clock: MockC
 
 
 async def test_reset_peer_after_a_delay(autojump_clock: MockClock) -> None:
-    relay = MemoryRelay(FaultPlan([ResetPeer(after=2, direction="down")]))
+    relay = MemoryRelay(fault.FaultPlan([fault.ResetPeer(after=2, direction="down")]))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(relay.run)
         start = trio.current_time()
@@ -186,17 +175,17 @@ async def test_reset_peer_after_a_delay(autojump_clock: MockClock) -> None:
 
 
 def test_toxicity_is_decided_per_connection_reproducibly() -> None:
-    async def chosen(plan: FaultPlan) -> list[bool]:
+    async def chosen(plan: fault.FaultPlan) -> list[bool]:
         return [bool(plan.connection().active("down")) for _ in range(200)]
 
-    half = Latency(1, toxicity=0.5)
-    first = trio.run(chosen, FaultPlan([half], seed=7))
-    again = trio.run(chosen, FaultPlan([half], seed=7))
+    half = fault.Latency(1, toxicity=0.5)
+    first = trio.run(chosen, fault.FaultPlan([half], seed=7))
+    again = trio.run(chosen, fault.FaultPlan([half], seed=7))
     assert first == again
     assert 60 <= sum(first) <= 140
-    assert not any(trio.run(chosen, FaultPlan([Latency(1, toxicity=0.0)], seed=7)))
-    assert all(trio.run(chosen, FaultPlan([Latency(1, toxicity=1.0)])))
-    assert not any(trio.run(chosen, FaultPlan([Latency(1, direction="up")])))
+    assert not any(trio.run(chosen, fault.FaultPlan([fault.Latency(1, toxicity=0.0)], seed=7)))
+    assert all(trio.run(chosen, fault.FaultPlan([fault.Latency(1, toxicity=1.0)])))
+    assert not any(trio.run(chosen, fault.FaultPlan([fault.Latency(1, direction="up")])))
 
 
 # --- over real sockets, through the relay server ---------------------------------
@@ -210,19 +199,19 @@ async def _reply_after_eof(stream: trio.SocketStream) -> None:
     await stream.send_eof()
 
 
-HALF_CLOSE_SAFE: list[list[AnyFault]] = [
-    [Latency(0.05)],
-    [Slicer(1000, 200)],
-    [Latency(0.02, 0.01), Slicer(700, 300)],
-    [Bandwidth(8 << 20)],
-    [SlowClose(0.2)],
+HALF_CLOSE_SAFE: list[list[fault.AnyFault]] = [
+    [fault.Latency(0.05)],
+    [fault.Slicer(1000, 200)],
+    [fault.Latency(0.02, 0.01), fault.Slicer(700, 300)],
+    [fault.Bandwidth(8 << 20)],
+    [fault.SlowClose(0.2)],
 ]
 
 
 @pytest.mark.parametrize(
     "faults", HALF_CLOSE_SAFE, ids=lambda f: "+".join(type(x).__name__ for x in f)
 )
-async def test_half_close_stays_correct_under_faults(faults: list[AnyFault]) -> None:
+async def test_half_close_stays_correct_under_faults(faults: list[fault.AnyFault]) -> None:
     request = payload(5, 200_000)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
@@ -243,7 +232,7 @@ async def test_latency_adds_at_least_its_value_over_tcp() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             target = await start_server(nursery, _reply_after_eof)
-            faults = [Latency(0.2, direction="up"), Latency(0.1, direction="down")]
+            faults = [fault.Latency(0.2, direction="up"), fault.Latency(0.1, direction="down")]
             async with ncat_trio.open_relay(
                 targets=[("127.0.0.1", target)], faults=faults
             ) as relay:
@@ -263,7 +252,7 @@ async def test_slicer_over_tcp_delivers_the_bytes_intact() -> None:
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             target = await start_server(nursery, _reply_after_eof)
-            faults = [Slicer(64, variation=32, direction="down")]
+            faults = [fault.Slicer(64, variation=32, direction="down")]
             async with ncat_trio.open_relay(
                 targets=[("127.0.0.1", target)], faults=faults
             ) as relay:
@@ -282,7 +271,7 @@ async def test_limit_data_closes_at_exactly_n(limit: int) -> None:
         async with trio.open_nursery() as nursery:
             target = await start_server(nursery, _reply_after_eof)
             async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], faults=[LimitData(limit, direction="down")],
+                targets=[("127.0.0.1", target)], faults=[fault.LimitData(limit, direction="down")],
                 verbose=True, log=lines.append,
             ) as relay:  # fmt: skip
                 client = await connect(relay.port)
@@ -300,7 +289,7 @@ async def test_reset_peer_gives_the_client_econnreset(splice: bool) -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             target = await start_server(nursery, _reply_after_eof)
-            faults = [ResetPeer(after_bytes=50_000, direction="down")]
+            faults = [fault.ResetPeer(after_bytes=50_000, direction="down")]
             async with ncat_trio.open_relay(
                 targets=[("127.0.0.1", target)], faults=faults, splice=splice
             ) as relay:
@@ -334,7 +323,7 @@ async def test_faults_change_while_a_connection_is_live() -> None:
                     first = b""
                     while len(first) < 1000:
                         first += await client.receive_some(1000)
-                    relay.faults.set(LimitData(1500, direction="down"))
+                    relay.faults.set(fault.LimitData(1500, direction="down"))
                     gate.set()
                     rest = await receive_all(client)
             nursery.cancel_scope.cancel()
@@ -342,15 +331,17 @@ async def test_faults_change_while_a_connection_is_live() -> None:
 
 
 def test_cli_spellings() -> None:
-    assert parse_fault("latency", "down:100ms/20ms") == Latency(0.1, 0.02, direction="down")
-    assert parse_fault("latency", "1") == Latency(1.0)
-    assert parse_fault("bandwidth", "up:1M") == Bandwidth(1 << 20, direction="up")
-    assert parse_fault("slicer", "64/16/1ms") == Slicer(64, 16, 0.001)
-    assert parse_fault("limit-data", "both:100K") == LimitData(100 * 1024)
-    assert parse_fault("reset-peer", "2s") == ResetPeer(after=2.0)
-    assert parse_fault("reset-peer", "64KB") == ResetPeer(after_bytes=65536)
-    assert parse_fault("stall", "0", toxicity=0.5) == Stall(0.0, toxicity=0.5)
-    assert parse_fault("slow-close", "down:1.5") == SlowClose(1.5, direction="down")
+    assert fault.parse_fault("latency", "down:100ms/20ms") == fault.Latency(
+        0.1, 0.02, direction="down"
+    )
+    assert fault.parse_fault("latency", "1") == fault.Latency(1.0)
+    assert fault.parse_fault("bandwidth", "up:1M") == fault.Bandwidth(1 << 20, direction="up")
+    assert fault.parse_fault("slicer", "64/16/1ms") == fault.Slicer(64, 16, 0.001)
+    assert fault.parse_fault("limit-data", "both:100K") == fault.LimitData(100 * 1024)
+    assert fault.parse_fault("reset-peer", "2s") == fault.ResetPeer(after=2.0)
+    assert fault.parse_fault("reset-peer", "64KB") == fault.ResetPeer(after_bytes=65536)
+    assert fault.parse_fault("stall", "0", toxicity=0.5) == fault.Stall(0.0, toxicity=0.5)
+    assert fault.parse_fault("slow-close", "down:1.5") == fault.SlowClose(1.5, direction="down")
     for kind, text in [
         ("latency", "sideways:1"),
         ("latency", "1/2/3"),
@@ -361,6 +352,6 @@ def test_cli_spellings() -> None:
         ("stall", ""),
     ]:
         with pytest.raises(UsageError):
-            parse_fault(kind, text)
+            fault.parse_fault(kind, text)
     with pytest.raises(UsageError):
-        Latency(1, toxicity=1.5)
+        fault.Latency(1, toxicity=1.5)
