@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -549,14 +550,36 @@ def still_running(pids: Iterable[int], timeout: float = 0.0) -> list[int]:
     return running
 
 
-def ipv6_loopback_available() -> bool:
-    """True if ::1 can be bound here (some containers have IPv6 disabled)."""
+def ipv6_loopback_available(address: str = "::1") -> bool:
+    """True if ::1 (or another IPv6 ``address``, e.g. ``::`` for a dual-stack listener)
+    can be bound here (some containers have IPv6 disabled)."""
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
+            probe.bind((address, 0))
     except OSError:
         return False
     return True
+
+
+def closed_without_service(port: int, source: str = "127.0.0.1") -> bool:
+    """Connect to 127.0.0.1:``port`` from ``source`` and send; True if the server closed
+    (FIN or RST) without sending a byte.  The RST may even beat ``connect`` back to us on
+    loopback, or arrive before ``shutdown`` (ENOTCONN)."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), 30, source_address=(source, 0))
+    except ConnectionResetError:
+        return True
+    with sock:
+        try:
+            sock.sendall(b"let me in\n")
+            sock.shutdown(socket.SHUT_WR)
+            return sock.recv(100) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except OSError as exc:
+            if exc.errno == errno.ENOTCONN:
+                return True
+            raise
 
 
 @contextlib.contextmanager

@@ -14,14 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support import (
-    NCAT,
-    finish,
-    one_error_line,
-    read_line,
-    spawn,
-    spawn_listener,
-)
+from ..support import NCAT, finish, one_error_line, read_line, spawn, spawn_listener
 
 
 def udp_socket(host: str = "127.0.0.1") -> socket.socket:

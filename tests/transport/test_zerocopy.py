@@ -367,6 +367,22 @@ def drain(peer: socket.socket, into: bytearray, pause: float) -> None:
         time.sleep(pause)
 
 
+async def fin_and_join(client: trio.socket.SocketType, reader: threading.Thread) -> None:
+    """Our FIN after the upload, then wait for the peer's reader thread to see it."""
+    client.shutdown(socket.SHUT_WR)
+    await trio.to_thread.run_sync(reader.join, 30)
+
+
+def clean_up(
+    feeder: threading.Thread, r: int, client: trio.socket.SocketType, peer: socket.socket
+) -> None:
+    """The end of every pipe-to-socket test, pass or fail: no thread or fd left over."""
+    feeder.join(30)
+    os.close(r)
+    client.close()
+    peer.close()
+
+
 @pytest.mark.parametrize("exclusive", [True, False], ids=["poll-waits", "trio-waits"])
 async def test_pipe_to_socket_sender_waits_both_ways_and_moves_everything(
     exclusive: bool,
@@ -395,14 +411,10 @@ async def test_pipe_to_socket_sender_waits_both_ways_and_moves_everything(
                     on_chunk=counted.append,
                     exclusive=exclusive,
                 )
-            client.shutdown(socket.SHUT_WR)
-            await trio.to_thread.run_sync(reader.join, 30)
+            await fin_and_join(client, reader)
         assert flags(r) == before
     finally:
-        feeder.join(30)
-        os.close(r)
-        client.close()
-        peer.close()
+        clean_up(feeder, r, client, peer)
     assert moved == sum(counted) == len(UP)
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(UP).hexdigest()
 
@@ -438,13 +450,9 @@ async def test_exclusive_sender_still_lets_trio_run(monkeypatch: pytest.MonkeyPa
                 await send_exclusively(stdin, client)
             took = time.monotonic() - started
             nursery.cancel_scope.cancel()
-        client.shutdown(socket.SHUT_WR)
-        await trio.to_thread.run_sync(reader.join, 30)
+        await fin_and_join(client, reader)
     finally:
-        feeder.join(30)
-        os.close(r)
-        client.close()
-        peer.close()
+        clean_up(feeder, r, client, peer)
     assert len(got) == len(data)
     # 16 MiB at <= 64 KiB per 2 ms takes >= 0.5 s: ~25 yields at 20 ms; none without them.
     assert ticks >= 5, f"the ticker ran {ticks} times in {took:.2f} s"
@@ -489,14 +497,10 @@ async def test_exclusive_sender_lets_the_other_direction_read_at_once(
             took = trio.current_time() - started
             assert os.read(client.fileno(), 16) == b"ping"
             pinged.set()
-        client.shutdown(socket.SHUT_WR)
-        await trio.to_thread.run_sync(reader.join, 30)
+        await fin_and_join(client, reader)
     finally:
         pinged.set()
-        feeder.join(30)
-        os.close(r)
-        client.close()
-        peer.close()
+        clean_up(feeder, r, client, peer)
     assert moved == len(got) == len(data)
     assert took < 3, f"the other direction waited {took:.2f} s"
 
@@ -530,13 +534,9 @@ async def test_exclusive_sender_keeps_polling_after_the_peers_fin(
             reader.start()
             with trio.fail_after(120):
                 await send_exclusively(stdin, client)
-            client.shutdown(socket.SHUT_WR)
-            await trio.to_thread.run_sync(reader.join, 30)
+            await fin_and_join(client, reader)
     finally:
-        feeder.join(30)
-        os.close(r)
-        client.close()
-        peer.close()
+        clean_up(feeder, r, client, peer)
     assert len(got) == len(data)
     # A reader slower than the sender: hundreds of waits, each one a poll that returns
     # within 10 ms.  Only one that timed out would have gone to Trio.
