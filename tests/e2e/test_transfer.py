@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import operator
 import os
 import socket
 import subprocess
@@ -78,50 +79,47 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return record_mains(monkeypatch, transfer, "send_main", "receive_main")
 
 
-@pytest.mark.parametrize(
-    ("argv", "host", "port", "path", "listen"),
-    [
-        (["send", "h", "9"], "h", 9, "-", False),
-        (["send", "h", "9", "f.bin"], "h", 9, "f.bin", False),
-        (["send", "--listen", "0"], None, 0, "-", True),
-        (["send", "--listen", "9", "f.bin"], None, 9, "f.bin", True),
-        (["send", "--listen", "::1", "9", "-"], "::1", 9, "-", True),
-    ],
-)
-def test_send_arguments(
-    recorded: list[object], argv: list[str], host: str | None, port: int, path: str, listen: bool
-) -> None:
-    assert run_cli(argv) == 0
-    (opts,) = recorded
-    assert isinstance(opts, transfer.SendOptions)
-    assert (opts.endpoint.host, opts.endpoint.port, opts.path, opts.listen) == (
-        host, port, path, listen,
-    )  # fmt: skip
+def _send(host: str | None, port: int, path: str, listen: bool) -> dict[str, object]:
+    return {"endpoint.host": host, "endpoint.port": port, "path": path, "listen": listen}
+
+
+def _receive(host: str | None, port: int, listen: bool, target: ReceiveTarget) -> dict[str, object]:
+    return {"endpoint.host": host, "endpoint.port": port, "listen": listen, "target": target}
 
 
 @pytest.mark.parametrize(
-    ("argv", "host", "port", "listen", "target"),
+    ("argv", "kind", "want"),
     [
-        (["receive", "0"], None, 0, True, ReceiveTarget()),
-        (["receive", "127.0.0.1", "9", "-o", "d/"], "127.0.0.1", 9, True, ReceiveTarget("d/")),
-        (["receive", "--connect", "h", "9", "--resume"], "h", 9, False, ReceiveTarget(resume=True)),
-        (["receive", "9", "--force", "-o", "-"], None, 9, True, ReceiveTarget("-", force=True)),
+        (["send", "h", "9"], transfer.SendOptions, _send("h", 9, "-", False)),
+        (["send", "h", "9", "f.bin"], transfer.SendOptions, _send("h", 9, "f.bin", False)),
+        (["send", "--listen", "0"], transfer.SendOptions, _send(None, 0, "-", True)),
+        (["send", "--listen", "9", "f.bin"], transfer.SendOptions, _send(None, 9, "f.bin", True)),
+        (["send", "--listen", "::1", "9", "-"], transfer.SendOptions, _send("::1", 9, "-", True)),
+        (["receive", "0"], transfer.ReceiveOptions, _receive(None, 0, True, ReceiveTarget())),
+        (
+            ["receive", "127.0.0.1", "9", "-o", "d/"],
+            transfer.ReceiveOptions,
+            _receive("127.0.0.1", 9, True, ReceiveTarget("d/")),
+        ),
+        (
+            ["receive", "--connect", "h", "9", "--resume"],
+            transfer.ReceiveOptions,
+            _receive("h", 9, False, ReceiveTarget(resume=True)),
+        ),
+        (
+            ["receive", "9", "--force", "-o", "-"],
+            transfer.ReceiveOptions,
+            _receive(None, 9, True, ReceiveTarget("-", force=True)),
+        ),
     ],
 )
-def test_receive_arguments(
-    recorded: list[object],
-    argv: list[str],
-    host: str | None,
-    port: int,
-    listen: bool,
-    target: ReceiveTarget,
+def test_send_and_receive_arguments(
+    recorded: list[object], argv: list[str], kind: type, want: dict[str, object]
 ) -> None:
     assert run_cli(argv) == 0
     (opts,) = recorded
-    assert isinstance(opts, transfer.ReceiveOptions)
-    assert (opts.endpoint.host, opts.endpoint.port, opts.listen, opts.target) == (
-        host, port, listen, target,
-    )  # fmt: skip
+    assert isinstance(opts, kind)
+    assert {name: operator.attrgetter(name)(opts) for name in want} == want
 
 
 @pytest.mark.parametrize(
