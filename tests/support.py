@@ -152,6 +152,31 @@ def spawn_listener(args: list[str], **kwargs: Any) -> tuple[subprocess.Popen[byt
     return proc, port
 
 
+def run_ncat(
+    args: list[str], input: bytes | None = None, timeout: float = 30.0, **kwargs: Any
+) -> subprocess.CompletedProcess[bytes]:
+    """``python -m ncat_trio ARGS`` to its end, stdout and stderr captured; no check of
+    the exit code (the test asserts it, with the stderr in the message)."""
+    return subprocess.run(
+        [*NCAT, *args], input=input, capture_output=True, timeout=timeout, check=False, **kwargs
+    )
+
+
+def send_until_stopped(conn: socket.socket, limit: int, stop: type[OSError]) -> int:
+    """Send 64 KiB chunks until ``stop`` is raised (the reader went away, or stopped
+    reading: a send timeout) or ``limit`` bytes went; how much was sent (< ``limit``
+    if and only if ``stop`` ended it)."""
+    sent = 0
+    chunk = b"x" * 65536
+    try:
+        while sent < limit:
+            conn.sendall(chunk)
+            sent += len(chunk)
+    except stop:
+        pass
+    return sent
+
+
 def finish(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     """Wait for a process, killing it (and failing, with its stderr) if it overstays."""
     try:
@@ -460,6 +485,16 @@ def receive_all(conn: socket.socket) -> bytes:
     while chunk := conn.recv(1 << 20):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes from a blocking socket; an EOF before them fails the test."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, f"EOF after {len(data)} of the {n} bytes expected"
+        data += chunk
+    return data
 
 
 def one_error_line(stderr: bytes) -> str:
