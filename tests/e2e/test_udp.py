@@ -73,6 +73,13 @@ def test_port_unreachable_is_a_connect_error() -> None:
     assert "port unreachable" in one_error_line(result.stderr)
 
 
+def heard(listener: subprocess.Popen[bytes], port: int, sock: socket.socket, line: bytes) -> None:
+    """``sock`` sends ``line`` to the listener, which writes it to its stdout next."""
+    assert listener.stdout is not None
+    sock.sendto(line, ("127.0.0.1", port))
+    assert read_line(listener.stdout) == line
+
+
 def reply_reaches_only(
     listener: subprocess.Popen[bytes], reply: bytes, to: socket.socket, not_to: socket.socket
 ) -> None:
@@ -88,14 +95,10 @@ def reply_reaches_only(
 
 def test_listen_locks_onto_the_first_peer() -> None:
     listener, port = spawn_listener(["listen", "-u", "127.0.0.1", "0"], stdin=subprocess.PIPE)
-    assert listener.stdin is not None
-    assert listener.stdout is not None
     with udp_socket() as first, udp_socket() as other:
-        first.sendto(b"from first\n", ("127.0.0.1", port))
-        assert read_line(listener.stdout) == b"from first\n"
+        heard(listener, port, first, b"from first\n")
         other.sendto(b"from other\n", ("127.0.0.1", port))
-        first.sendto(b"first again\n", ("127.0.0.1", port))
-        assert read_line(listener.stdout) == b"first again\n"  # the other's was dropped
+        heard(listener, port, first, b"first again\n")  # the other's was dropped
         reply_reaches_only(listener, b"reply\n", first, other)
     listener.terminate()
     assert finish(listener, 10) == 143
@@ -103,13 +106,9 @@ def test_listen_locks_onto_the_first_peer() -> None:
 
 def test_keep_open_hears_everyone_and_replies_to_the_last_sender() -> None:
     listener, port = spawn_listener(["listen", "-u", "-k", "127.0.0.1", "0"], stdin=subprocess.PIPE)
-    assert listener.stdin is not None
-    assert listener.stdout is not None
     with udp_socket() as first, udp_socket() as last:
-        first.sendto(b"a\n", ("127.0.0.1", port))
-        assert read_line(listener.stdout) == b"a\n"
-        last.sendto(b"b\n", ("127.0.0.1", port))
-        assert read_line(listener.stdout) == b"b\n"
+        heard(listener, port, first, b"a\n")
+        heard(listener, port, last, b"b\n")
         reply_reaches_only(listener, b"to the last\n", last, first)
     listener.send_signal(signal.SIGINT)
     assert finish(listener, 10) == 130
