@@ -11,7 +11,6 @@ import pytest
 import trio
 import trio.testing
 
-import ncat_trio
 from ncat_trio.errors import UsageError
 from ncat_trio.transport import faults as fault
 from ncat_trio.transport.relay import Ending, RelayConnection, RelayResult
@@ -21,9 +20,9 @@ from ..relay_ends import (
     connect,
     payload,
     receive_all,
+    relay_in_front_of,
     send_in_pieces,
     sha256,
-    start_server,
     wait_reset,
 )
 
@@ -213,93 +212,68 @@ HALF_CLOSE_SAFE: list[list[fault.AnyFault]] = [
 )
 async def test_half_close_stays_correct_under_faults(faults: list[fault.AnyFault]) -> None:
     request = payload(5, 200_000)
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _reply_after_eof)
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], faults=faults
-            ) as relay:
-                client = await connect(relay.port)
-                async with client:
-                    await send_in_pieces(client, request)
-                    await client.send_eof()
-                    reply = await receive_all(client)
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(_reply_after_eof, 20, faults=faults) as relay:
+        client = await connect(relay.port)
+        async with client:
+            await send_in_pieces(client, request)
+            await client.send_eof()
+            reply = await receive_all(client)
     assert reply == sha256(request).encode() + payload(99, 500_000)
 
 
 async def test_latency_adds_at_least_its_value_over_tcp() -> None:
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _reply_after_eof)
-            faults = [fault.Latency(0.2, direction="up"), fault.Latency(0.1, direction="down")]
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], faults=faults
-            ) as relay:
-                client = await connect(relay.port)
-                async with client:
-                    start = trio.current_time()
-                    await client.send_eof()
-                    first = await client.receive_some(64)
-                    elapsed = trio.current_time() - start
-                    assert first
-                    assert first == sha256(b"").encode()[: len(first)]
-            nursery.cancel_scope.cancel()
+    faults = [fault.Latency(0.2, direction="up"), fault.Latency(0.1, direction="down")]
+    async with relay_in_front_of(_reply_after_eof, 10, faults=faults) as relay:
+        client = await connect(relay.port)
+        async with client:
+            start = trio.current_time()
+            await client.send_eof()
+            first = await client.receive_some(64)
+            elapsed = trio.current_time() - start
+            assert first
+            assert first == sha256(b"").encode()[: len(first)]
     assert elapsed >= 0.3  # the FIN waited 0.2 s up, the reply 0.1 s down
 
 
 async def test_slicer_over_tcp_delivers_the_bytes_intact() -> None:
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _reply_after_eof)
-            faults = [fault.Slicer(64, variation=32, direction="down")]
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], faults=faults
-            ) as relay:
-                client = await connect(relay.port)
-                async with client:
-                    await client.send_eof()
-                    reply = await receive_all(client)
-            nursery.cancel_scope.cancel()
+    faults = [fault.Slicer(64, variation=32, direction="down")]
+    async with relay_in_front_of(_reply_after_eof, 20, faults=faults) as relay:
+        client = await connect(relay.port)
+        async with client:
+            await client.send_eof()
+            reply = await receive_all(client)
     assert reply == sha256(b"").encode() + payload(99, 500_000)
 
 
 @pytest.mark.parametrize("limit", [0, 1, 65536, 100_003])
 async def test_limit_data_closes_at_exactly_n(limit: int) -> None:
     lines: list[str] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _reply_after_eof)
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], faults=[fault.LimitData(limit, direction="down")],
-                verbose=True, log=lines.append,
-            ) as relay:  # fmt: skip
-                client = await connect(relay.port)
-                async with client:
-                    await client.send_eof()
-                    reply = await receive_all(client)
-                await relay.wait_quiet()
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(
+        _reply_after_eof,
+        10,
+        faults=[fault.LimitData(limit, direction="down")],
+        verbose=True,
+        log=lines.append,
+    ) as relay:
+        client = await connect(relay.port)
+        async with client:
+            await client.send_eof()
+            reply = await receive_all(client)
+        await relay.wait_quiet()
     assert reply == (sha256(b"").encode() + payload(99, 500_000))[:limit]
     assert "fault-limit-data" in lines[0]
 
 
 @pytest.mark.parametrize("splice", [True, False], ids=["splice", "pump"])
 async def test_reset_peer_gives_the_client_econnreset(splice: bool) -> None:
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _reply_after_eof)
-            faults = [fault.ResetPeer(after_bytes=50_000, direction="down")]
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], faults=faults, splice=splice
-            ) as relay:
-                client = await connect(relay.port)
-                async with client:
-                    await client.send_eof()
-                    before = await wait_reset(client)
-                await relay.wait_quiet()
-                assert relay.statistics().bytes_down == 50_000
-            nursery.cancel_scope.cancel()
+    faults = [fault.ResetPeer(after_bytes=50_000, direction="down")]
+    async with relay_in_front_of(_reply_after_eof, 10, faults=faults, splice=splice) as relay:
+        client = await connect(relay.port)
+        async with client:
+            await client.send_eof()
+            before = await wait_reset(client)
+        await relay.wait_quiet()
+        assert relay.statistics().bytes_down == 50_000
     assert len(before) <= 50_000
     assert before == (sha256(b"").encode() + payload(99, 500_000))[: len(before)]
 
@@ -314,19 +288,15 @@ async def test_faults_change_while_a_connection_is_live() -> None:
         await stream.send_all(payload(1000, 1000))
         await receive_all(stream)
 
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, two_parts)
-            async with ncat_trio.open_relay(targets=[("127.0.0.1", target)]) as relay:
-                client = await connect(relay.port)
-                async with client:
-                    first = b""
-                    while len(first) < 1000:
-                        first += await client.receive_some(1000)
-                    relay.faults.set(fault.LimitData(1500, direction="down"))
-                    gate.set()
-                    rest = await receive_all(client)
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(two_parts, 10) as relay:
+        client = await connect(relay.port)
+        async with client:
+            first = b""
+            while len(first) < 1000:
+                first += await client.receive_some(1000)
+            relay.faults.set(fault.LimitData(1500, direction="down"))
+            gate.set()
+            rest = await receive_all(client)
     assert first + rest == payload(0, 1500)
 
 
