@@ -7,6 +7,9 @@ Half-close must stay correct under every fault that does not end the connection.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 import trio.testing
@@ -44,6 +47,13 @@ class MemoryRelay:
     async def run(self) -> None:
         self.results.append(await self.connection.run())
 
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[trio.Nursery]:
+        """The relay in a nursery, yielded for more tasks; leaving waits for it to end."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.run)
+            yield nursery
+
 
 async def _arrival_times(stream: trio.abc.ReceiveStream) -> list[tuple[float, bytes]]:
     arrivals = []
@@ -55,8 +65,7 @@ async def _arrival_times(stream: trio.abc.ReceiveStream) -> list[tuple[float, by
 
 async def test_latency_delays_one_direction_only(autojump_clock: MockClock) -> None:
     relay = MemoryRelay(fault.FaultPlan([fault.Latency(0.5, direction="down")]))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    async with relay.running() as nursery:
         start = trio.current_time()
         await relay.server.send_all(b"down")
         assert await relay.client.receive_some(10) == b"down"
@@ -71,8 +80,7 @@ async def test_latency_delays_one_direction_only(autojump_clock: MockClock) -> N
 async def test_latency_jitter_stays_in_its_range(autojump_clock: MockClock) -> None:
     relay = MemoryRelay(fault.FaultPlan([fault.Latency(1.0, 0.25, direction="down")], seed=3))
     delays = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    async with relay.running() as nursery:
         for _ in range(20):
             start = trio.current_time()
             await relay.server.send_all(b"x")
@@ -87,8 +95,7 @@ async def test_bandwidth_paces_the_stream(autojump_clock: MockClock) -> None:
     rate = 256 * 1024
     relay = MemoryRelay(fault.FaultPlan([fault.Bandwidth(rate, direction="up")]))
     data = payload(1, 1 << 20)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    async with relay.running() as nursery:
         start = trio.current_time()
         nursery.start_soon(send_in_pieces, relay.client, data)
         received = b""
@@ -117,8 +124,7 @@ async def test_slicer_cuts_segments_within_its_size() -> None:
 
 async def test_slow_close_delays_only_the_fin(autojump_clock: MockClock) -> None:
     relay = MemoryRelay(fault.FaultPlan([fault.SlowClose(3, direction="down")]))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    async with relay.running():
         start = trio.current_time()
         await relay.server.send_all(b"last words")
         await relay.server.send_eof()
@@ -137,8 +143,7 @@ async def test_stall_holds_everything_then_resumes_without_loss(autojump_clock: 
     async def read() -> None:
         received.append(await receive_all(relay.client))
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    async with relay.running() as nursery:
         nursery.start_soon(read)
         await send_in_pieces(relay.server, data)
         await relay.server.send_eof()
@@ -153,8 +158,7 @@ async def test_stall_holds_everything_then_resumes_without_loss(autojump_clock: 
 
 async def test_stall_with_a_duration_closes_the_connection(autojump_clock: MockClock) -> None:
     relay = MemoryRelay(fault.FaultPlan([fault.Stall(5, direction="up")]))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    async with relay.running():
         start = trio.current_time()
         await relay.client.send_all(b"held")
         assert await relay.server.receive_some(10) == b""
@@ -165,8 +169,7 @@ async def test_stall_with_a_duration_closes_the_connection(autojump_clock: MockC
 
 async def test_reset_peer_after_a_delay(autojump_clock: MockClock) -> None:
     relay = MemoryRelay(fault.FaultPlan([fault.ResetPeer(after=2, direction="down")]))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    async with relay.running():
         start = trio.current_time()
         assert await relay.client.receive_some(10) == b""  # memory streams cannot RST
     assert trio.current_time() - start == pytest.approx(2)
