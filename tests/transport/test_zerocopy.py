@@ -367,6 +367,16 @@ def drain(peer: socket.socket, into: bytearray, pause: float) -> None:
         time.sleep(pause)
 
 
+def pipe_and_socket_threads(
+    w: int, data: bytes, piece: int, peer: socket.socket, got: bytearray, pause: float
+) -> tuple[threading.Thread, threading.Thread]:
+    """(feeder, reader), not started: ``data`` into the pipe's write end ``w`` in pieces,
+    and the peer's socket drained into ``got`` with ``pause`` between reads."""
+    feeder = threading.Thread(target=feed, args=(w, data, piece))
+    reader = threading.Thread(target=drain, args=(peer, got, pause))
+    return feeder, reader
+
+
 async def fin_and_join(client: trio.socket.SocketType, reader: threading.Thread) -> None:
     """Our FIN after the upload, then wait for the peer's reader thread to see it."""
     client.shutdown(socket.SHUT_WR)
@@ -396,8 +406,7 @@ async def test_pipe_to_socket_sender_waits_both_ways_and_moves_everything(
     before = flags(r)
     got = bytearray()
     counted: list[int] = []
-    feeder = threading.Thread(target=feed, args=(w, UP, 50_000))
-    reader = threading.Thread(target=drain, args=(peer, got, 0.0005))
+    feeder, reader = pipe_and_socket_threads(w, UP, 50_000, peer, got, 0.0005)
     try:
         async with open_stdin(r) as stdin:
             feeder.start()
@@ -430,8 +439,7 @@ async def test_exclusive_sender_still_lets_trio_run(monkeypatch: pytest.MonkeyPa
     r, w = os.pipe()
     got = bytearray()
     ticks = 0
-    feeder = threading.Thread(target=feed, args=(w, data, 1 << 20))
-    reader = threading.Thread(target=drain, args=(peer, got, 0.002))
+    feeder, reader = pipe_and_socket_threads(w, data, 1 << 20, peer, got, 0.002)
 
     async def ticker() -> None:
         nonlocal ticks
@@ -526,8 +534,7 @@ async def test_exclusive_sender_keeps_polling_after_the_peers_fin(
     assert await client.recv(1) == b""  # the other direction has read it
     r, w = os.pipe()
     got = bytearray()
-    feeder = threading.Thread(target=feed, args=(w, data, 1 << 20))
-    reader = threading.Thread(target=drain, args=(peer, got, 0.0005))
+    feeder, reader = pipe_and_socket_threads(w, data, 1 << 20, peer, got, 0.0005)
     try:
         async with open_stdin(r) as stdin:
             feeder.start()
