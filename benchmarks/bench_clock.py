@@ -38,6 +38,8 @@ from pathlib import Path
 
 from common import NCAT, PEERS_BUILD, free_port, have, table
 
+from tests.ntp import ntp_answers  # common.py puts the repository root on sys.path
+
 CHRONYD = "/usr/sbin/chronyd" if Path("/usr/sbin/chronyd").exists() else "chronyd"
 LISTENING = re.compile(rb"listening on [^\s:]+:(\d+)|^port = (\d+)")
 
@@ -58,17 +60,6 @@ def read_port(stream: object) -> int:
         if match:
             return int(match.group(1) or match.group(2))
     raise RuntimeError("no readiness line")
-
-
-def ntp_answers(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.05)
-        sock.connect(("127.0.0.1", port))
-        try:
-            sock.send(b"\x23" + b"\0" * 47)
-            return len(sock.recv(1024)) >= 48
-        except OSError:
-            return False
 
 
 class Servers:

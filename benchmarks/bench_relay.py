@@ -171,6 +171,11 @@ class Row:
     target: str = ""
 
 
+def ratio_row(name: str, over: float, under: float, target: str = "") -> Row:
+    """A row with no figure of its own: the ratio of two figures above it."""
+    return Row(name, "", f"{over / under:.2f}x", target)
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -478,29 +483,19 @@ def main(argv: list[str] | None = None) -> int:
         for k in kinds:
             rows.append(Row(f"1. one hop, nc ends: {k}", f"{gbs[k]:.2f} GB/s"))
         rows.append(
-            Row(
-                "   ncat-trio / socat default",
-                "",
-                f"{gbs['ncat-trio'] / gbs['socat']:.2f}x",
-                ">= 1.2x",
-            )
+            ratio_row("   ncat-trio / socat default", gbs["ncat-trio"], gbs["socat"], ">= 1.2x")
         )
         rows.append(
-            Row(
-                "   ncat-trio / socat -b262144",
-                "",
-                f"{gbs['ncat-trio'] / gbs['socat -b262144']:.2f}x",
-                ">= 1.0x",
+            ratio_row(
+                "   ncat-trio / socat -b262144", gbs["ncat-trio"], gbs["socat -b262144"], ">= 1.0x"
             )
         )
         cpu = rounds_of({k: (lambda k=k: relay_cpu(k, size)) for k in kinds}, rounds)  # type: ignore[misc]
         for k in kinds:
             rows.append(Row(f"1b. relay CPU per GiB (no fork): {k}", f"{cpu[k]:.2f} s"))
         rows.append(
-            Row(
-                "   socat -b262144 CPU / ncat-trio CPU",
-                "",
-                f"{cpu['socat -b262144'] / cpu['ncat-trio']:.2f}x",
+            ratio_row(
+                "   socat -b262144 CPU / ncat-trio CPU", cpu["socat -b262144"], cpu["ncat-trio"]
             )
         )
     if 2 in args.only:
@@ -516,11 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                     Row(f"{label} chain sender->relay->{sink}: all {k}", f"{gbs[k]:.2f} GB/s")
                 )
             rows.append(
-                Row(
-                    "   ncat-trio / socat -b262144",
-                    "",
-                    f"{gbs['ncat-trio'] / gbs['socat -b262144']:.2f}x",
-                    target,
+                ratio_row(
+                    "   ncat-trio / socat -b262144", gbs["ncat-trio"], gbs["socat -b262144"], target
                 )
             )
     if 3 in args.only:
@@ -530,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         _, api_rss = many_connections("ncat-trio API", count, 1 << 20)
         rows.append(Row(f"3. {count} concurrent x 1 MiB: ncat-trio", f"{ours_t:.2f} s"))
         rows.append(Row(f"   {count} concurrent x 1 MiB: socat fork", f"{socat_t:.2f} s"))
-        rows.append(Row("   socat time / ncat-trio time", "", f"{socat_t / ours_t:.2f}x"))
+        rows.append(ratio_row("   socat time / ncat-trio time", socat_t, ours_t))
         rows.append(
             Row("   ncat-trio relay peak RSS", f"{ours_rss / (1 << 20):.1f} MiB", "", "<= 48 MiB")
         )
@@ -541,9 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = rounds_of({k: (lambda k=k: ping_pong(k, pings)) for k in kinds}, rounds)  # type: ignore[misc]
         for k in kinds:
             rows.append(Row(f"4. 64 B ping-pong: {k}", f"{rate[k]:.0f} rt/s"))
-        rows.append(
-            Row("   ncat-trio / socat", "", f"{rate['ncat-trio'] / rate['socat']:.2f}x", ">= 0.6x")
-        )
+        rows.append(ratio_row("   ncat-trio / socat", rate["ncat-trio"], rate["socat"], ">= 0.6x"))
     if 5 in args.only:
         if relay_has_workers():
             streams, each = (50, 8 << 20) if quick else (200, 16 << 20)

@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NCAT = [sys.executable, "-m", "ncat_trio"]
 PEERS_BUILD = ROOT / "build" / "peers"
+if str(ROOT) not in sys.path:  # the benchmarks share small helpers with tests/ (tests/ntp.py)
+    sys.path.insert(0, str(ROOT))
 
 
 def machine() -> str:

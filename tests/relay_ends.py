@@ -17,9 +17,11 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from functools import cache
+from typing import Any
 
 import trio
 
+from ncat_trio import Relay, open_relay
 from ncat_trio.transport import net
 
 from .support import NCAT
@@ -129,6 +131,21 @@ async def start_server(nursery: trio.Nursery, handler: Handler) -> int:
 
     nursery.start_soon(serve)
     return int(listener.socket.getsockname()[1])
+
+
+@asynccontextmanager
+async def relay_in_front_of(
+    handler: Handler, seconds: float, **relay_options: Any
+) -> AsyncIterator[Relay]:
+    """A :func:`start_server` target serving ``handler`` and an in-process relay to it
+    (``open_relay`` with ``relay_options``), all under ``fail_after(seconds)``.  Leaving
+    closes the relay, then stops the target."""
+    with trio.fail_after(seconds):
+        async with trio.open_nursery() as nursery:
+            target = await start_server(nursery, handler)
+            async with open_relay(targets=[("127.0.0.1", target)], **relay_options) as relay:
+                yield relay
+            nursery.cancel_scope.cancel()
 
 
 async def connect(port: int) -> trio.SocketStream:

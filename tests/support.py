@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -151,6 +152,31 @@ def spawn_listener(args: list[str], **kwargs: Any) -> tuple[subprocess.Popen[byt
     return proc, port
 
 
+def run_ncat(
+    args: list[str], input: bytes | None = None, timeout: float = 30.0, **kwargs: Any
+) -> subprocess.CompletedProcess[bytes]:
+    """``python -m ncat_trio ARGS`` to its end, stdout and stderr captured; no check of
+    the exit code (the test asserts it, with the stderr in the message)."""
+    return subprocess.run(
+        [*NCAT, *args], input=input, capture_output=True, timeout=timeout, check=False, **kwargs
+    )
+
+
+def send_until_stopped(conn: socket.socket, limit: int, stop: type[OSError]) -> int:
+    """Send 64 KiB chunks until ``stop`` is raised (the reader went away, or stopped
+    reading: a send timeout) or ``limit`` bytes went; how much was sent (< ``limit``
+    if and only if ``stop`` ended it)."""
+    sent = 0
+    chunk = b"x" * 65536
+    try:
+        while sent < limit:
+            conn.sendall(chunk)
+            sent += len(chunk)
+    except stop:
+        pass
+    return sent
+
+
 def finish(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     """Wait for a process, killing it (and failing, with its stderr) if it overstays."""
     try:
@@ -208,11 +234,8 @@ def sha256(data: bytes) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 class Drain:
@@ -461,6 +484,16 @@ def receive_all(conn: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes from a blocking socket; an EOF before them fails the test."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, f"EOF after {len(data)} of the {n} bytes expected"
+        data += chunk
+    return data
+
+
 def one_error_line(stderr: bytes) -> str:
     """Assert stderr is exactly one ``ncat-trio: …`` line and no traceback; return it."""
     text = stderr.decode("utf-8", "replace")
@@ -549,14 +582,36 @@ def still_running(pids: Iterable[int], timeout: float = 0.0) -> list[int]:
     return running
 
 
-def ipv6_loopback_available() -> bool:
-    """True if ::1 can be bound here (some containers have IPv6 disabled)."""
+def ipv6_loopback_available(address: str = "::1") -> bool:
+    """True if ::1 (or another IPv6 ``address``, e.g. ``::`` for a dual-stack listener)
+    can be bound here (some containers have IPv6 disabled)."""
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
+            probe.bind((address, 0))
     except OSError:
         return False
     return True
+
+
+def closed_without_service(port: int, source: str = "127.0.0.1") -> bool:
+    """Connect to 127.0.0.1:``port`` from ``source`` and send; True if the server closed
+    (FIN or RST) without sending a byte.  The RST may even beat ``connect`` back to us on
+    loopback, or arrive before ``shutdown`` (ENOTCONN)."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), 30, source_address=(source, 0))
+    except ConnectionResetError:
+        return True
+    with sock:
+        try:
+            sock.sendall(b"let me in\n")
+            sock.shutdown(socket.SHUT_WR)
+            return sock.recv(100) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except OSError as exc:
+            if exc.errno == errno.ENOTCONN:
+                return True
+            raise
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from ..support import (
     one_error_line,
     pid_gone,
     receive_all,
+    run_ncat,
     sha256,
     spawn_listener,
 )
@@ -159,12 +160,7 @@ def test_connect_mode_attaches_the_child_to_the_outgoing_connection() -> None:
         return receive_all(conn)
 
     with ServeOnce(server) as peer:
-        result = subprocess.run(
-            [*NCAT, "connect", "-e", "tr a-z A-Z", "127.0.0.1", str(peer.port)],
-            capture_output=True,
-            timeout=20,
-            check=False,
-        )
+        result = run_ncat(["connect", "-e", "tr a-z A-Z", "127.0.0.1", str(peer.port)], timeout=20)
         assert peer.result() == b"HELLO CHILD\n"
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
 

@@ -9,6 +9,9 @@ real servers are in ``tests/interop/test_real_servers.py``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import pytest
 import trio
 import trio.testing
@@ -41,10 +44,17 @@ class Ends:
         return trio.current_time()
 
 
-async def test_idle_holds_the_fin_while_the_peer_sends(autojump_clock: trio.abc.Clock) -> None:
+@contextlib.asynccontextmanager
+async def session(options: SessionOptions) -> AsyncIterator[Ends]:
+    """The session on fresh ends, running in a nursery; leaving waits for it to end."""
     ends = Ends()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(ends.run, IDLE)
+        nursery.start_soon(ends.run, options)
+        yield ends
+
+
+async def test_idle_holds_the_fin_while_the_peer_sends(autojump_clock: trio.abc.Clock) -> None:
+    async with session(IDLE) as ends, trio.open_nursery() as nursery:
         await ends.stdin_writer.aclose()  # stdin ends before the reply starts
         fin_at: list[float] = []
         fin = trio.Event()
@@ -73,9 +83,7 @@ async def test_idle_sends_the_fin_to_a_silent_peer_after_the_period(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     """A server that reads to EOF gets its FIN one quiet period after stdin EOF."""
-    ends = Ends()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ends.run, IDLE)
+    async with session(IDLE) as ends:
         await ends.stdin_writer.send_all(b"request")
         await ends.stdin_writer.aclose()
         start = trio.current_time()
@@ -90,9 +98,7 @@ async def test_idle_sends_the_fin_to_a_silent_peer_after_the_period(
 
 
 async def test_now_sends_the_fin_at_stdin_eof(autojump_clock: trio.abc.Clock) -> None:
-    ends = Ends()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ends.run, SessionOptions(fin_after_quiet=None))
+    async with session(SessionOptions(fin_after_quiet=None)) as ends:
         await ends.stdin_writer.aclose()
         start = trio.current_time()
         assert await ends.fin_seen() == start  # no time passed
@@ -102,9 +108,7 @@ async def test_now_sends_the_fin_at_stdin_eof(autojump_clock: trio.abc.Clock) ->
 async def test_idle_ends_at_once_when_the_peer_closed_first(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    ends = Ends()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ends.run, IDLE)
+    async with session(IDLE) as ends:
         await ends.peer.send_all(b"bye")
         await ends.peer.send_eof()
         await trio.testing.wait_all_tasks_blocked()
@@ -118,9 +122,7 @@ async def test_linger_counts_from_stdin_eof_not_from_the_fin(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     """-q bounds the whole wait after stdin EOF, the quiet period included."""
-    ends = Ends()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ends.run, SessionOptions(fin_after_quiet=10.0, linger=2.0))
+    async with session(SessionOptions(fin_after_quiet=10.0, linger=2.0)) as ends:
         await ends.stdin_writer.aclose()
         start = trio.current_time()
         for _ in range(5):  # keeps the quiet period from ever running out

@@ -30,6 +30,7 @@ from ..support import (
     reaped,
     record_mains,
     require_program,
+    run_ncat,
     wait_for_port,
 )
 
@@ -53,13 +54,7 @@ def test_w_ends_a_quiet_session_with_exit_0(spelling: list[str]) -> None:
     silent = Silent()
     with ServeOnce(silent) as server:
         start = time.monotonic()
-        proc = subprocess.run(
-            [*NCAT, *spelling, "--json", "-w", "1", "127.0.0.1", str(server.port)],
-            input=b"hi\n",
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        proc = run_ncat([*spelling, "--json", "-w", "1", "127.0.0.1", str(server.port)], b"hi\n")
         took = time.monotonic() - start
         silent.released.set()
         assert server.result() == b"hi\n"
@@ -94,12 +89,7 @@ def test_w_does_not_cut_a_session_that_moves() -> None:
             time.sleep(0.3)  # the data's own pace, not synchronisation
 
     with ServeOnce(trickle) as server:
-        proc = subprocess.run(
-            [*NCAT, "-w", "1", "-d", "127.0.0.1", str(server.port)],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        proc = run_ncat(["-w", "1", "-d", "127.0.0.1", str(server.port)])
         server.result()
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"tick\n" * 7

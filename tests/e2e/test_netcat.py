@@ -32,6 +32,7 @@ from ..support import (
     read_line,
     reaped,
     receive_all,
+    send_until_stopped,
     sha256,
     sha256_file,
     spawn,
@@ -234,15 +235,11 @@ def test_peer_eof_while_stdin_still_flows_does_not_truncate_the_upload(copy: lis
 
 def _endless_sender(conn: socket.socket) -> int:
     """Send until the reader goes away; return how much was sent."""
-    sent = 0
-    chunk = b"x" * 65536
-    try:
-        while sent < 1 << 30:
-            conn.sendall(chunk)
-            sent += len(chunk)
-    except OSError:  # the reset of a client that stopped reading: the expected end
-        return sent
-    raise AssertionError("the client never stopped reading")
+    # the reset of a client that stopped reading (an OSError) is the expected end
+    sent = send_until_stopped(conn, 1 << 30, OSError)
+    if sent >= 1 << 30:
+        raise AssertionError("the client never stopped reading")
+    return sent
 
 
 def _pipe_into_head(args: list[str]) -> tuple[subprocess.Popen[bytes], bytes]:

@@ -19,18 +19,7 @@ from ncat_trio import ConnectError
 from ncat_trio.cli import run_cli
 from ncat_trio.transport.relay import abort
 
-from ..relay_ends import (
-    connect,
-    digest_all,
-    echo,
-    exchange,
-    payload,
-    receive_all,
-    relay_process,
-    send_then_eof,
-    sha256,
-    start_server,
-)
+from .. import relay_ends as ends
 
 
 @pytest.mark.parametrize(
@@ -81,12 +70,12 @@ def test_help_names_only_no_zerocopy(capsys: pytest.CaptureFixture[str]) -> None
 
 
 async def test_relays_and_logs_one_line_per_connection_and_stats_on_sigusr1() -> None:
-    data = payload(21, 3 << 20)
+    data = ends.payload(21, 3 << 20)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, echo)
-            async with relay_process("-v", "127.0.0.1:0", f"127.0.0.1:{target}") as relay:
-                assert await exchange(relay.port, data) == data
+            target = await ends.start_server(nursery, ends.echo)
+            async with ends.relay_process("-v", "127.0.0.1:0", f"127.0.0.1:{target}") as relay:
+                assert await ends.exchange(relay.port, data) == data
                 line = await relay.line()
                 relay.signal(signal.SIGUSR1)
                 stats = await relay.line_starting("ncat-trio: stats:")
@@ -104,11 +93,11 @@ async def test_relays_and_logs_one_line_per_connection_and_stats_on_sigusr1() ->
 async def test_json_log_and_periodic_stats() -> None:
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, echo)
-            async with relay_process(
+            target = await ends.start_server(nursery, ends.echo)
+            async with ends.relay_process(
                 "-v", "--json-log", "--stats", "0.1", "127.0.0.1:0", f"127.0.0.1:{target}"
             ) as relay:
-                assert await exchange(relay.port, b"json please") == b"json please"
+                assert await ends.exchange(relay.port, b"json please") == b"json please"
                 records = [json.loads(await relay.line())]
                 while records[-1]["event"] != "stats" or records[-1]["total"] != 1:
                     records.append(json.loads(await relay.line()))
@@ -122,30 +111,30 @@ async def test_json_log_and_periodic_stats() -> None:
 
 async def test_sigterm_drains_live_transfers_then_exits_143() -> None:
     arrived, release = trio.Event(), trio.Event()
-    reply = payload(5, 4 << 20)
+    reply = ends.payload(5, 4 << 20)
 
     async def slow_reply(stream: trio.SocketStream) -> None:
         arrived.set()
-        await receive_all(stream)
+        await ends.receive_all(stream)
         await release.wait()
-        await send_then_eof(stream, reply)
+        await ends.send_then_eof(stream, reply)
 
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, slow_reply)
-            async with relay_process(
+            target = await ends.start_server(nursery, slow_reply)
+            async with ends.relay_process(
                 "--drain-timeout", "20", "127.0.0.1:0", f"127.0.0.1:{target}"
             ) as relay:
-                client = await connect(relay.port)
+                client = await ends.connect(relay.port)
                 await client.send_eof()
                 await arrived.wait()
                 relay.signal(signal.SIGTERM)
                 draining = await relay.line()
                 with pytest.raises(ConnectError, match="refused"):  # no longer accepting
-                    await connect(relay.port)
+                    await ends.connect(relay.port)
                 release.set()
                 async with client:
-                    assert await digest_all(client) == (len(reply), sha256(reply))
+                    assert await ends.digest_all(client) == (len(reply), ends.sha256(reply))
                 assert await relay.process.wait() == 143
                 last = await relay.line()
             nursery.cancel_scope.cancel()
@@ -162,11 +151,11 @@ async def test_sigterm_cancels_what_is_left_after_the_drain_timeout() -> None:
 
     drain = 1.0
     async with trio.open_nursery() as nursery:
-        target = await start_server(nursery, never_replies)
-        async with relay_process(
+        target = await ends.start_server(nursery, never_replies)
+        async with ends.relay_process(
             "--drain-timeout", str(drain), "127.0.0.1:0", f"127.0.0.1:{target}"
         ) as relay:
-            client = await connect(relay.port)
+            client = await ends.connect(relay.port)
             await client.send_all(b"hello?")
             await arrived.wait()
             relay.signal(signal.SIGTERM)
@@ -175,7 +164,7 @@ async def test_sigterm_cancels_what_is_left_after_the_drain_timeout() -> None:
             lines = [await relay.line() for _ in range(3)]
             async with client:
                 with trio.fail_after(5):
-                    assert await receive_all(client) == b""  # closed, not left hanging
+                    assert await ends.receive_all(client) == b""  # closed, not left hanging
         nursery.cancel_scope.cancel()
     assert lines[1] == "ncat-trio: drain timeout: cancelled 1 connection(s)"
     assert lines[2] == "ncat-trio: interrupted by SIGTERM"
@@ -185,20 +174,20 @@ async def test_no_fd_leak_after_2000_connections() -> None:
     """Clean closes, client resets mid-transfer and refused targets, 2000 in all."""
 
     async def one(port: int, index: int) -> None:
-        stream = await connect(port)
+        stream = await ends.connect(port)
         async with stream:
             if index % 10 == 9:  # reset mid-transfer, once the relay has connected
                 await stream.send_all(b"x" * 1000)
                 assert await stream.receive_some(1)
                 await abort(stream)
                 return
-            data = payload(index, index % 5000)
+            data = ends.payload(index, index % 5000)
             assert await _exchange_on(stream, data) == data
 
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, echo)
-            async with relay_process("-v", "127.0.0.1:0", f"127.0.0.1:{target}") as relay:
+            target = await ends.start_server(nursery, ends.echo)
+            async with ends.relay_process("-v", "127.0.0.1:0", f"127.0.0.1:{target}") as relay:
                 before = relay.fd_count()
                 limit = trio.CapacityLimiter(25)
 
@@ -224,8 +213,8 @@ async def test_no_fd_leak_after_2000_connections() -> None:
 
 async def _exchange_on(stream: trio.SocketStream, data: bytes) -> bytes:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(send_then_eof, stream, data)
-        return await receive_all(stream)
+        nursery.start_soon(ends.send_then_eof, stream, data)
+        return await ends.receive_all(stream)
 
 
 @pytest.mark.slow
@@ -233,9 +222,9 @@ async def _exchange_on(stream: trio.SocketStream, data: bytes) -> bytes:
 async def test_slow_consumer_keeps_memory_flat(copy: list[str]) -> None:
     """A server pushes 256 MiB + as fast as it can; the client reads 1 MiB/s for 10 s,
     then fast.  The relay's RSS stays below idle + 2 × buffer + 8 MiB, its peak-buffered
-    statistic never exceeds the buffer, and every byte arrives (sha256)."""
+    statistic never exceeds the buffer, and every byte arrives (ends.sha256)."""
     buffer = 256 * 1024
-    piece = payload(0, 8 << 20)
+    piece = ends.payload(0, 8 << 20)
     pieces = 33  # 264 MiB
     total = pieces * len(piece)
     expected = hashlib.sha256()
@@ -247,12 +236,12 @@ async def test_slow_consumer_keeps_memory_flat(copy: list[str]) -> None:
         for _ in range(pieces):
             await stream.send_all(piece)
         await stream.send_eof()
-        await receive_all(stream)
+        await ends.receive_all(stream)
 
     with trio.fail_after(100):
         async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, push)
-            async with relay_process(
+            target = await ends.start_server(nursery, push)
+            async with ends.relay_process(
                 *copy, "--buffer", str(buffer), "127.0.0.1:0", f"127.0.0.1:{target}"
             ) as relay:
                 idle = relay.rss()
@@ -266,7 +255,7 @@ async def test_slow_consumer_keeps_memory_flat(copy: list[str]) -> None:
                             await trio.sleep(0.2)
 
                 nursery.start_soon(sample)
-                client = await connect(relay.port)
+                client = await ends.connect(relay.port)
                 async with client:
                     await client.send_eof()
                     digest = hashlib.sha256()

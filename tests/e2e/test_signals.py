@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import NCAT, read_line, spawn_listener
+from tests.support import NCAT, read_line, send_until_stopped, spawn_listener
 
 DEADLINE = 1.0  # the issue's bound on exiting after a signal
 
@@ -81,21 +81,28 @@ def test_signal_while_accepting(signum: signal.Signals, code: int) -> None:
     assert_ends_promptly(proc, signum, code)
 
 
+def signal_leaves_stdin_blocking(
+    silent_server: socket.socket, stdin: int, signum: signal.Signals, code: int
+) -> None:
+    """ncat-trio connected, reading ``stdin`` (blocking), is signalled: while it is blocked
+    reading and after it has ended, the file description we share is unchanged."""
+    before = flags(stdin)
+    assert not before & os.O_NONBLOCK
+    proc = connected_ncat(silent_server.getsockname()[1], stdin)
+    assert flags(stdin) == before
+    assert not flags(stdin) & os.O_NONBLOCK
+    assert_ends_promptly(proc, signum, code)
+    assert flags(stdin) == before
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_while_reading_a_shared_stdin_pipe(
     signum: signal.Signals, code: int, silent_server: socket.socket
 ) -> None:
     read_end, write_end = os.pipe()
-    before = flags(read_end)
-    port = silent_server.getsockname()[1]
     try:
-        proc = connected_ncat(port, read_end)
-        # While ncat-trio is blocked reading it, the description we share is unchanged:
-        # a concurrent reader of this pipe would not get EAGAIN.
-        assert flags(read_end) == before
-        assert not flags(read_end) & os.O_NONBLOCK
-        assert_ends_promptly(proc, signum, code)
-        assert flags(read_end) == before
+        # a concurrent reader of this pipe would not get EAGAIN
+        signal_leaves_stdin_blocking(silent_server, read_end, signum, code)
         # The pipe still works for the next reader.
         os.write(write_end, b"still here")
         assert os.read(read_end, 100) == b"still here"
@@ -120,14 +127,7 @@ def test_sigint_while_writing_to_a_stdout_pipe_nobody_reads() -> None:
             with conn:
                 # Fill the pipe (64 KiB) and both socket buffers until our send is stuck.
                 conn.settimeout(1.0)
-                sent = 0
-                blob = b"x" * 65536
-                try:
-                    while sent < 256 << 20:
-                        conn.sendall(blob)
-                        sent += len(blob)
-                except TimeoutError:
-                    pass
+                sent = send_until_stopped(conn, 256 << 20, TimeoutError)
                 assert sent > 1 << 20  # stuck: ncat-trio is blocked writing stdout
                 assert flags(write_end) == before
                 got, elapsed, err = signal_and_wait(proc, signal.SIGINT)
@@ -146,14 +146,8 @@ def test_sigint_while_writing_to_a_stdout_pipe_nobody_reads() -> None:
 
 def test_sigterm_while_reading_a_tty_leaves_it_blocking(silent_server: socket.socket) -> None:
     master, slave = os.openpty()
-    before = flags(slave)
-    port = silent_server.getsockname()[1]
     try:
-        proc = connected_ncat(port, slave)
-        assert flags(slave) == before
-        assert_ends_promptly(proc, signal.SIGTERM, 143)
-        assert flags(slave) == before
-        assert not before & os.O_NONBLOCK
+        signal_leaves_stdin_blocking(silent_server, slave, signal.SIGTERM, 143)
     finally:
         os.close(master)
         os.close(slave)

@@ -31,6 +31,7 @@ from ..support import (
     finish,
     one_error_line,
     read_line,
+    run_ncat,
     spawn,
     spawn_listener,
     wait_for_port,
@@ -105,12 +106,8 @@ def test_generated_certificate_prints_its_fingerprint_and_no_verify_warns() -> N
     assert listener.stderr is not None
     first = read_line(listener.stderr).decode()  # the fingerprint comes before readiness
     port = wait_for_port(listener.stderr)
-    client = subprocess.run(
-        [*NCAT, "connect", "-v", "--ssl-no-verify", "-q", "0", "127.0.0.1", str(port)],
-        input=b"hello over tls\n",
-        capture_output=True,
-        timeout=30,
-        check=False,
+    client = run_ncat(
+        ["connect", "-v", "--ssl-no-verify", "-q", "0", "127.0.0.1", str(port)], b"hello over tls\n"
     )
     code, out, err = outcome(listener)
     assert (client.returncode, code) == (0, 0), (client.stderr, err)
@@ -149,25 +146,13 @@ def test_certificate_that_does_not_verify_is_exit_1_naming_the_reason(
 ) -> None:
     ca = [] if not extra else ["--ssl-ca", str(pki.ca_file)]
     listener, port = spawn_listener(["listen", *pki.server_args(), "127.0.0.1", "0"])
-    client = subprocess.run(
-        [*NCAT, "connect", "--ssl", *ca, *extra, "127.0.0.1", str(port)],
-        input=b"secret",
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    client = run_ncat(["connect", "--ssl", *ca, *extra, "127.0.0.1", str(port)], b"secret")
     assert client.returncode == 1
     line = one_error_line(client.stderr)
     assert "TLS handshake" in line
     assert reason in line.lower()
     _handshake_failure_logged(listener)
-    good = subprocess.run(
-        [*NCAT, "connect", "--ssl-ca", str(pki.ca_file), "127.0.0.1", str(port)],
-        input=b"secret",
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    good = run_ncat(["connect", "--ssl-ca", str(pki.ca_file), "127.0.0.1", str(port)], b"secret")
     code, out, err = outcome(listener)
     assert (good.returncode, code) == (0, 0), (good.stderr, err)
     assert out == b"secret"  # only from the client whose handshake succeeded
@@ -175,22 +160,12 @@ def test_certificate_that_does_not_verify_is_exit_1_naming_the_reason(
 
 def test_self_signed_listener_is_refused_without_no_verify() -> None:
     listener, port = spawn_listener(["listen", "--ssl", "127.0.0.1", "0"])
-    client = subprocess.run(
-        [*NCAT, "connect", "--ssl", "127.0.0.1", str(port)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    client = run_ncat(["connect", "--ssl", "127.0.0.1", str(port)], stdin=subprocess.DEVNULL)
     assert client.returncode == 1
     assert "certificate verify failed: self-signed certificate" in one_error_line(client.stderr)
     _handshake_failure_logged(listener)
-    good = subprocess.run(
-        [*NCAT, "connect", "--ssl-no-verify", "127.0.0.1", str(port)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=30,
-        check=False,
+    good = run_ncat(
+        ["connect", "--ssl-no-verify", "127.0.0.1", str(port)], stdin=subprocess.DEVNULL
     )
     code, _, err = outcome(listener)
     assert (good.returncode, code) == (0, 0), (good.stderr, err)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import operator
 import os
 import socket
 import subprocess
 import threading
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
@@ -78,50 +80,47 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return record_mains(monkeypatch, transfer, "send_main", "receive_main")
 
 
-@pytest.mark.parametrize(
-    ("argv", "host", "port", "path", "listen"),
-    [
-        (["send", "h", "9"], "h", 9, "-", False),
-        (["send", "h", "9", "f.bin"], "h", 9, "f.bin", False),
-        (["send", "--listen", "0"], None, 0, "-", True),
-        (["send", "--listen", "9", "f.bin"], None, 9, "f.bin", True),
-        (["send", "--listen", "::1", "9", "-"], "::1", 9, "-", True),
-    ],
-)
-def test_send_arguments(
-    recorded: list[object], argv: list[str], host: str | None, port: int, path: str, listen: bool
-) -> None:
-    assert run_cli(argv) == 0
-    (opts,) = recorded
-    assert isinstance(opts, transfer.SendOptions)
-    assert (opts.endpoint.host, opts.endpoint.port, opts.path, opts.listen) == (
-        host, port, path, listen,
-    )  # fmt: skip
+def _send(host: str | None, port: int, path: str, listen: bool) -> dict[str, object]:
+    return {"endpoint.host": host, "endpoint.port": port, "path": path, "listen": listen}
+
+
+def _receive(host: str | None, port: int, listen: bool, target: ReceiveTarget) -> dict[str, object]:
+    return {"endpoint.host": host, "endpoint.port": port, "listen": listen, "target": target}
 
 
 @pytest.mark.parametrize(
-    ("argv", "host", "port", "listen", "target"),
+    ("argv", "kind", "want"),
     [
-        (["receive", "0"], None, 0, True, ReceiveTarget()),
-        (["receive", "127.0.0.1", "9", "-o", "d/"], "127.0.0.1", 9, True, ReceiveTarget("d/")),
-        (["receive", "--connect", "h", "9", "--resume"], "h", 9, False, ReceiveTarget(resume=True)),
-        (["receive", "9", "--force", "-o", "-"], None, 9, True, ReceiveTarget("-", force=True)),
+        (["send", "h", "9"], transfer.SendOptions, _send("h", 9, "-", False)),
+        (["send", "h", "9", "f.bin"], transfer.SendOptions, _send("h", 9, "f.bin", False)),
+        (["send", "--listen", "0"], transfer.SendOptions, _send(None, 0, "-", True)),
+        (["send", "--listen", "9", "f.bin"], transfer.SendOptions, _send(None, 9, "f.bin", True)),
+        (["send", "--listen", "::1", "9", "-"], transfer.SendOptions, _send("::1", 9, "-", True)),
+        (["receive", "0"], transfer.ReceiveOptions, _receive(None, 0, True, ReceiveTarget())),
+        (
+            ["receive", "127.0.0.1", "9", "-o", "d/"],
+            transfer.ReceiveOptions,
+            _receive("127.0.0.1", 9, True, ReceiveTarget("d/")),
+        ),
+        (
+            ["receive", "--connect", "h", "9", "--resume"],
+            transfer.ReceiveOptions,
+            _receive("h", 9, False, ReceiveTarget(resume=True)),
+        ),
+        (
+            ["receive", "9", "--force", "-o", "-"],
+            transfer.ReceiveOptions,
+            _receive(None, 9, True, ReceiveTarget("-", force=True)),
+        ),
     ],
 )
-def test_receive_arguments(
-    recorded: list[object],
-    argv: list[str],
-    host: str | None,
-    port: int,
-    listen: bool,
-    target: ReceiveTarget,
+def test_send_and_receive_arguments(
+    recorded: list[object], argv: list[str], kind: type, want: dict[str, object]
 ) -> None:
     assert run_cli(argv) == 0
     (opts,) = recorded
-    assert isinstance(opts, transfer.ReceiveOptions)
-    assert (opts.endpoint.host, opts.endpoint.port, opts.listen, opts.target) == (
-        host, port, listen, target,
-    )  # fmt: skip
+    assert isinstance(opts, kind)
+    assert {name: operator.attrgetter(name)(opts) for name in want} == want
 
 
 @pytest.mark.parametrize(
@@ -148,6 +147,17 @@ def test_usage_errors(recorded: list[object], argv: list[str]) -> None:
 Outcome = TransferResult | NcatError
 
 
+async def outcome_of(session: Awaitable[TransferResult], end: trio.abc.AsyncResource) -> Outcome:
+    """The session's result or its error (as a separate process would report it); then
+    ``end``, the session's stream, is closed."""
+    try:
+        return await session
+    except NcatError as exc:
+        return exc
+    finally:
+        await end.aclose()
+
+
 async def transfer_in_memory(
     source: Source, target: ReceiveTarget, *, stdout: trio.abc.SendStream | None = None
 ) -> tuple[Outcome, Outcome]:
@@ -156,20 +166,14 @@ async def transfer_in_memory(
     outcomes: dict[str, Outcome] = {}
 
     async def sender() -> None:
-        try:
-            outcomes["send"] = await send_session(send_end, source, chunk_size=64 * 1024)
-        except NcatError as exc:
-            outcomes["send"] = exc
-        finally:
-            await send_end.aclose()
+        outcomes["send"] = await outcome_of(
+            send_session(send_end, source, chunk_size=64 * 1024), send_end
+        )
 
     async def receiver() -> None:
-        try:
-            outcomes["receive"] = await receive_session(receive_end, target, stdout=stdout)
-        except NcatError as exc:
-            outcomes["receive"] = exc
-        finally:
-            await receive_end.aclose()
+        outcomes["receive"] = await outcome_of(
+            receive_session(receive_end, target, stdout=stdout), receive_end
+        )
 
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
@@ -259,34 +263,29 @@ async def test_to_stdout(tmp_path: Path) -> None:
     assert received.path is None
 
 
-async def test_resume_with_a_different_prefix_starts_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "same_prefix",
+    [False, True],
+    ids=["different-prefix-starts-again", "same-prefix-sends-the-rest"],
+)
+async def test_resume_sends_only_what_the_partial_file_lacks(
+    tmp_path: Path, same_prefix: bool
+) -> None:
     payload = make_file(tmp_path / "f.bin", 200_000)
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".f.bin.ncat-trio-partial").write_bytes(b"not the same bytes" * 100)
+    partial = payload[:123_456] if same_prefix else b"not the same bytes" * 100
+    (out / ".f.bin.ncat-trio-partial").write_bytes(partial)
+    kept = len(partial) if same_prefix else 0
     source = file_source(tmp_path / "f.bin")
     try:
         sent, received = await transfer_ok(source, ReceiveTarget(str(out), resume=True))
     finally:
         os.close(source.fd)
-    assert sent.resumed_from == received.resumed_from == 0
+    assert sent.resumed_from == received.resumed_from == kept
+    assert sent.bytes_moved == received.bytes_moved == 200_000 - kept
     assert (out / "f.bin").read_bytes() == payload
     assert leftovers(out) == []
-
-
-async def test_resume_with_the_same_prefix_sends_only_the_rest(tmp_path: Path) -> None:
-    payload = make_file(tmp_path / "f.bin", 200_000)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / ".f.bin.ncat-trio-partial").write_bytes(payload[:123_456])
-    source = file_source(tmp_path / "f.bin")
-    try:
-        sent, received = await transfer_ok(source, ReceiveTarget(str(out), resume=True))
-    finally:
-        os.close(source.fd)
-    assert sent.resumed_from == received.resumed_from == 123_456
-    assert sent.bytes_moved == received.bytes_moved == 200_000 - 123_456
-    assert (out / "f.bin").read_bytes() == payload
 
 
 async def test_unwritable_destination_fails_both_ends_with_local_io(tmp_path: Path) -> None:
@@ -310,7 +309,7 @@ async def test_receiver_refuses_a_traversal_name_and_tells_the_sender(tmp_path: 
     inner.mkdir(parents=True)
     send_end, receive_end = trio.testing.memory_stream_pair()
     reply = bytearray()
-    failure: list[NcatError] = []
+    failure: list[Outcome] = []
 
     async def fake_sender() -> None:
         await send_end.send_all(header_named(b"../../etc"))
@@ -319,12 +318,9 @@ async def test_receiver_refuses_a_traversal_name_and_tells_the_sender(tmp_path: 
             reply.extend(chunk)
 
     async def receiver() -> None:
-        try:
-            await receive_session(receive_end, ReceiveTarget(str(inner)))
-        except NcatError as exc:
-            failure.append(exc)
-        finally:
-            await receive_end.aclose()
+        failure.append(
+            await outcome_of(receive_session(receive_end, ReceiveTarget(str(inner))), receive_end)
+        )
 
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:

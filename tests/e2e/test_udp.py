@@ -14,14 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support import (
-    NCAT,
-    finish,
-    one_error_line,
-    read_line,
-    spawn,
-    spawn_listener,
-)
+from ..support import NCAT, finish, one_error_line, read_line, spawn, spawn_listener
 
 
 def udp_socket(host: str = "127.0.0.1") -> socket.socket:
@@ -80,41 +73,43 @@ def test_port_unreachable_is_a_connect_error() -> None:
     assert "port unreachable" in one_error_line(result.stderr)
 
 
+def heard(listener: subprocess.Popen[bytes], port: int, sock: socket.socket, line: bytes) -> None:
+    """``sock`` sends ``line`` to the listener, which writes it to its stdout next."""
+    assert listener.stdout is not None
+    sock.sendto(line, ("127.0.0.1", port))
+    assert read_line(listener.stdout) == line
+
+
+def reply_reaches_only(
+    listener: subprocess.Popen[bytes], reply: bytes, to: socket.socket, not_to: socket.socket
+) -> None:
+    """A line on the listener's stdin goes out as one datagram to ``to``, none to ``not_to``."""
+    assert listener.stdin is not None
+    listener.stdin.write(reply)
+    listener.stdin.flush()
+    assert to.recv(65536) == reply
+    not_to.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        not_to.recv(65536)
+
+
 def test_listen_locks_onto_the_first_peer() -> None:
     listener, port = spawn_listener(["listen", "-u", "127.0.0.1", "0"], stdin=subprocess.PIPE)
-    assert listener.stdin is not None
-    assert listener.stdout is not None
     with udp_socket() as first, udp_socket() as other:
-        first.sendto(b"from first\n", ("127.0.0.1", port))
-        assert read_line(listener.stdout) == b"from first\n"
+        heard(listener, port, first, b"from first\n")
         other.sendto(b"from other\n", ("127.0.0.1", port))
-        first.sendto(b"first again\n", ("127.0.0.1", port))
-        assert read_line(listener.stdout) == b"first again\n"  # the other's was dropped
-        listener.stdin.write(b"reply\n")
-        listener.stdin.flush()
-        assert first.recv(65536) == b"reply\n"
-        other.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            other.recv(65536)  # the reply went to the first peer only
+        heard(listener, port, first, b"first again\n")  # the other's was dropped
+        reply_reaches_only(listener, b"reply\n", first, other)
     listener.terminate()
     assert finish(listener, 10) == 143
 
 
 def test_keep_open_hears_everyone_and_replies_to_the_last_sender() -> None:
     listener, port = spawn_listener(["listen", "-u", "-k", "127.0.0.1", "0"], stdin=subprocess.PIPE)
-    assert listener.stdin is not None
-    assert listener.stdout is not None
     with udp_socket() as first, udp_socket() as last:
-        first.sendto(b"a\n", ("127.0.0.1", port))
-        assert read_line(listener.stdout) == b"a\n"
-        last.sendto(b"b\n", ("127.0.0.1", port))
-        assert read_line(listener.stdout) == b"b\n"
-        listener.stdin.write(b"to the last\n")
-        listener.stdin.flush()
-        assert last.recv(65536) == b"to the last\n"
-        first.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            first.recv(65536)
+        heard(listener, port, first, b"a\n")
+        heard(listener, port, last, b"b\n")
+        reply_reaches_only(listener, b"to the last\n", last, first)
     listener.send_signal(signal.SIGINT)
     assert finish(listener, 10) == 130
 

@@ -26,6 +26,7 @@ from ..support import (
     NCAT,
     Drain,
     ServeOnce,
+    closed_without_service,
     finish,
     ipv6_loopback_available,
     one_error_line,
@@ -70,22 +71,6 @@ def nothing_waiting(sock: socket.socket) -> bool:
     except BlockingIOError:
         return True
     return False
-
-
-def closed_without_service(port: int, source: str = DENIED) -> bool:
-    """Connect from ``source``; True if the server closed (FIN or RST) without sending
-    a byte.  The RST may even beat ``connect`` back to us on loopback."""
-    try:
-        sock = tcp_from(source, port)
-    except ConnectionResetError:
-        return True
-    with sock:
-        try:
-            sock.sendall(b"let me in\n")
-            sock.shutdown(socket.SHUT_WR)
-            return sock.recv(100) == b""
-        except (ConnectionResetError, BrokenPipeError):
-            return True
 
 
 # --- UDP ----------------------------------------------------------------------------

@@ -17,7 +17,6 @@ and secrets stay out of the logs.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import socket
 import subprocess
@@ -31,7 +30,13 @@ from hypothesis import strategies as st
 from ncat_trio.errors import UsageError
 from ncat_trio.modes import relay as relay_mode
 from ncat_trio.transport import access
-from tests.support import NCAT, spawn, wait_for_port
+from tests.support import (
+    NCAT,
+    closed_without_service,
+    ipv6_loopback_available,
+    spawn,
+    wait_for_port,
+)
 
 Policy = Callable[[tuple[str, ...], tuple[str, ...]], Callable[[str], bool]]
 
@@ -132,43 +137,23 @@ def test_mapped_and_dotted_peers_always_get_the_same_answer(
 # --- end to end -------------------------------------------------------------------------
 
 
-def dual_stack() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::", 0))
-    except OSError:
-        return False
-    return True
-
-
-def refused(port: int) -> bool:
-    """Connect over IPv4 and send; True if the server closed without serving us."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        try:
-            conn.sendall(b"let me in\n")
-            conn.shutdown(socket.SHUT_WR)
-            return conn.recv(100) == b""
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except OSError as exc:  # shutdown() once the server's reset has arrived
-            if exc.errno == errno.ENOTCONN:
-                return True
-            raise
-
-
-@pytest.mark.skipif(not dual_stack(), reason="no IPv6 here: no dual-stack listener")
+@pytest.mark.skipif(
+    not ipv6_loopback_available("::"), reason="no IPv6 here: no dual-stack listener"
+)
 def test_dual_stack_listener_refuses_a_denied_ipv4_client() -> None:
     proc = spawn([*NCAT, "listen", "-k", "--deny", "127.0.0.1", "0"])
     assert proc.stderr is not None
     port = wait_for_port(proc.stderr)
-    assert refused(port)
+    assert closed_without_service(port)
     proc.terminate()
     out, err = proc.communicate(timeout=10)
     assert out == b""  # not one byte of the denied client reached stdout
     assert b"127.0.0.1" in err
 
 
-@pytest.mark.skipif(not dual_stack(), reason="no IPv6 here: no dual-stack listener")
+@pytest.mark.skipif(
+    not ipv6_loopback_available("::"), reason="no IPv6 here: no dual-stack listener"
+)
 def test_dual_stack_relay_refuses_a_denied_ipv4_client() -> None:
     with socket.create_server(("127.0.0.1", 0)) as target:
         target.settimeout(0.5)
@@ -177,7 +162,7 @@ def test_dual_stack_relay_refuses_a_denied_ipv4_client() -> None:
         )
         assert proc.stderr is not None
         port = wait_for_port(proc.stderr)
-        assert refused(port)
+        assert closed_without_service(port)
         with pytest.raises(TimeoutError):
             target.accept()  # the relay never connected onwards for it
         proc.terminate()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from ..ntp import ntp_answers
 from ..support import NCAT, missing, require_program, require_ref_peer, spawn, wait_for_port
 
 pytestmark = pytest.mark.interop
@@ -124,19 +125,6 @@ def free_udp_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-def ntp_answers(port: int) -> bool:
-    """Does an NTP server answer a (minimal, mode 3) request on 127.0.0.1:port?"""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.05)
-        sock.connect(("127.0.0.1", port))
-        try:
-            sock.send(b"\x23" + b"\0" * 47)
-            reply = sock.recv(1024)
-        except OSError:  # refused (not bound yet) or no answer in 50 ms
-            return False
-    return len(reply) >= 48 and reply[0] & 7 == 4
 
 
 def start_chronyd_server(chronyd: str, folder: Path, port: int) -> subprocess.Popen[bytes] | None:

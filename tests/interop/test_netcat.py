@@ -20,82 +20,27 @@ peers' own habits (checked on this machine, netcat-openbsd 1.219, ncat 7.93, soc
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from ..support import (
     NCAT,
-    Drain,
     feed_until_received,
     finish,
-    listening_port_of,
-    random_files,
-    read_line,
     reaped,
-    require_program,
     sha256,
     spawn,
     spawn_listener,
 )
+from .servers import client_argv, start_peer_server
 
 pytestmark = pytest.mark.interop
 
 
 PEERS = ["nc.openbsd", "ncat", "socat"]
-SIZE = 4 << 20  # each way
-
-
-def client_argv(peer: str, port: int) -> list[str]:
-    """The peer as a client that sends its stdin, FINs at EOF and reads to the end."""
-    path = require_program(peer)
-    if peer == "nc.openbsd":
-        return [path, "-N", "127.0.0.1", str(port)]
-    if peer == "ncat":
-        return [path, "127.0.0.1", str(port)]
-    return [path, "-t", "30", "STDIO", f"TCP:127.0.0.1:{port}"]
-
-
-_PEER_READY = {
-    "nc.openbsd": re.compile(rb"Listening on \S+ (\d+)"),
-    # ncat names the port it was asked for (0); it prints the line right after listen()
-    # (ncat_core.c, do_listen), so /proc already shows the socket when the line arrives.
-    "ncat": re.compile(rb"Listening on "),
-    "socat": re.compile(rb"listening on AF=2 \S+:(\d+)"),
-}
-
-
-def start_peer_server(
-    peer: str, stdin: IO[bytes], stdout: IO[bytes]
-) -> tuple[subprocess.Popen[bytes], int, Drain]:
-    """The peer listening on 127.0.0.1 port 0; returns (process, real port, its stderr)."""
-    path = require_program(peer)
-    argv = {
-        "nc.openbsd": [path, "-v", "-n", "-N", "-l", "127.0.0.1", "0"],
-        "ncat": [path, "-v", "-l", "127.0.0.1", "0"],
-        "socat": [path, "-d", "-d", "-t", "30", "TCP-LISTEN:0,bind=127.0.0.1", "STDIO"],
-    }[peer]
-    proc = spawn(argv, stdin=stdin, stdout=stdout)
-    assert proc.stderr is not None
-    try:
-        while (match := _PEER_READY[peer].search(read_line(proc.stderr))) is None:
-            pass
-        port = int(match.group(1)) if match.groups() else listening_port_of(proc.pid)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        proc.stderr.close()
-        raise
-    return proc, port, Drain(proc.stderr)  # keep draining: the peers log as they go
-
-
-@pytest.fixture
-def payloads(tmp_path: Path) -> tuple[Path, Path]:
-    """(ours, theirs): what ncat-trio sends and what the peer sends."""
-    return random_files(tmp_path, SIZE)
+SIZE = 4 << 20  # each way: the size of the `payloads` fixture (conftest.py)
 
 
 # --- ncat-trio listen <- peer client ---------------------------------------------------

@@ -10,64 +10,33 @@ socat needs ``-t 30`` or it closes 0.5 s after the first EOF.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from ..support import (
-    Drain,
     feed_until_received,
     finish,
     read_line,
     reaped,
-    require_program,
     sha256,
     spawn,
     spawn_listener,
 )
+from .servers import client_argv, start_peer_server
 
 pytestmark = pytest.mark.interop
 
 PEERS = ["nc.openbsd", "socat"]
 SIZE = 8 << 20  # each way
 
-_READY = {
-    "nc.openbsd": re.compile(rb"Listening on \S+ (\d+)"),
-    "socat": re.compile(rb"listening on AF=2 \S+:(\d+)"),
-}
-
 
 @pytest.fixture
 def payloads(tmp_path: Path) -> tuple[bytes, bytes]:
     """(up, down): what the client sends and what the server sends."""
     return os.urandom(SIZE), os.urandom(SIZE)
-
-
-def client_argv(peer: str, port: int) -> list[str]:
-    path = require_program(peer)
-    if peer == "nc.openbsd":
-        return [path, "-N", "127.0.0.1", str(port)]
-    return [path, "-t", "30", "STDIO", f"TCP:127.0.0.1:{port}"]
-
-
-def start_peer_server(
-    peer: str, stdin: IO[bytes], stdout: IO[bytes]
-) -> tuple[subprocess.Popen[bytes], int, Drain]:
-    """The peer listening on 127.0.0.1 port 0: (process, real port, its stderr)."""
-    path = require_program(peer)
-    argv = {
-        "nc.openbsd": [path, "-v", "-n", "-N", "-l", "127.0.0.1", "0"],
-        "socat": [path, "-d", "-d", "-t", "30", "TCP-LISTEN:0,bind=127.0.0.1", "STDIO"],
-    }[peer]
-    proc = spawn(argv, stdin=stdin, stdout=stdout)
-    assert proc.stderr is not None
-    while (match := _READY[peer].search(read_line(proc.stderr))) is None:
-        pass
-    return proc, int(match.group(1)), Drain(proc.stderr)
 
 
 def start_relay(target_port: int) -> tuple[subprocess.Popen[bytes], int]:

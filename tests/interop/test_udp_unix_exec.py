@@ -22,7 +22,6 @@ from ..support import (
     feed_until_received,
     finish,
     listening_port_of,
-    random_files,
     read_line,
     require_program,
     sha256,
@@ -95,12 +94,7 @@ def test_udp_peer_client_to_ncat_trio_listener(peer: str) -> None:
 
 # --- Unix stream sockets -----------------------------------------------------------------
 
-SIZE = 1 << 20
-
-
-@pytest.fixture
-def payloads(tmp_path: Path) -> tuple[Path, Path]:
-    return random_files(tmp_path, SIZE)
+SIZE = 1 << 20  # the size of the `payloads` fixture (conftest.py)
 
 
 @pytest.mark.parametrize("peer", PEERS)

@@ -28,7 +28,7 @@ from ncat_trio.proto.proxy import (
     parse_proxy_auth,
 )
 
-from ..support import NCAT, ServeOnce, one_error_line, receive_all
+from ..support import ServeOnce, one_error_line, receive_all, recv_exactly, run_ncat
 
 
 def drive(machine: ProxyHandshake, replies: bytes, split: int | None = None) -> tuple[bytes, bytes]:
@@ -200,28 +200,22 @@ class SocksServer:
         self.port = self._server.port
 
     def _handle(self, conn: socket.socket) -> None:
-        def exactly(n: int) -> bytes:
-            data = b""
-            while len(data) < n:
-                chunk = conn.recv(n - len(data))
-                assert chunk, "client closed mid-handshake"
-                data += chunk
-            return data
-
         if self.version == 5:
-            _, count = exactly(2)
-            exactly(count)
+            _, count = recv_exactly(conn, 2)
+            recv_exactly(conn, count)
             conn.sendall(b"\x05\x00")
-            _, _, _, atyp = exactly(4)
-            address = exactly(exactly(1)[0] if atyp == 3 else 4 if atyp == 1 else 16)
-            port = struct.unpack("!H", exactly(2))[0]
+            _, _, _, atyp = recv_exactly(conn, 4)
+            address = recv_exactly(
+                conn, recv_exactly(conn, 1)[0] if atyp == 3 else 4 if atyp == 1 else 16
+            )
+            port = struct.unpack("!H", recv_exactly(conn, 2))[0]
             self.request = (atyp, address, port)
             conn.sendall(b"\x05" + bytes([self.refuse]) + b"\x00\x01" + bytes(6))
         else:
-            head = exactly(8)
+            head = recv_exactly(conn, 8)
             port = struct.unpack("!H", head[2:4])[0]
             self.request = (4, head[4:8], port)
-            while exactly(1) != b"\x00":  # user id
+            while recv_exactly(conn, 1) != b"\x00":  # user id
                 pass
             conn.sendall(b"\x00" + (b"\x5b" if self.refuse else b"\x5a") + bytes(6))
         if self.refuse:
@@ -266,16 +260,22 @@ def target() -> Iterator[ServeOnce[bytes]]:
 
 
 def run(args: list[str], data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([*NCAT, *args], input=data, capture_output=True, timeout=30, check=False)
+    return run_ncat(args, data)
+
+
+def through(
+    proxy_port: int, kind: str, host: str, port: int, data: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    """``connect --proxy 127.0.0.1:PROXY_PORT --proxy-type KIND HOST PORT`` < data."""
+    return run(
+        ["connect", "--proxy", f"127.0.0.1:{proxy_port}", "--proxy-type", kind, host, str(port)],
+        data,
+    )
 
 
 def test_through_socks5_with_remote_dns(target: ServeOnce[bytes]) -> None:
     with SocksServer(target_port=target.port) as proxy:
-        done = run(
-            ["connect", "--proxy", f"127.0.0.1:{proxy.port}", "--proxy-type", "socks5",
-             "localhost", str(target.port)],
-            b"through the tunnel\n",
-        )  # fmt: skip
+        done = through(proxy.port, "socks5", "localhost", target.port, b"through the tunnel\n")
         proxy.result()
     assert (done.returncode, done.stderr) == (0, b"")
     assert done.stdout == b"THROUGH THE TUNNEL\n"
@@ -285,11 +285,7 @@ def test_through_socks5_with_remote_dns(target: ServeOnce[bytes]) -> None:
 
 def test_through_socks4(target: ServeOnce[bytes]) -> None:
     with SocksServer(version=4, target_port=target.port) as proxy:
-        done = run(
-            ["connect", "--proxy", f"127.0.0.1:{proxy.port}", "--proxy-type", "socks4",
-             "127.0.0.1", str(target.port)],
-            b"four",
-        )  # fmt: skip
+        done = through(proxy.port, "socks4", "127.0.0.1", target.port, b"four")
         proxy.result()
     assert (done.returncode, done.stdout) == (0, b"FOUR"), done.stderr
     assert proxy.request == (4, bytes([127, 0, 0, 1]), target.port)
@@ -299,10 +295,7 @@ def test_through_socks4(target: ServeOnce[bytes]) -> None:
 def test_a_proxy_that_refuses_is_exit_1_with_its_reason(version: int) -> None:
     kind = f"socks{version}"
     with SocksServer(version=version, refuse=5) as proxy:
-        done = run(
-            ["connect", "--proxy", f"127.0.0.1:{proxy.port}", "--proxy-type", kind,
-             "127.0.0.1", "9"],
-        )  # fmt: skip
+        done = through(proxy.port, kind, "127.0.0.1", 9)
         proxy.result()
     assert done.returncode == 1
     line = one_error_line(done.stderr)
@@ -328,8 +321,7 @@ def test_a_proxy_that_talks_nonsense_is_exit_6() -> None:
         conn.sendall(b"\x00\x00")
 
     with ServeOnce(nonsense) as server:
-        done = run(["connect", "--proxy", f"127.0.0.1:{server.port}", "--proxy-type", "socks5",
-                    "127.0.0.1", "9"])  # fmt: skip
+        done = through(server.port, "socks5", "127.0.0.1", 9)
         server.result()
     assert done.returncode == 6
     assert "not a SOCKS5 proxy" in one_error_line(done.stderr)

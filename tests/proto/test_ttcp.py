@@ -7,6 +7,8 @@ Every test here is pure: bytes in, events out.  The capture is the one in
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -450,49 +452,54 @@ def split(wire: bytes, cuts: list[int]) -> list[bytes]:
 
 
 Outcome = tuple[list[int], str | None, object]
+Machine = TypeVar("Machine", Receiver, Transmitter)
 
 
-def receive_by_events(receiver: Receiver, chunks: list[bytes]) -> Outcome:
-    """Payloads completed per chunk, the error if any, and the final statistics."""
+def outcome(
+    machine: Machine, feed: Callable[[Machine, list[bytes]], Iterator[int]], chunks: list[bytes]
+) -> Outcome:
+    """The counts ``feed`` yields per chunk, the error if a RemoteProtocolError ended it,
+    and the final statistics."""
     counts: list[int] = []
     try:
-        for chunk in [*chunks, b""]:
-            receiver.receive_data(chunk)
-            payloads = [e for e in drain(receiver) if isinstance(e, Payload)]
-            for event in payloads:
-                receiver.send(Ack(event.length))
-            counts.append(len(payloads))
-    except RemoteProtocolError as exc:
-        return counts, str(exc), receiver.statistics()
-    return counts, None, receiver.statistics()
-
-
-def receive_in_bulk(receiver: Receiver, chunks: list[bytes]) -> Outcome:
-    """The same through receive_payloads, each chunk read into one reused buffer."""
-    counts: list[int] = []
-    buffer = bytearray(max(map(len, chunks), default=0))
-    try:
-        for chunk in chunks:
-            buffer[: len(chunk)] = chunk
-            view = memoryview(buffer)[: len(chunk)]
-            if receiver.state is State.AWAIT_SESSION:  # the session goes through the events
-                receiver.receive_data(view)
-                count = sum(isinstance(e, Payload) for e in drain(receiver))
-            else:
-                count = receiver.receive_payloads(view)
-            buffer[:] = b"\xff" * len(buffer)  # the caller reuses its buffer at once
-            if count:
-                assert len(receiver.acks(count)) == 4 * count
+        for count in feed(machine, chunks):
             counts.append(count)
-        if receiver.state is State.AWAIT_SESSION:
-            receiver.receive_data(b"")
-            drain(receiver)  # raises: no session
-        assert receiver.receive_payloads(b"") == 0  # EOF
-        assert receiver.state is State.CLOSED
-        counts.append(0)
     except RemoteProtocolError as exc:
-        return counts, str(exc), receiver.statistics()
-    return counts, None, receiver.statistics()
+        return counts, str(exc), machine.statistics()
+    return counts, None, machine.statistics()
+
+
+def receive_by_events(receiver: Receiver, chunks: list[bytes]) -> Iterator[int]:
+    """Payloads completed per chunk, through the events."""
+    for chunk in [*chunks, b""]:
+        receiver.receive_data(chunk)
+        payloads = [e for e in drain(receiver) if isinstance(e, Payload)]
+        for event in payloads:
+            receiver.send(Ack(event.length))
+        yield len(payloads)
+
+
+def receive_in_bulk(receiver: Receiver, chunks: list[bytes]) -> Iterator[int]:
+    """The same through receive_payloads, each chunk read into one reused buffer."""
+    buffer = bytearray(max(map(len, chunks), default=0))
+    for chunk in chunks:
+        buffer[: len(chunk)] = chunk
+        view = memoryview(buffer)[: len(chunk)]
+        if receiver.state is State.AWAIT_SESSION:  # the session goes through the events
+            receiver.receive_data(view)
+            count = sum(isinstance(e, Payload) for e in drain(receiver))
+        else:
+            count = receiver.receive_payloads(view)
+        buffer[:] = b"\xff" * len(buffer)  # the caller reuses its buffer at once
+        if count:
+            assert len(receiver.acks(count)) == 4 * count
+        yield count
+    if receiver.state is State.AWAIT_SESSION:
+        receiver.receive_data(b"")
+        drain(receiver)  # raises: no session
+    assert receiver.receive_payloads(b"") == 0  # EOF
+    assert receiver.state is State.CLOSED
+    yield 0
 
 
 @settings(max_examples=400, deadline=None)
@@ -527,8 +534,8 @@ def test_receive_payloads_matches_the_events(
     if damage is not None and damage[0] < len(wire):
         wire[damage[0]] = damage[1]
     chunks = split(bytes(wire) + tail, cuts)
-    events = receive_by_events(Receiver(verify=verify), chunks)
-    bulk = receive_in_bulk(Receiver(verify=verify), chunks)
+    events = outcome(Receiver(verify=verify), receive_by_events, chunks)
+    bulk = outcome(Receiver(verify=verify), receive_in_bulk, chunks)
     assert bulk == events
 
 
@@ -578,28 +585,18 @@ def test_bulk_eof() -> None:
         transmitter.receive_acks(b"")
 
 
-def acks_by_events(transmitter: Transmitter, chunks: list[bytes]) -> Outcome:
-    counts: list[int] = []
-    try:
-        for chunk in [*chunks, b""]:
-            transmitter.receive_data(chunk)
-            counts.append(sum(isinstance(e, Ack) for e in drain(transmitter)))
-    except RemoteProtocolError as exc:
-        return counts, str(exc), transmitter.statistics()
-    return counts, None, transmitter.statistics()
+def acks_by_events(transmitter: Transmitter, chunks: list[bytes]) -> Iterator[int]:
+    for chunk in [*chunks, b""]:
+        transmitter.receive_data(chunk)
+        yield sum(isinstance(e, Ack) for e in drain(transmitter))
 
 
-def acks_in_bulk(transmitter: Transmitter, chunks: list[bytes]) -> Outcome:
-    counts: list[int] = []
-    try:
-        for chunk in chunks:
-            counts.append(transmitter.receive_acks(memoryview(bytearray(chunk))))
-        assert transmitter.receive_acks(b"") == 0  # EOF
-        assert transmitter.state is State.CLOSED
-        counts.append(0)
-    except RemoteProtocolError as exc:
-        return counts, str(exc), transmitter.statistics()
-    return counts, None, transmitter.statistics()
+def acks_in_bulk(transmitter: Transmitter, chunks: list[bytes]) -> Iterator[int]:
+    for chunk in chunks:
+        yield transmitter.receive_acks(memoryview(bytearray(chunk)))
+    assert transmitter.receive_acks(b"") == 0  # EOF
+    assert transmitter.state is State.CLOSED
+    yield 0
 
 
 @settings(max_examples=400, deadline=None)
@@ -617,8 +614,8 @@ def test_receive_acks_matches_the_events(
     if damage is not None and damage[0] < len(wire):
         wire[damage[0]] = damage[1]
     chunks = split(bytes(wire), cuts)
-    events = acks_by_events(started(number=6, length=20, payloads=payloads), chunks)
-    bulk = acks_in_bulk(started(number=6, length=20, payloads=payloads), chunks)
+    events = outcome(started(number=6, length=20, payloads=payloads), acks_by_events, chunks)
+    bulk = outcome(started(number=6, length=20, payloads=payloads), acks_in_bulk, chunks)
     assert bulk == events
 
 

@@ -7,24 +7,15 @@ Half-close must stay correct under every fault that does not end the connection.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 import trio.testing
 
-import ncat_trio
 from ncat_trio.errors import UsageError
-from ncat_trio.transport.faults import (
-    AnyFault,
-    Bandwidth,
-    FaultPlan,
-    Latency,
-    LimitData,
-    ResetPeer,
-    Slicer,
-    SlowClose,
-    Stall,
-    parse_fault,
-)
+from ncat_trio.transport import faults as fault
 from ncat_trio.transport.relay import Ending, RelayConnection, RelayResult
 
 from ..relay_ends import (
@@ -32,9 +23,9 @@ from ..relay_ends import (
     connect,
     payload,
     receive_all,
+    relay_in_front_of,
     send_in_pieces,
     sha256,
-    start_server,
     wait_reset,
 )
 
@@ -44,7 +35,7 @@ MockClock = trio.testing.MockClock
 class MemoryRelay:
     """client ↔ relay ↔ server over memory streams, with a fault plan."""
 
-    def __init__(self, plan: FaultPlan, buffer: int = 65536) -> None:
+    def __init__(self, plan: fault.FaultPlan, buffer: int = 65536) -> None:
         self.client, relay_client = trio.testing.memory_stream_pair()
         relay_target, self.server = trio.testing.memory_stream_pair()
         self.plan = plan
@@ -56,6 +47,13 @@ class MemoryRelay:
     async def run(self) -> None:
         self.results.append(await self.connection.run())
 
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[trio.Nursery]:
+        """The relay in a nursery, yielded for more tasks; leaving waits for it to end."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.run)
+            yield nursery
+
 
 async def _arrival_times(stream: trio.abc.ReceiveStream) -> list[tuple[float, bytes]]:
     arrivals = []
@@ -66,9 +64,8 @@ async def _arrival_times(stream: trio.abc.ReceiveStream) -> list[tuple[float, by
 
 
 async def test_latency_delays_one_direction_only(autojump_clock: MockClock) -> None:
-    relay = MemoryRelay(FaultPlan([Latency(0.5, direction="down")]))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    relay = MemoryRelay(fault.FaultPlan([fault.Latency(0.5, direction="down")]))
+    async with relay.running() as nursery:
         start = trio.current_time()
         await relay.server.send_all(b"down")
         assert await relay.client.receive_some(10) == b"down"
@@ -81,10 +78,9 @@ async def test_latency_delays_one_direction_only(autojump_clock: MockClock) -> N
 
 
 async def test_latency_jitter_stays_in_its_range(autojump_clock: MockClock) -> None:
-    relay = MemoryRelay(FaultPlan([Latency(1.0, 0.25, direction="down")], seed=3))
+    relay = MemoryRelay(fault.FaultPlan([fault.Latency(1.0, 0.25, direction="down")], seed=3))
     delays = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    async with relay.running() as nursery:
         for _ in range(20):
             start = trio.current_time()
             await relay.server.send_all(b"x")
@@ -97,10 +93,9 @@ async def test_latency_jitter_stays_in_its_range(autojump_clock: MockClock) -> N
 
 async def test_bandwidth_paces_the_stream(autojump_clock: MockClock) -> None:
     rate = 256 * 1024
-    relay = MemoryRelay(FaultPlan([Bandwidth(rate, direction="up")]))
+    relay = MemoryRelay(fault.FaultPlan([fault.Bandwidth(rate, direction="up")]))
     data = payload(1, 1 << 20)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    async with relay.running() as nursery:
         start = trio.current_time()
         nursery.start_soon(send_in_pieces, relay.client, data)
         received = b""
@@ -114,7 +109,7 @@ async def test_bandwidth_paces_the_stream(autojump_clock: MockClock) -> None:
 
 
 async def test_slicer_cuts_segments_within_its_size() -> None:
-    plan = FaultPlan([Slicer(100, variation=30)], seed=1)
+    plan = fault.FaultPlan([fault.Slicer(100, variation=30)], seed=1)
     sink = RecordingSink()
     faulty = plan.connection().wrap("down", sink)
     data = payload(2, 10_000)
@@ -128,9 +123,8 @@ async def test_slicer_cuts_segments_within_its_size() -> None:
 
 
 async def test_slow_close_delays_only_the_fin(autojump_clock: MockClock) -> None:
-    relay = MemoryRelay(FaultPlan([SlowClose(3, direction="down")]))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    relay = MemoryRelay(fault.FaultPlan([fault.SlowClose(3, direction="down")]))
+    async with relay.running():
         start = trio.current_time()
         await relay.server.send_all(b"last words")
         await relay.server.send_eof()
@@ -141,16 +135,15 @@ async def test_slow_close_delays_only_the_fin(autojump_clock: MockClock) -> None
 
 
 async def test_stall_holds_everything_then_resumes_without_loss(autojump_clock: MockClock) -> None:
-    stall = Stall(direction="down")
-    relay = MemoryRelay(FaultPlan([stall]), buffer=1000)
+    stall = fault.Stall(direction="down")
+    relay = MemoryRelay(fault.FaultPlan([stall]), buffer=1000)
     data = payload(3, 50_000)
     received: list[bytes] = []
 
     async def read() -> None:
         received.append(await receive_all(relay.client))
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    async with relay.running() as nursery:
         nursery.start_soon(read)
         await send_in_pieces(relay.server, data)
         await relay.server.send_eof()
@@ -164,9 +157,8 @@ async def test_stall_holds_everything_then_resumes_without_loss(autojump_clock: 
 
 
 async def test_stall_with_a_duration_closes_the_connection(autojump_clock: MockClock) -> None:
-    relay = MemoryRelay(FaultPlan([Stall(5, direction="up")]))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    relay = MemoryRelay(fault.FaultPlan([fault.Stall(5, direction="up")]))
+    async with relay.running():
         start = trio.current_time()
         await relay.client.send_all(b"held")
         assert await relay.server.receive_some(10) == b""
@@ -176,9 +168,8 @@ async def test_stall_with_a_duration_closes_the_connection(autojump_clock: MockC
 
 
 async def test_reset_peer_after_a_delay(autojump_clock: MockClock) -> None:
-    relay = MemoryRelay(FaultPlan([ResetPeer(after=2, direction="down")]))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(relay.run)
+    relay = MemoryRelay(fault.FaultPlan([fault.ResetPeer(after=2, direction="down")]))
+    async with relay.running():
         start = trio.current_time()
         assert await relay.client.receive_some(10) == b""  # memory streams cannot RST
     assert trio.current_time() - start == pytest.approx(2)
@@ -186,17 +177,17 @@ async def test_reset_peer_after_a_delay(autojump_clock: MockClock) -> None:
 
 
 def test_toxicity_is_decided_per_connection_reproducibly() -> None:
-    async def chosen(plan: FaultPlan) -> list[bool]:
+    async def chosen(plan: fault.FaultPlan) -> list[bool]:
         return [bool(plan.connection().active("down")) for _ in range(200)]
 
-    half = Latency(1, toxicity=0.5)
-    first = trio.run(chosen, FaultPlan([half], seed=7))
-    again = trio.run(chosen, FaultPlan([half], seed=7))
+    half = fault.Latency(1, toxicity=0.5)
+    first = trio.run(chosen, fault.FaultPlan([half], seed=7))
+    again = trio.run(chosen, fault.FaultPlan([half], seed=7))
     assert first == again
     assert 60 <= sum(first) <= 140
-    assert not any(trio.run(chosen, FaultPlan([Latency(1, toxicity=0.0)], seed=7)))
-    assert all(trio.run(chosen, FaultPlan([Latency(1, toxicity=1.0)])))
-    assert not any(trio.run(chosen, FaultPlan([Latency(1, direction="up")])))
+    assert not any(trio.run(chosen, fault.FaultPlan([fault.Latency(1, toxicity=0.0)], seed=7)))
+    assert all(trio.run(chosen, fault.FaultPlan([fault.Latency(1, toxicity=1.0)])))
+    assert not any(trio.run(chosen, fault.FaultPlan([fault.Latency(1, direction="up")])))
 
 
 # --- over real sockets, through the relay server ---------------------------------
@@ -210,107 +201,82 @@ async def _reply_after_eof(stream: trio.SocketStream) -> None:
     await stream.send_eof()
 
 
-HALF_CLOSE_SAFE: list[list[AnyFault]] = [
-    [Latency(0.05)],
-    [Slicer(1000, 200)],
-    [Latency(0.02, 0.01), Slicer(700, 300)],
-    [Bandwidth(8 << 20)],
-    [SlowClose(0.2)],
+HALF_CLOSE_SAFE: list[list[fault.AnyFault]] = [
+    [fault.Latency(0.05)],
+    [fault.Slicer(1000, 200)],
+    [fault.Latency(0.02, 0.01), fault.Slicer(700, 300)],
+    [fault.Bandwidth(8 << 20)],
+    [fault.SlowClose(0.2)],
 ]
 
 
 @pytest.mark.parametrize(
     "faults", HALF_CLOSE_SAFE, ids=lambda f: "+".join(type(x).__name__ for x in f)
 )
-async def test_half_close_stays_correct_under_faults(faults: list[AnyFault]) -> None:
+async def test_half_close_stays_correct_under_faults(faults: list[fault.AnyFault]) -> None:
     request = payload(5, 200_000)
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _reply_after_eof)
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], faults=faults
-            ) as relay:
-                client = await connect(relay.port)
-                async with client:
-                    await send_in_pieces(client, request)
-                    await client.send_eof()
-                    reply = await receive_all(client)
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(_reply_after_eof, 20, faults=faults) as relay:
+        client = await connect(relay.port)
+        async with client:
+            await send_in_pieces(client, request)
+            await client.send_eof()
+            reply = await receive_all(client)
     assert reply == sha256(request).encode() + payload(99, 500_000)
 
 
 async def test_latency_adds_at_least_its_value_over_tcp() -> None:
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _reply_after_eof)
-            faults = [Latency(0.2, direction="up"), Latency(0.1, direction="down")]
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], faults=faults
-            ) as relay:
-                client = await connect(relay.port)
-                async with client:
-                    start = trio.current_time()
-                    await client.send_eof()
-                    first = await client.receive_some(64)
-                    elapsed = trio.current_time() - start
-                    assert first
-                    assert first == sha256(b"").encode()[: len(first)]
-            nursery.cancel_scope.cancel()
+    faults = [fault.Latency(0.2, direction="up"), fault.Latency(0.1, direction="down")]
+    async with relay_in_front_of(_reply_after_eof, 10, faults=faults) as relay:
+        client = await connect(relay.port)
+        async with client:
+            start = trio.current_time()
+            await client.send_eof()
+            first = await client.receive_some(64)
+            elapsed = trio.current_time() - start
+            assert first
+            assert first == sha256(b"").encode()[: len(first)]
     assert elapsed >= 0.3  # the FIN waited 0.2 s up, the reply 0.1 s down
 
 
 async def test_slicer_over_tcp_delivers_the_bytes_intact() -> None:
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _reply_after_eof)
-            faults = [Slicer(64, variation=32, direction="down")]
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], faults=faults
-            ) as relay:
-                client = await connect(relay.port)
-                async with client:
-                    await client.send_eof()
-                    reply = await receive_all(client)
-            nursery.cancel_scope.cancel()
+    faults = [fault.Slicer(64, variation=32, direction="down")]
+    async with relay_in_front_of(_reply_after_eof, 20, faults=faults) as relay:
+        client = await connect(relay.port)
+        async with client:
+            await client.send_eof()
+            reply = await receive_all(client)
     assert reply == sha256(b"").encode() + payload(99, 500_000)
 
 
 @pytest.mark.parametrize("limit", [0, 1, 65536, 100_003])
 async def test_limit_data_closes_at_exactly_n(limit: int) -> None:
     lines: list[str] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _reply_after_eof)
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], faults=[LimitData(limit, direction="down")],
-                verbose=True, log=lines.append,
-            ) as relay:  # fmt: skip
-                client = await connect(relay.port)
-                async with client:
-                    await client.send_eof()
-                    reply = await receive_all(client)
-                await relay.wait_quiet()
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(
+        _reply_after_eof,
+        10,
+        faults=[fault.LimitData(limit, direction="down")],
+        verbose=True,
+        log=lines.append,
+    ) as relay:
+        client = await connect(relay.port)
+        async with client:
+            await client.send_eof()
+            reply = await receive_all(client)
+        await relay.wait_quiet()
     assert reply == (sha256(b"").encode() + payload(99, 500_000))[:limit]
     assert "fault-limit-data" in lines[0]
 
 
 @pytest.mark.parametrize("splice", [True, False], ids=["splice", "pump"])
 async def test_reset_peer_gives_the_client_econnreset(splice: bool) -> None:
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, _reply_after_eof)
-            faults = [ResetPeer(after_bytes=50_000, direction="down")]
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], faults=faults, splice=splice
-            ) as relay:
-                client = await connect(relay.port)
-                async with client:
-                    await client.send_eof()
-                    before = await wait_reset(client)
-                await relay.wait_quiet()
-                assert relay.statistics().bytes_down == 50_000
-            nursery.cancel_scope.cancel()
+    faults = [fault.ResetPeer(after_bytes=50_000, direction="down")]
+    async with relay_in_front_of(_reply_after_eof, 10, faults=faults, splice=splice) as relay:
+        client = await connect(relay.port)
+        async with client:
+            await client.send_eof()
+            before = await wait_reset(client)
+        await relay.wait_quiet()
+        assert relay.statistics().bytes_down == 50_000
     assert len(before) <= 50_000
     assert before == (sha256(b"").encode() + payload(99, 500_000))[: len(before)]
 
@@ -325,32 +291,30 @@ async def test_faults_change_while_a_connection_is_live() -> None:
         await stream.send_all(payload(1000, 1000))
         await receive_all(stream)
 
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, two_parts)
-            async with ncat_trio.open_relay(targets=[("127.0.0.1", target)]) as relay:
-                client = await connect(relay.port)
-                async with client:
-                    first = b""
-                    while len(first) < 1000:
-                        first += await client.receive_some(1000)
-                    relay.faults.set(LimitData(1500, direction="down"))
-                    gate.set()
-                    rest = await receive_all(client)
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(two_parts, 10) as relay:
+        client = await connect(relay.port)
+        async with client:
+            first = b""
+            while len(first) < 1000:
+                first += await client.receive_some(1000)
+            relay.faults.set(fault.LimitData(1500, direction="down"))
+            gate.set()
+            rest = await receive_all(client)
     assert first + rest == payload(0, 1500)
 
 
 def test_cli_spellings() -> None:
-    assert parse_fault("latency", "down:100ms/20ms") == Latency(0.1, 0.02, direction="down")
-    assert parse_fault("latency", "1") == Latency(1.0)
-    assert parse_fault("bandwidth", "up:1M") == Bandwidth(1 << 20, direction="up")
-    assert parse_fault("slicer", "64/16/1ms") == Slicer(64, 16, 0.001)
-    assert parse_fault("limit-data", "both:100K") == LimitData(100 * 1024)
-    assert parse_fault("reset-peer", "2s") == ResetPeer(after=2.0)
-    assert parse_fault("reset-peer", "64KB") == ResetPeer(after_bytes=65536)
-    assert parse_fault("stall", "0", toxicity=0.5) == Stall(0.0, toxicity=0.5)
-    assert parse_fault("slow-close", "down:1.5") == SlowClose(1.5, direction="down")
+    assert fault.parse_fault("latency", "down:100ms/20ms") == fault.Latency(
+        0.1, 0.02, direction="down"
+    )
+    assert fault.parse_fault("latency", "1") == fault.Latency(1.0)
+    assert fault.parse_fault("bandwidth", "up:1M") == fault.Bandwidth(1 << 20, direction="up")
+    assert fault.parse_fault("slicer", "64/16/1ms") == fault.Slicer(64, 16, 0.001)
+    assert fault.parse_fault("limit-data", "both:100K") == fault.LimitData(100 * 1024)
+    assert fault.parse_fault("reset-peer", "2s") == fault.ResetPeer(after=2.0)
+    assert fault.parse_fault("reset-peer", "64KB") == fault.ResetPeer(after_bytes=65536)
+    assert fault.parse_fault("stall", "0", toxicity=0.5) == fault.Stall(0.0, toxicity=0.5)
+    assert fault.parse_fault("slow-close", "down:1.5") == fault.SlowClose(1.5, direction="down")
     for kind, text in [
         ("latency", "sideways:1"),
         ("latency", "1/2/3"),
@@ -361,6 +325,6 @@ def test_cli_spellings() -> None:
         ("stall", ""),
     ]:
         with pytest.raises(UsageError):
-            parse_fault(kind, text)
+            fault.parse_fault(kind, text)
     with pytest.raises(UsageError):
-        Latency(1, toxicity=1.5)
+        fault.Latency(1, toxicity=1.5)

@@ -34,6 +34,7 @@ from ..relay_ends import (
     payload,
     receive_all,
     refusing_port,
+    relay_in_front_of,
     send_then_eof,
     sha256,
     start_server,
@@ -79,18 +80,12 @@ async def test_200_concurrent_random_sizes_sha256_both_ways(splice: bool) -> Non
             both.start_soon(send_then_eof, stream, header + payload(up_off, up_size))
             assert await digest_all(stream) == (down_size, sha256(payload(down_off, down_size)))
 
-    with trio.fail_after(90):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, server)
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], splice=splice
-            ) as relay:
-                async with trio.open_nursery() as clients:
-                    for plan in plans:
-                        clients.start_soon(client, relay.port, *plan)
-                await relay.wait_quiet()
-                stats = relay.statistics()
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(server, 90, splice=splice) as relay:
+        async with trio.open_nursery() as clients:
+            for plan in plans:
+                clients.start_soon(client, relay.port, *plan)
+        await relay.wait_quiet()
+        stats = relay.statistics()
     for ident, up_off, up_size, _, _ in plans:
         assert received_up[ident] == (up_size, sha256(payload(up_off, up_size))), ident
     assert stats.total == 200
@@ -130,17 +125,11 @@ async def test_late_replies_after_fin_arrive_in_both_directions() -> None:
             await send_then_eof(stream, reply)
 
     lines: list[str] = []
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, server)
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], verbose=True, log=lines.append
-            ) as relay:
-                async with trio.open_nursery() as clients:
-                    clients.start_soon(asks_first, relay.port)
-                    clients.start_soon(answers_late, relay.port)
-                await relay.wait_quiet()
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(server, 30, verbose=True, log=lines.append) as relay:
+        async with trio.open_nursery() as clients:
+            clients.start_soon(asks_first, relay.port)
+            clients.start_soon(answers_late, relay.port)
+        await relay.wait_quiet()
     assert server_got == [reply]
     assert len(lines) == 2
     assert all(line.endswith(", closed") for line in lines), lines
@@ -249,65 +238,50 @@ async def _refused(port: int) -> None:
 
 
 async def test_max_conns_makes_the_next_client_wait_in_the_backlog() -> None:
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, echo)
-            async with ncat_trio.open_relay(targets=[("127.0.0.1", target)], max_conns=2) as relay:
-                first, second, third = [await connect(relay.port) for _ in range(3)]
-                for stream in (first, second, third):  # the third connects: the kernel accepts it
-                    await stream.send_all(b"hi")
-                assert await first.receive_some(10) == b"hi"
-                assert await second.receive_some(10) == b"hi"
-                await trio.testing.wait_all_tasks_blocked(cushion=0.1)
-                assert relay.statistics().accepted == 2  # the third waits in the backlog
-                await first.send_eof()
-                assert await receive_all(first) == b""
-                await first.aclose()
-                assert await third.receive_some(10) == b"hi"  # served once a slot freed
-                assert relay.statistics().accepted == 3
-                assert relay.statistics().rejected == 0
-                await second.aclose()
-                await third.aclose()
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(echo, 10, max_conns=2) as relay:
+        first, second, third = [await connect(relay.port) for _ in range(3)]
+        for stream in (first, second, third):  # the third connects: the kernel accepts it
+            await stream.send_all(b"hi")
+        assert await first.receive_some(10) == b"hi"
+        assert await second.receive_some(10) == b"hi"
+        await trio.testing.wait_all_tasks_blocked(cushion=0.1)
+        assert relay.statistics().accepted == 2  # the third waits in the backlog
+        await first.send_eof()
+        assert await receive_all(first) == b""
+        await first.aclose()
+        assert await third.receive_some(10) == b"hi"  # served once a slot freed
+        assert relay.statistics().accepted == 3
+        assert relay.statistics().rejected == 0
+        await second.aclose()
+        await third.aclose()
 
 
 async def test_a_client_that_resets_while_queued_does_not_stop_the_relay() -> None:
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, echo)
-            async with ncat_trio.open_relay(targets=[("127.0.0.1", target)], max_conns=1) as relay:
-                first = await connect(relay.port)
-                await first.send_all(b"hi")
-                assert await first.receive_some(10) == b"hi"
-                queued = await connect(relay.port)  # waits in the backlog...
-                await abort(queued)  # ...and resets there
-                await first.aclose()
-                assert await exchange(relay.port, b"still serving") == b"still serving"
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(echo, 10, max_conns=1) as relay:
+        first = await connect(relay.port)
+        await first.send_all(b"hi")
+        assert await first.receive_some(10) == b"hi"
+        queued = await connect(relay.port)  # waits in the backlog...
+        await abort(queued)  # ...and resets there
+        await first.aclose()
+        assert await exchange(relay.port, b"still serving") == b"still serving"
 
 
 async def test_reject_over_limit_resets_the_extra_client() -> None:
     lines: list[str] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, echo)
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)],
-                max_conns=1,
-                reject_over_limit=True,
-                log=lines.append,
-            ) as relay:
-                first = await connect(relay.port)
-                await first.send_all(b"hi")
-                assert await first.receive_some(10) == b"hi"
-                await _refused(relay.port)
-                assert relay.statistics().rejected == 1
-                await first.send_eof()
-                assert await receive_all(first) == b""
-                await first.aclose()
-                await relay.wait_quiet()
-                assert await exchange(relay.port, b"again") == b"again"  # the slot came back
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(
+        echo, 10, max_conns=1, reject_over_limit=True, log=lines.append
+    ) as relay:
+        first = await connect(relay.port)
+        await first.send_all(b"hi")
+        assert await first.receive_some(10) == b"hi"
+        await _refused(relay.port)
+        assert relay.statistics().rejected == 1
+        await first.send_eof()
+        assert await receive_all(first) == b""
+        await first.aclose()
+        await relay.wait_quiet()
+        assert await exchange(relay.port, b"again") == b"again"  # the slot came back
     assert lines == [lines[0]]
     assert lines[0].startswith("rejected 127.0.0.1:")
     assert "--max-conns 1" in lines[0]
@@ -315,20 +289,15 @@ async def test_reject_over_limit_resets_the_extra_client() -> None:
 
 async def test_idle_timeout_closes_a_silent_connection() -> None:
     lines: list[str] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, echo)
-            async with ncat_trio.open_relay(
-                targets=[("127.0.0.1", target)], idle_timeout=0.3, verbose=True,
-                json_log=True, log=lines.append,
-            ) as relay:  # fmt: skip
-                client = await connect(relay.port)
-                async with client:
-                    await client.send_all(b"x")
-                    assert await client.receive_some(10) == b"x"
-                    assert await receive_all(client) == b""  # then silence: closed
-                await relay.wait_quiet()
-            nursery.cancel_scope.cancel()
+    async with relay_in_front_of(
+        echo, 10, idle_timeout=0.3, verbose=True, json_log=True, log=lines.append
+    ) as relay:
+        client = await connect(relay.port)
+        async with client:
+            await client.send_all(b"x")
+            assert await client.receive_some(10) == b"x"
+            assert await receive_all(client) == b""  # then silence: closed
+        await relay.wait_quiet()
     record = json.loads(lines[0])
     assert record["event"] == "connection"
     assert record["end"] == "idle-timeout"
@@ -345,28 +314,24 @@ async def test_drain_lets_live_transfers_finish_and_refuses_new_clients() -> Non
         await release.wait()
         await send_then_eof(stream, b"late but whole")
 
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            target = await start_server(nursery, slow_reply)
-            async with ncat_trio.open_relay(targets=[("127.0.0.1", target)]) as relay:
-                client = await connect(relay.port)
-                await client.send_eof()
-                await arrived.wait()  # the relay has connected upstream
-                drained: list[bool] = []
+    async with relay_in_front_of(slow_reply, 10) as relay:
+        client = await connect(relay.port)
+        await client.send_eof()
+        await arrived.wait()  # the relay has connected upstream
+        drained: list[bool] = []
 
-                async def drain() -> None:
-                    drained.append(await relay.drain(30))
+        async def drain() -> None:
+            drained.append(await relay.drain(30))
 
-                async with trio.open_nursery() as draining:
-                    draining.start_soon(drain)
-                    await trio.testing.wait_all_tasks_blocked()
-                    with pytest.raises(ncat_trio.ConnectError):  # the listener is closed
-                        await connect(relay.port)
-                    release.set()
-                    assert await receive_all(client) == b"late but whole"
-                await client.aclose()
-                assert drained == [True]
-            nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as draining:
+            draining.start_soon(drain)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(ncat_trio.ConnectError):  # the listener is closed
+                await connect(relay.port)
+            release.set()
+            assert await receive_all(client) == b"late but whole"
+        await client.aclose()
+        assert drained == [True]
 
 
 async def test_pytest_fixture_starts_a_relay(relay: RelayFactory) -> None:

@@ -6,7 +6,9 @@ one-way memory streams so each test decides exactly when data and EOFs arrive.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -34,6 +36,18 @@ class Harness:
             out += chunk
         return bytes(out)
 
+    @contextlib.asynccontextmanager
+    async def running(
+        self, options: SessionOptions, seconds: float | None = 5
+    ) -> AsyncIterator[list[SessionResult]]:
+        """The session in a nursery, under ``fail_after(seconds)`` unless None; yields the
+        list its result is appended to.  Leaving waits for the session to end."""
+        results: list[SessionResult] = []
+        with trio.fail_after(seconds) if seconds is not None else contextlib.nullcontext():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run, self, options, results)
+                yield results
+
 
 async def run(h: Harness, options: SessionOptions, into: list[SessionResult]) -> None:
     into.append(await netcat_session(h.conn, h.stdin, h.stdout, options))
@@ -41,37 +55,31 @@ async def run(h: Harness, options: SessionOptions, into: list[SessionResult]) ->
 
 async def test_stdin_eof_sends_fin_and_keeps_reading_the_reply() -> None:
     h = Harness()
-    results: list[SessionResult] = []
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run, h, SessionOptions(), results)
-            await h.stdin_writer.send_all(b"request")
-            await h.stdin_writer.aclose()
-            # The peer sees the request, then our FIN ...
-            assert await h.read_all(h.peer) == b"request"
-            await trio.testing.wait_all_tasks_blocked()
-            assert not results, "the session must not end at stdin EOF"
-            # ... and its reply, sent after our EOF, still reaches stdout.
-            await h.peer.send_all(b"late reply")
-            await h.peer.send_eof()
+    async with h.running(SessionOptions()) as results:
+        await h.stdin_writer.send_all(b"request")
+        await h.stdin_writer.aclose()
+        # The peer sees the request, then our FIN ...
+        assert await h.read_all(h.peer) == b"request"
+        await trio.testing.wait_all_tasks_blocked()
+        assert not results, "the session must not end at stdin EOF"
+        # ... and its reply, sent after our EOF, still reaches stdout.
+        await h.peer.send_all(b"late reply")
+        await h.peer.send_eof()
     assert h.stdout.get_data_nowait() == b"late reply"
     assert results[0] == SessionResult(7, 10, stdin_eof=True, peer_eof=True, lingered_out=False)
 
 
 async def test_peer_eof_does_not_truncate_a_piped_upload() -> None:
     h = Harness()
-    results: list[SessionResult] = []
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run, h, SessionOptions(), results)
-            await h.peer.send_all(b"bye")
-            await h.peer.send_eof()
-            await trio.testing.wait_all_tasks_blocked()
-            assert not results, "peer EOF must not stop the upload of a pipe"
-            for _ in range(10):
-                await h.stdin_writer.send_all(b"more data ")
-            await h.stdin_writer.aclose()
-            assert await h.read_all(h.peer) == b"more data " * 10
+    async with h.running(SessionOptions()) as results:
+        await h.peer.send_all(b"bye")
+        await h.peer.send_eof()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not results, "peer EOF must not stop the upload of a pipe"
+        for _ in range(10):
+            await h.stdin_writer.send_all(b"more data ")
+        await h.stdin_writer.aclose()
+        assert await h.read_all(h.peer) == b"more data " * 10
     assert results[0].stdin_eof
     assert results[0].peer_eof
     assert results[0].bytes_sent == 100
@@ -79,40 +87,31 @@ async def test_peer_eof_does_not_truncate_a_piped_upload() -> None:
 
 async def test_tty_stdin_stops_at_peer_eof() -> None:
     h = Harness()
-    results: list[SessionResult] = []
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run, h, SessionOptions(exit_on_peer_eof=True), results)
-            await h.peer.send_eof()
+    async with h.running(SessionOptions(exit_on_peer_eof=True)) as results:
+        await h.peer.send_eof()
     assert results[0].peer_eof
     assert not results[0].stdin_eof
 
 
 async def test_no_shutdown_never_sends_fin() -> None:
     h = Harness()
-    results: list[SessionResult] = []
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run, h, SessionOptions(shutdown=False), results)
-            await h.stdin_writer.send_all(b"abc")
-            await h.stdin_writer.aclose()
-            assert await h.peer.receive_some() == b"abc"
-            with trio.move_on_after(0.2) as scope:
-                await h.peer.receive_some()  # would return b"" on a FIN
-            assert scope.cancelled_caught
-            await h.peer.send_eof()
+    async with h.running(SessionOptions(shutdown=False)) as results:
+        await h.stdin_writer.send_all(b"abc")
+        await h.stdin_writer.aclose()
+        assert await h.peer.receive_some() == b"abc"
+        with trio.move_on_after(0.2) as scope:
+            await h.peer.receive_some()  # would return b"" on a FIN
+        assert scope.cancelled_caught
+        await h.peer.send_eof()
     assert results[0].peer_eof
 
 
 async def test_recv_only_sends_nothing_and_ends_at_peer_eof() -> None:
     h = Harness()
     await h.stdin_writer.send_all(b"must not be sent")
-    results: list[SessionResult] = []
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run, h, SessionOptions(send=False), results)
-            await h.peer.send_all(b"data")
-            await h.peer.send_eof()
+    async with h.running(SessionOptions(send=False)) as results:
+        await h.peer.send_all(b"data")
+        await h.peer.send_eof()
     assert results[0].bytes_sent == 0
     assert h.stdout.get_data_nowait() == b"data"
     with trio.move_on_after(0.1):
@@ -121,15 +120,12 @@ async def test_recv_only_sends_nothing_and_ends_at_peer_eof() -> None:
 
 async def test_send_only_discards_incoming() -> None:
     h = Harness()
-    results: list[SessionResult] = []
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run, h, SessionOptions(receive=False), results)
-            await h.peer.send_all(b"ignored")
-            await h.stdin_writer.send_all(b"up")
-            await h.stdin_writer.aclose()
-            assert await h.read_all(h.peer) == b"up"
-            await h.peer.send_eof()
+    async with h.running(SessionOptions(receive=False)) as results:
+        await h.peer.send_all(b"ignored")
+        await h.stdin_writer.send_all(b"up")
+        await h.stdin_writer.aclose()
+        assert await h.read_all(h.peer) == b"up"
+        await h.peer.send_eof()
     with pytest.raises(trio.WouldBlock):  # nothing was ever written to stdout
         h.stdout.get_data_nowait()
     assert results[0].bytes_received == 7
@@ -137,9 +133,7 @@ async def test_send_only_discards_incoming() -> None:
 
 async def test_linger_bounds_the_wait_for_peer_eof(autojump_clock: trio.testing.MockClock) -> None:
     h = Harness()
-    results: list[SessionResult] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run, h, SessionOptions(linger=3), results)
+    async with h.running(SessionOptions(linger=3), seconds=None) as results:
         await h.stdin_writer.aclose()
         start = trio.current_time()
     assert trio.current_time() - start == pytest.approx(3)

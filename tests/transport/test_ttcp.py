@@ -37,7 +37,7 @@ from ncat_trio.proto import ttcp
 from ncat_trio.transport.blocking import Wire
 from ncat_trio.transport.pump import Side
 
-from ..support import NCAT, finish, ncat_server, read_line, spawn
+from ..support import NCAT, finish, ncat_server, read_line, recv_exactly, spawn
 
 
 async def run_both(
@@ -347,20 +347,12 @@ async def test_exclusive_receiver_against_a_peer_in_another_thread() -> None:
 def blocking_receiver(sock: socket.socket) -> int:
     """A C-style receiver on a blocking socket: read a payload, ack it; count them."""
 
-    def read_exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            assert chunk, "EOF inside a message"
-            data += chunk
-        return data
-
     with sock:
-        header = read_exactly(8)
+        header = recv_exactly(sock, 8)
         number, length = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
         for _ in range(number):
-            assert int.from_bytes(read_exactly(4), "big") == length
-            read_exactly(length)
+            assert int.from_bytes(recv_exactly(sock, 4), "big") == length
+            recv_exactly(sock, length)
             sock.sendall(length.to_bytes(4, "big"))
         assert sock.recv(1) == b""  # then the transmitter closes
     return number

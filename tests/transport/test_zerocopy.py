@@ -367,6 +367,32 @@ def drain(peer: socket.socket, into: bytearray, pause: float) -> None:
         time.sleep(pause)
 
 
+def pipe_and_socket_threads(
+    w: int, data: bytes, piece: int, peer: socket.socket, got: bytearray, pause: float
+) -> tuple[threading.Thread, threading.Thread]:
+    """(feeder, reader), not started: ``data`` into the pipe's write end ``w`` in pieces,
+    and the peer's socket drained into ``got`` with ``pause`` between reads."""
+    feeder = threading.Thread(target=feed, args=(w, data, piece))
+    reader = threading.Thread(target=drain, args=(peer, got, pause))
+    return feeder, reader
+
+
+async def fin_and_join(client: trio.socket.SocketType, reader: threading.Thread) -> None:
+    """Our FIN after the upload, then wait for the peer's reader thread to see it."""
+    client.shutdown(socket.SHUT_WR)
+    await trio.to_thread.run_sync(reader.join, 30)
+
+
+def clean_up(
+    feeder: threading.Thread, r: int, client: trio.socket.SocketType, peer: socket.socket
+) -> None:
+    """The end of every pipe-to-socket test, pass or fail: no thread or fd left over."""
+    feeder.join(30)
+    os.close(r)
+    client.close()
+    peer.close()
+
+
 @pytest.mark.parametrize("exclusive", [True, False], ids=["poll-waits", "trio-waits"])
 async def test_pipe_to_socket_sender_waits_both_ways_and_moves_everything(
     exclusive: bool,
@@ -380,8 +406,7 @@ async def test_pipe_to_socket_sender_waits_both_ways_and_moves_everything(
     before = flags(r)
     got = bytearray()
     counted: list[int] = []
-    feeder = threading.Thread(target=feed, args=(w, UP, 50_000))
-    reader = threading.Thread(target=drain, args=(peer, got, 0.0005))
+    feeder, reader = pipe_and_socket_threads(w, UP, 50_000, peer, got, 0.0005)
     try:
         async with open_stdin(r) as stdin:
             feeder.start()
@@ -395,14 +420,10 @@ async def test_pipe_to_socket_sender_waits_both_ways_and_moves_everything(
                     on_chunk=counted.append,
                     exclusive=exclusive,
                 )
-            client.shutdown(socket.SHUT_WR)
-            await trio.to_thread.run_sync(reader.join, 30)
+            await fin_and_join(client, reader)
         assert flags(r) == before
     finally:
-        feeder.join(30)
-        os.close(r)
-        client.close()
-        peer.close()
+        clean_up(feeder, r, client, peer)
     assert moved == sum(counted) == len(UP)
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(UP).hexdigest()
 
@@ -418,8 +439,7 @@ async def test_exclusive_sender_still_lets_trio_run(monkeypatch: pytest.MonkeyPa
     r, w = os.pipe()
     got = bytearray()
     ticks = 0
-    feeder = threading.Thread(target=feed, args=(w, data, 1 << 20))
-    reader = threading.Thread(target=drain, args=(peer, got, 0.002))
+    feeder, reader = pipe_and_socket_threads(w, data, 1 << 20, peer, got, 0.002)
 
     async def ticker() -> None:
         nonlocal ticks
@@ -438,13 +458,9 @@ async def test_exclusive_sender_still_lets_trio_run(monkeypatch: pytest.MonkeyPa
                 await send_exclusively(stdin, client)
             took = time.monotonic() - started
             nursery.cancel_scope.cancel()
-        client.shutdown(socket.SHUT_WR)
-        await trio.to_thread.run_sync(reader.join, 30)
+        await fin_and_join(client, reader)
     finally:
-        feeder.join(30)
-        os.close(r)
-        client.close()
-        peer.close()
+        clean_up(feeder, r, client, peer)
     assert len(got) == len(data)
     # 16 MiB at <= 64 KiB per 2 ms takes >= 0.5 s: ~25 yields at 20 ms; none without them.
     assert ticks >= 5, f"the ticker ran {ticks} times in {took:.2f} s"
@@ -489,14 +505,10 @@ async def test_exclusive_sender_lets_the_other_direction_read_at_once(
             took = trio.current_time() - started
             assert os.read(client.fileno(), 16) == b"ping"
             pinged.set()
-        client.shutdown(socket.SHUT_WR)
-        await trio.to_thread.run_sync(reader.join, 30)
+        await fin_and_join(client, reader)
     finally:
         pinged.set()
-        feeder.join(30)
-        os.close(r)
-        client.close()
-        peer.close()
+        clean_up(feeder, r, client, peer)
     assert moved == len(got) == len(data)
     assert took < 3, f"the other direction waited {took:.2f} s"
 
@@ -522,21 +534,16 @@ async def test_exclusive_sender_keeps_polling_after_the_peers_fin(
     assert await client.recv(1) == b""  # the other direction has read it
     r, w = os.pipe()
     got = bytearray()
-    feeder = threading.Thread(target=feed, args=(w, data, 1 << 20))
-    reader = threading.Thread(target=drain, args=(peer, got, 0.0005))
+    feeder, reader = pipe_and_socket_threads(w, data, 1 << 20, peer, got, 0.0005)
     try:
         async with open_stdin(r) as stdin:
             feeder.start()
             reader.start()
             with trio.fail_after(120):
                 await send_exclusively(stdin, client)
-            client.shutdown(socket.SHUT_WR)
-            await trio.to_thread.run_sync(reader.join, 30)
+            await fin_and_join(client, reader)
     finally:
-        feeder.join(30)
-        os.close(r)
-        client.close()
-        peer.close()
+        clean_up(feeder, r, client, peer)
     assert len(got) == len(data)
     # A reader slower than the sender: hundreds of waits, each one a poll that returns
     # within 10 ms.  Only one that timed out would have gone to Trio.
