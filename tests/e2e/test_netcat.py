@@ -9,6 +9,7 @@ direction loses nothing, and each failure is its documented exit code plus exact
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import socket
 import struct
@@ -242,9 +243,34 @@ def _endless_sender(conn: socket.socket) -> int:
     return sent
 
 
-def _pipe_into_head(args: list[str]) -> tuple[subprocess.Popen[bytes], bytes]:
-    """``ncat-trio ARGS | head -c 10``; returns the ncat-trio process and head's output."""
+class _FillingSender:
+    """Sends until the reader goes away, and says when the pipeline is full.
+
+    A 64 KiB send that makes no progress for 2 s means ncat-trio's socket buffer and
+    stdout pipe are full while nobody reads stdout yet.  Only then does the test start
+    ``head``: whatever ``head`` leaves behind is then *received* data that cannot be
+    delivered, so exit 5 is certain on every copy path.  (Started earlier, ``head`` could
+    leave while the socket happened to be empty: by the rule of issue 16 §1 that is a
+    normal end, exit 0, and the test would depend on the scheduler.)"""
+
+    def __init__(self) -> None:
+        self.full = threading.Event()
+
+    def __call__(self, conn: socket.socket) -> int:
+        conn.settimeout(2)
+        sent = send_until_stopped(conn, 1 << 30, TimeoutError)
+        self.full.set()
+        conn.settimeout(30)
+        return sent + _endless_sender(conn)
+
+
+def _pipe_into_head(
+    args: list[str], full: threading.Event
+) -> tuple[subprocess.Popen[bytes], bytes]:
+    """``ncat-trio ARGS | head -c 10``, ``head`` started once the sender says the
+    pipeline is ``full``; returns the ncat-trio process and head's output."""
     ncat = spawn([*NCAT, *args])
+    assert full.wait(30), "the sender never filled the pipeline"
     head = subprocess.Popen(["head", "-c", "10"], stdin=ncat.stdout, stdout=subprocess.PIPE)
     assert ncat.stdout is not None
     ncat.stdout.close()  # only head holds the read end now
@@ -254,8 +280,9 @@ def _pipe_into_head(args: list[str]) -> tuple[subprocess.Popen[bytes], bytes]:
 
 @COPY_PATHS
 def test_connect_into_head_exits_promptly_with_local_io_error(copy: list[str]) -> None:
-    with ServeOnce(_endless_sender) as server:
-        ncat, out = _pipe_into_head(["connect", *copy, "127.0.0.1", str(server.port)])
+    sender = _FillingSender()
+    with ServeOnce(sender) as server:
+        ncat, out = _pipe_into_head(["connect", *copy, "127.0.0.1", str(server.port)], sender.full)
         with ncat:
             assert out == b"x" * 10
             assert finish(ncat, 10) == 5  # LOCAL_IO
@@ -268,31 +295,43 @@ def test_listen_into_head_exits_promptly_with_local_io_error() -> None:
     listener, port = spawn_listener(["listen", "127.0.0.1", "0"])
     assert listener.stdout is not None
     assert listener.stderr is not None
-    head = subprocess.Popen(["head", "-c", "10"], stdin=listener.stdout, stdout=subprocess.PIPE)
-    listener.stdout.close()
-    with listener, socket.create_connection(("127.0.0.1", port), timeout=30) as client:
-        sent = _endless_sender(client)
+    sender = _FillingSender()
+    with (
+        listener,
+        socket.create_connection(("127.0.0.1", port), timeout=30) as client,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        sent = pool.submit(sender, client)
+        assert sender.full.wait(30), "the sender never filled the pipeline"
+        head = subprocess.Popen(["head", "-c", "10"], stdin=listener.stdout, stdout=subprocess.PIPE)
+        listener.stdout.close()
         out, _ = head.communicate(timeout=20)
         assert out == b"x" * 10
         assert finish(listener, 10) == 5
-        assert sent > 0
+        assert sent.result(30) > 0
         assert "stdout" in one_error_line(listener.stderr.read())
 
 
-def test_bash_pipeline_into_head_reports_exit_5() -> None:
-    """The way scripts meet it: `set -o pipefail` and ${PIPESTATUS[0]}."""
-    with ServeOnce(_endless_sender) as server:
+def test_bash_pipeline_into_head_reports_exit_5(tmp_path: Path) -> None:
+    """The way scripts meet it: `set -o pipefail` and ${PIPESTATUS[0]}.  The reader
+    waits on a FIFO until the sender has filled the pipeline (see _FillingSender)."""
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    sender = _FillingSender()
+    with ServeOnce(sender) as server:
         script = (
             "set -o pipefail; "
-            f'"$@" connect 127.0.0.1 {server.port} </dev/null | head -c 10 >/dev/null; '
+            f'"$@" connect 127.0.0.1 {server.port} </dev/null'
+            f' | {{ read -r _ < "{go}"; head -c 10 >/dev/null; }}; '
             "echo ${PIPESTATUS[0]}"
         )
-        shell = subprocess.run(
-            ["bash", "-c", script, "bash", *NCAT], capture_output=True, timeout=20, check=False
-        )
+        shell = spawn(["bash", "-c", script, "bash", *NCAT])
+        assert sender.full.wait(30), "the sender never filled the pipeline"
+        go.write_bytes(b"go\n")  # blocks until the reader's read opens the FIFO
+        out, err = shell.communicate(timeout=20)
         server.result()
-    assert shell.stdout == b"5\n"
-    one_error_line(shell.stderr)
+    assert out == b"5\n", err
+    one_error_line(err)
 
 
 # --- failures: exit code and one line ----------------------------------------------------
