@@ -102,7 +102,8 @@ ShutdownWhen = Annotated[str | None, typer.Option("--shutdown-when", hidden=True
 #: ``--shutdown=idle`` (the default): the FIN waits until the peer has sent nothing for this
 #: long.  Measured (README, "Differences"): nginx and tinyproxy/ncat's proxy delivered all of
 #: a 52 MB reply with 0.1 s and 0.5 s, a FIN at once lost 80-100% of it; a server that reads
-#: to EOF (socat EXEC:sha256sum) answered 0.45 s later than with -N.
+#: to EOF (socat EXEC:sha256sum) answered 0.45 s later than with -N.  (An upload of
+#: modes/netcat.BULK_UPLOAD or more to a silent peer skips the wait: a file copy.)
 FIN_QUIET = 0.5
 NoStdin = Annotated[
     bool,

@@ -97,6 +97,44 @@ async def test_idle_sends_the_fin_to_a_silent_peer_after_the_period(
     assert ends.stdout.get_data_nowait() == b"answer"
 
 
+@pytest.mark.parametrize(
+    ("upload", "peer_spoke", "waits"),
+    [
+        (netcat.BULK_UPLOAD, False, False),  # a file copy into `nc -l > file`: FIN at once
+        (netcat.BULK_UPLOAD - 1, False, True),  # a request, however long: the quiet wait
+        (netcat.BULK_UPLOAD, True, True),  # the peer answers: it may still be sending
+    ],
+    ids=["bulk-to-silent-peer", "just-below", "peer-spoke"],
+)
+async def test_idle_sends_a_bulk_uploads_fin_at_once(
+    autojump_clock: trio.abc.Clock, upload: int, peer_spoke: bool, waits: bool
+) -> None:
+    """Only a silent peer that was sent BULK_UPLOAD bytes or more skips the quiet period:
+    the servers that take a FIN as an abort answer small requests (docs/differences.md)."""
+    async with session(IDLE) as ends, trio.open_nursery() as nursery:
+        received = bytearray()
+        fin = trio.Event()
+        fin_at: list[float] = []
+
+        async def read_until_fin() -> None:
+            while chunk := await ends.peer.receive_some():
+                received.extend(chunk)
+            fin_at.append(trio.current_time())
+            fin.set()
+
+        nursery.start_soon(read_until_fin)
+        if peer_spoke:
+            await ends.peer.send_all(b"hello")
+            await trio.testing.wait_all_tasks_blocked()
+        await ends.stdin_writer.send_all(b"u" * upload)
+        await ends.stdin_writer.aclose()
+        start = trio.current_time()
+        await fin.wait()
+        assert len(received) == upload
+        assert fin_at[0] - start == (pytest.approx(1.0, abs=0.05) if waits else 0)
+        await ends.peer.send_eof()
+
+
 async def test_now_sends_the_fin_at_stdin_eof(autojump_clock: trio.abc.Clock) -> None:
     async with session(SessionOptions(fin_after_quiet=None)) as ends:
         await ends.stdin_writer.aclose()
