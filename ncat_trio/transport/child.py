@@ -129,12 +129,13 @@ async def _wait_group(proc: trio.Process) -> None:
             await _wait_exit(pid, proc.pid)
 
 
-async def stop_child(proc: trio.Process, grace: float) -> None:
-    """SIGTERM to the child's group, up to ``grace`` s for all of it to exit, then
-    SIGKILL to the group; shielded and bounded."""
+async def stop_child(proc: trio.Process, grace: float, *, terminated: bool = False) -> None:
+    """SIGTERM to the child's group (unless the caller already sent it: ``terminated``;
+    a second one would run a child's TERM trap twice), up to ``grace`` s for all of it
+    to exit, then SIGKILL to the group; shielded and bounded."""
     with trio.CancelScope(shield=True):
         try:
-            if _signal_group(proc, signal.SIGTERM):
+            if terminated or _signal_group(proc, signal.SIGTERM):
                 with trio.move_on_after(grace):
                     await _wait_group(proc)
                 if _signal_group(proc, signal.SIGKILL):
@@ -170,13 +171,14 @@ async def open_child(
     try:
         yield proc
     finally:
+        terminated = False
         with trio.CancelScope(shield=True):
             if proc.returncode is None:
                 # Cut off (a reset, a signal, -i) or past its grace: SIGTERM before its
                 # pipes close, so the child is stopped rather than handed an EOF it could
                 # take for a clean end (and its status says so: "killed by SIGTERM").
-                _signal_group(proc, signal.SIGTERM)
+                terminated = _signal_group(proc, signal.SIGTERM)
             for pipe in (proc.stdin, proc.stdout):
                 if pipe is not None:
                     await pipe.aclose()
-        await stop_child(proc, grace)
+        await stop_child(proc, grace, terminated=terminated)

@@ -198,10 +198,12 @@ def terminal_like_listener(script: str) -> tuple[subprocess.Popen[bytes], int]:
 
 def test_ctrl_c_at_a_terminal_reaches_the_child_only_as_our_sigterm(tmp_path: Path) -> None:
     """The child is in a session of its own: the terminal's SIGINT is ours alone, and
-    the child learns of it as the SIGTERM of the stop (before: SIGINT from the tty too)."""
+    the child learns of it as the SIGTERM of the stop (before: SIGINT from the tty too),
+    once: the trap takes a while, and a second SIGTERM in that time ran it twice."""
     p, log = shlex.quote(str(tmp_path / "pids")), shlex.quote(str(tmp_path / "log"))
+    slow = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"
     script = (
-        f"trap 'echo INT >> {log}' INT; trap 'echo TERM >> {log}; exit 0' TERM; "
+        f"trap 'echo INT >> {log}' INT; trap 'echo TERM >> {log}; {slow}; exit 0' TERM; "
         f"echo $$ >> {p}; sleep 300 & echo $! >> {p}; echo ready nested; wait; wait"
     )
     listener, port = terminal_like_listener(script)
