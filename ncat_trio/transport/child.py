@@ -67,9 +67,10 @@ def kill_live_groups() -> None:
 def _signal_group(proc: trio.Process, signum: signal.Signals) -> bool:
     """Send ``signum`` to the child and its group; False if nobody was there to get it."""
     reached = proc.returncode is None
-    if reached:  # the child itself, even if it left its group
+    if reached:  # the child itself if it left its group (else the killpg reaches it: once)
         with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signum)
+            if os.getpgid(proc.pid) != proc.pid:
+                proc.send_signal(signum)
     # The pgid stays the child's pid while any member lives (Linux does not hand out a
     # pid still in use as a pgid), so this reaches only the child's own group; once the
     # group is empty it is ESRCH.
