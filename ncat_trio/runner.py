@@ -32,13 +32,13 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from . import diag, errors
 from .errors import SIGNAL_EXIT_CODES, ExitCode, NcatError, interrupt_startup, leaves
-from .transport.child import kill_live_groups
+
+if TYPE_CHECKING:
+    import trio
 
 MainFn = Callable[[], Awaitable[int | None]]
 
@@ -82,7 +82,9 @@ def _outside_watcher(signum: int, _frame: FrameType | None) -> None:
     if state is not None and not state.watching and state.signum is None:
         state.signum = signum  # Trio is starting: the watcher acts on it once it listens
         return
-    kill_live_groups()  # the children would outlive us: they are in sessions of their own
+    child = sys.modules.get("ncat_trio.transport.child")  # loaded if there can be children
+    if child is not None:  # they would outlive us: they are in sessions of their own
+        child.kill_live_groups()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
@@ -100,6 +102,8 @@ def ensure_std_fds() -> None:
 
 
 async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signals]) -> int | None:
+    import trio
+
     main_scope = trio.CancelScope()
 
     async def watch_signals(
@@ -161,6 +165,8 @@ def _quiet_stdout_on_exit() -> None:
 
 def run(main: MainFn) -> int:
     """Run ``main`` under Trio with signal handling; return the process exit code."""
+    import trio  # here, not above: run_blocking's jobs start without it
+
     global _current
     ensure_std_fds()
     signums = [s for s in _WATCHED if signal.getsignal(s) is not signal.SIG_IGN]
@@ -190,6 +196,51 @@ def run(main: MainFn) -> int:
     if state.signum is None and state.late_signum is not None:
         _signal_exit(state.late_signum, state)
     _current = None
+    _quiet_stdout_on_exit()
+    return code
+
+
+class _Stopped(BaseException):
+    """A watched signal, raised out of a blocking job (:func:`run_blocking`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def run_blocking(main: Callable[[], int]) -> int:
+    """Run a blocking job without Trio (the port scan: start-up is its whole cost), with
+    :func:`run`'s signals, lines and exit codes: a watched signal raises out of the
+    blocking call (its ``finally`` blocks close what it opened), and a second one while
+    that unwinds is the default action."""
+    ensure_std_fds()
+    if errors.startup_interrupted:
+        return _signal_exit(signal.SIGINT, _RunState())
+    previous: dict[int, Any] = {}
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        for watched, handler in previous.items():
+            signal.signal(watched, handler)
+        raise _Stopped(signum)
+
+    for signum in _WATCHED:
+        handler = signal.getsignal(signum)
+        if handler is not signal.SIG_IGN:
+            if handler in (signal.default_int_handler, interrupt_startup):
+                handler = signal.SIG_DFL
+            previous[signum] = handler
+            signal.signal(signum, stop)
+    try:
+        code = int(main() or 0)
+    except _Stopped as exc:
+        code = _signal_exit(exc.signum, _RunState())
+    except errors.Interrupted:  # a start-up Ctrl-C swallowed on its way up
+        code = _signal_exit(signal.SIGINT, _RunState())
+    except BaseException as exc:
+        code = exit_code_for(exc)
+    finally:
+        for watched, handler in previous.items():
+            signal.signal(watched, handler)
     _quiet_stdout_on_exit()
     return code
 

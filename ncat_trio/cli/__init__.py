@@ -1,206 +1,23 @@
-"""The command line (typer only): argv → frozen options → ``runner.run`` → exit code.
+"""The command line: argv → frozen options → run → exit code.
 
-``main`` also accepts the nc spellings people type (``ncat-trio HOST PORT``,
-``ncat-trio -l [HOST] PORT``, ``ncat-trio -lvk -p PORT``) by rewriting them into the
-``connect``/``listen`` subcommands before typer sees them.  Usage errors are one line
-on stderr and exit 2; help goes to stdout and exits 0.
+``main`` first rewrites the nc spellings people type (:mod:`.argv`: ``ncat-trio HOST
+PORT``, ``-l [HOST] PORT``, ``-lvk -p PORT``, ``-z``); a port-scan line is then parsed
+without typer and run without Trio (:mod:`.scan_options`, issue 16: a ``-z`` loop pays
+start-up on every call); everything else goes to the typer app (:mod:`.root`).
 """
 
 from __future__ import annotations
 
-import re
 import sys
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import typer
+from .argv import PROGRESS_SPELLINGS as PROGRESS_SPELLINGS
+from .argv import SUBCOMMANDS as SUBCOMMANDS
+from .argv import rewrite_shorthand as rewrite_shorthand
+from .argv import spelled_out
 
-from .. import diag
-from ..errors import ExitCode, NcatError
-from .panels import new_app
-
-
-def _new_app() -> typer.Typer:
-    return new_app(
-        "ncat-trio",
-        "A netcat, relay and network-test tool built on Trio. Stdout is data only; "
-        "diagnostics go to stderr.",
-        pretty_exceptions_enable=False,
-    )
-
-
-def _register(app: typer.Typer, only: str | None = None) -> typer.Typer:
-    """Every subcommand, or ``only`` the module of one: a run of ``connect``, ``listen``
-    or ``scan`` (the nc spelling, ``-z`` loops) imports no ttcp, clock, transfer or relay
-    code (issue 16 §4, start-up: about 12 ms of ~160 measured with -X importtime)."""
-    app.callback()(_root)
-    if only in (None, "connect", "listen", "demo"):
-        from . import netcat
-
-        netcat.register(app)
-    if only is None:
-        from . import clock as clock_cli
-        from . import help as help_cli
-        from . import relay as relay_cli
-        from . import toxiproxy as toxiproxy_cli
-        from . import transfer as transfer_cli
-        from . import ttcp as ttcp_cli
-
-        app.add_typer(ttcp_cli.app, name="ttcp")
-        clock_cli.register(app)
-        transfer_cli.register(app)
-        relay_cli.register(app)
-        toxiproxy_cli.register(app)
-        help_cli.register(app)
-    if only in (None, "scan"):
-        from . import scan as scan_cli
-
-        scan_cli.register(app)
-    return app
-
-
-_FULL_APP: typer.Typer | None = None
-
-
-def full_app() -> typer.Typer:
-    """The app with every subcommand (help, completion, anything but the three below)."""
-    global _FULL_APP
-    if _FULL_APP is None:
-        _FULL_APP = _register(_new_app())
-    return _FULL_APP
-
-
-def __getattr__(name: str) -> typer.Typer:  # ``from ncat_trio.cli import app``
-    if name == "app":
-        return full_app()
-    raise AttributeError(name)
-
-
-def _app_for(args: list[str]) -> typer.Typer:
-    """The slim app for one connect/listen/scan run, else the full one."""
-    if args and args[0] in ("connect", "listen", "scan") and not _asks_help(args):
-        return _register(_new_app(), only=args[0])
-    return full_app()
-
-
-def _asks_help(args: list[str]) -> bool:
-    words = args[: args.index("--")] if "--" in args else args
-    return any(a in ("-h", "--help") or a.startswith("--show-completion") for a in words)
-
-
-#: Words that name a subcommand; anything else first on the line is nc shorthand.
-SUBCOMMANDS = {
-    "connect",
-    "listen",
-    "demo",
-    "ttcp",
-    "clock",
-    "send",
-    "receive",
-    "relay",
-    "toxiproxy",
-    "help",
-    "scan",
-}
-
-
-def _version(value: bool) -> None:
-    if value:
-        import platform
-        from importlib.metadata import version
-
-        from .. import __version__
-
-        # The installed Trio's version, without paying for importing Trio itself.
-        trio_version = version("trio")
-        print(f"ncat-trio {__version__} (Python {platform.python_version()}, Trio {trio_version})")
-        raise typer.Exit(0)
-
-
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", "-V", callback=_version, is_eager=True, help="Print versions and exit."
-        ),
-    ] = False,
-) -> None:
-    """ncat-trio: connect, listen, relay, measure."""
-
-
-#: typer cannot give a flag an optional value, so `--progress=WHEN` is spelled out here.
-_PROGRESS_SPELLINGS = {"--progress=auto": "--progress-auto", "--progress=always": "--progress"}
-#: Likewise `--keepalive[=IDLE,INTVL,CNT]`: alone, it is on with the kernel's timers.
-_PROGRESS_SPELLINGS["--keepalive"] = "--keepalive="
-
-
-#: nc.openbsd / ncat flags this tool spells differently, or has not: the usage error
-#: names the equivalent instead of only "no such option".
-NC_FLAG_EQUIVALENTS = {
-    "-I": "nc.openbsd's receive buffer is --rcvbuf BYTES",
-    "-O": "nc.openbsd's send buffer is --sndbuf BYTES",
-    "-M": "nc.openbsd's outgoing TTL is --ttl N",
-    "-T": "nc.openbsd's -T (TOS/DSCP) is --tos VALUE",
-    "-b": "nc.openbsd's -b is --broadcast (with -u)",
-    "-m": "ncat's -m (--max-conns) is listen -k --max-conns N",
-    "-t": "telnet negotiation (-t) is not supported",
-    "-r": "random port order (-r) is not supported; scan in order with `scan`",
-    "-D": "SO_DEBUG (-D) is not supported",
-    "-S": "TCP MD5 signatures (-S) are not supported",
-    "-x": "-x (nc.openbsd's proxy) is a connect flag: ncat-trio -x ADDR[:PORT] HOST PORT; "
-    "ncat's hex dump -x FILE is -o FILE",
-    "-X": "-X (nc.openbsd's proxy protocol) goes with -x ADDR[:PORT] in connect",
-    "-g": "source routing (-g/-G) is not supported",
-    "-G": "source routing (-g/-G) is not supported",
-}
-
-
-def _spelled_out(args: list[str]) -> list[str]:
-    """``--progress=WHEN`` and (connect/listen's -N with a value) ``--shutdown=WHEN`` as
-    typer takes them; another command given ``--shutdown=…`` names it as typed."""
-    words = rewrite_shorthand([_PROGRESS_SPELLINGS.get(a, a) for a in args])
-    if words and words[0] in ("connect", "listen"):
-        words = [
-            "--shutdown-when=" + a.removeprefix("--shutdown=") if a.startswith("--shutdown=") else a
-            for a in words
-        ]  # now, idle[:SECS], never
-    return words
-
-
-def rewrite_shorthand(args: list[str]) -> list[str]:
-    """Turn nc spellings into subcommands: ``-l`` anywhere means ``listen``, else ``connect``.
-
-    ``-l`` is also pulled out of combined short flags (``-lvk`` → ``-vk``).  Arguments
-    after ``--`` are left alone.  A line starting with a subcommand or a root option
-    (``--help``, ``--version``) is returned unchanged.
-    """
-    if not args or args[0] in SUBCOMMANDS or args[0] in ("-h", "--help", "-V", "--version"):
-        return args
-    if args[0].startswith("--") and "completion" in args[0]:
-        return args
-    listen = scan = False  # -z: nc's port scan, the `scan` subcommand
-    out: list[str] = []
-    for index, arg in enumerate(args):
-        if arg == "--":
-            out.extend(args[index:])
-            break
-        if arg == "--listen":
-            listen = True
-            continue
-        if len(arg) >= 2 and arg[0] == "-" and arg[1] != "-" and arg[1:].isalpha() and "z" in arg:
-            scan = True
-            if arg.replace("z", "") != "-":
-                out.append(arg.replace("z", ""))
-            continue
-        if len(arg) >= 2 and arg[0] == "-" and arg[1] != "-" and arg[1:].isalpha() and "l" in arg:
-            listen = True
-            rest = arg.replace("l", "")
-            if rest != "-":
-                out.append(rest)
-            continue
-        out.append(arg)
-    if scan:  # nc's -z: nc.openbsd's output (nothing on stdout), `scan` keeps its lines
-        return ["scan", "--nc-style", *out]
-    return ["listen" if listen else "connect", *out]
+if TYPE_CHECKING:
+    import typer
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -210,33 +27,22 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def run_cli(args: list[str]) -> int:
     """Parse and run; return the exit code.  One-line errors, no tracebacks for usage."""
-    words = _spelled_out(args)
-    command = typer.main.get_command(_app_for(words))
-    try:
-        result = command.main(
-            words,
-            prog_name="ncat-trio",
-            standalone_mode=False,
-        )
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.TyperException as exc:  # click's usage errors, vendored by typer
-        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `ncat-trio` / `ncat-trio listen`
-            sys.stderr.write(exc.format_message() + "\n")
-        else:
-            message = exc.format_message()
-            number = re.fullmatch(r"No such option: (-[0-9.]+)", message)
-            if number is not None:  # `ncat-trio host -1`: a negative number, not a flag
-                message = f"invalid value {number.group(1)!r}: negative numbers are not allowed"
-            flag = re.match(r"No such option: (-\w)\b", message)
-            if flag is not None and flag.group(1) in NC_FLAG_EQUIVALENTS:
-                message = f"no option {flag.group(1)}: {NC_FLAG_EQUIVALENTS[flag.group(1)]}"
-            diag.say(f"{message} (see ncat-trio --help)")
-        return ExitCode.USAGE
-    except typer.Abort:
-        diag.say("aborted")
-        return ExitCode.SIGINT
-    except NcatError as exc:  # raised while building options, before anything runs
-        diag.say(str(exc))
-        return exc.exit_code
-    return int(result or 0)
+    from .scan_options import from_argv
+
+    scan = from_argv(spelled_out(args))
+    if scan is not None:
+        from .. import runner
+        from ..modes.scan import scan_main
+
+        return runner.run_blocking(lambda: scan_main(scan))
+    from . import root
+
+    return root.run_cli(args)
+
+
+def __getattr__(name: str) -> typer.Typer:  # ``from ncat_trio.cli import app``
+    if name == "app":
+        from .root import full_app
+
+        return full_app()
+    raise AttributeError(name)

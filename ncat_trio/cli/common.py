@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import inspect
-import socket
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
 
 import typer
 
-from ..errors import UsageError
+from ..transport.endpoint import address_family as address_family  # -4/-6
 
 if TYPE_CHECKING:
     from ..transport.access import AccessPolicy
@@ -86,13 +85,6 @@ def checked_json_file(path: str | None) -> str | None:
 
         check_appendable(path)
     return path
-
-
-def address_family(ipv4: bool, ipv6: bool) -> int:
-    """-4/-6 as an address family (0: either)."""
-    if ipv4 and ipv6:
-        raise UsageError("-4 and -6", "choose one")
-    return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
 
 
 Command = TypeVar("Command", bound=Callable[..., int])

@@ -97,7 +97,7 @@ ConnectOnly = Annotated[
         rich_help_panel=TIME,
     ),
 ]
-#: ``--shutdown=WHEN`` (typer cannot give the -N flag a value: cli/__init__.py rewrites it).
+#: ``--shutdown=WHEN`` (typer cannot give the -N flag a value: cli/argv.py rewrites it).
 ShutdownWhen = Annotated[str | None, typer.Option("--shutdown-when", hidden=True)]
 #: ``--shutdown=idle`` (the default): the FIN waits until the peer has sent nothing for this
 #: long.  Measured (README, "Differences"): nginx and tinyproxy/ncat's proxy delivered all of

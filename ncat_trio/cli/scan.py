@@ -6,10 +6,6 @@ from typing import Annotated
 
 import typer
 
-from ..errors import UsageError
-from ..parse import parse_duration
-from ..transport.endpoint import Endpoint
-from . import common
 from .common import CONN, TIME, IPv4, IPv6, JsonFile, Numeric, json_option, verbose_option
 from .panels import PanelledCommand
 
@@ -56,21 +52,23 @@ def scan(
     Exit 0 if any port is open, 1 if none, 2 for bad arguments.
     """
     from .. import runner  # lazy: keeps start-up light
-    from ..modes import scan as scan_mode  # lazy: keeps start-up light
+    from ..modes.scan import scan_main  # lazy: keeps start-up light
+    from .scan_options import build
 
-    if not 1 <= concurrency <= 10000:
-        raise UsageError(f"invalid --concurrency {concurrency}", "must be 1-10000")
-    options = scan_mode.ScanOptions(
-        endpoint=Endpoint(host, 0, common.address_family(ipv4, ipv6), numeric),
-        ports=scan_mode.parse_ports(ports),
+    options = build(
+        host,
+        ports,
         concurrency=concurrency,
-        timeout=parse_duration(timeout, what="timeout (-w)"),
+        timeout=timeout,
+        ipv4=ipv4,
+        ipv6=ipv6,
+        numeric=numeric,
         verbose=verbose,
         json=json,
-        json_file=common.checked_json_file(json_file),
-        nc_style=nc_style,  # `ncat-trio -z …` (cli/__init__.py): nc.openbsd's output
+        json_file=json_file,
+        nc_style=nc_style,
     )
-    return runner.run(lambda: scan_mode.scan_main(options))
+    return runner.run_blocking(lambda: scan_main(options))
 
 
 def register(app: typer.Typer) -> None:

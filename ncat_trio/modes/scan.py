@@ -1,7 +1,8 @@
 """``scan HOST PORTS`` (and nc's ``-z``): which TCP ports accept a connection.
 
 * The host is resolved once; its first address (after ``-4``/``-6``) is scanned.
-* Up to ``concurrency`` connects are in flight (that many worker tasks), each
+* Up to ``concurrency`` connects are in flight (non-blocking, under one ``poll``:
+  :mod:`..transport.probe`; no Trio, so a ``-z`` loop pays little start-up), each
   bounded by ``timeout``: a port that neither accepts nor refuses in time counts as
   not open ("filtered" in ``-v`` lines).
 * Output is stable (README, "Scanning"): one line per open port on stdout,
@@ -13,29 +14,21 @@
 
 from __future__ import annotations
 
-import enum
-import os
-import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import trio
 
 from .. import diag, report_schema
 from ..errors import NcatError, UsageError
 from ..json_summary import Summary, write_stdout
-from ..transport import net
-
-
-class PortState(enum.Enum):
-    OPEN = "open"
-    CLOSED = "closed"
-    FILTERED = "filtered"  # no answer within the timeout
+from ..transport.endpoint import Endpoint
+from ..transport.probe import PortState, probe_ports, service_name
+from ..transport.resolve import resolve_blocking
 
 
 @dataclass(frozen=True)
 class ScanOptions:
-    endpoint: net.Endpoint  # the host; its port is unused
+    endpoint: Endpoint  # the host; its port is unused
     ports: tuple[int, ...]
     concurrency: int = 100
     timeout: float = 3.0
@@ -89,49 +82,33 @@ def _port(text: str) -> int:
     return int(text)
 
 
-async def scan(
+def scan(
     options: ScanOptions, on_result: Callable[[str, int, PortState, str], None] | None = None
 ) -> ScanResult:
-    """Try every port; ``on_result(address, port, state, why)`` is called in port order."""
-    infos = await net.resolve(options.endpoint)
-    family, _type, _proto, _canon, sockaddr = infos[0]
+    """Try every port; ``on_result(address, port, state, why)`` is called in port order.
+
+    Blocking, without Trio (:mod:`..transport.probe`): run it with ``runner.run_blocking``
+    or in a thread."""
+    family, _type, _proto, _canon, sockaddr = resolve_blocking(options.endpoint)[0]
     address = str(sockaddr[0])
     states: dict[int, PortState] = {}
     reasons: dict[int, str] = {}
     ports = list(options.ports)
-    queue = iter(ports)
     printed = 0
 
-    def flush() -> None:  # print in port order: everything below the first unanswered
+    def answer(port: int, state: PortState, why: str) -> None:
         nonlocal printed
-        while printed < len(ports) and ports[printed] in states:
-            port = ports[printed]
+        states[port], reasons[port] = state, why
+        while printed < len(ports) and ports[printed] in states:  # in port order
             if on_result is not None:
-                on_result(address, port, states[port], reasons[port])
+                shown = ports[printed]
+                on_result(address, shown, states[shown], reasons[shown])
             printed += 1
 
-    async def worker() -> None:
-        for port in queue:  # the workers share one iterator: each port is tried once
-            target = (address, port, *sockaddr[2:])
-            states[port], reasons[port] = await _probe(family, target, options.timeout)
-            flush()
-
-    async with trio.open_nursery() as nursery:
-        for _ in range(min(options.concurrency, len(ports))):
-            nursery.start_soon(worker)
+    probe_ports(
+        family, sockaddr, ports, answer, concurrency=options.concurrency, timeout=options.timeout
+    )
     return ScanResult(address, states)
-
-
-async def _probe(family: int, sockaddr: tuple[object, ...], limit: float) -> tuple[PortState, str]:
-    sock = trio.socket.socket(family, socket.SOCK_STREAM)
-    with sock:
-        with trio.move_on_after(limit):
-            try:
-                await sock.connect(sockaddr)
-            except OSError as exc:
-                return PortState.CLOSED, (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
-            return PortState.OPEN, ""
-        return PortState.FILTERED, f"no answer within {limit:g} s"
 
 
 def scan_json(options: ScanOptions, result: ScanResult, seconds: float) -> dict[str, object]:
@@ -151,33 +128,25 @@ def scan_json(options: ScanOptions, result: ScanResult, seconds: float) -> dict[
     )
 
 
-def _service(port: int) -> str:
-    """The service name nc.openbsd prints (/etc/services), ``*`` when there is none."""
-    try:
-        return socket.getservbyport(port, "tcp")
-    except OSError:
-        return "*"
-
-
-async def scan_main(options: ScanOptions) -> int:
+def scan_main(options: ScanOptions) -> int:
     """Print open ports on stdout (flushed per line); exit 0 if any is open, else 1."""
 
     def report(address: str, port: int, state: PortState, why: str) -> None:
         if state is PortState.OPEN and options.nc_style:
             if options.verbose:
-                line = f"Connection to {address} {port} port [tcp/{_service(port)}] succeeded!"
+                line = f"Connection to {address} {port} port [tcp/{service_name(port)}] succeeded!"
                 diag.write_raw(line + "\n")
         elif state is PortState.OPEN and not options.json:
             write_stdout(f"{address} {port} open\n")
         elif state is not PortState.OPEN and options.verbose:
             diag.say(f"{address} {port} {state.value} ({why})")
 
-    started = trio.current_time()
-    result = await scan(options, report)
+    started = time.monotonic()
+    result = scan(options, report)
     opened = len(result.open_ports)
     summary = Summary(options.json, options.json_file)
     if summary.wanted:
-        summary.write(scan_json(options, result, trio.current_time() - started))
+        summary.write(scan_json(options, result, time.monotonic() - started))
     if options.verbose:
         diag.say(f"scanned {len(result.states)} ports on {result.address}: {opened} open")
     return 0 if opened else 1

@@ -17,47 +17,21 @@ import trio
 from ..diag import format_address, say
 from ..errors import ConnectError, ConnectionLost
 from .endpoint import Endpoint as Endpoint  # re-exported: callers import it from here
-
-AddrInfo = tuple[
-    _stdsocket.AddressFamily,
-    _stdsocket.SocketKind,
-    int,
-    str,
-    tuple[str, int] | tuple[str, int, int, int],
-]
+from .resolve import AddrInfo as AddrInfo  # re-exported
+from .resolve import checked, lookup_args, lookup_failed
 
 
 async def resolve(
     endpoint: Endpoint, *, passive: bool = False, socktype: int = _stdsocket.SOCK_STREAM
 ) -> list[AddrInfo]:
-    """getaddrinfo with -n/-4/-6 applied; failures become :class:`ConnectError`."""
-    host = endpoint.host
-    if host is not None and (
-        host.rstrip(".").lower() == "invalid" or host.rstrip(".").lower().endswith(".invalid")
-    ):
-        # RFC 6761 §6.4: names under .invalid never resolve; don't ask a DNS server.
-        raise ConnectError(
-            f"cannot resolve {host}", "name or service not known (.invalid is reserved)"
-        )
-    flags = _stdsocket.AI_ADDRCONFIG if endpoint.host not in (None, "localhost") else 0
-    if endpoint.numeric:
-        flags |= _stdsocket.AI_NUMERICHOST
-    if passive:
-        flags |= _stdsocket.AI_PASSIVE
+    """getaddrinfo with -n/-4/-6 applied; failures become :class:`ConnectError`
+    (the rules: :mod:`.resolve`)."""
+    args = lookup_args(endpoint, passive=passive, socktype=socktype)
     try:
-        infos = await trio.socket.getaddrinfo(
-            endpoint.host, endpoint.port, endpoint.family, socktype, 0, flags
-        )
-    except _stdsocket.gaierror as exc:
-        why = exc.strerror or str(exc)
-        if endpoint.numeric and exc.errno == _stdsocket.EAI_NONAME:
-            why = "not a numeric address (-n forbids DNS)"
-        raise ConnectError(f"cannot resolve {endpoint.host}", why.lower()) from exc
-    except UnicodeError as exc:
-        raise ConnectError(f"cannot resolve {endpoint.host}", "invalid host name") from exc
-    if not infos:
-        raise ConnectError(f"cannot resolve {endpoint.host}", "no addresses")
-    return infos  # type: ignore[return-value]
+        infos = await trio.socket.getaddrinfo(*args)
+    except (_stdsocket.gaierror, UnicodeError) as exc:
+        raise lookup_failed(endpoint, exc) from exc
+    return checked(endpoint, infos)  # type: ignore[arg-type]
 
 
 def _why(exc: OSError) -> str:

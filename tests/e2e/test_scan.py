@@ -3,6 +3,8 @@ exit 0 if any is open and 1 if none, exit 2 for a bad port list.  Loopback only.
 
 from __future__ import annotations
 
+import resource
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ import pytest
 from ncat_trio.errors import UsageError
 from ncat_trio.modes.scan import parse_ports
 
-from ..support import NCAT, one_error_line
+from ..support import NCAT, finish, one_error_line, read_line, spawn
 
 
 def test_parse_ports() -> None:
@@ -114,3 +116,93 @@ def test_bad_arguments_are_exit_2(args: list[str]) -> None:
     done = run(args)
     assert (done.returncode, done.stdout) == (2, b"")
     one_error_line(done.stderr)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose SYNs go unanswered: a listener with backlog 0 whose accept queue is
+    already full (Linux drops further SYNs), so a connect neither succeeds nor fails."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+
+
+def test_a_port_that_never_answers_is_filtered_after_the_timeout(silent_port: int) -> None:
+    done = run(["scan", "-v", "-w", "0.3", "127.0.0.1", str(silent_port)])
+    assert (done.returncode, done.stdout) == (1, b"")
+    assert f"127.0.0.1 {silent_port} filtered (no answer within 0.3 s)" in done.stderr.decode()
+
+
+def lower_closed_port(than: int) -> int:
+    for _ in range(200):
+        port = closed_port()
+        if port < than:
+            return port
+    raise AssertionError(f"no free port below {than}")
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_scan_is_one_line_and_its_exit_code(
+    silent_port: int, signum: int, code: int
+) -> None:
+    """The scan runs without Trio (start-up, issue 16) and still ends as every command
+    does: the blocked poll is interrupted, one line, 128 + signum, no traceback."""
+    closed = lower_closed_port(silent_port)
+    scan = spawn([*NCAT, "scan", "-v", "-w", "60", "127.0.0.1", f"{closed},{silent_port}"])
+    assert scan.stderr is not None
+    assert b"closed" in read_line(scan.stderr)  # the silent port's connect is now in flight
+    scan.send_signal(signum)
+    assert finish(scan, 10) == code
+    rest = scan.stderr.read().decode()
+    assert rest == f"ncat-trio: interrupted by {signal.Signals(signum).name}\n"
+
+
+def test_out_of_fds_the_scan_waits_for_a_connect_to_finish(open_ports: list[int]) -> None:
+    """``ulimit -n 24`` and 400 connects allowed in flight: socket() fails with EMFILE
+    long before that; the scan goes on as connects finish, every port answered."""
+    low = max(1, open_ports[0] - 300)
+
+    def few_fds() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (24, 24))
+
+    done = subprocess.run(
+        [*NCAT, "scan", "--concurrency", "400", "127.0.0.1", f"{low}-{open_ports[-1]}"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        preexec_fn=few_fds,
+    )
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr
+    assert [f"127.0.0.1 {p} open" for p in open_ports] == [
+        line for line in done.stdout.decode().splitlines() if int(line.split()[1]) in open_ports
+    ]
+
+
+def test_a_scan_line_imports_neither_trio_nor_typer() -> None:
+    """Start-up (issue 16 §4): `until ncat-trio -z HOST PORT` pays it on every call, and
+    importing Trio is most of a Trio program's; the scan needs neither Trio nor typer.
+    (Measured in benchmarks/RESULTS.md, "startup"; this checks the cause, not a time.)"""
+    port = closed_port()
+    for args in (["-z", "127.0.0.1", str(port)], ["-zvn", "-w1", "127.0.0.1", str(port)]):
+        done = subprocess.run(
+            [NCAT[0], "-X", "importtime", *NCAT[1:], *args],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines()}
+        assert "ncat_trio.modes.scan" in imported
+        assert not {m for m in imported if m.split(".")[0] in ("trio", "typer", "click")}

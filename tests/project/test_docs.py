@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import typer.main
 
-from ncat_trio.cli import _PROGRESS_SPELLINGS, app, rewrite_shorthand
+from ncat_trio.cli import PROGRESS_SPELLINGS, app, rewrite_shorthand
 from ncat_trio.cli.ttcp import rewrite_classic
 
 from ..support import ROOT
@@ -105,7 +105,7 @@ def ncat_commands(path: Path) -> Iterator[tuple[str, list[str]]]:
 def resolve(args: list[str]) -> tuple[Any, list[str]]:
     """The click command these arguments run, and the arguments left for it."""
     command: Any = typer.main.get_command(app)
-    args = rewrite_shorthand([_PROGRESS_SPELLINGS.get(a, a) for a in args])
+    args = rewrite_shorthand([PROGRESS_SPELLINGS.get(a, a) for a in args])
     while args and args[0] in getattr(command, "commands", {}):
         command = command.commands[args[0]]
         args = args[1:]
