@@ -37,7 +37,8 @@ from ..transport.child import describe_status, open_child
 from ..transport.idle import raise_session_end
 from ..transport.pump import Side, run_directions, send_eof
 from ..transport.zerocopy import copy
-from .netcat import NetcatOptions, SessionResult, close_gracefully
+from .netcat_options import SessionOptions
+from .session import SessionResult, close_gracefully
 
 SHELL = "/bin/sh"
 
@@ -194,16 +195,19 @@ async def exec_session(
 
 async def run_exec(
     stream: trio.abc.HalfCloseableStream,
-    opts: NetcatOptions,
+    command: ExecCommand,
+    session: SessionOptions,
     peer_name: str,
     *,
     conn: trio.SocketStream,
+    proto: str,
+    verbose: bool,
 ) -> SessionResult:
     """The -e/-c session of one connection (``stream``: ``conn`` or its TLS/tap layers),
-    then the close.  ``conn`` gives the addresses for the ``NCAT_*`` variables."""
-    assert opts.exec_command is not None
+    then the close.  ``conn`` gives the addresses for the ``NCAT_*`` variables,
+    ``proto`` (``TCP``/``UNIX``) its ``NCAT_PROTO``."""
     env = child_environment(
-        proto="UNIX" if opts.unix_path is not None else "TCP",
+        proto=proto,
         local=_address(conn.socket.getsockname),
         remote=_address(conn.socket.getpeername),
     )
@@ -211,12 +215,12 @@ async def run_exec(
     try:
         result = await exec_session(
             stream,
-            opts.exec_command,
+            command,
             env=env,
             peer_name=peer_name,
-            idle_timeout=opts.session.idle_timeout,
-            verbose=opts.verbose,
-            zerocopy=opts.session.zerocopy,
+            idle_timeout=session.idle_timeout,
+            verbose=verbose,
+            zerocopy=session.zerocopy,
         )
     finally:
         await close_gracefully(stream, result)

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -25,10 +24,8 @@ from ..errors import LocalIOError, NcatError
 from ..transport.pump import translated
 from ..transport.serve import never_fatal, serve_connections, stdio_is_fatal
 from ..transport.stdio import CHUNK
-from .netcat import STDIN, SessionOptions, SessionResult, open_stdio
-
-if TYPE_CHECKING:
-    from .netcat import NetcatOptions
+from .netcat_options import SessionOptions
+from .session import STDIN, SessionResult, open_stdio
 
 #: Chunks queued per client before the broadcast waits for it.
 BROADCAST_QUEUE = 4
@@ -39,7 +36,6 @@ ServeConnection = Callable[
         trio.abc.ReceiveStream | None,
         trio.abc.SendStream | None,
         SessionOptions,
-        "NetcatOptions",
     ],
     Awaitable[SessionResult],
 ]
@@ -120,26 +116,30 @@ class ChunkedStdout(trio.abc.SendStream):
 
 async def serve_concurrently(
     listener: trio.SocketListener,
-    opts: NetcatOptions,
+    session_options: SessionOptions,
     accept: Callable[[], Awaitable[trio.SocketStream]],
     serve: ServeConnection,
+    *,
+    max_conns: int,
+    children: bool,
 ) -> int:
     """Accept (``accept()``: the listener's next admitted client) until a signal or a
-    stdio failure; each client runs ``serve`` in its own task."""
-    stdio_options = opts.session
-    if opts.exec_command is not None:  # each client has its own child: no stdio
+    stdio failure; each client runs ``serve`` in its own task, at most ``max_conns`` at
+    once.  With ``children`` (-e/-c) each client has a child of its own and no stdio."""
+    stdio_options = session_options
+    if children:  # each client has its own child: no stdio
         stdio_options = SessionOptions(send=False, receive=False)
     fatal: list[NcatError] = []
     async with open_stdio(stdio_options) as (stdin, stdout, session):
-        if opts.exec_command is not None:
-            session = opts.session
+        if children:
+            session = session_options
         broadcast = StdinBroadcast() if stdin is not None else None
         shared_stdout = ChunkedStdout(stdout) if stdout is not None else None
 
         async def client(conn: trio.SocketStream) -> None:
             client_stdin = broadcast.subscribe() if broadcast is not None else None
             try:
-                await serve(conn, client_stdin, shared_stdout, session, opts)
+                await serve(conn, client_stdin, shared_stdout, session)
             finally:
                 if client_stdin is not None:
                     await client_stdin.aclose()
@@ -161,8 +161,8 @@ async def serve_concurrently(
                     listener,
                     client,
                     accept=accept,
-                    max_conns=opts.max_conns,
-                    fatal=never_fatal if opts.exec_command is not None else stdio_is_fatal,
+                    max_conns=max_conns,
+                    fatal=never_fatal if children else stdio_is_fatal,
                 )
             except NcatError as exc:  # stdout failed: the listener's own resource
                 fatal.append(exc)

@@ -38,7 +38,7 @@ import errno
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -49,11 +49,9 @@ from ..transport.access import DatagramGate
 from ..transport.child import describe_status, open_child
 from ..transport.pump import STREAM_ERRORS, Side, run_directions, translate
 from ..transport.sockopts import configure_with
-from .netcat import STDIN, STDOUT, SessionOptions, SessionResult, open_stdio
-
-if TYPE_CHECKING:
-    from .exec import ExecCommand
-    from .netcat import NetcatOptions
+from .exec import ExecCommand, child_environment
+from .netcat_options import NetcatOptions, SessionOptions
+from .session import STDIN, STDOUT, SessionResult, open_stdio
 
 #: The largest UDP payload over IPv4 (65535 - 20 - 8): one stdin read, one datagram.
 MAX_PAYLOAD = 65507
@@ -258,7 +256,6 @@ async def exec_over_datagrams(
     ``listen``: lock onto the first sender before the child starts; else ``sock`` is
     already connected to the target.
     """
-    from .exec import child_environment  # lazy: exec imports the TCP session code
 
     command: ExecCommand | None = opts.exec_command
     assert command is not None

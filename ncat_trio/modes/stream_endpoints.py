@@ -5,39 +5,37 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import trio
 
 from ..transport import net, unix
 from ..transport.sockopts import configure_with
-
-if TYPE_CHECKING:
-    from .netcat import NetcatOptions
+from .netcat_options import StreamPlace
 
 
-async def connect_stream(opts: NetcatOptions) -> trio.SocketStream:
-    """Connect to ``opts.endpoint`` (TCP) or ``opts.unix_path`` (-U)."""
-    configure = configure_with(opts.socket_options)
-    if opts.unix_path is not None:
-        return await unix.connect_unix_stream(opts.unix_path, configure=configure)
+async def connect_stream(place: StreamPlace) -> trio.SocketStream:
+    """Connect to ``place.endpoint`` (TCP) or ``place.unix_path`` (-U)."""
+    configure = configure_with(place.socket_options)
+    if place.unix_path is not None:
+        return await unix.connect_unix_stream(place.unix_path, configure=configure)
     return await net.connect_tcp(
-        opts.endpoint, source=opts.source, nodelay=opts.nodelay, configure=configure
+        place.endpoint, source=place.source, nodelay=place.nodelay, configure=configure
     )
 
 
 @asynccontextmanager
-async def open_stream_listener(opts: NetcatOptions) -> AsyncIterator[trio.SocketListener]:
-    """A TCP listener on ``opts.endpoint``, or a Unix one at ``opts.unix_path`` (removed
-    on exit).  Backlog 1 without -k: nc serves one client."""
-    configure = configure_with(opts.socket_options)
-    backlog = 128 if opts.keep_open else 1
-    if opts.unix_path is not None:
+async def open_stream_listener(
+    place: StreamPlace, *, backlog: int
+) -> AsyncIterator[trio.SocketListener]:
+    """A TCP listener on ``place.endpoint``, or a Unix one at ``place.unix_path``
+    (removed on exit)."""
+    configure = configure_with(place.socket_options)
+    if place.unix_path is not None:
         async with unix.open_unix_listener(
-            opts.unix_path, backlog=backlog, configure=configure
+            place.unix_path, backlog=backlog, configure=configure
         ) as listener:
             yield listener
         return
-    listener = await net.open_tcp_listener(opts.endpoint, backlog=backlog, configure=configure)
+    listener = await net.open_tcp_listener(place.endpoint, backlog=backlog, configure=configure)
     async with listener:
         yield listener
