@@ -357,8 +357,9 @@ def startup(rounds: int) -> None:
             results[k].append(timed(v))
     base = statistics.median(results["python3 -c 'import trio'"])
     rows = [["command", "median ms", "× import trio"]]
-    for k, v in results.items():
-        rows.append([k, f"{statistics.median(v) * 1000:.0f}", f"{statistics.median(v) / base:.2f}"])
+    for k, times in results.items():
+        ms, ratio = statistics.median(times) * 1000, statistics.median(times) / base
+        rows.append([k, f"{ms:.0f}", f"{ratio:.2f}"])
     print(f"\n### startup ({rounds} interleaved runs each; -z goal ≤ 0.80× import trio)\n")
     print(table(rows))
 
