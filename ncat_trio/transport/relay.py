@@ -21,11 +21,8 @@ to it (the usual proxy behaviour; an idle timeout bounds the wait).
 from __future__ import annotations
 
 import enum
-import fcntl
-import os
 import socket
 import struct
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -33,7 +30,8 @@ import trio
 
 from ..errors import NcatError
 from .faults import ConnectionFaults, Direction, FaultAbort, FaultKind, FaultySink
-from .pump import STREAM_ERRORS, Side, pump, translate, translated
+from .pump import STREAM_ERRORS, Side, pump, translated
+from .zerocopy import Spliced, splice_sockets
 
 #: Default per-direction bound (``--buffer``).
 DEFAULT_BUFFER = 256 * 1024
@@ -42,12 +40,6 @@ DEFAULT_BUFFER = 256 * 1024
 MAX_CHUNK = 1024 * 1024
 #: How long a clean close may take before it is made forceful.
 CLOSE_TIMEOUT = 5.0
-#: The splice loop yields to Trio at every wait and at least every this many bytes: a
-#: checkpoint per chunk costs a scheduler pass and an epoll_wait, ~50k per 2 GiB here.
-YIELD_EVERY = 1 << 20
-#: Linux: move bytes socket → pipe → socket inside the kernel (DESIGN.md §5).
-SPLICE_AVAILABLE = hasattr(os, "splice") and hasattr(fcntl, "F_SETPIPE_SZ")
-_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 
 class Ending(enum.Enum):
@@ -139,6 +131,8 @@ class _MeteredSink(trio.abc.SendStream):
 
     The pump does nothing between ``receive_some`` returning and ``send_all`` starting
     (no checkpoint), so this is exactly the data held in user space for the direction.
+    It is the splice path's :class:`~.zerocopy.PipeHooks` too: a chunk in the pipe is
+    held the same way, and the splice stops once a fault acts on the direction.
     """
 
     def __init__(self, inner: trio.abc.SendStream, flow: _Flow, meter: RelayMeter) -> None:
@@ -146,16 +140,26 @@ class _MeteredSink(trio.abc.SendStream):
         self.flow = flow
         self.meter = meter
 
+    def stopped(self) -> bool:
+        sink = self.inner
+        return isinstance(sink, FaultySink) and bool(sink.faults.active(sink.direction))
+
+    def hold(self, nbytes: int) -> None:
+        self.flow.held = nbytes
+        self.flow.peak = max(self.flow.peak, nbytes)
+        self.meter.hold(nbytes)
+
+    def release(self, nbytes: int) -> None:
+        self.flow.held = 0
+        self.meter.release(nbytes)
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         n = len(data)
-        self.flow.held = n
-        self.flow.peak = max(self.flow.peak, n)
-        self.meter.hold(n)
+        self.hold(n)
         try:
             await self.inner.send_all(data)
         finally:
-            self.flow.held = 0
-            self.meter.release(n)
+            self.release(n)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.inner.wait_send_all_might_not_block()
@@ -243,7 +247,7 @@ class RelayConnection:
         if faults is not None:
             up_sink = faults.wrap("up", target)
             down_sink = faults.wrap("down", client)
-        self.splice = splice and SPLICE_AVAILABLE
+        self.splice = splice
         self._up = _Flow("up", client, target, up_sink, self.client_side, self.target_side)
         self._down = _Flow("down", target, client, down_sink, self.target_side, self.client_side)
         self._ending: Ending | None = None
@@ -316,10 +320,14 @@ class RelayConnection:
 
         metered = _MeteredSink(flow.sink, flow, self.meter)
         try:
-            at_eof = False
-            if self.splice and _spliceable(flow):
-                at_eof = await self._splice(flow, metered, moved)
-            if not at_eof:
+            spliced = Spliced(0, at_eof=False)
+            if self.splice:
+                spliced = await splice_sockets(
+                    flow.source, flow.raw_sink, source_side=flow.source_side,
+                    sink_side=flow.sink_side, chunk_size=self.chunk_size, on_chunk=moved,
+                    hooks=metered,
+                )  # fmt: skip
+            if not spliced.at_eof:
                 if isinstance(flow.sink, FaultySink):
                     flow.sink.forwarded = flow.moved  # limit-data counts from the start
                 await pump(
@@ -343,75 +351,6 @@ class RelayConnection:
         flow.finished = True
         if self._up.finished and self._down.finished:
             self._end(Ending.CLOSED, "both sides sent EOF")
-
-    async def _splice(
-        self, flow: _Flow, metered: _MeteredSink, moved: Callable[[int], None]
-    ) -> bool:
-        """Relay with ``splice(2)`` through a pipe while no fault acts on this direction.
-
-        Same discipline as the pump: fill the (empty) pipe with at most one chunk, drain
-        it completely, repeat; so the bytes in flight never exceed ``chunk_size``.
-        Returns True at the source's EOF, False once a fault applies: a chunk that
-        arrived after the fault was set is read out of the pipe and sent through it.
-        """
-        assert isinstance(flow.source, trio.SocketStream)
-        assert isinstance(flow.raw_sink, trio.SocketStream)
-        src, dst = flow.source.socket, flow.raw_sink.socket
-        try:
-            read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:  # out of fds (EMFILE/ENFILE): the pump needs none
-            return False
-        try:
-            try:
-                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, self.chunk_size)
-            except OSError:  # over fs.pipe-user-pages-soft: use the pump instead
-                return False
-            src_fd, dst_fd, chunk = src.fileno(), dst.fileno(), self.chunk_size
-            unyielded = 0  # bytes moved since the last checkpoint
-            while self.faults is None or not self.faults.active(flow.direction):
-                if unyielded >= YIELD_EVERY:
-                    await trio.lowlevel.checkpoint()
-                    unyielded = 0
-                while True:
-                    try:
-                        n = os.splice(src_fd, write_end, chunk, flags=_SPLICE_FLAGS)
-                        break
-                    except BlockingIOError:
-                        await trio.lowlevel.wait_readable(src)  # a checkpoint too
-                        unyielded = 0
-                    except OSError as exc:
-                        raise translate(exc, flow.source_side) from exc
-                if n == 0:
-                    return True
-                if self.faults is not None and self.faults.active(flow.direction):
-                    data = _read_exactly(read_end, n)
-                    if isinstance(flow.sink, FaultySink):
-                        flow.sink.forwarded = flow.moved
-                    await metered.send_all(data)
-                    moved(n)
-                    return False
-                flow.held = n
-                flow.peak = max(flow.peak, n)
-                self.meter.hold(n)
-                try:
-                    left = n
-                    while left:
-                        try:
-                            left -= os.splice(read_end, dst_fd, left, flags=_SPLICE_FLAGS)
-                        except BlockingIOError:
-                            await trio.lowlevel.wait_writable(dst)
-                            unyielded = 0
-                        except OSError as exc:
-                            raise translate(exc, flow.sink_side) from exc
-                finally:
-                    flow.held = 0
-                    self.meter.release(n)
-                moved(n)
-                unyielded += n
-            return False
-        finally:
-            os.close(read_end)
-            os.close(write_end)
 
     async def _watch_faults(self, faults: ConnectionFaults) -> None:
         try:
@@ -444,22 +383,6 @@ class RelayConnection:
                 await receiver.send_eof()
         await trio.aclose_forcefully(self.client)
         await trio.aclose_forcefully(self.target)
-
-
-def _read_exactly(fd: int, count: int) -> bytes:
-    """Read ``count`` bytes that are known to be in the pipe ``fd``."""
-    parts = []
-    while count:
-        part = os.read(fd, count)
-        parts.append(part)
-        count -= len(part)
-    return b"".join(parts)
-
-
-def _spliceable(flow: _Flow) -> bool:
-    return isinstance(flow.source, trio.SocketStream) and isinstance(
-        flow.raw_sink, trio.SocketStream
-    )
 
 
 async def relay(

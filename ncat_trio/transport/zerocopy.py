@@ -21,7 +21,8 @@ socket → anything else      ``splice(socket, private pipe)`` then
 Every fd involved is one we own or a non-blocking description we opened ourselves
 (see ``stdio``); nothing inherited is made non-blocking.  Each loop yields to Trio at
 every wait and at least every ``YIELD_EVERY`` bytes, so cancellation stays prompt.
-The portable pump remains the fallback, and ``zerocopy=False`` forces it.
+The portable pump remains the fallback, and ``zerocopy=False`` forces it.  The relay's
+socket → socket is that same private-pipe loop (:func:`splice_sockets`, :class:`PipeHooks`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import termios
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -258,7 +259,9 @@ class _KernelCopy:
             return await self._discard()
         if dst.kind == "regfile":
             return await self._recv_write()
-        return await self._via_private_pipe()  # socket → file or socket
+        # socket → private pipe → file or socket: at most PIPE_SIZE bytes in flight
+        ends = (src.fd, dst.fd, self.source_side, self.sink_side)
+        return (await _through_pipe(*ends, PIPE_SIZE, self.on_chunk, None, fallback=False)).moved
 
     def _splice(self) -> int:
         return os.splice(self.src.fd, self.dst.fd, PIPE_SIZE, flags=_SPLICE_FLAGS)
@@ -282,14 +285,7 @@ class _KernelCopy:
         step: Callable[[], int],
         wait: Callable[[], Awaitable[None]],
         after: Callable[[int], Awaitable[None]] | None = None,
-        ends: tuple[FdEnd, FdEnd, Side, Side] | None = None,
     ) -> int:
-        src, dst, from_side, to_side = ends or (
-            self.src,
-            self.dst,
-            self.source_side,
-            self.sink_side,
-        )
         unyielded = 0
         while True:
             try:
@@ -299,11 +295,12 @@ class _KernelCopy:
                 unyielded = 0
                 continue
             except OSError as exc:
-                if self._nothing_lost(exc, src, dst):
+                if self._nothing_lost(exc, self.src, self.dst):
                     raise SinkGone(
-                        to_side.name, "its reader left; nothing received was unwritten"
+                        self.sink_side.name, "its reader left; nothing received was unwritten"
                     ) from exc
-                raise translate(exc, _blame(exc, src, dst, from_side, to_side)) from exc
+                blame = _blame(exc, self.src, self.dst, self.source_side, self.sink_side)
+                raise translate(exc, blame) from exc
             if n == 0:
                 await trio.lowlevel.checkpoint()
                 return self.total
@@ -451,31 +448,107 @@ class _KernelCopy:
             put = functools.partial(self._write_all, write, memoryview(buffer))
             return await self._loop(receive, self._wait_source, put)
 
-    async def _via_private_pipe(self) -> int:
-        """socket → private pipe → sink: at most PIPE_SIZE bytes in flight, in the kernel."""
-        r, w = _new_fd(lambda: os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC), self.source_side)
-        _enlarge_pipe(w)
-        inner = FdEnd(w, "pipe")
 
-        def fill() -> int:
-            return os.splice(self.src.fd, w, PIPE_SIZE, flags=_SPLICE_FLAGS)
+class PipeHooks(Protocol):
+    """How the caller of :func:`splice_sockets` steers and meters it, chunk by chunk.
 
-        async def drain(n: int) -> None:
-            while n:
-                try:
-                    n -= os.splice(r, self.dst.fd, n, flags=_SPLICE_FLAGS)
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(self.dst.fd)
-                except OSError as exc:
-                    raise translate(exc, self.sink_side) from exc
+    ``stopped()`` is asked before every splice into the empty pipe, with no checkpoint
+    in between: what another task changes is seen before another byte is taken."""
 
+    def stopped(self) -> bool: ...  # True: end here, the pipe is empty; the caller goes on
+    def hold(self, nbytes: int) -> None: ...  # nbytes are in the pipe, for the sink
+    def release(self, nbytes: int) -> None: ...  # they left it: delivered, or the sink failed
+
+
+@dataclass(frozen=True)
+class Spliced:
+    moved: int  # bytes delivered to the sink
+    at_eof: bool  # False: PipeHooks.stopped() said so, or no pipe was to be had
+
+
+async def splice_sockets(
+    source: trio.abc.ReceiveStream,
+    sink: trio.abc.SendStream,
+    *,
+    source_side: Side,
+    sink_side: Side,
+    chunk_size: int,
+    on_chunk: OnChunk,
+    hooks: PipeHooks,
+) -> Spliced:
+    """socket → private pipe → socket with at most ``chunk_size`` bytes in flight, until
+    EOF or ``hooks.stopped()``.  Nothing is done unless both streams are sockets and a
+    pipe of ``chunk_size`` is to be had: the caller's pump then does it all."""
+    src, dst = classify(source), classify(sink)
+    if not (src and dst and src.kind == dst.kind == "socket" and hasattr(os, "splice")):
+        return Spliced(0, at_eof=False)
+    ends = (src.fd, dst.fd, source_side, sink_side)
+    return await _through_pipe(*ends, chunk_size, on_chunk, hooks, fallback=True)
+
+
+async def _through_pipe(
+    src_fd: int,
+    dst_fd: int,
+    source_side: Side,
+    sink_side: Side,
+    chunk: int,
+    on_chunk: OnChunk,
+    hooks: PipeHooks | None,
+    *,
+    fallback: bool,
+) -> Spliced:
+    """The one splice loop through a private pipe: fill it with at most ``chunk`` bytes,
+    drain it, repeat.  A failed read is ``source_side``'s, a failed write ``sink_side``'s.
+    ``fallback``: the caller has a pump, so no pipe (out of fds) or none of ``chunk`` bytes
+    (fs.pipe-user-pages-soft) returns at once; else no pipe is :class:`OutOfResources`."""
+    try:
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if fallback:
+            return Spliced(0, at_eof=False)
+        raise OutOfResources(source_side.name, describe_failure(exc)) from exc
+    try:
         try:
-            return await self._loop(
-                fill,
-                self._wait_source,
-                drain,
-                (self.src, inner, self.source_side, self.source_side),
-            )
-        finally:
-            os.close(r)
-            os.close(w)
+            fcntl.fcntl(write_end, _F_SETPIPE_SZ, chunk)
+        except OSError:  # EPERM above pipe-max-size: without fallback, keep the default
+            if fallback:
+                return Spliced(0, at_eof=False)
+        moved = unyielded = 0
+        while hooks is None or not hooks.stopped():  # every await comes before this
+            try:
+                n = os.splice(src_fd, write_end, chunk, flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(src_fd)
+                unyielded = 0
+                continue
+            except OSError as exc:
+                raise translate(exc, source_side) from exc
+            if n == 0:
+                await trio.lowlevel.checkpoint()
+                return Spliced(moved, at_eof=True)
+            if hooks is not None:
+                hooks.hold(n)
+            try:
+                left = n
+                while left:
+                    try:
+                        left -= os.splice(read_end, dst_fd, left, flags=_SPLICE_FLAGS)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_writable(dst_fd)
+                        unyielded = 0
+                    except OSError as exc:
+                        raise translate(exc, sink_side) from exc
+            finally:
+                if hooks is not None:
+                    hooks.release(n)
+            moved += n
+            if on_chunk is not None:
+                on_chunk(n)
+            unyielded += n
+            if unyielded >= YIELD_EVERY:
+                unyielded = 0
+                await trio.lowlevel.checkpoint()
+        return Spliced(moved, at_eof=False)
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -4,11 +4,14 @@ ncat-trio connects to a server thread that sends a payload while reading everyth
 upload.  Stdin and stdout are each a pipe, a regular file, /dev/null or a socket;
 each combination runs with the splice/sendfile paths and with ``--no-zerocopy``, and
 the flags of the descriptions the test shares with ncat-trio must not change.
+The relay's socket → pipe → socket (``splice_sockets``) is held to its contract: at most
+a chunk in flight, metered, and not one byte taken once its caller says stop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -27,11 +30,12 @@ import pytest
 import trio
 import trio.testing
 
-from ncat_trio.errors import ConnectionLost, LocalIOError
+from ncat_trio.errors import ConnectionLost, LocalIOError, OutOfResources
 from ncat_trio.transport import zerocopy
 from ncat_trio.transport.pump import Side
 from ncat_trio.transport.stdio import FileSendStream, open_stdin, open_stdout
-from ncat_trio.transport.zerocopy import FdEnd, classify, copy
+from ncat_trio.transport.zerocopy import FdEnd, Spliced, classify, copy, splice_sockets
+from tests.relay_ends import payload, receive_all, tcp_pair
 from tests.support import NCAT
 
 SIZE = 3 * 1024 * 1024 + 17
@@ -548,3 +552,155 @@ async def test_exclusive_sender_keeps_polling_after_the_peers_fin(
     # A reader slower than the sender: hundreds of waits, each one a poll that returns
     # within 10 ms.  Only one that timed out would have gone to Trio.
     assert trio_waits < 20, trio_waits
+
+
+# --- splice_sockets: the relay's socket → pipe → socket -------------------------------
+
+NET_A, NET_B = Side("client", False), Side("target", False)
+
+
+class Hooks:
+    """Records what :func:`splice_sockets` reports; stops when told to."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.held: list[int] = []
+        self.in_pipe = 0
+        self.chunks: list[int] = []
+
+    def stopped(self) -> bool:
+        assert self.in_pipe == 0  # asked only with the pipe empty
+        return self.stop
+
+    def hold(self, nbytes: int) -> None:
+        assert self.in_pipe == 0  # one chunk in flight at a time
+        self.in_pipe = nbytes
+        self.held.append(nbytes)
+
+    def release(self, nbytes: int) -> None:
+        assert nbytes == self.in_pipe
+        self.in_pipe = 0
+
+
+async def splice(
+    source: trio.abc.ReceiveStream, sink: trio.abc.SendStream, hooks: Hooks, chunk: int = 4096
+) -> Spliced:
+    on_chunk = hooks.chunks.append
+    return await splice_sockets(
+        source, sink, source_side=NET_A, sink_side=NET_B, chunk_size=chunk, on_chunk=on_chunk,
+        hooks=hooks,
+    )  # fmt: skip
+
+
+async def test_splice_sockets_moves_everything_a_chunk_at_a_time() -> None:
+    sender, source = await tcp_pair()
+    sink, receiver = await tcp_pair()
+    data = payload(3, 3 * 1024 * 1024 + 17)
+    hooks = Hooks()
+    got: list[bytes] = []
+    result: list[Spliced] = []
+
+    async def relay() -> None:
+        # 10000: the kernel rounds the pipe up to 16 KiB; the splice must not fill it
+        result.append(await splice(source, sink, hooks, chunk=10000))
+        await sink.send_eof()
+
+    async def send() -> None:
+        await sender.send_all(data)
+        await sender.send_eof()
+
+    async def receive() -> None:
+        got.append(await receive_all(receiver))
+
+    with trio.fail_after(60):
+        async with sender, source, sink, receiver, trio.open_nursery() as nursery:
+            nursery.start_soon(relay)
+            nursery.start_soon(send)
+            nursery.start_soon(receive)
+    assert got == [data]
+    assert result == [Spliced(len(data), at_eof=True)]
+    assert hooks.chunks == hooks.held  # each chunk counted once it was delivered
+    assert sum(hooks.held) == len(data)
+    assert max(hooks.held) <= 10000
+    assert hooks.in_pipe == 0
+
+
+async def test_splice_sockets_takes_nothing_once_stopped() -> None:
+    """Stopped while waiting for data (a fault set meanwhile): the bytes that then arrive
+    stay in the source socket for the caller's pump; none is held in a pipe."""
+    sender, source = await tcp_pair()
+    sink, receiver = await tcp_pair()
+    hooks = Hooks()
+    result: list[Spliced] = []
+    done = trio.Event()
+
+    async def relay() -> None:
+        result.append(await splice(source, sink, hooks))
+        done.set()
+
+    with trio.fail_after(30):
+        async with sender, source, sink, receiver, trio.open_nursery() as nursery:
+            nursery.start_soon(relay)
+            await sender.send_all(b"a" * 1000)
+            first = b""
+            while len(first) < 1000:
+                first += await receiver.receive_some(1000)
+            await trio.testing.wait_all_tasks_blocked()  # the splice waits for data
+            hooks.stop = True
+            await sender.send_all(b"b" * 500)
+            await done.wait()
+            left = b""
+            while len(left) < 500:
+                left += await source.receive_some(500)
+    assert first == b"a" * 1000
+    assert result == [Spliced(1000, at_eof=False)]
+    assert left == b"b" * 500
+
+
+@pytest.mark.parametrize("failure", ["no pipe", "pipe too small"])
+async def test_splice_sockets_leaves_it_to_the_pump_without_a_pipe(
+    failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of fds, or a pipe that cannot be sized to the chunk (over
+    fs.pipe-user-pages-soft): nothing taken, nothing raised; the caller's pump goes on."""
+    if failure == "no pipe":
+
+        def no_pipe(flags: int) -> tuple[int, int]:
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        monkeypatch.setattr(os, "pipe2", no_pipe)
+    else:
+        monkeypatch.setattr(zerocopy, "_F_SETPIPE_SZ", -1)  # fcntl answers EINVAL
+    sender, source = await tcp_pair()
+    sink, receiver = await tcp_pair()
+    with trio.fail_after(30):
+        async with sender, source, sink, receiver:
+            await sender.send_all(b"x" * 100)
+            assert await splice(source, sink, Hooks()) == Spliced(0, at_eof=False)
+            assert await source.receive_some(100) == b"x" * 100
+
+
+async def test_splice_sockets_declines_streams_that_are_not_sockets() -> None:
+    a, b = trio.testing.memory_stream_pair()
+    hooks = Hooks()
+    with trio.fail_after(10):
+        assert await splice(a, b, hooks) == Spliced(0, at_eof=False)
+    assert hooks.held == []
+
+
+async def test_copy_between_sockets_without_a_pipe_is_out_of_resources(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``copy`` (netcat, exec) has no pump to fall back on there: EMFILE for its private
+    pipe drops that connection as out of resources, as before the relay shared the loop."""
+
+    def no_pipe(flags: int) -> tuple[int, int]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    sender, source = await tcp_pair()
+    sink, receiver = await tcp_pair()
+    with trio.fail_after(30):
+        async with sender, source, sink, receiver:
+            monkeypatch.setattr(os, "pipe2", no_pipe)
+            with pytest.raises(OutOfResources, match="client: too many open files"):
+                await copy(source, sink, source_side=NET_A, sink_side=NET_B)
