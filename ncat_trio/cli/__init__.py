@@ -27,9 +27,15 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def run_cli(args: list[str]) -> int:
     """Parse and run; return the exit code.  One-line errors, no tracebacks for usage."""
-    from .scan_options import from_argv
+    if args in (["--version"], ["-V"]):  # scripts check it; typer is not needed for it
+        print(version_line())
+        return 0
+    words = spelled_out(args)
+    scan = None
+    if words and words[0] == "scan":
+        from .scan_options import from_argv
 
-    scan = from_argv(spelled_out(args))
+        scan = from_argv(words)
     if scan is not None:
         from .. import runner
         from ..modes.scan import scan_main
@@ -38,6 +44,18 @@ def run_cli(args: list[str]) -> int:
     from . import root
 
     return root.run_cli(args)
+
+
+def version_line() -> str:
+    """``ncat-trio --version``'s line."""
+    import platform
+    from importlib.metadata import version
+
+    from .. import __version__
+
+    # The installed Trio's version, without paying for importing Trio itself.
+    trio_version = version("trio")
+    return f"ncat-trio {__version__} (Python {platform.python_version()}, Trio {trio_version})"
 
 
 def __getattr__(name: str) -> typer.Typer:  # ``from ncat_trio.cli import app``

@@ -13,6 +13,7 @@ import typer
 
 from .. import diag
 from ..errors import ExitCode, NcatError
+from . import version_line
 from .argv import spelled_out
 from .panels import new_app
 
@@ -81,14 +82,7 @@ def _asks_help(args: list[str]) -> bool:
 
 def _version(value: bool) -> None:
     if value:
-        import platform
-        from importlib.metadata import version
-
-        from .. import __version__
-
-        # The installed Trio's version, without paying for importing Trio itself.
-        trio_version = version("trio")
-        print(f"ncat-trio {__version__} (Python {platform.python_version()}, Trio {trio_version})")
+        print(version_line())
         raise typer.Exit(0)
 
 

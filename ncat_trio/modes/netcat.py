@@ -25,7 +25,6 @@ from ..transport.access import admit
 from ..transport.sockopts import apply_socket_options
 from ..transport.stdio import FdKind, fd_kind
 from . import netcat_layers
-from .exec import run_exec
 from .netcat_options import NetcatOptions as NetcatOptions
 from .netcat_options import ReportOptions as ReportOptions
 from .netcat_options import SessionOptions as SessionOptions
@@ -322,6 +321,8 @@ async def _exec(
     stream: Stream, opts: NetcatOptions, peer_name: str, conn: trio.SocketStream
 ) -> SessionResult:
     """The -e/-c session: the child has the connection (modes/exec.py)."""
+    from .exec import run_exec  # lazy: start-up of every other connect/listen
+
     assert opts.exec_command is not None
     return await run_exec(
         stream,

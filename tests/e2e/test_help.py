@@ -144,3 +144,22 @@ def test_every_panel_has_a_place_and_every_option_is_shown(
 def test_usage_errors_stay_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["relay", "0", "127.0.0.1:9", "--no-such-flag"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_version_line_without_typer_or_trio() -> None:
+    """``--version``/``-V`` (scripts check it) print the same line with neither typer nor
+    Trio imported (start-up, issue 16)."""
+    lines = set()
+    for args in (["--version"], ["-V"]):
+        done = subprocess.run(
+            [NCAT[0], "-X", "importtime", *NCAT[1:], *args],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        lines.add(done.stdout)
+        imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines()}
+        assert not {m for m in imported if m.split(".")[0] in ("trio", "typer", "click")}
+    assert len(lines) == 1
+    assert re.fullmatch(rb"ncat-trio \S+ \(Python \S+, Trio \S+\)\n", lines.pop())
