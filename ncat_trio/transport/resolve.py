@@ -44,10 +44,10 @@ def lookup_failed(endpoint: Endpoint, exc: OSError | UnicodeError) -> ConnectErr
     """The one line for a failed lookup."""
     if isinstance(exc, UnicodeError):
         return ConnectError(f"cannot resolve {endpoint.host}", "invalid host name")
-    why = exc.strerror or str(exc)
+    why = (exc.strerror or str(exc)).lower()
     if endpoint.numeric and isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_NONAME:
         why = "not a numeric address (-n forbids DNS)"
-    return ConnectError(f"cannot resolve {endpoint.host}", why.lower())
+    return ConnectError(f"cannot resolve {endpoint.host}", why)
 
 
 def checked(endpoint: Endpoint, infos: list[AddrInfo]) -> list[AddrInfo]:

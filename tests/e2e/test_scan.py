@@ -206,3 +206,11 @@ def test_a_scan_line_imports_neither_trio_nor_typer() -> None:
         imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines()}
         assert "ncat_trio.modes.scan" in imported
         assert not {m for m in imported if m.split(".")[0] in ("trio", "typer", "click")}
+
+
+def test_a_name_under_n_is_one_line_and_exit_1() -> None:
+    done = run(["-z", "-n", "localhost", "80"])
+    assert (done.returncode, done.stdout) == (1, b"")
+    assert one_error_line(done.stderr) == (
+        "ncat-trio: cannot resolve localhost: not a numeric address (-n forbids DNS)"
+    )
