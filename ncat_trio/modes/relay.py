@@ -127,7 +127,6 @@ class RelayServer:
         self._endings: collections.Counter[str] = collections.Counter()
         self.drain_finished: bool | None = None  # set by drain(): did everything finish?
         self._loops: dict[net.Endpoint, bool] = {}  # target -> is it our own address?
-        self._literals: dict[net.Endpoint, list[net.AddrInfo]] = {}  # an IP target, resolved
 
     def endings(self) -> dict[str, int]:
         """Relayed connections so far by how they ended (``Ending`` values)."""
@@ -322,10 +321,6 @@ class RelayServer:
                 return False
             known = any(net.reaches(self.address, info[4]) for info in infos)
             self._loops[endpoint] = known
-            if infos and all(info[4][0] == endpoint.host for info in infos):
-                # An address literal resolves to itself, today and tomorrow: its clients
-                # skip getaddrinfo (a netlink query for AI_ADDRCONFIG, a scheduler pass).
-                self._literals[endpoint] = infos
         return known
 
     async def _connect(self, endpoint: net.Endpoint) -> trio.SocketStream:
@@ -335,9 +330,7 @@ class RelayServer:
         delay = 0.005
         while True:
             try:
-                return await net.connect_tcp(
-                    endpoint, nodelay=True, infos=self._literals.get(endpoint)
-                )
+                return await net.connect_tcp(endpoint, nodelay=True)
             except ConnectError as exc:
                 cause = exc.__cause__
                 if not (isinstance(cause, OSError) and cause.errno in net.ACCEPT_PRESSURE):

@@ -47,17 +47,14 @@ async def connect_tcp(
     source: Endpoint | None = None,
     nodelay: bool = False,
     configure: Callable[[trio.socket.SocketType], None] | None = None,
-    infos: list[AddrInfo] | None = None,
 ) -> trio.SocketStream:
     """Connect to ``target`` (every resolved address in turn), optionally from ``source``.
 
-    ``infos``: ``target`` already resolved (a relay resolves an IP literal once, not
-    once per client).  A connection whose local address equals its peer address (TCP
-    simultaneous open onto itself, possible when the source port equals the target
-    port on loopback) is closed and reported as a connect failure.
+    A connection whose local address equals its peer address (TCP simultaneous open
+    onto itself, possible when the source port equals the target port on loopback)
+    is closed and reported as a connect failure.
     """
-    if infos is None:
-        infos = await resolve(target)
+    infos = await resolve(target)
     last: ConnectError | None = None
     for family, socktype, proto, _canon, sockaddr in infos:
         try:

@@ -11,11 +11,9 @@
 
 from __future__ import annotations
 
-import collections
 import json
 import random
 import struct
-from typing import Any
 
 import pytest
 import trio
@@ -24,7 +22,6 @@ import trio.testing
 import ncat_trio
 from ncat_trio.modes.relay import AccessPolicy, normalise_address, parse_network, raise_fd_limit
 from ncat_trio.pytest_plugin import RelayFactory
-from ncat_trio.transport import net
 from ncat_trio.transport.net import Endpoint
 from ncat_trio.transport.relay import abort
 
@@ -158,32 +155,6 @@ async def test_round_robin_skips_a_refusing_target() -> None:
     # start at A, then the dead one is skipped for B, then B, then A, ...
     assert answers == [b"A", b"B", b"B", b"A", b"B", b"B"]
     assert lines == []
-
-
-async def test_an_address_literal_target_is_resolved_once_a_name_for_every_client(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    lookups: collections.Counter[tuple[str | None, int]] = collections.Counter()
-    real_resolve = net.resolve
-
-    async def counting(endpoint: Endpoint, **kwargs: Any) -> list[net.AddrInfo]:
-        lookups[endpoint.host, endpoint.port] += 1
-        return await real_resolve(endpoint, **kwargs)
-
-    monkeypatch.setattr(net, "resolve", counting)
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            port = await start_server(nursery, echo)
-            for host in ("127.0.0.1", "localhost"):
-                async with ncat_trio.open_relay(targets=[(host, port)]) as relay:
-                    for i in range(3):
-                        assert await exchange(relay.port, b"ping %d" % i) == b"ping %d" % i
-                    assert relay.statistics().total == 3
-            nursery.cancel_scope.cancel()
-    # The literal: once, by the loop check, and its three connects reuse the answer.
-    assert lookups["127.0.0.1", port] == 1
-    # A name can move (DNS): the loop check, then once more for every client.
-    assert lookups["localhost", port] == 4
 
 
 async def test_no_reachable_target_resets_the_client() -> None:
