@@ -204,7 +204,8 @@ class RelayServer:
                 await self._slots.acquire()  # the N+1th client waits in the backlog
                 holding_slot = True
             try:
-                await self._no_fd_waiters.wait()  # clients waiting for a target fd go first
+                if not self._no_fd_waiters.is_set():  # (a set Event's wait still checkpoints)
+                    await self._no_fd_waiters.wait()  # clients waiting for a target fd go first
                 # net.accept: EMFILE waited out (one line per burst), reset clients skipped
                 client = await net.accept(listener, on_pressure=self._accept_pressure, on_gone=None)
             except BaseException:

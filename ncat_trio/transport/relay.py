@@ -368,6 +368,7 @@ class RelayConnection:
             with trio.move_on_after(CLOSE_TIMEOUT):
                 await self.client.aclose()
                 await self.target.aclose()
+                return  # both closed: forcing them again would cost 4 scheduler passes
         elif ending is Ending.CLIENT_RESET:
             await abort(self.target)
         elif ending is Ending.TARGET_RESET:
