@@ -9,7 +9,6 @@ always imported them from.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from functools import partial
@@ -23,7 +22,7 @@ from ..progress import show_progress, summary_line
 from ..transport import net, serve
 from ..transport.access import admit
 from ..transport.sockopts import apply_socket_options
-from ..transport.stdio import FdKind, fd_kind
+from ..transport.stdio import bytes_left
 from . import netcat_layers
 from .netcat_options import NetcatOptions as NetcatOptions
 from .netcat_options import ReportOptions as ReportOptions
@@ -93,9 +92,7 @@ def _progress_wanted(progress: str) -> bool:
 
 def _stdin_size(options: SessionOptions) -> int | None:
     """Bytes left on a regular-file stdin (for a percentage), else None."""
-    if not options.send or fd_kind(0) is not FdKind.REGULAR:
-        return None
-    return max(0, os.fstat(0).st_size - os.lseek(0, 0, os.SEEK_CUR))
+    return bytes_left(0) if options.send else None
 
 
 def _how_it_ended(live: SessionResult) -> str:

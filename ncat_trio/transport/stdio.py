@@ -58,6 +58,14 @@ def fd_kind(fd: int) -> FdKind:
     return FdKind.OTHER
 
 
+def bytes_left(fd: int = 0) -> int | None:
+    """Bytes from the offset to the end of a regular file on ``fd`` (a progress
+    percentage for a file on stdin), else None."""
+    if fd_kind(fd) is not FdKind.REGULAR:
+        return None
+    return max(0, os.fstat(fd).st_size - os.lseek(fd, 0, os.SEEK_CUR))
+
+
 def _reopen(fd: int, kind: FdKind, flags: int) -> int | None:
     """A new, non-blocking description of the same pipe or terminal, or None."""
     flags |= os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY

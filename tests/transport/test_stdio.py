@@ -10,7 +10,7 @@ import tempfile
 import pytest
 import trio
 
-from ncat_trio.transport.stdio import FdKind, fd_kind, open_stdin, open_stdout
+from ncat_trio.transport.stdio import FdKind, bytes_left, fd_kind, open_stdin, open_stdout
 
 
 def nonblocking(fd: int) -> bool:
@@ -103,4 +103,21 @@ async def test_stdout_pipe_without_reader_is_a_broken_resource() -> None:
                 await sink.send_all(b"nobody listens")
         assert isinstance(info.value.__cause__, BrokenPipeError)
     finally:
+        os.close(w)
+
+
+def test_bytes_left_counts_from_the_offset_of_a_regular_file_only() -> None:
+    """-P's percentage for `< file`: what is left after the shell's (or a previous
+    reader's) offset; a pipe has no size."""
+    with tempfile.TemporaryFile() as f:
+        f.write(b"x" * 1000)
+        f.seek(300)
+        assert bytes_left(f.fileno()) == 700
+        f.seek(5000)  # past the end: nothing left, never negative
+        assert bytes_left(f.fileno()) == 0
+    r, w = os.pipe()
+    try:
+        assert bytes_left(r) is None
+    finally:
+        os.close(r)
         os.close(w)
