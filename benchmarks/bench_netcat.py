@@ -8,7 +8,9 @@ Scenarios (each tool at both ends unless named otherwise):
   mixed  ncat-trio → nc.openbsd and nc.openbsd → nc.openbsd
   progress  pipe → TCP → pipe, ncat-trio at both ends with and without -P (progress
             forced on: stderr is /dev/null, or a pty for the live display)
-  startup  `ncat-trio --version` vs `python3 -c 'import trio'`
+  iperf3  iperf3 -c over 127.0.0.1, memory to memory: the ceiling for the stretch target
+  startup  `ncat-trio --version`, `-z`, a refused connect vs `python3 -c 'import trio'`
+           (--only-startup: that table alone)
 
 Tools run alternately (A B C A B C …) for --rounds rounds; the table shows the median
 GB/s, min–max, CPU seconds per GB at each end, peak RSS, and the ratio to nc.openbsd
@@ -364,6 +366,41 @@ def startup(rounds: int) -> None:
     print(table(rows))
 
 
+def iperf3_rates(nbytes: int, rounds: int) -> list[float]:
+    """iperf3's memory-to-memory GB/s over 127.0.0.1 (what the receiver counted), one
+    one-off server per round; [] if iperf3 is not installed."""
+    if not have("iperf3"):
+        print("(iperf3 not installed: no memory-to-memory ceiling)")
+        return []
+    import json
+
+    rates = []
+    for _ in range(rounds):
+        port = free_port()
+        server = subprocess.Popen(
+            ["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_listening(port)
+            out = subprocess.run(
+                ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-n", str(nbytes), "-J"],
+                capture_output=True,
+                check=True,
+                timeout=300,
+            ).stdout
+        finally:
+            server.wait(timeout=30)
+        bits = json.loads(out)["end"]["sum_received"]["bits_per_second"]
+        rates.append(bits / 8 / 1e9)
+    print(
+        f"\niperf3 -c (memory to memory, {nbytes / (1 << 30):.2f} GiB, {rounds} rounds): "
+        f"median {statistics.median(rates):.2f} GB/s ({' '.join(f'{r:.2f}' for r in rates)})"
+    )
+    return rates
+
+
 def targets(rates: dict[str, list[float]], cpu: dict[str, float]) -> None:
     """Issue 18's targets, from the tables just printed (same run, medians)."""
 
@@ -388,6 +425,7 @@ def targets(rates: dict[str, list[float]], cpu: dict[str, float]) -> None:
             med("ncat-trio → socat -b256K") / med("socat -b256K → socat -b256K"),
             1.0,
         ),
+        ("stretch: pipe: ncat-trio ≥ 0.5× iperf3", med("ncat-trio") / med("iperf3"), 0.5),
     ]
     rows = [["target", "measured", "holds"]]
     for what, ratio, floor in checks:
@@ -477,6 +515,7 @@ def main() -> None:
             "pipe",
             mixed[0][0],
         )
+    rates["iperf3"] = iperf3_rates(nbytes, rounds)
     targets(rates, cpu)
     if args.quick:
         return
