@@ -494,6 +494,25 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
+def run_watching_imports(args: list[str]) -> tuple[subprocess.CompletedProcess[bytes], set[str]]:
+    """Run ncat-trio under ``python -X importtime``: the finished process (stderr without
+    the import lines) and every module it imported."""
+    done = subprocess.run(
+        [NCAT[0], "-X", "importtime", *NCAT[1:], *args], capture_output=True, timeout=60
+    )
+    lines = done.stderr.decode().splitlines()
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    rest = "".join(f"{line}\n" for line in lines if not line.startswith("import time:"))
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout, rest.encode()
+    ), imported
+
+
+def heavy(imported: set[str]) -> set[str]:
+    """The modules of Trio, typer and click among ``imported``."""
+    return {m for m in imported if m.split(".")[0] in ("trio", "typer", "click")}
+
+
 def one_error_line(stderr: bytes) -> str:
     """Assert stderr is exactly one ``ncat-trio: …`` line and no traceback; return it."""
     text = stderr.decode("utf-8", "replace")

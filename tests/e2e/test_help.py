@@ -13,7 +13,7 @@ import pytest
 from ncat_trio.cli import run_cli
 from ncat_trio.cli.panels import PANEL_ORDER, UNGROUPED, PanelledCommand, PanelledGroup, panel_rank
 from ncat_trio.errors import EXIT_CODE_MEANINGS, ExitCode
-from tests.support import NCAT
+from tests.support import NCAT, heavy, run_watching_imports
 
 if TYPE_CHECKING:
     from typer import _click as click_types
@@ -151,15 +151,9 @@ def test_version_line_without_typer_or_trio() -> None:
     Trio imported (start-up, issue 16)."""
     lines = set()
     for args in (["--version"], ["-V"]):
-        done = subprocess.run(
-            [NCAT[0], "-X", "importtime", *NCAT[1:], *args],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
+        done, imported = run_watching_imports(args)
+        assert (done.returncode, done.stderr) == (0, b""), done.stderr
         lines.add(done.stdout)
-        imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines()}
-        assert not {m for m in imported if m.split(".")[0] in ("trio", "typer", "click")}
+        assert heavy(imported) == set()
     assert len(lines) == 1
     assert re.fullmatch(rb"ncat-trio \S+ \(Python \S+, Trio \S+\)\n", lines.pop())
