@@ -118,6 +118,15 @@ NC_FLAG_EQUIVALENTS = {
 }
 
 
+SCAN_TAKES = "a scan takes -v, -n, -4, -6, -w, --concurrency, --json and --json-file"
+#: nc.openbsd flags people combine with -z that the scan has not.
+SCAN_FLAG_EQUIVALENTS = {
+    "-u": "UDP port scans (nc -zu) are not supported; a scan tries TCP connects only",
+    "-p": "a scan connects from any source port (nc -z -p has no equivalent)",
+    "-s": "a scan connects from the routing's source address (nc -z -s has no equivalent)",
+}
+
+
 def run_cli(args: list[str]) -> int:
     """Parse and run; return the exit code.  One-line errors, no tracebacks for usage."""
     words = spelled_out(args)
@@ -139,7 +148,10 @@ def run_cli(args: list[str]) -> int:
             if number is not None:  # `ncat-trio host -1`: a negative number, not a flag
                 message = f"invalid value {number.group(1)!r}: negative numbers are not allowed"
             flag = re.match(r"No such option: (-\w)\b", message)
-            if flag is not None and flag.group(1) in NC_FLAG_EQUIVALENTS:
+            if flag is not None and words[:1] == ["scan"]:  # -z's line: say what scan is
+                why = SCAN_FLAG_EQUIVALENTS.get(flag.group(1), SCAN_TAKES)
+                message = f"no option {flag.group(1)} with -z/scan: {why}"
+            elif flag is not None and flag.group(1) in NC_FLAG_EQUIVALENTS:
                 message = f"no option {flag.group(1)}: {NC_FLAG_EQUIVALENTS[flag.group(1)]}"
             diag.say(f"{message} (see ncat-trio --help)")
         return ExitCode.USAGE

@@ -217,3 +217,19 @@ def test_a_name_under_n_is_one_line_and_exit_1() -> None:
     assert one_error_line(done.stderr) == (
         "ncat-trio: cannot resolve localhost: not a numeric address (-n forbids DNS)"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-zu", "127.0.0.1", "53"], "no option -u with -z/scan: UDP port scans (nc -zu)"),
+        (["-z", "-p", "5000", "127.0.0.1", "53"], "no option -p with -z/scan: a scan connects"),
+        (["-z", "-x", "10.0.0.1", "h", "1"], "no option -x with -z/scan: a scan takes -v, -n"),
+    ],
+    ids=["udp", "source-port", "proxy"],
+)
+def test_nc_flags_a_scan_has_not_are_named(args: list[str], says: str) -> None:
+    """Fail closed with the reason: nc.openbsd users combine these with -z."""
+    done = run(args)
+    assert (done.returncode, done.stdout) == (2, b"")
+    assert one_error_line(done.stderr).startswith(f"ncat-trio: {says}")
