@@ -130,8 +130,8 @@ def _readable_bytes(fd: int) -> int:
         return 0
 
 
-def _blame(exc: OSError, from_end: FdEnd, to_end: FdEnd, from_side: Side, to_side: Side) -> Side:
-    """Which end a failed splice/sendfile between ``from_end`` and ``to_end`` is about."""
+def _blame(exc: OSError, from_end: FdEnd, from_side: Side, to_side: Side) -> Side:
+    """Which side a failed splice/sendfile from ``from_end`` is about."""
     if exc.errno == errno.EPIPE:  # the reader of what we write went away
         return to_side
     if exc.errno in _SOCKET_ERRNOS:
@@ -299,7 +299,7 @@ class _KernelCopy:
                     raise SinkGone(
                         self.sink_side.name, "its reader left; nothing received was unwritten"
                     ) from exc
-                blame = _blame(exc, self.src, self.dst, self.source_side, self.sink_side)
+                blame = _blame(exc, self.src, self.source_side, self.sink_side)
                 raise translate(exc, blame) from exc
             if n == 0:
                 await trio.lowlevel.checkpoint()
@@ -400,7 +400,7 @@ class _KernelCopy:
                             ready.checkpointed()
                     continue
                 except OSError as exc:
-                    blame = _blame(exc, self.src, self.dst, self.source_side, self.sink_side)
+                    blame = _blame(exc, self.src, self.source_side, self.sink_side)
                     raise translate(exc, blame) from exc
                 if n == 0:
                     await trio.lowlevel.checkpoint()
