@@ -58,6 +58,8 @@ class Summary:
 
 def write_stdout(text: str) -> None:
     """A mode's result on stdout, flushed; a stdout that is gone is :class:`LocalIOError`."""
+    if sys.stdout is None:  # fd 1 was closed when we started (`>&-`)
+        raise LocalIOError("stdout", "closed")
     try:
         sys.stdout.write(text)
         sys.stdout.flush()

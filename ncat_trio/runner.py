@@ -152,7 +152,7 @@ def exit_code_for(exc: BaseException) -> int:
     return first.exit_code
 
 
-def _quiet_stdout_on_exit() -> None:
+def quiet_stdout_on_exit() -> None:
     """If stdout is broken, point fd 1 at /dev/null so interpreter exit stays quiet."""
     try:
         if sys.stdout is not None:
@@ -196,7 +196,7 @@ def run(main: MainFn) -> int:
     if state.signum is None and state.late_signum is not None:
         _signal_exit(state.late_signum, state)
     _current = None
-    _quiet_stdout_on_exit()
+    quiet_stdout_on_exit()
     return code
 
 
@@ -241,7 +241,7 @@ def run_blocking(main: Callable[[], int]) -> int:
     finally:
         for watched, handler in previous.items():
             signal.signal(watched, handler)
-    _quiet_stdout_on_exit()
+    quiet_stdout_on_exit()
     return code
 
 

@@ -28,8 +28,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
 def run_cli(args: list[str]) -> int:
     """Parse and run; return the exit code.  One-line errors, no tracebacks for usage."""
     if args in (["--version"], ["-V"]):  # scripts check it; typer is not needed for it
-        print(version_line())
-        return 0
+        from .. import runner
+        from ..json_summary import write_stdout
+
+        def show() -> int:
+            write_stdout(version_line() + "\n")
+            return 0
+
+        return runner.run_blocking(show)
     words = spelled_out(args)
     scan = None
     if words and words[0] == "scan":

@@ -5,6 +5,7 @@ to stdout and exits 0.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Annotated
@@ -155,6 +156,12 @@ def run_cli(args: list[str]) -> int:
                 message = f"no option {flag.group(1)}: {NC_FLAG_EQUIVALENTS[flag.group(1)]}"
             diag.say(f"{message} (see ncat-trio --help)")
         return ExitCode.USAGE
+    except OSError as exc:  # help or a completion script could not be written out
+        from ..runner import quiet_stdout_on_exit
+
+        diag.say(f"stdout: {os.strerror(exc.errno).lower() if exc.errno else exc}")
+        quiet_stdout_on_exit()
+        return ExitCode.LOCAL_IO
     except typer.Abort:
         diag.say("aborted")
         return ExitCode.SIGINT

@@ -13,7 +13,7 @@ import pytest
 from ncat_trio.cli import run_cli
 from ncat_trio.cli.panels import PANEL_ORDER, UNGROUPED, PanelledCommand, PanelledGroup, panel_rank
 from ncat_trio.errors import EXIT_CODE_MEANINGS, ExitCode
-from tests.support import NCAT, heavy, run_watching_imports
+from tests.support import NCAT, heavy, one_error_line, run_watching_imports
 
 if TYPE_CHECKING:
     from typer import _click as click_types
@@ -157,3 +157,20 @@ def test_version_line_without_typer_or_trio() -> None:
         assert heavy(imported) == set()
     assert len(lines) == 1
     assert re.fullmatch(rb"ncat-trio \S+ \(Python \S+, Trio \S+\)\n", lines.pop())
+
+
+@pytest.mark.parametrize("args", [["--version"], ["-V"], ["--help"], ["scan", "--help"]])
+def test_help_and_version_into_a_full_or_closed_stdout_are_one_line(args: list[str]) -> None:
+    """Not a traceback (the --version shortcut and typer's help printing both raised one):
+    exit 5 and `stdout: …`, as for any output that could not be delivered."""
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([*NCAT, *args], stdout=full, stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == ExitCode.LOCAL_IO, done.stderr
+    assert one_error_line(done.stderr) == "ncat-trio: stdout: no space left on device"
+    if args[0] in ("--version", "-V"):  # `>&-`: help prints nothing then, as click does
+        closed = subprocess.run(
+            [*NCAT, *args], stderr=subprocess.PIPE, timeout=60, pass_fds=(), close_fds=True,
+            preexec_fn=lambda: os.close(1),
+        )  # fmt: skip
+        assert closed.returncode == ExitCode.LOCAL_IO, closed.stderr
+        assert one_error_line(closed.stderr) == "ncat-trio: stdout: closed"
