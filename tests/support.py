@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Generic, TypeVar, cast
 
 import pytest
+import trio
 import trustme
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -492,6 +493,14 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
         assert chunk, f"EOF after {len(data)} of the {n} bytes expected"
         data += chunk
     return data
+
+
+async def read_to_eof(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything a Trio stream delivers until its EOF."""
+    out = bytearray()
+    while chunk := await stream.receive_some():
+        out += chunk
+    return bytes(out)
 
 
 def run_watching_imports(args: list[str]) -> tuple[subprocess.CompletedProcess[bytes], set[str]]:

@@ -24,6 +24,7 @@ from ..support import (
     finish,
     one_error_line,
     read_line,
+    read_to_eof,
     receive_all,
     spawn_listener,
 )
@@ -36,13 +37,6 @@ def connect(port: int) -> socket.socket:
 # --- in process ------------------------------------------------------------------------
 
 
-async def read_all(stream: trio.abc.ReceiveStream) -> bytes:
-    out = bytearray()
-    while chunk := await stream.receive_some():
-        out += chunk
-    return bytes(out)
-
-
 async def test_broadcast_gives_every_chunk_to_every_subscriber() -> None:
     writer, stdin = trio.testing.memory_stream_one_way_pair()
     broadcast = StdinBroadcast()
@@ -50,7 +44,7 @@ async def test_broadcast_gives_every_chunk_to_every_subscriber() -> None:
     got: dict[str, bytes] = {}
 
     async def collect(name: str, stream: trio.abc.ReceiveStream) -> None:
-        got[name] = await read_all(stream)
+        got[name] = await read_to_eof(stream)
 
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:

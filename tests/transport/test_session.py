@@ -23,18 +23,14 @@ from ncat_trio import (
     netcat_session,
 )
 
+from ..support import read_to_eof
+
 
 class Harness:
     def __init__(self) -> None:
         self.conn, self.peer = trio.testing.memory_stream_pair()
         self.stdin_writer, self.stdin = trio.testing.memory_stream_one_way_pair()
         self.stdout = trio.testing.MemorySendStream()  # an unbounded sink we can inspect
-
-    async def read_all(self, stream: trio.abc.ReceiveStream) -> bytes:
-        out = bytearray()
-        while chunk := await stream.receive_some():
-            out += chunk
-        return bytes(out)
 
     @contextlib.asynccontextmanager
     async def running(
@@ -59,7 +55,7 @@ async def test_stdin_eof_sends_fin_and_keeps_reading_the_reply() -> None:
         await h.stdin_writer.send_all(b"request")
         await h.stdin_writer.aclose()
         # The peer sees the request, then our FIN ...
-        assert await h.read_all(h.peer) == b"request"
+        assert await read_to_eof(h.peer) == b"request"
         await trio.testing.wait_all_tasks_blocked()
         assert not results, "the session must not end at stdin EOF"
         # ... and its reply, sent after our EOF, still reaches stdout.
@@ -79,7 +75,7 @@ async def test_peer_eof_does_not_truncate_a_piped_upload() -> None:
         for _ in range(10):
             await h.stdin_writer.send_all(b"more data ")
         await h.stdin_writer.aclose()
-        assert await h.read_all(h.peer) == b"more data " * 10
+        assert await read_to_eof(h.peer) == b"more data " * 10
     assert results[0].stdin_eof
     assert results[0].peer_eof
     assert results[0].bytes_sent == 100
@@ -124,7 +120,7 @@ async def test_send_only_discards_incoming() -> None:
         await h.peer.send_all(b"ignored")
         await h.stdin_writer.send_all(b"up")
         await h.stdin_writer.aclose()
-        assert await h.read_all(h.peer) == b"up"
+        assert await read_to_eof(h.peer) == b"up"
         await h.peer.send_eof()
     with pytest.raises(trio.WouldBlock):  # nothing was ever written to stdout
         h.stdout.get_data_nowait()

@@ -12,16 +12,11 @@ import trio
 
 from ncat_trio.transport.stdio import FdKind, bytes_left, fd_kind, open_stdin, open_stdout
 
+from ..support import read_to_eof
+
 
 def nonblocking(fd: int) -> bool:
     return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK)
-
-
-async def read_all(stream: trio.abc.ReceiveStream) -> bytes:
-    out = bytearray()
-    while chunk := await stream.receive_some():
-        out += chunk
-    return bytes(out)
 
 
 async def test_pipe_stdin_is_reopened_not_modified() -> None:
@@ -38,7 +33,7 @@ async def test_pipe_stdin_is_reopened_not_modified() -> None:
 
                 nursery.start_soon(writer)
                 assert not nonblocking(r)
-                assert await read_all(stream) == payload
+                assert await read_to_eof(stream) == payload
         assert not nonblocking(r)
     finally:
         os.close(r)
@@ -51,7 +46,7 @@ async def test_regular_file_stdin_and_stdout() -> None:
         src.seek(0)
         assert fd_kind(src.fileno()) is FdKind.REGULAR
         async with open_stdin(src.fileno()) as stream, open_stdout(dst.fileno()) as sink:
-            await sink.send_all(await read_all(stream))
+            await sink.send_all(await read_to_eof(stream))
         dst.seek(0)
         assert dst.read() == b"file contents" * 1000
 
@@ -75,7 +70,7 @@ async def test_socket_stdin_uses_a_thread_and_stays_blocking() -> None:
             async with open_stdin(a.fileno()) as stream:
                 b.sendall(b"via a socket")
                 b.shutdown(socket.SHUT_WR)
-                assert await read_all(stream) == b"via a socket"
+                assert await read_to_eof(stream) == b"via a socket"
         assert a.getblocking()
 
 

@@ -33,6 +33,7 @@ from ..support import (
     Feed,
     Pki,
     finish,
+    read_to_eof,
     reply_after_eof,
     sha256,
     spawn,
@@ -101,13 +102,6 @@ async def tls_pair(
             await trio.aclose_forcefully(right)
 
 
-async def receive_all(stream: trio.abc.ReceiveStream, max_bytes: int = 65536) -> bytes:
-    chunks = []
-    while chunk := await stream.receive_some(max_bytes):
-        chunks.append(bytes(chunk))
-    return b"".join(chunks)
-
-
 # --- half-close under TLS 1.3 ---------------------------------------------------------
 
 
@@ -121,10 +115,10 @@ async def test_tls13_send_eof_is_a_half_close_and_the_reply_still_arrives(
         await client.send_eof()  # close_notify now, not at aclose
         with pytest.raises(trio.ClosedResourceError):
             await client.send_all(b"more")
-        assert await receive_all(server) == b"request"  # ends: the close_notify arrived
+        assert await read_to_eof(server) == b"request"  # ends: the close_notify arrived
         await server.send_all(b"reply after your EOF")  # the server can still send
         await server.send_eof()
-        assert await receive_all(client) == b"reply after your EOF"
+        assert await read_to_eof(client) == b"reply after your EOF"
         assert not client.truncated
         assert not server.truncated
         await client.aclose()
@@ -155,8 +149,8 @@ async def test_records_already_received_survive_send_eof(pki: Pki) -> None:
         assert first + rest == payload
         await server.send_all(b"tail")
         await server.send_eof()
-        assert await receive_all(client) == b"tail"
-        assert await receive_all(server) == b""  # our close_notify arrived intact
+        assert await read_to_eof(client) == b"tail"
+        assert await read_to_eof(server) == b""  # our close_notify arrived intact
 
 
 async def receive_all_until(stream: TlsStream, count: int) -> bytes:
@@ -181,7 +175,7 @@ async def test_both_ways_at_once_under_backpressure(pki: Pki) -> None:
             await stream.send_eof()
 
         async def receive(stream: TlsStream, name: str) -> None:
-            received[name] = await receive_all(stream)
+            received[name] = await read_to_eof(stream)
 
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
@@ -206,7 +200,7 @@ async def test_two_sessions_that_both_reach_stdin_eof_both_end(pki: Pki) -> None
             result = await netcat_session(conn, stdin, stdout, SessionOptions(zerocopy=False))
             await conn.aclose()
             await stdout.aclose()
-            results[name] = (result, await receive_all(stdout_receive))
+            results[name] = (result, await read_to_eof(stdout_receive))
 
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
@@ -265,11 +259,11 @@ async def test_allowed_truncation_is_one_line_then_eof_and_sending_goes_on(
     async with tls_pair(pki, allow_truncation=True) as (client, server, server_transport):
         await server.send_all(b"data")
         await server_transport.send_eof()  # shutdown(SHUT_WR) under TLS: ncat's habit
-        assert await receive_all(client) == b"data"
+        assert await read_to_eof(client) == b"data"
         assert client.truncated
         await client.send_all(b"still sending")  # OpenSSL did not break the connection
         await client.send_eof()
-        assert await receive_all(server) == b"still sending"
+        assert await read_to_eof(server) == b"still sending"
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         "ncat-trio: server: TLS truncated: the peer closed without close_notify (what "
@@ -284,7 +278,7 @@ async def test_a_close_notify_and_fin_together_are_not_a_truncation(pki: Pki) ->
         await server.send_eof()
         await server_transport.aclose()  # the FIN right behind the close_notify
         await trio.testing.wait_all_tasks_blocked()
-        assert await receive_all(client) == b"last words"
+        assert await read_to_eof(client) == b"last words"
         assert not client.truncated
 
 
