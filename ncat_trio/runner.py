@@ -174,12 +174,7 @@ def run(main: MainFn) -> int:
     # starts, the hard stop once it has seen one (a second Ctrl-C kills at once, and the
     # exec children with us).
     state = _current = _RunState(signum=signal.SIGINT if errors.startup_interrupted else None)
-    for signum in signums:
-        handler = signal.getsignal(signum)
-        if handler in (signal.default_int_handler, interrupt_startup):
-            handler = signal.SIG_DFL  # Python's Ctrl-C: after the run, the default action
-        state.previous[signum] = handler
-        signal.signal(signum, _outside_watcher)
+    state.previous = _take_signals(signums, _outside_watcher)
     try:
         result = trio.run(_supervise, main, state, signums)
     except BaseException as exc:  # unwrap groups here and only here
@@ -198,6 +193,19 @@ def run(main: MainFn) -> int:
     _current = None
     quiet_stdout_on_exit()
     return code
+
+
+def _take_signals(signums: list[signal.Signals], handler: Any) -> dict[int, Any]:
+    """Install ``handler`` for ``signums``; return the handlers to put back afterwards
+    (Python's Ctrl-C handler, or ours from start-up, as the default action)."""
+    previous: dict[int, Any] = {}
+    for signum in signums:
+        found = signal.getsignal(signum)
+        if found in (signal.default_int_handler, interrupt_startup):
+            found = signal.SIG_DFL  # Python's Ctrl-C: after the run, the default action
+        previous[signum] = found
+        signal.signal(signum, handler)
+    return previous
 
 
 class _Stopped(BaseException):
@@ -223,14 +231,9 @@ def run_blocking(main: Callable[[], int]) -> int:
             signal.signal(watched, handler)
         raise _Stopped(signum)
 
-    for signum in _WATCHED:
-        handler = signal.getsignal(signum)
-        if handler is not signal.SIG_IGN:
-            if handler in (signal.default_int_handler, interrupt_startup):
-                handler = signal.SIG_DFL
-            previous[signum] = handler
-            signal.signal(signum, stop)
+    signums = [s for s in _WATCHED if signal.getsignal(s) is not signal.SIG_IGN]
     try:
+        previous.update(_take_signals(signums, stop))
         code = int(main() or 0)
     except _Stopped as exc:
         code = _signal_exit(exc.signum, _RunState())
