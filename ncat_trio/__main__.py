@@ -13,7 +13,8 @@ import _signal  # type: ignore[import-not-found]  # (no typeshed stub; same API 
 import sys
 from typing import NoReturn  # loaded with the package too (errors.py)
 
-from ncat_trio.errors import ExitCode, Interrupted, interrupt_startup  # loaded with the package
+from ncat_trio import errors  # loaded with the package
+from ncat_trio.errors import ExitCode, Interrupted, interrupt_startup
 
 _unraisable = sys.unraisablehook
 
@@ -36,13 +37,24 @@ def main() -> NoReturn:
 
         cli_main()
     except (Interrupted, KeyboardInterrupt):
-        _signal.signal(_signal.SIGINT, _signal.SIG_DFL)  # a second Ctrl-C: a hard stop
-        try:
-            sys.stderr.write("ncat-trio: interrupted by SIGINT\n")
-            sys.stderr.flush()
-        except (OSError, ValueError, AttributeError):  # stderr gone or closed at start
-            pass
-        sys.exit(ExitCode.SIGINT)
+        _interrupted()
+    except Exception:
+        # Our Interrupted raised inside the import machinery comes out as another
+        # exception (``__set_name__`` wraps it in a RuntimeError): still that Ctrl-C.
+        if not errors.startup_interrupted:
+            raise
+        _interrupted()
+
+
+def _interrupted() -> NoReturn:
+    """One line and exit 130, as after Trio has started."""
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)  # a second Ctrl-C: a hard stop
+    try:
+        sys.stderr.write("ncat-trio: interrupted by SIGINT\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # stderr gone or closed at start
+        pass
+    sys.exit(ExitCode.SIGINT)
 
 
 if __name__ == "__main__":

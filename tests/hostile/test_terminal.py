@@ -397,3 +397,35 @@ def test_ctrl_c_while_parsing_is_not_clicks_abort() -> None:
     )  # fmt: skip
     assert done.returncode == 130, done.stderr
     assert assert_terminal_safe(done.stderr) == "ncat-trio: interrupted by SIGINT\n"
+
+
+def test_a_start_up_ctrl_c_wrapped_by_the_import_machinery_is_still_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seen once in the random test above: our Interrupted raised inside a class body's
+    ``__set_name__`` (an import in progress) came out as a RuntimeError, and a traceback.
+    Once the start-up Ctrl-C has been recorded, whatever escapes is that Ctrl-C."""
+    import ncat_trio.__main__ as entry
+    import ncat_trio.cli
+    from ncat_trio import errors
+
+    def wrapped() -> None:
+        errors.startup_interrupted = True  # what interrupt_startup records
+        raise RuntimeError("Error calling __set_name__") from errors.Interrupted()
+
+    monkeypatch.setattr(ncat_trio.cli, "main", wrapped)
+    monkeypatch.setattr(errors, "startup_interrupted", False)
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # main() replaces it
+    handler = signal.getsignal(signal.SIGINT)  # and SIGINT's: put back for pytest
+    try:
+        with pytest.raises(SystemExit) as ended:
+            entry.main()
+        assert ended.value.code == 130
+        assert capsys.readouterr().err == "ncat-trio: interrupted by SIGINT\n"
+        # Without a recorded Ctrl-C the error is not ours to hide.
+        monkeypatch.setattr(errors, "startup_interrupted", False)
+        monkeypatch.setattr(ncat_trio.cli, "main", lambda: (_ for _ in ()).throw(RuntimeError()))
+        with pytest.raises(RuntimeError):
+            entry.main()
+    finally:
+        signal.signal(signal.SIGINT, handler)
