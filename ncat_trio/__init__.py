@@ -57,27 +57,15 @@ if TYPE_CHECKING:
     from .transport.pump import Side, pump
 
 _LAZY = {
-    "NetcatOptions": ".modes.netcat",
-    "SessionOptions": ".modes.netcat",
-    "SessionResult": ".modes.netcat",
-    "close_gracefully": ".modes.netcat",
-    "netcat_session": ".modes.netcat",
-    "Relay": ".relay_api",
-    "open_relay": ".relay_api",
-    "serve_relay": ".relay_api",
-    "Bandwidth": ".transport.faults",
-    "FaultPlan": ".transport.faults",
-    "Latency": ".transport.faults",
-    "LimitData": ".transport.faults",
-    "ResetPeer": ".transport.faults",
-    "Slicer": ".transport.faults",
-    "SlowClose": ".transport.faults",
-    "Stall": ".transport.faults",
-    "Endpoint": ".transport.net",
-    "connect_tcp": ".transport.net",
-    "open_tcp_listener": ".transport.net",
-    "Side": ".transport.pump",
-    "pump": ".transport.pump",
+    name: module
+    for module, names in {
+        ".modes.netcat": "NetcatOptions SessionOptions SessionResult close_gracefully netcat_session",
+        ".relay_api": "Relay open_relay serve_relay",
+        ".transport.faults": "Bandwidth FaultPlan Latency LimitData ResetPeer Slicer SlowClose Stall",
+        ".transport.net": "Endpoint connect_tcp open_tcp_listener",
+        ".transport.pump": "Side pump",
+    }.items()
+    for name in names.split()
 }
 
 

@@ -15,6 +15,7 @@ in era 1, 2036-2104 (RFC 4330 §3).
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 
@@ -93,20 +94,9 @@ def encode_packet(packet: NtpPacket) -> bytes:
         raise LocalProtocolError("ntp packet", "leap/version/mode out of range")
     if len(packet.reference_id) != 4:
         raise LocalProtocolError("ntp packet", "the reference id must be 4 bytes")
-    try:
-        return _PACKET.pack(
-            packet.leap << 6 | packet.version << 3 | packet.mode,
-            packet.stratum,
-            packet.poll,
-            packet.precision,
-            packet.root_delay,
-            packet.root_dispersion,
-            packet.reference_id,
-            packet.reference,
-            packet.originate,
-            packet.receive,
-            packet.transmit,
-        )
+    first = packet.leap << 6 | packet.version << 3 | packet.mode
+    try:  # the fields after leap, version and mode are in wire order
+        return _PACKET.pack(first, *dataclasses.astuple(packet)[3:])
     except struct.error as exc:
         raise LocalProtocolError("ntp packet", str(exc)) from exc
 
@@ -117,13 +107,8 @@ def decode_packet(data: bytes) -> NtpPacket:
         raise RemoteProtocolError(
             "ntp packet", f"too short: {len(data)} bytes, an NTP header is {PACKET_SIZE}"
         )
-    first, stratum, poll, precision, delay, dispersion, refid, ref, org, rec, xmt = (
-        _PACKET.unpack_from(data)
-    )
-    return NtpPacket(
-        first >> 6, first >> 3 & 7, first & 7, stratum, poll, precision,
-        delay, dispersion, refid, ref, org, rec, xmt,
-    )  # fmt: skip
+    first, *rest = _PACKET.unpack_from(data)
+    return NtpPacket(first >> 6, first >> 3 & 7, first & 7, *rest)
 
 
 def kiss_code(packet: NtpPacket) -> str:

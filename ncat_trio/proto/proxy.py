@@ -119,12 +119,8 @@ class ProxyHandshake:
         state, have = self.state, len(self._in)
         if state is _State.ESTABLISHED:
             return 0
-        if state in (_State.SOCKS5_METHOD, _State.SOCKS5_AUTH):
-            return 2 - have
-        if state is _State.SOCKS4_REPLY:
-            return 8 - have
-        if state is _State.SOCKS5_REPLY:
-            total = self._socks5_reply_length()
+        if state is not _State.HTTP_REPLY:
+            total = self._socks_reply_length()
             return (total if total is not None else 5) - have
         # HTTP: the fewest bytes that could complete b"\r\n\r\n".
         received = self._in.peek(have)
@@ -204,7 +200,11 @@ class ProxyHandshake:
 
     # --- replies ---------------------------------------------------------------------
 
-    def _socks5_reply_length(self) -> int | None:
+    def _socks_reply_length(self) -> int | None:
+        """The length of the SOCKS reply awaited; None while a SOCKS5 CONNECT reply's
+        first 5 bytes, which tell it, have not all come."""
+        if self.state is not _State.SOCKS5_REPLY:
+            return 8 if self.state is _State.SOCKS4_REPLY else 2
         head = self._in.peek(5)
         if len(head) < 5:
             return None
@@ -219,10 +219,21 @@ class ProxyHandshake:
 
     def _step(self) -> None:
         state = self.state
-        if state is _State.SOCKS5_METHOD:
-            reply = self._in.take(2)
-            if reply is None:
+        if state is _State.HTTP_REPLY:
+            end = self._in.peek(len(self._in)).find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._in) > MAX_HTTP_RESPONSE:
+                    raise RemoteProtocolError(self.proxy_name, "HTTP response header too long")
                 return
+            head = self._in.take(end + 4)
+            assert head is not None
+            self._http_status(head)
+            return
+        length = self._socks_reply_length()
+        reply = None if length is None else self._in.take(length)
+        if reply is None:
+            return
+        if state is _State.SOCKS5_METHOD:
             if reply[0] != 5:
                 raise RemoteProtocolError(
                     self.proxy_name, f"not a SOCKS5 proxy (version {reply[0]})"
@@ -244,27 +255,17 @@ class ProxyHandshake:
                     self.proxy_name, f"SOCKS5: chose method {reply[1]}, which was not offered"
                 )
         elif state is _State.SOCKS5_AUTH:
-            reply = self._in.take(2)
-            if reply is None:
-                return
             if reply[1] != 0:
                 raise ProxyRefused(self.proxy_name, "SOCKS5: authentication failed (--proxy-auth)")
             self._send_socks5_connect()
         elif state is _State.SOCKS5_REPLY:
-            length = self._socks5_reply_length()
-            reply = None if length is None else self._in.take(length)
-            if reply is None:
-                return
             if reply[0] != 5:
                 raise RemoteProtocolError(self.proxy_name, f"SOCKS5 reply version {reply[0]}")
             if reply[1] != 0:
                 why = SOCKS5_REPLIES.get(reply[1], f"reply code {reply[1]}")
                 raise ProxyRefused(self.proxy_name, f"SOCKS5: {why}")
             self._finish(self._socks5_bound(reply))
-        elif state is _State.SOCKS4_REPLY:
-            reply = self._in.take(8)
-            if reply is None:
-                return
+        else:  # SOCKS4_REPLY
             if reply[0] != 0:
                 raise RemoteProtocolError(self.proxy_name, f"SOCKS4 reply version {reply[0]}")
             if reply[1] != 0x5A:
@@ -272,15 +273,6 @@ class ProxyHandshake:
                 raise ProxyRefused(self.proxy_name, f"SOCKS4: {why}")
             port = struct.unpack("!H", reply[2:4])[0]
             self._finish(f"{ipaddress.IPv4Address(reply[4:8])}:{port}")
-        elif state is _State.HTTP_REPLY:
-            end = self._in.peek(len(self._in)).find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._in) > MAX_HTTP_RESPONSE:
-                    raise RemoteProtocolError(self.proxy_name, "HTTP response header too long")
-                return
-            head = self._in.take(end + 4)
-            assert head is not None
-            self._http_status(head)
 
     def _send_socks5_connect(self) -> None:
         self._out += b"\x05\x01\x00" + self._target_bytes_socks5() + struct.pack("!H", self.port)

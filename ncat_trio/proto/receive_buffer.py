@@ -115,9 +115,7 @@ class ReceiveBuffer:
 
     def take(self, n: int) -> bytes | None:
         """Remove and return exactly ``n`` bytes, or None if fewer are buffered."""
-        if self.size < n:
-            return None
-        return self.take_up_to(n)
+        return None if self.size < n else self.take_up_to(n)
 
     def take_up_to(self, n: int) -> bytes:
         """Remove and return up to ``n`` bytes; a whole received chunk is not copied."""

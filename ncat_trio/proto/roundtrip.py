@@ -204,7 +204,9 @@ class ProbeTable:
 
     def reject(self, probe: int) -> None:
         """Mark a claimed probe's reply as invalid: it counts as lost."""
-        self._set(probe, _State.REJECTED)
+        entry = self._lookup(probe)
+        if entry is not None:
+            entry.state = _State.REJECTED
 
     def give_up(self, probe: int) -> bool:
         """The probe's timeout passed: a reply from now on is late.  True if it was waiting."""
@@ -223,11 +225,6 @@ class ProbeTable:
     def _lookup(self, probe: int) -> _Entry | None:
         token = self._tokens.get(probe)
         return None if token is None else self._entries.get(token)
-
-    def _set(self, probe: int, state: _State) -> None:
-        entry = self._lookup(probe)
-        if entry is not None:
-            entry.state = state
 
     def _finish(self, token: int, entry: _Entry, state: _State) -> None:
         entry.state = state

@@ -154,13 +154,10 @@ class TransferSender(_End):
         if not data:
             return b""  # an empty chunk would be the terminator: send nothing
         size = self._header.size
-        if size is not None:
-            if self._offset + self._sent + len(data) > size:
-                raise LocalProtocolError("data", f"more than the announced {size} bytes")
-            self._sent += len(data)
-            return data  # the size is known: data goes raw, without a copy
+        if size is not None and self._offset + self._sent + len(data) > size:
+            raise LocalProtocolError("data", f"more than the announced {size} bytes")
         self._sent += len(data)
-        return encode_chunks(data)
+        return data if size is not None else encode_chunks(data)  # size known: raw, no copy
 
     def _encode_trailer(self, trailer: Trailer) -> bytes:
         assert self._header is not None
@@ -344,19 +341,17 @@ class TransferReceiver(_End):
         buf = self._input
         if state is ReceiverState.OFFER:
             return PAUSED
-        if state is ReceiverState.ACK:
+        if state is ReceiverState.ACK or state is ReceiverState.DONE:
             # The trailer must be the sender's last bytes, and its FIN comes before our
             # Ack (PROTOCOL.md): only then is it our turn.  Checked before the file gets
             # its name, so a stream with more after the trailer is never accepted.
             if len(buf):
                 raise RemoteProtocolError("sender", "sent bytes after the trailer")
-            return PAUSED if buf.eof else NEED_DATA
+            if not buf.eof:
+                return NEED_DATA
+            return PAUSED if state is ReceiverState.ACK else Closed()
         if state is ReceiverState.FAILED:
             buf.discard()
-            return Closed() if buf.eof else NEED_DATA
-        if state is ReceiverState.DONE:
-            if len(buf):
-                raise RemoteProtocolError("sender", "sent bytes after the trailer")
             return Closed() if buf.eof else NEED_DATA
         if state is ReceiverState.HEADER:
             event: Header | Start | Data | Trailer | None = self._parse_header()

@@ -258,10 +258,9 @@ END_OF_CHUNKS: Final = _CHUNK.pack(0)
 
 
 def parse_size_digest(buf: ReceiveBuffer, tag: bytes, what: str) -> tuple[int, bytes] | None:
-    raw = buf.take(_OFFSET_DIGEST.size)
-    if raw is None:
+    if len(buf) < _OFFSET_DIGEST.size:
         return None
-    got_tag, value, digest = _OFFSET_DIGEST.unpack(raw)
+    got_tag, value, digest = buf.unpack(_OFFSET_DIGEST)
     if got_tag != tag:  # pragma: no cover - callers dispatch on the tag first
         raise RemoteProtocolError(what, f"unexpected tag {got_tag!r}")
     if value > MAX_SIZE:
@@ -345,19 +344,17 @@ def parse_start(buf: ReceiveBuffer) -> int | None:
     tag = buf.peek(1)
     if tag and tag != TAG_START:
         raise RemoteProtocolError("sender", f"sent {tag!r} where start was expected")
-    raw = buf.take(_START.size)
-    if raw is None:
+    if len(buf) < _START.size:
         return None
-    _tag, offset = _START.unpack(raw)
+    _tag, offset = buf.unpack(_START)
     return int(offset)
 
 
 def parse_chunk_length(buf: ReceiveBuffer) -> int | None:
     """The length prefix of the next chunk (0: the end), None if not all there yet."""
-    raw = buf.take(_CHUNK.size)
-    if raw is None:
+    if len(buf) < _CHUNK.size:
         return None
-    (length,) = _CHUNK.unpack(raw)
+    (length,) = buf.unpack(_CHUNK)
     if length > MAX_CHUNK:
         raise RemoteProtocolError("chunk", f"length {length} exceeds {MAX_CHUNK}")
     return int(length)

@@ -142,11 +142,6 @@ class ReceiverStatistics:
     acks_sent: int
     data_bytes: int  # payload data bytes seen, including a partial payload
 
-    @property
-    def acks_owed(self) -> int:
-        """Payloads received whose ack has not been sent yet."""
-        return self.payloads_received - self.acks_sent
-
 
 class _Machine:
     """What both sides share: the byte queue, EOF, and the checked state moves."""
