@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator
 from types import FrameType
-from typing import ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 
 class ExitCode(enum.IntEnum):
@@ -37,6 +37,11 @@ class NcatError(Exception):
 
     exit_code: ClassVar[ExitCode] = ExitCode.SOFTWARE
 
+    def __init_subclass__(cls, exit_code: ExitCode | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
+
     def __init__(self, what: str, why: str = "") -> None:
         super().__init__(what, why)
         self.what = what
@@ -46,34 +51,24 @@ class NcatError(Exception):
         return f"{self.what}: {self.why}" if self.why else self.what
 
 
-class UsageError(NcatError):
+class UsageError(NcatError, exit_code=ExitCode.USAGE):
     """Bad command-line input (ports, hosts, flags, values)."""
 
-    exit_code = ExitCode.USAGE
 
-
-class ConnectError(NcatError):
+class ConnectError(NcatError, exit_code=ExitCode.CONNECT):
     """Could not establish a connection or a listener: refused, unreachable, DNS, bind."""
 
-    exit_code = ExitCode.CONNECT
 
-
-class ConnectionLost(NcatError):
+class ConnectionLost(NcatError, exit_code=ExitCode.RESET):
     """The connection was reset or aborted while data was in flight."""
 
-    exit_code = ExitCode.RESET
 
-
-class NcatTimeout(NcatError):
+class NcatTimeout(NcatError, exit_code=ExitCode.TIMEOUT):
     """A connect, idle or protocol timeout fired."""
 
-    exit_code = ExitCode.TIMEOUT
 
-
-class LocalIOError(NcatError):
+class LocalIOError(NcatError, exit_code=ExitCode.LOCAL_IO):
     """A local file or stdio failed: stdout closed, a file that can't be written."""
-
-    exit_code = ExitCode.LOCAL_IO
 
 
 class OutOfResources(LocalIOError):
@@ -82,22 +77,16 @@ class OutOfResources(LocalIOError):
     connection and keeps serving; a single-connection command fails with this."""
 
 
-class RemoteProtocolError(NcatError):
+class RemoteProtocolError(NcatError, exit_code=ExitCode.PROTOCOL):
     """The peer sent bytes that break the protocol."""
 
-    exit_code = ExitCode.PROTOCOL
 
-
-class LocalProtocolError(NcatError):
+class LocalProtocolError(NcatError, exit_code=ExitCode.PROTOCOL):
     """We were asked to send something the protocol does not allow (a bug or bad input)."""
 
-    exit_code = ExitCode.PROTOCOL
 
-
-class IntegrityError(NcatError):
+class IntegrityError(NcatError, exit_code=ExitCode.INTEGRITY):
     """Data arrived but failed verification: digest mismatch, short or missing transfer."""
-
-    exit_code = ExitCode.INTEGRITY
 
 
 #: What each exit code means, for ``ncat-trio help exit-codes`` and the README's table

@@ -36,7 +36,8 @@ def _object(title: str, description: str, fields: dict[str, Schema]) -> Schema:
     }
 
 
-COUNT = {"minimum": 0}
+def _count(description: str, kind: str = "integer") -> Schema:
+    return _field(kind, description, minimum=0)
 
 
 def _ending(ended: str, endings: list[str], exit_code: str) -> dict[str, Schema]:
@@ -54,9 +55,9 @@ NETCAT = _object(
     {
         "mode": _field("string", "`connect` or `listen`", enum=["connect", "listen"]),
         "peer": _field("string", "the other end, `HOST:PORT`"),
-        "bytes_sent": _field("integer", "bytes sent to the peer", **COUNT),
-        "bytes_received": _field("integer", "bytes received from the peer", **COUNT),
-        "seconds": _field("number", "from connection to close", **COUNT),
+        "bytes_sent": _count("bytes sent to the peer"),
+        "bytes_received": _count("bytes received from the peer"),
+        "seconds": _count("from connection to close", "number"),
         "stdin_eof": _field("boolean", "all of stdin was read and sent"),
         "peer_eof": _field(
             "boolean", "the peer's FIN arrived (everything it sent was written out)"
@@ -80,28 +81,22 @@ RELAY = _object(
         "listen": _field("string", "the address it listened on, `HOST:PORT`"),
         "targets": _field("array", "the targets, as given", items={"type": "string"}),
         "worker": _field(["integer", "null"], "the worker number with `--workers`, else null"),
-        "seconds": _field("number", "from listening to stopping", **COUNT),
-        "accepted": _field(
-            "integer", "clients accepted (including denied, rejected, unreachable)", **COUNT
-        ),
-        "connections": _field("integer", "connections relayed (reached a target)", **COUNT),
-        "denied": _field("integer", "clients refused by `--allow`/`--deny`", **COUNT),
-        "rejected": _field("integer", "clients reset over `--max-conns`", **COUNT),
-        "unreachable": _field("integer", "clients for which no target answered", **COUNT),
+        "seconds": _count("from listening to stopping", "number"),
+        "accepted": _count("clients accepted (including denied, rejected, unreachable)"),
+        "connections": _count("connections relayed (reached a target)"),
+        "denied": _count("clients refused by `--allow`/`--deny`"),
+        "rejected": _count("clients reset over `--max-conns`"),
+        "unreachable": _count("clients for which no target answered"),
         "endings": _field(
             "object",
             "relayed connections by how they ended: `closed`, `client-reset`, "
             "`target-reset`, `idle-timeout`, `fault-…`, `cancelled` (only those that occurred)",
             additionalProperties={"type": "integer", "minimum": 1},
         ),
-        "bytes_up": _field("integer", "bytes delivered client → target", **COUNT),
-        "bytes_down": _field("integer", "bytes delivered target → client", **COUNT),
-        "peak_buffered": _field(
-            "integer", "most bytes one direction ever held (never above `--buffer`)", **COUNT
-        ),
-        "peak_total_buffered": _field(
-            "integer", "most bytes held at once, all directions together", **COUNT
-        ),
+        "bytes_up": _count("bytes delivered client → target"),
+        "bytes_down": _count("bytes delivered target → client"),
+        "peak_buffered": _count("most bytes one direction ever held (never above `--buffer`)"),
+        "peak_total_buffered": _count("most bytes held at once, all directions together"),
         **_ending(
             "`drained` (SIGTERM, every transfer finished), `drain timeout` (SIGTERM, some "
             "were cancelled), `cancelled` (SIGINT/SIGHUP), `error`",
@@ -118,15 +113,15 @@ SCAN = _object(
         "mode": _field("string", "`scan`", const="scan"),
         "host": _field("string", "the host as given"),
         "address": _field("string", "the address scanned (the first one HOST resolved to)"),
-        "ports": _field("integer", "how many ports were tried", **COUNT),
+        "ports": _count("how many ports were tried"),
         "open": _field("array", "open ports, ascending", items={"type": "integer"}),
         "closed": _field("array", "refused ports, ascending", items={"type": "integer"}),
         "filtered": _field(
             "array", "ports with no answer within the timeout", items={"type": "integer"}
         ),
         "concurrency": _field("integer", "connects in flight at most", minimum=1),
-        "timeout": _field("number", "per-port connect timeout, seconds", **COUNT),
-        "seconds": _field("number", "the whole scan", **COUNT),
+        "timeout": _count("per-port connect timeout, seconds", "number"),
+        "seconds": _count("the whole scan", "number"),
         "exit_code": _field("integer", "0 if any port is open, else 1", enum=[0, 1]),
     },
 )
@@ -134,16 +129,14 @@ SCAN = _object(
 _THROUGHPUT: dict[str, Schema] = {
     "mode": _field("string", "`ttcp`", const="ttcp"),
     "peer": _field("string", "the other end, `HOST:PORT`"),
-    "number": _field("integer", "payloads (the session's number)", **COUNT),
-    "length": _field("integer", "bytes per payload", **COUNT),
-    "seconds": _field(
-        "number", "the original's clock (docs/ttcp.md, How to read the numbers)", **COUNT
-    ),
-    "bytes": _field("integer", "payload data bytes (number × length)", **COUNT),
-    "messages": _field("integer", "payloads (same as number)", **COUNT),
-    "mib": _field("number", "bytes / 1048576", **COUNT),
-    "mib_per_s": _field("number", "MiB per second", **COUNT),
-    "messages_per_s": _field("number", "payloads per second", **COUNT),
+    "number": _count("payloads (the session's number)"),
+    "length": _count("bytes per payload"),
+    "seconds": _count("the original's clock (docs/ttcp.md, How to read the numbers)", "number"),
+    "bytes": _count("payload data bytes (number × length)"),
+    "messages": _count("payloads (same as number)"),
+    "mib": _count("bytes / 1048576", "number"),
+    "mib_per_s": _count("MiB per second", "number"),
+    "messages_per_s": _count("payloads per second", "number"),
 }
 
 TTCP_TRANSMIT = _object(
@@ -190,12 +183,12 @@ CLOCK_PROBE = _object(
         "server": _field("string", "the server, `HOST:PORT`"),
         "proto": _field("string", "`roundtrip` or `ntp`", enum=["roundtrip", "ntp"]),
         "transport": _field("string", "`udp` or `tcp`", enum=["udp", "tcp"]),
-        "probes": _field("integer", "probes sent", **COUNT),
-        "replies": _field("integer", "valid replies in time", **COUNT),
-        "lost": _field("integer", "probes without a valid reply in time", **COUNT),
-        "late": _field("integer", "replies after their probe's timeout (discarded)", **COUNT),
-        "duplicates": _field("integer", "duplicate replies (discarded)", **COUNT),
-        "rejected": _field("integer", "replies that failed validation", **COUNT),
+        "probes": _count("probes sent"),
+        "replies": _count("valid replies in time"),
+        "lost": _count("probes without a valid reply in time"),
+        "late": _count("replies after their probe's timeout (discarded)"),
+        "duplicates": _count("duplicate replies (discarded)"),
+        "rejected": _count("replies that failed validation"),
         "best": {
             **_SAMPLE,
             "type": ["object", "null"],
@@ -210,14 +203,12 @@ CLOCK_PROBE = _object(
 
 _TRANSFER: dict[str, Schema] = {
     "name": _field("string", "the file's name as sent"),
-    "size": _field("integer", "the whole file, bytes", **COUNT),
+    "size": _count("the whole file, bytes"),
     "sha256": _field("string", "hex digest of the whole file", pattern="^[0-9a-f]{64}$"),
-    "resumed_from": _field(
-        "integer", "bytes that were already there (0: a full transfer)", **COUNT
-    ),
-    "bytes_moved": _field("integer", "data bytes that crossed the connection this time", **COUNT),
-    "seconds": _field("number", "the transfer, seconds", **COUNT),
-    "mib_per_s": _field("number", "bytes_moved in MiB per second", **COUNT),
+    "resumed_from": _count("bytes that were already there (0: a full transfer)"),
+    "bytes_moved": _count("data bytes that crossed the connection this time"),
+    "seconds": _count("the transfer, seconds", "number"),
+    "mib_per_s": _count("bytes_moved in MiB per second", "number"),
     "verified": _field("boolean", "always true: objects are written only after verification"),
 }
 

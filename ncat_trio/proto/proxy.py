@@ -95,7 +95,7 @@ class ProxyHandshake:
         self.proxy_name = proxy_name
         self._in = ReceiveBuffer("proxy receive_data")
         self._out = bytearray()
-        self._established: Established | None = None
+        self._bound = ""  # what the proxy reported, once established
         if kind is ProxyType.SOCKS5:
             methods = b"\x00\x02" if username is not None else b"\x00"
             self._out += bytes([5, len(methods)]) + methods
@@ -135,16 +135,16 @@ class ProxyHandshake:
 
     def next_event(self) -> Established | NeedData:
         """:class:`Established`, or ``NEED_DATA``; raises on a refusal or a broken reply."""
-        while self._established is None:
+        while self.state is not _State.ESTABLISHED:
             before = self.state
             self._step()
-            if self.state is before and self._established is None:
+            if self.state is before:
                 if self._in.eof:
                     raise RemoteProtocolError(
                         self.proxy_name, f"closed the connection while {self.state.value}"
                     )
                 return NEED_DATA
-        return self._established
+        return Established(self._bound)
 
     # --- requests --------------------------------------------------------------------
 
@@ -305,7 +305,7 @@ class ProxyHandshake:
 
     def _finish(self, bound: str) -> None:
         self.state = _State.ESTABLISHED
-        self._established = Established(bound)
+        self._bound = bound
 
 
 def parse_proxy_auth(text: str) -> tuple[str, str]:

@@ -151,6 +151,8 @@ class _Machine:
     def __init__(self, initial: State) -> None:
         self._state = initial
         self._incoming = ReceiveBuffer("ttcp receive_data", borrow=True)
+        self._number = 0  # the session's
+        self._length = 0
 
     @property
     def state(self) -> State:
@@ -219,8 +221,6 @@ class Transmitter(_Machine):
 
     def __init__(self) -> None:
         super().__init__(State.IDLE)
-        self._number = 0
-        self._length = 0
         self._sent = 0
         self._acked = 0
         self._message = b""
@@ -363,8 +363,6 @@ class Receiver(_Machine):
             raise LocalProtocolError("ttcp receiver", f"max_length {max_length} out of range")
         self._max_length = max_length
         self._verify = verify
-        self._number = 0
-        self._length = 0
         self._received = 0
         self._acked = 0
         self._data_left = 0  # of the payload in progress
