@@ -158,9 +158,7 @@ class ProxyHandshake:
                     f"SOCKS5 target {self.host!r}", "host name must be 1-255 bytes"
                 ) from None
             return b"\x03" + bytes([len(name)]) + name  # remote DNS: the proxy resolves
-        if address.version == 4:
-            return b"\x01" + address.packed
-        return b"\x04" + address.packed
+        return (b"\x01" if address.version == 4 else b"\x04") + address.packed
 
     def _idna(self) -> bytes:
         # The CLI checks HOST first (parse.parse_host_name); this keeps any other
@@ -173,21 +171,17 @@ class ProxyHandshake:
             ) from None
 
     def _socks4_request(self) -> bytes:
+        head = struct.pack("!BBH", 4, 1, self.port)
         user = (self.username or "").encode("utf-8") + b"\x00"
         try:
             address = ipaddress.ip_address(self.host)
         except ValueError:  # SOCKS4a: 0.0.0.x and the name after the user id
-            return (
-                struct.pack("!BBH", 4, 1, self.port)
-                + b"\x00\x00\x00\x01"
-                + user
-                + (self._idna() + b"\x00")
-            )
+            return head + b"\x00\x00\x00\x01" + user + self._idna() + b"\x00"
         if address.version != 4:
             raise LocalProtocolError(
                 f"SOCKS4 target {self.host}", "SOCKS4 carries IPv4 only (use --proxy-type socks5)"
             )
-        return struct.pack("!BBH", 4, 1, self.port) + address.packed + user
+        return head + address.packed + user
 
     def _http_request(self) -> bytes:
         host = f"[{self.host}]" if ":" in self.host else self.host

@@ -41,7 +41,6 @@ from .transfer_wire import (
     Trailer,
     check_digest,
     check_size,
-    describe_tag,
     encode_chunks,
     encode_failure,
     encode_header,
@@ -73,19 +72,10 @@ class _End:
 
     def __init__(self) -> None:
         self._input = ReceiveBuffer("receive_data")
-        self._header: Header | None = None
+        self.header: Header | None = None
         self._offer: Offer | None = None
-        self._offset = 0
+        self.offset = 0  # where the data started (the accepted resume offset)
         self._trailer: Trailer | None = None
-
-    @property
-    def header(self) -> Header | None:
-        return self._header
-
-    @property
-    def offset(self) -> int:
-        """Where the data started (the accepted resume offset)."""
-        return self._offset
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes from the peer; ``b""`` means it closed its direction (EOF)."""
@@ -127,7 +117,7 @@ class TransferSender(_End):
         if isinstance(event, Header):
             _expect_state(self.state, SenderState.HEADER, event)
             out = encode_header(event)
-            self._header = event
+            self.header = event
             self.state = SenderState.AWAIT_OFFER
             return out
         if isinstance(event, Start):
@@ -138,7 +128,7 @@ class TransferSender(_End):
                     "start",
                     f"offset {event.offset} is neither 0 nor the offered {self._offer.offset}",
                 )
-            self._offset = event.offset
+            self.offset = event.offset
             self.state = SenderState.DATA
             return encode_start(event.offset)
         if isinstance(event, Data):
@@ -150,28 +140,28 @@ class TransferSender(_End):
         raise LocalProtocolError("send", f"a sender cannot send {type(event).__name__}")
 
     def _encode_data(self, data: bytes) -> bytes:
-        assert self._header is not None
+        assert self.header is not None
         if not data:
             return b""  # an empty chunk would be the terminator: send nothing
-        size = self._header.size
-        if size is not None and self._offset + self._sent + len(data) > size:
+        size = self.header.size
+        if size is not None and self.offset + self._sent + len(data) > size:
             raise LocalProtocolError("data", f"more than the announced {size} bytes")
         self._sent += len(data)
         return data if size is not None else encode_chunks(data)  # size known: raw, no copy
 
     def _encode_trailer(self, trailer: Trailer) -> bytes:
-        assert self._header is not None
+        assert self.header is not None
         check_digest(trailer.sha256, "trailer")
-        total = self._offset + self._sent
+        total = self.offset + self._sent
         if trailer.size != total:
             raise LocalProtocolError("trailer", f"size {trailer.size} but {total} bytes were sent")
-        if self._header.size is not None and total != self._header.size:
+        if self.header.size is not None and total != self.header.size:
             raise LocalProtocolError(
-                "trailer", f"only {total} of the announced {self._header.size} bytes were sent"
+                "trailer", f"only {total} of the announced {self.header.size} bytes were sent"
             )
         self._trailer = trailer
         self.state = SenderState.AWAIT_ACK
-        end = b"" if self._header.size is not None else END_OF_CHUNKS
+        end = b"" if self.header.size is not None else END_OF_CHUNKS
         return end + encode_size_digest(TAG_TRAILER, trailer.size, trailer.sha256)
 
     # -- incoming
@@ -212,8 +202,9 @@ class TransferSender(_End):
             if parsed is not None:
                 return self._on_ack(Ack(*parsed))
         else:
+            got = repr(tag) if tag else "nothing"
             raise RemoteProtocolError(
-                "receiver", f"sent {describe_tag(tag)} where {self._expected()} was expected"
+                "receiver", f"sent {got} where {self._expected()} was expected"
             )
         if buf.eof:  # a message was cut short
             raise ConnectionLost("receiver", "closed the connection in the middle of a message")
@@ -227,8 +218,8 @@ class TransferSender(_End):
         }.get(self.state, "nothing (or a failure)")
 
     def _on_offer(self, offer: Offer) -> Offer:
-        assert self._header is not None
-        size = self._header.size
+        assert self.header is not None
+        size = self.header.size
         if size is not None and offer.offset > size:
             raise RemoteProtocolError("offer", f"offset {offer.offset} is beyond the size {size}")
         if offer.offset == 0 and offer.prefix_sha256 != EMPTY_SHA256:
@@ -276,13 +267,8 @@ class TransferReceiver(_End):
     def __init__(self) -> None:
         super().__init__()
         self.state = ReceiverState.HEADER
-        self._received = 0  # data bytes after the Start offset
+        self.data_received = 0  # data bytes since the Start (the resumed prefix not included)
         self._chunk_left = 0
-
-    @property
-    def data_received(self) -> int:
-        """Data bytes received since the Start (the resumed prefix not included)."""
-        return self._received
 
     # -- outgoing
 
@@ -297,10 +283,10 @@ class TransferReceiver(_End):
             return out
         if isinstance(event, Offer):
             _expect_state(self.state, ReceiverState.OFFER, event)
-            assert self._header is not None
+            assert self.header is not None
             check_digest(event.prefix_sha256, "offer")
             check_size(event.offset, "offer")
-            if self._header.size is not None and event.offset > self._header.size:
+            if self.header.size is not None and event.offset > self.header.size:
                 raise LocalProtocolError("offer", "offset beyond the announced size")
             if event.offset == 0 and event.prefix_sha256 != EMPTY_SHA256:
                 raise LocalProtocolError("offer", "an empty prefix has sha256 of nothing")
@@ -368,24 +354,24 @@ class TransferReceiver(_End):
         return NEED_DATA
 
     def _raise_short(self) -> None:
-        if self._header is None:
+        if self.header is None:
             if not len(self._input):
                 raise RemoteProtocolError(
                     "sender", "closed the connection without sending a header"
                 )
             raise RemoteProtocolError("sender", "closed the connection in the middle of the header")
-        got = self._offset + self._received
-        size = self._header.size
+        got = self.offset + self.data_received
+        size = self.header.size
         of = f" of {size}" if size is not None else ""
         raise ShortStream(
-            f"transfer of {self._header.name!r}",
+            f"transfer of {self.header.name!r}",
             f"short stream: the sender closed after {got}{of} bytes, before the trailer",
         )
 
     def _parse_header(self) -> Header | None:
         header = parse_header(self._input)
         if header is not None:
-            self._header = header
+            self.header = header
             self.state = ReceiverState.OFFER
         return header
 
@@ -398,16 +384,16 @@ class TransferReceiver(_End):
             raise RemoteProtocolError(
                 "start", f"offset {offset} is neither 0 nor the offered {self._offer.offset}"
             )
-        self._offset = offset
+        self.offset = offset
         self.state = ReceiverState.DATA
         return Start(offset)
 
     def _parse_data(self) -> Data | Trailer | None:
-        assert self._header is not None
+        assert self.header is not None
         buf = self._input
-        size = self._header.size
+        size = self.header.size
         if size is not None:
-            left = size - self._offset - self._received
+            left = size - self.offset - self.data_received
             if left == 0:
                 self.state = ReceiverState.TRAILER
                 return self._parse_trailer()
@@ -432,13 +418,13 @@ class TransferReceiver(_End):
         return self._deliver(data)
 
     def _deliver(self, data: bytes) -> Data:
-        if self._offset + self._received + len(data) > MAX_SIZE:
+        if self.offset + self.data_received + len(data) > MAX_SIZE:
             raise RemoteProtocolError("data", "stream longer than 2**63-1 bytes")
-        self._received += len(data)
+        self.data_received += len(data)
         return Data(data)
 
     def _parse_trailer(self) -> Trailer | None:
-        assert self._header is not None
+        assert self.header is not None
         buf = self._input
         tag = buf.peek(1)
         if tag and tag != TAG_TRAILER:
@@ -447,7 +433,7 @@ class TransferReceiver(_End):
         if parsed is None:
             return None
         size, digest = parsed
-        got = self._offset + self._received
+        got = self.offset + self.data_received
         if size != got:
             raise RemoteProtocolError("trailer", f"announces {size} bytes but {got} were sent")
         trailer = Trailer(size, digest)

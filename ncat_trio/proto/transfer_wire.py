@@ -297,10 +297,6 @@ def parse_failure(buf: ReceiveBuffer) -> Failure | None:
     return Failure(ExitCode(code), reason)
 
 
-def describe_tag(tag: bytes) -> str:
-    return repr(tag) if tag else "nothing"
-
-
 def parse_header(buf: ReceiveBuffer) -> Header | None:
     """A whole Header from the front of ``buf``, None if it is not all there yet.
 
