@@ -138,7 +138,6 @@ class _State(enum.Enum):
     WAITING = "waiting"
     ANSWERED = "answered"
     EXPIRED = "expired"
-    REJECTED = "rejected"
 
 
 @dataclass
@@ -201,12 +200,6 @@ class ProbeTable:
             return InFlight(entry.probe, entry.sent_ns)
         reason = "late" if entry.state is _State.EXPIRED else "duplicate"
         return DiscardedReply(entry.probe, reason)
-
-    def reject(self, probe: int) -> None:
-        """Mark a claimed probe's reply as invalid: it counts as lost."""
-        entry = self._lookup(probe)
-        if entry is not None:
-            entry.state = _State.REJECTED
 
     def give_up(self, probe: int) -> bool:
         """The probe's timeout passed: a reply from now on is late.  True if it was waiting."""
@@ -346,11 +339,9 @@ class ClockClient:
                 else:
                     self._duplicates += 1
                 return claim
-            try:
-                sample = self._measure(data, claim, now_ns)
-            except RemoteProtocolError:
-                self._table.reject(claim.probe)
-                raise
+            # A reply that fails these checks has used up its probe: the probe counts as
+            # lost, and a second reply to it is a duplicate.
+            sample = self._measure(data, claim, now_ns)
         except RemoteProtocolError:
             self._rejected += 1
             raise
