@@ -297,10 +297,9 @@ def validate(instance: object, schema: Mapping[str, Any], where: str = "$") -> l
         problems.append(f"{where}: {instance!r} is not {schema['const']!r}")
     if "enum" in schema and not any(_same(instance, v) for v in schema["enum"]):
         problems.append(f"{where}: {instance!r} is not one of {schema['enum']!r}")
-    if "minimum" in schema and _is(instance, "number"):
-        assert isinstance(instance, int | float)
-        if instance < schema["minimum"]:
-            problems.append(f"{where}: {instance!r} is below {schema['minimum']}")
+    # (a bool has already failed "type": every schema with a minimum has one)
+    if "minimum" in schema and isinstance(instance, int | float) and instance < schema["minimum"]:
+        problems.append(f"{where}: {instance!r} is below {schema['minimum']}")
     if "pattern" in schema and isinstance(instance, str):
         import re
 

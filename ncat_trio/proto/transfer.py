@@ -336,8 +336,7 @@ class TransferReceiver(_End):
             if not buf.eof:
                 return NEED_DATA
             return PAUSED if state is ReceiverState.ACK else Closed()
-        if state is ReceiverState.FAILED:
-            buf.discard()
+        if state is ReceiverState.FAILED:  # nothing is buffered: receive_data discards
             return Closed() if buf.eof else NEED_DATA
         if state is ReceiverState.HEADER:
             event: Header | Start | Data | Trailer | None = self._parse_header()

@@ -543,15 +543,11 @@ class Receiver(_Machine):
             position += step
 
 
-def _pattern(length: int) -> bytes:
-    """``length`` bytes of "0123456789ABCDEF" repeated, as every ttcp sends."""
-    whole, rest = divmod(length, len(PATTERN))
-    return PATTERN * whole + PATTERN[:rest]
-
-
 def payload_message(length: int) -> bytes:
-    """One whole payload message (length field + data), as the C peer writes it."""
-    return _INT32.pack(length) + _pattern(length)
+    """One whole payload message, as the C peer writes it: the length field, then
+    ``length`` bytes of "0123456789ABCDEF" repeated, as every ttcp sends."""
+    whole, rest = divmod(length, len(PATTERN))
+    return _INT32.pack(length) + PATTERN * whole + PATTERN[:rest]
 
 
 __all__ = [
