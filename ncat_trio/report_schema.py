@@ -231,16 +231,10 @@ RECEIVE = _object(
     },
 )
 
-#: docs/json.md's order: (heading, schema).
-SECTIONS: tuple[tuple[str, Schema], ...] = (
-    ("connect, listen", NETCAT),
-    ("relay", RELAY),
-    ("scan", SCAN),
-    ("ttcp transmit", TTCP_TRANSMIT),
-    ("ttcp receive", TTCP_RECEIVE),
-    ("clock probe", CLOCK_PROBE),
-    ("send", SEND),
-    ("receive", RECEIVE),
+#: docs/json.md's order: (heading, schema); a schema's title is its heading.
+SECTIONS: tuple[tuple[str, Schema], ...] = tuple(
+    (schema["title"], schema)
+    for schema in (NETCAT, RELAY, SCAN, TTCP_TRANSMIT, TTCP_RECEIVE, CLOCK_PROBE, SEND, RECEIVE)
 )
 
 
