@@ -81,15 +81,13 @@ class StderrWriter:
         self._dropped = 0  # lines dropped right after the head, not yet reported
         self._dropped_reported = 0
         self._draining = False
-        try:
+        with contextlib.suppress(OSError):  # ENXIO: no reader left; no /proc; not a socket
             mode = os.fstat(fd).st_mode
             if stat.S_ISFIFO(mode):
                 flags = os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC
                 self._fd = os.open(f"/proc/self/fd/{fd}", flags)
             elif stat.S_ISSOCK(mode):
                 self._socket = socket.socket(fileno=os.dup(fd))  # blocking flag untouched
-        except OSError:  # ENXIO: no reader left; no /proc; not a socket after all
-            pass
 
     @property
     def usable(self) -> bool:
@@ -214,12 +212,10 @@ def flush() -> None:
     """Write whatever log lines are still queued, blocking (at exit, and before any
     blocking write so that lines stay in order)."""
     if _WRITER is not None and _WRITER.statistics().bytes_queued:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             if sys.stderr is not None:
                 sys.stderr.flush()
             _WRITER.flush_blocking()
-        except (OSError, ValueError):
-            pass
 
 
 def statistics() -> StderrStatistics | None:
@@ -245,14 +241,12 @@ def write_raw(text: str) -> None:
         writer.write_nowait(text.encode("utf-8", "replace"))
         return
     flush()
-    try:
+    with contextlib.suppress(OSError, ValueError):
         if sys.stderr is not None:
             sys.stderr.write(text)
             sys.stderr.flush()
         else:  # started with fd 2 closed and no sys.stderr
             os.write(2, text.encode("utf-8", "replace"))
-    except (OSError, ValueError):
-        pass
 
 
 def say(message: str) -> None:
