@@ -5,6 +5,7 @@ Each raises :class:`UsageError` with a one-line reason; nothing else escapes.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 import re
@@ -39,11 +40,8 @@ def parse_host_name(text: str, *, what: str = "host") -> str:
     bad name reached ``ssl``'s or the SOCKS encoder's ``str.encode("idna")`` and ended
     in a traceback (issue 15).
     """
-    try:
+    with contextlib.suppress(ValueError):
         ipaddress.ip_address(text)
-    except ValueError:
-        pass
-    else:
         return text
     if not text.isprintable():
         raise UsageError(f"invalid {what} {text!r}", "contains a control or unprintable character")
