@@ -25,6 +25,7 @@ from ..errors import ConnectError
 from .access import DatagramGate
 from .endpoint import IPSockAddr
 from .net import Endpoint, bind_listening, bind_source, resolve
+from .net import describe as describe  # re-exported: modes.clock uses datagram.describe
 from .sockopts import Configure
 
 WallClock = Callable[[], int]  # ns since the Unix epoch
@@ -54,12 +55,6 @@ _SO_TIMESTAMPNS = 35
 _GENERIC_ABI = {"x86_64", "i386", "i686", "aarch64", "arm64", "armv7l", "armv6l", "riscv64"}
 _TIMESPEC = struct.Struct("@ll")
 _ANCILLARY_SPACE = _stdsocket.CMSG_SPACE(_TIMESPEC.size)
-
-
-def describe(exc: OSError) -> str:
-    """The human *why* of an OSError: its strerror, lower-cased."""
-    text = exc.strerror or str(exc)
-    return text[0].lower() + text[1:] if text else "failed"
 
 
 def enable_kernel_timestamps(sock: trio.socket.SocketType) -> bool:
@@ -202,8 +197,7 @@ async def first_sender(sock: trio.socket.SocketType, gate: DatagramGate | None =
 async def receive_into(sock: trio.socket.SocketType, buffer: bytearray) -> tuple[int, Any]:
     """``(size, address)`` of the next datagram, copied into ``buffer``.  ``size`` is the
     datagram's real size (``MSG_TRUNC``): bigger than ``buffer`` means it was cut."""
-    size, address = await sock.recvfrom_into(buffer, 0, _stdsocket.MSG_TRUNC)
-    return size, address
+    return await sock.recvfrom_into(buffer, 0, _stdsocket.MSG_TRUNC)
 
 
 async def bind_udp(

@@ -18,7 +18,7 @@ from ..diag import format_address, say
 from ..errors import ConnectError, ConnectionLost
 from .endpoint import Endpoint as Endpoint  # re-exported: callers import it from here
 from .resolve import AddrInfo as AddrInfo  # re-exported
-from .resolve import checked, lookup_args, lookup_failed
+from .resolve import checked, lookup_args, lookup_failed, resolve_blocking
 
 
 async def resolve(
@@ -34,7 +34,8 @@ async def resolve(
     return checked(endpoint, infos)  # type: ignore[arg-type]
 
 
-def _why(exc: OSError) -> str:
+def describe(exc: OSError) -> str:
+    """The human *why* of an OSError, the one wording of it (datagram, unix, child too)."""
     # Trio's connect() wraps the reason ("Error connecting to (...): Connection refused");
     # the errno's own text is the one line a user needs.
     text = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
@@ -60,7 +61,7 @@ async def connect_tcp(
         try:
             sock = trio.socket.socket(family, socktype, proto)
         except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: no socket to connect with
-            raise ConnectError(f"connect to {format_address(sockaddr)}", _why(exc)) from exc
+            raise ConnectError(f"connect to {format_address(sockaddr)}", describe(exc)) from exc
         try:
             if configure is not None:  # socket options, before bind/connect
                 configure(sock)
@@ -69,7 +70,7 @@ async def connect_tcp(
             try:
                 await sock.connect(sockaddr)
             except OSError as exc:
-                last = ConnectError(f"connect to {format_address(sockaddr)}", _why(exc))
+                last = ConnectError(f"connect to {format_address(sockaddr)}", describe(exc))
                 last.__cause__ = exc
                 sock.close()
                 continue
@@ -77,7 +78,7 @@ async def connect_tcp(
                 itself = sock.getsockname() == sock.getpeername()
             except OSError as exc:  # reset between connect() and here: ENOTCONN
                 raise ConnectionLost(
-                    f"connection to {format_address(sockaddr)}", _why(exc)
+                    f"connection to {format_address(sockaddr)}", describe(exc)
                 ) from exc
             if itself:
                 sock.close()
@@ -114,7 +115,7 @@ async def bind_source(
     try:
         await sock.bind(infos[0][4])
     except OSError as exc:
-        raise ConnectError(f"bind to {format_address(infos[0][4])}", _why(exc)) from exc
+        raise ConnectError(f"bind to {format_address(infos[0][4])}", describe(exc)) from exc
 
 
 async def open_tcp_listener(
@@ -139,7 +140,7 @@ async def open_tcp_listener(
     except OSError as exc:
         where = format_address(sock.getsockname())
         sock.close()
-        raise ConnectError(f"listen on {where}", _why(exc)) from exc
+        raise ConnectError(f"listen on {where}", describe(exc)) from exc
     return trio.SocketListener(sock)
 
 
@@ -151,16 +152,7 @@ def reserve_reuseport(endpoint: Endpoint) -> tuple[_stdsocket.socket, Endpoint]:
     forks after it): the address, port 0 made real, that every process then opens with
     ``open_tcp_listener(..., reuseport=True)``.  Returns the socket (close it once they
     all listen) and that endpoint."""
-    infos: list[AddrInfo] | None = None
-    if endpoint.host is not None:
-        flags = _stdsocket.AI_PASSIVE | (_stdsocket.AI_NUMERICHOST if endpoint.numeric else 0)
-        try:
-            infos = _stdsocket.getaddrinfo(  # type: ignore[assignment]
-                endpoint.host, endpoint.port, endpoint.family, _stdsocket.SOCK_STREAM, 0, flags
-            )
-        except _stdsocket.gaierror as exc:
-            why = str(exc.strerror).lower()
-            raise ConnectError(f"cannot resolve {endpoint.host}", why) from exc
+    infos = None if endpoint.host is None else resolve_blocking(endpoint, passive=True)
     sock = bind_listening(endpoint, infos, reuseport=True)
     host, port = sock.getsockname()[:2]
     # No host: the workers make the same dual-stack choice (no second resolve).
@@ -195,7 +187,7 @@ def bind_listening(
         try:
             raw = _stdsocket.socket(family, socktype)
         except OSError as exc:  # EAFNOSUPPORT: no IPv6 here
-            last = ConnectError(f"listen on {format_address(address)}", _why(exc))
+            last = ConnectError(f"listen on {format_address(address)}", describe(exc))
             continue
         try:
             if socktype == _stdsocket.SOCK_STREAM:
@@ -210,7 +202,7 @@ def bind_listening(
             raw.bind(address)  # a resolved, numeric address: no lookup, no wait
         except OSError as exc:
             raw.close()
-            why = _why(exc)
+            why = describe(exc)
             if exc.errno == errno.EACCES and 0 < endpoint.port < 1024:
                 why += f" (port {endpoint.port} is privileged: run as root or pick another)"
             last = ConnectError(f"listen on {format_address(address)}", why)
@@ -266,9 +258,9 @@ async def accept(
             if exc.errno in ACCEPT_SKIP:
                 continue
             if exc.errno not in ACCEPT_PRESSURE:
-                raise ConnectError("accept", _why(exc)) from exc
+                raise ConnectError("accept", describe(exc)) from exc
             if delay == 0.005:
-                on_pressure(_why(exc))
+                on_pressure(describe(exc))
             await trio.sleep(delay)  # a backoff, not synchronisation
             delay = min(delay * 2, 0.2)
             continue
@@ -277,7 +269,7 @@ async def accept(
         except OSError as exc:  # reset in the backlog: already gone, never a session
             await trio.aclose_forcefully(conn)
             if on_gone is not None:
-                on_gone(_why(exc))
+                on_gone(describe(exc))
             continue
         return conn
 
@@ -295,7 +287,7 @@ async def peek(conn: trio.SocketStream, size: int) -> bytes:
         await trio.lowlevel.wait_readable(sock)
         return await sock.recv(size, _stdsocket.MSG_PEEK)
     except OSError as exc:
-        raise ConnectionLost("connection", _why(exc)) from exc
+        raise ConnectionLost("connection", describe(exc)) from exc
     finally:
         with contextlib.suppress(OSError):
             sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_RCVLOWAT, 1)
@@ -343,7 +335,7 @@ def peer_address(stream: trio.SocketStream) -> object:
     try:
         return stream.socket.getpeername()
     except OSError as exc:
-        raise ConnectionLost("connection", f"the peer was already gone ({_why(exc)})") from exc
+        raise ConnectionLost("connection", f"the peer was already gone ({describe(exc)})") from exc
 
 
 def all_acknowledged(stream: object, sent: int) -> bool | None:
