@@ -42,6 +42,46 @@ def describe(exc: OSError) -> str:
     return text[0].lower() + text[1:] if text else "failed"
 
 
+async def connect_socket(
+    target: Endpoint,
+    *,
+    socktype: int = _stdsocket.SOCK_STREAM,
+    source: Endpoint | None = None,
+    configure: Callable[[trio.socket.SocketType], None] | None = None,
+    failed: Callable[[OSError, str], ConnectError] | None = None,
+) -> tuple[trio.socket.SocketType, object]:
+    """A socket connected to ``target`` (every resolved address in turn) and the address
+    it reached: TCP's and UDP's one connect.  ``configure`` sets socket options and
+    ``source`` binds the local end (nc's -s/-p), both before connecting.  A failed
+    connect is ``failed(exc, "connect to ADDR")`` (default: the errno's words); the
+    last one is raised when every address failed."""
+    infos = await resolve(target, socktype=socktype)
+    last: ConnectError | None = None
+    for family, kind, proto, _canon, sockaddr in infos:
+        name = f"connect to {format_address(sockaddr)}"
+        try:
+            sock = trio.socket.socket(family, kind, proto)
+        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: no socket to connect with
+            raise ConnectError(name, describe(exc)) from exc
+        try:
+            if configure is not None:  # socket options, before bind/connect
+                configure(sock)
+            if source is not None:
+                await bind_source(sock, family, source, socktype=socktype)
+            await sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            last = ConnectError(name, describe(exc)) if failed is None else failed(exc, name)
+            last.__cause__ = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock, sockaddr
+    assert last is not None
+    raise last
+
+
 async def connect_tcp(
     target: Endpoint,
     *,
@@ -55,46 +95,22 @@ async def connect_tcp(
     onto itself, possible when the source port equals the target port on loopback)
     is closed and reported as a connect failure.
     """
-    infos = await resolve(target)
-    last: ConnectError | None = None
-    for family, socktype, proto, _canon, sockaddr in infos:
-        try:
-            sock = trio.socket.socket(family, socktype, proto)
-        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: no socket to connect with
-            raise ConnectError(f"connect to {format_address(sockaddr)}", describe(exc)) from exc
-        try:
-            if configure is not None:  # socket options, before bind/connect
-                configure(sock)
-            if source is not None:
-                await bind_source(sock, family, source)
-            try:
-                await sock.connect(sockaddr)
-            except OSError as exc:
-                last = ConnectError(f"connect to {format_address(sockaddr)}", describe(exc))
-                last.__cause__ = exc
-                sock.close()
-                continue
-            try:
-                itself = sock.getsockname() == sock.getpeername()
-            except OSError as exc:  # reset between connect() and here: ENOTCONN
-                raise ConnectionLost(
-                    f"connection to {format_address(sockaddr)}", describe(exc)
-                ) from exc
-            if itself:
-                sock.close()
-                raise ConnectError(
-                    f"connect to {format_address(sockaddr)}",
-                    "connected to itself (local address equals peer address)",
-                )
-        except BaseException:
-            sock.close()
-            raise
-        stream = trio.SocketStream(sock)
-        # trio turns Nagle off on every SocketStream; nc leaves it on unless asked.
-        stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, nodelay)
-        return stream
-    assert last is not None
-    raise last
+    sock, sockaddr = await connect_socket(target, source=source, configure=configure)
+    try:
+        itself = sock.getsockname() == sock.getpeername()
+    except OSError as exc:  # reset between connect() and here: ENOTCONN
+        sock.close()
+        raise ConnectionLost(f"connection to {format_address(sockaddr)}", describe(exc)) from exc
+    if itself:
+        sock.close()
+        raise ConnectError(
+            f"connect to {format_address(sockaddr)}",
+            "connected to itself (local address equals peer address)",
+        )
+    stream = trio.SocketStream(sock)
+    # trio turns Nagle off on every SocketStream; nc leaves it on unless asked.
+    stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, nodelay)
+    return stream
 
 
 async def bind_source(
