@@ -94,17 +94,15 @@ def _read_bounded(path: str, flag: str) -> str:
         if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
             raise UsageError(what, "not a regular file or a pipe")
         os.set_blocking(fd, True)  # a pipe's writer may still be on its way
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_RULES_FILE:
-            chunk = os.read(fd, MAX_RULES_FILE + 1 - size)
+        data = bytearray()
+        while len(data) <= MAX_RULES_FILE:
+            chunk = os.read(fd, MAX_RULES_FILE + 1 - len(data))
             if not chunk:
                 break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_RULES_FILE:
+            data += chunk
+        if len(data) > MAX_RULES_FILE:
             raise UsageError(what, f"larger than {MAX_RULES_FILE} bytes")
-        return b"".join(chunks).decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(what, "not UTF-8 text") from exc
     except OSError as exc:

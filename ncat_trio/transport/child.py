@@ -31,7 +31,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from ..errors import LocalIOError, OutOfResources
-from .net import ACCEPT_PRESSURE
+from .net import ACCEPT_PRESSURE, describe
 
 #: Out of fds or memory (and fork's EAGAIN: out of processes).
 _NO_RESOURCES = ACCEPT_PRESSURE | {errno.EAGAIN}
@@ -164,10 +164,9 @@ async def open_child(
             start_new_session=True,
         )
     except OSError as exc:
-        why = os.strerror(exc.errno) if exc.errno else str(exc)
         # No fd for its pipes (EMFILE...): that connection fails, a server goes on.
         cls = OutOfResources if exc.errno in _NO_RESOURCES else LocalIOError
-        raise cls(f"cannot run {argv[0]}", why[0].lower() + why[1:]) from exc
+        raise cls(f"cannot run {argv[0]}", describe(exc)) from exc
     _LIVE_GROUPS.add(proc.pid)
     try:
         yield proc

@@ -20,11 +20,11 @@ from typing import Any, cast
 
 import trio
 
-from ..diag import format_address
 from ..errors import ConnectError
 from .access import DatagramGate
 from .endpoint import IPSockAddr
-from .net import Endpoint, bind_listening, bind_source, resolve
+from .net import Endpoint, bind_listening, connect_socket, resolve
+from .net import describe as describe  # re-exported: modes.clock uses datagram.describe
 from .sockopts import Configure
 
 WallClock = Callable[[], int]  # ns since the Unix epoch
@@ -54,12 +54,6 @@ _SO_TIMESTAMPNS = 35
 _GENERIC_ABI = {"x86_64", "i386", "i686", "aarch64", "arm64", "armv7l", "armv6l", "riscv64"}
 _TIMESPEC = struct.Struct("@ll")
 _ANCILLARY_SPACE = _stdsocket.CMSG_SPACE(_TIMESPEC.size)
-
-
-def describe(exc: OSError) -> str:
-    """The human *why* of an OSError: its strerror, lower-cased."""
-    text = exc.strerror or str(exc)
-    return text[0].lower() + text[1:] if text else "failed"
 
 
 def enable_kernel_timestamps(sock: trio.socket.SocketType) -> bool:
@@ -156,34 +150,16 @@ async def connect_udp(
     configure: Configure | None = None,
     broadcast_flag: str | None = None,
 ) -> trio.socket.SocketType:
-    """A UDP socket connected to ``endpoint`` (every resolved address in turn).
-
-    ``configure`` sets socket options first; ``source`` binds the local end (nc's -s/-p).
-    """
-    infos = await resolve(endpoint, socktype=trio.socket.SOCK_DGRAM)
-    last: ConnectError | None = None
-    for family, socktype, proto, _canon, sockaddr in infos:
-        name = f"connect to {format_address(sockaddr)}"
-        try:
-            sock = trio.socket.socket(family, socktype, proto)
-        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: no socket to connect with
-            raise ConnectError(name, describe(exc)) from exc
-        try:
-            if configure is not None:
-                configure(sock)
-            if source is not None:
-                await bind_source(sock, family, source, socktype=trio.socket.SOCK_DGRAM)
-            await sock.connect(sockaddr)
-        except OSError as exc:
-            sock.close()
-            last = peer_error(exc, name, broadcast_flag)
-            continue
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    assert last is not None
-    raise last
+    """A UDP socket connected to ``endpoint``: :func:`.net.connect_socket` (every
+    resolved address in turn; ``configure``, then ``source``: nc's -s/-p, first)."""
+    sock, _address = await connect_socket(
+        endpoint,
+        socktype=trio.socket.SOCK_DGRAM,
+        source=source,
+        configure=configure,
+        failed=lambda exc, name: peer_error(exc, name, broadcast_flag),
+    )
+    return sock
 
 
 async def first_sender(sock: trio.socket.SocketType, gate: DatagramGate | None = None) -> Any:
@@ -202,8 +178,7 @@ async def first_sender(sock: trio.socket.SocketType, gate: DatagramGate | None =
 async def receive_into(sock: trio.socket.SocketType, buffer: bytearray) -> tuple[int, Any]:
     """``(size, address)`` of the next datagram, copied into ``buffer``.  ``size`` is the
     datagram's real size (``MSG_TRUNC``): bigger than ``buffer`` means it was cut."""
-    size, address = await sock.recvfrom_into(buffer, 0, _stdsocket.MSG_TRUNC)
-    return size, address
+    return await sock.recvfrom_into(buffer, 0, _stdsocket.MSG_TRUNC)
 
 
 async def bind_udp(

@@ -23,9 +23,9 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import trio
 
@@ -44,12 +44,16 @@ class Fault:
 
     direction: Scope = "both"
     toxicity: float = 1.0
+    #: Fields in seconds (finite, >= 0, checked here) and their names in errors.
+    _SECONDS: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __post_init__(self) -> None:
         if self.direction not in ("up", "down", "both"):
             raise UsageError(f"fault direction {self.direction!r}", "must be up, down or both")
         if not 0.0 <= self.toxicity <= 1.0:
             raise UsageError(f"toxicity {self.toxicity!r}", "must be between 0 and 1")
+        for field, what in self._SECONDS:
+            _non_negative(getattr(self, field), what)
 
     def applies_to(self, direction: Direction) -> bool:
         return self.direction in ("both", direction)
@@ -66,11 +70,7 @@ class Latency(Fault):
 
     delay: float
     jitter: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _non_negative(self.delay, "latency")
-        _non_negative(self.jitter, "jitter")
+    _SECONDS = (("delay", "latency"), ("jitter", "jitter"))
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,10 @@ class ResetPeer(Fault):
 
     after: float = 0.0
     after_bytes: int | None = None
+    _SECONDS = (("after", "reset-peer delay"),)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _non_negative(self.after, "reset-peer delay")
         if self.after_bytes is not None and self.after_bytes < 0:
             raise UsageError(f"reset-peer bytes {self.after_bytes!r}", "must be >= 0")
 
@@ -144,10 +144,7 @@ class Stall(Fault):
     after which forwarding resumes where it stopped."""
 
     duration: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _non_negative(self.duration, "stall duration")
+    _SECONDS = (("duration", "stall duration"),)
 
 
 @dataclass(frozen=True)
@@ -155,10 +152,7 @@ class SlowClose(Fault):
     """Delay the forwarded FIN by ``delay`` seconds."""
 
     delay: float
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _non_negative(self.delay, "slow-close delay")
+    _SECONDS = (("delay", "slow-close delay"),)
 
 
 AnyFault = Latency | Bandwidth | Slicer | LimitData | ResetPeer | Stall | SlowClose
@@ -401,52 +395,50 @@ FAULT_FLAGS = {
 }
 
 
+#: Each flag's fault and the parsers of its ``/``-separated fields, in the order of the
+#: fault's own fields (one left out keeps its default), with their names in errors.
+_FIELDS: dict[str, tuple[Callable[..., AnyFault], tuple[tuple[Callable[..., float], str], ...]]] = {
+    "latency": (Latency, ((parse_duration, ""), (parse_duration, " jitter"))),
+    "bandwidth": (Bandwidth, ((parse_size, ""),)),
+    "slicer": (Slicer, ((parse_size, ""), (parse_size, " variation"), (parse_duration, " delay"))),
+    "limit-data": (LimitData, ((parse_size, ""),)),
+    "stall": (Stall, ((parse_duration, ""),)),
+    "slow-close": (SlowClose, ((parse_duration, ""),)),
+}
+
+
 def parse_fault(kind: str, text: str, *, toxicity: float = 1.0) -> AnyFault:
     """Parse one fault flag's value, e.g. ``parse_fault("latency", "down:100ms/20ms")``.
 
     ``DIR`` is ``up``, ``down`` or ``both`` (the default).  Raises :class:`UsageError`.
     """
-    direction: Scope = "both"
+    direction = "both"
     head, sep, rest = text.partition(":")
     if sep and head in ("up", "down", "both"):
-        direction = head  # type: ignore[assignment]
+        direction = head
         text = rest
+    if kind not in FAULT_FLAGS:
+        raise UsageError(f"unknown fault {kind!r}", f"one of {', '.join(FAULT_FLAGS)}")
     parts = text.split("/")
     flag = f"--{kind}"
+    common: dict[str, Any] = {"direction": direction, "toxicity": toxicity}
 
     def need(count: int) -> None:
         if not 1 <= len(parts) <= count or not all(p.strip() for p in parts):
             raise UsageError(f"invalid {flag} {text!r}", f"expected {FAULT_FLAGS[kind]}")
 
-    common = {"direction": direction, "toxicity": toxicity}
-    if kind == "latency":
-        need(2)
-        jitter = parse_duration(parts[1], what=f"{flag} jitter") if len(parts) > 1 else 0.0
-        return Latency(parse_duration(parts[0], what=flag), jitter, **common)  # type: ignore[arg-type]
-    if kind == "bandwidth":
-        need(1)
-        return Bandwidth(parse_size(parts[0], what=flag), **common)  # type: ignore[arg-type]
-    if kind == "slicer":
-        need(3)
-        variation = parse_size(parts[1], what=f"{flag} variation") if len(parts) > 1 else 0
-        delay = parse_duration(parts[2], what=f"{flag} delay") if len(parts) > 2 else 0.0
-        return Slicer(parse_size(parts[0], what=flag), variation, delay, **common)  # type: ignore[arg-type]
-    if kind == "limit-data":
-        need(1)
-        return LimitData(parse_size(parts[0], what=flag), **common)  # type: ignore[arg-type]
     if kind == "reset-peer":
         need(1)
         value = parts[0].strip()
         if value.upper().endswith("B"):
-            return ResetPeer(after_bytes=parse_size(value, what=flag), **common)  # type: ignore[arg-type]
-        return ResetPeer(after=parse_duration(value, what=flag), **common)  # type: ignore[arg-type]
-    if kind == "stall":
-        need(1)
-        return Stall(parse_duration(parts[0], what=flag), **common)  # type: ignore[arg-type]
-    if kind == "slow-close":
-        need(1)
-        return SlowClose(parse_duration(parts[0], what=flag), **common)  # type: ignore[arg-type]
-    raise UsageError(f"unknown fault {kind!r}", f"one of {', '.join(FAULT_FLAGS)}")
+            return ResetPeer(after_bytes=parse_size(value, what=flag), **common)
+        return ResetPeer(after=parse_duration(value, what=flag), **common)
+    make, fields = _FIELDS[kind]
+    need(len(fields))
+    values = [
+        parse(part, what=flag + name) for part, (parse, name) in zip(parts, fields, strict=False)
+    ]
+    return make(*values, **common)
 
 
 __all__ = [

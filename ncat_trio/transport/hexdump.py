@@ -19,7 +19,6 @@ byte passes through here.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import trio
 
@@ -46,12 +45,6 @@ def format_lines(direction: str, offset: int, data: bytes) -> list[str]:
     return lines
 
 
-@dataclass
-class HexDumpStatistics:
-    sent: int = 0
-    received: int = 0
-
-
 class HexDumpFile:
     """The open dump file and the two running offsets."""
 
@@ -65,17 +58,12 @@ class HexDumpFile:
             raise LocalIOError(
                 f"cannot open --output {path}", (exc.strerror or str(exc)).lower()
             ) from exc
-        self.offsets = HexDumpStatistics()
+        self.offsets = {SENT: 0, RECEIVED: 0}
 
     def record(self, direction: str, data: bytes | bytearray | memoryview) -> None:
         data = bytes(data)
-        if direction == SENT:
-            offset, self.offsets.sent = self.offsets.sent, self.offsets.sent + len(data)
-        else:
-            offset, self.offsets.received = (
-                self.offsets.received,
-                self.offsets.received + len(data),
-            )
+        offset = self.offsets[direction]
+        self.offsets[direction] = offset + len(data)
         try:
             self._file.write("".join(line + "\n" for line in format_lines(direction, offset, data)))
         except OSError as exc:

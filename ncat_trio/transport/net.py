@@ -18,7 +18,7 @@ from ..diag import format_address, say
 from ..errors import ConnectError, ConnectionLost
 from .endpoint import Endpoint as Endpoint  # re-exported: callers import it from here
 from .resolve import AddrInfo as AddrInfo  # re-exported
-from .resolve import checked, lookup_args, lookup_failed
+from .resolve import checked, lookup_args, lookup_failed, resolve_blocking
 
 
 async def resolve(
@@ -34,11 +34,52 @@ async def resolve(
     return checked(endpoint, infos)  # type: ignore[arg-type]
 
 
-def _why(exc: OSError) -> str:
+def describe(exc: OSError) -> str:
+    """The human *why* of an OSError, the one wording of it (datagram, unix, child too)."""
     # Trio's connect() wraps the reason ("Error connecting to (...): Connection refused");
     # the errno's own text is the one line a user needs.
     text = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
     return text[0].lower() + text[1:] if text else "failed"
+
+
+async def connect_socket(
+    target: Endpoint,
+    *,
+    socktype: int = _stdsocket.SOCK_STREAM,
+    source: Endpoint | None = None,
+    configure: Callable[[trio.socket.SocketType], None] | None = None,
+    failed: Callable[[OSError, str], ConnectError] | None = None,
+) -> tuple[trio.socket.SocketType, object]:
+    """A socket connected to ``target`` (every resolved address in turn) and the address
+    it reached: TCP's and UDP's one connect.  ``configure`` sets socket options and
+    ``source`` binds the local end (nc's -s/-p), both before connecting.  A failed
+    connect is ``failed(exc, "connect to ADDR")`` (default: the errno's words); the
+    last one is raised when every address failed."""
+    infos = await resolve(target, socktype=socktype)
+    last: ConnectError | None = None
+    for family, kind, proto, _canon, sockaddr in infos:
+        name = f"connect to {format_address(sockaddr)}"
+        try:
+            sock = trio.socket.socket(family, kind, proto)
+        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: no socket to connect with
+            raise ConnectError(name, describe(exc)) from exc
+        try:
+            if configure is not None:  # socket options, before bind/connect
+                configure(sock)
+            if source is not None:
+                await bind_source(sock, family, source, socktype=socktype)
+            await sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            last = ConnectError(name, describe(exc)) if failed is None else failed(exc, name)
+            last.__cause__ = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock, sockaddr
+    assert last is not None
+    raise last
 
 
 async def connect_tcp(
@@ -54,46 +95,22 @@ async def connect_tcp(
     onto itself, possible when the source port equals the target port on loopback)
     is closed and reported as a connect failure.
     """
-    infos = await resolve(target)
-    last: ConnectError | None = None
-    for family, socktype, proto, _canon, sockaddr in infos:
-        try:
-            sock = trio.socket.socket(family, socktype, proto)
-        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: no socket to connect with
-            raise ConnectError(f"connect to {format_address(sockaddr)}", _why(exc)) from exc
-        try:
-            if configure is not None:  # socket options, before bind/connect
-                configure(sock)
-            if source is not None:
-                await bind_source(sock, family, source)
-            try:
-                await sock.connect(sockaddr)
-            except OSError as exc:
-                last = ConnectError(f"connect to {format_address(sockaddr)}", _why(exc))
-                last.__cause__ = exc
-                sock.close()
-                continue
-            try:
-                itself = sock.getsockname() == sock.getpeername()
-            except OSError as exc:  # reset between connect() and here: ENOTCONN
-                raise ConnectionLost(
-                    f"connection to {format_address(sockaddr)}", _why(exc)
-                ) from exc
-            if itself:
-                sock.close()
-                raise ConnectError(
-                    f"connect to {format_address(sockaddr)}",
-                    "connected to itself (local address equals peer address)",
-                )
-        except BaseException:
-            sock.close()
-            raise
-        stream = trio.SocketStream(sock)
-        # trio turns Nagle off on every SocketStream; nc leaves it on unless asked.
-        stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, nodelay)
-        return stream
-    assert last is not None
-    raise last
+    sock, sockaddr = await connect_socket(target, source=source, configure=configure)
+    try:
+        itself = sock.getsockname() == sock.getpeername()
+    except OSError as exc:  # reset between connect() and here: ENOTCONN
+        sock.close()
+        raise ConnectionLost(f"connection to {format_address(sockaddr)}", describe(exc)) from exc
+    if itself:
+        sock.close()
+        raise ConnectError(
+            f"connect to {format_address(sockaddr)}",
+            "connected to itself (local address equals peer address)",
+        )
+    stream = trio.SocketStream(sock)
+    # trio turns Nagle off on every SocketStream; nc leaves it on unless asked.
+    stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, nodelay)
+    return stream
 
 
 async def bind_source(
@@ -114,7 +131,7 @@ async def bind_source(
     try:
         await sock.bind(infos[0][4])
     except OSError as exc:
-        raise ConnectError(f"bind to {format_address(infos[0][4])}", _why(exc)) from exc
+        raise ConnectError(f"bind to {format_address(infos[0][4])}", describe(exc)) from exc
 
 
 async def open_tcp_listener(
@@ -139,7 +156,7 @@ async def open_tcp_listener(
     except OSError as exc:
         where = format_address(sock.getsockname())
         sock.close()
-        raise ConnectError(f"listen on {where}", _why(exc)) from exc
+        raise ConnectError(f"listen on {where}", describe(exc)) from exc
     return trio.SocketListener(sock)
 
 
@@ -151,16 +168,7 @@ def reserve_reuseport(endpoint: Endpoint) -> tuple[_stdsocket.socket, Endpoint]:
     forks after it): the address, port 0 made real, that every process then opens with
     ``open_tcp_listener(..., reuseport=True)``.  Returns the socket (close it once they
     all listen) and that endpoint."""
-    infos: list[AddrInfo] | None = None
-    if endpoint.host is not None:
-        flags = _stdsocket.AI_PASSIVE | (_stdsocket.AI_NUMERICHOST if endpoint.numeric else 0)
-        try:
-            infos = _stdsocket.getaddrinfo(  # type: ignore[assignment]
-                endpoint.host, endpoint.port, endpoint.family, _stdsocket.SOCK_STREAM, 0, flags
-            )
-        except _stdsocket.gaierror as exc:
-            why = str(exc.strerror).lower()
-            raise ConnectError(f"cannot resolve {endpoint.host}", why) from exc
+    infos = None if endpoint.host is None else resolve_blocking(endpoint, passive=True)
     sock = bind_listening(endpoint, infos, reuseport=True)
     host, port = sock.getsockname()[:2]
     # No host: the workers make the same dual-stack choice (no second resolve).
@@ -195,7 +203,7 @@ def bind_listening(
         try:
             raw = _stdsocket.socket(family, socktype)
         except OSError as exc:  # EAFNOSUPPORT: no IPv6 here
-            last = ConnectError(f"listen on {format_address(address)}", _why(exc))
+            last = ConnectError(f"listen on {format_address(address)}", describe(exc))
             continue
         try:
             if socktype == _stdsocket.SOCK_STREAM:
@@ -210,7 +218,7 @@ def bind_listening(
             raw.bind(address)  # a resolved, numeric address: no lookup, no wait
         except OSError as exc:
             raw.close()
-            why = _why(exc)
+            why = describe(exc)
             if exc.errno == errno.EACCES and 0 < endpoint.port < 1024:
                 why += f" (port {endpoint.port} is privileged: run as root or pick another)"
             last = ConnectError(f"listen on {format_address(address)}", why)
@@ -266,9 +274,9 @@ async def accept(
             if exc.errno in ACCEPT_SKIP:
                 continue
             if exc.errno not in ACCEPT_PRESSURE:
-                raise ConnectError("accept", _why(exc)) from exc
+                raise ConnectError("accept", describe(exc)) from exc
             if delay == 0.005:
-                on_pressure(_why(exc))
+                on_pressure(describe(exc))
             await trio.sleep(delay)  # a backoff, not synchronisation
             delay = min(delay * 2, 0.2)
             continue
@@ -277,7 +285,7 @@ async def accept(
         except OSError as exc:  # reset in the backlog: already gone, never a session
             await trio.aclose_forcefully(conn)
             if on_gone is not None:
-                on_gone(_why(exc))
+                on_gone(describe(exc))
             continue
         return conn
 
@@ -295,7 +303,7 @@ async def peek(conn: trio.SocketStream, size: int) -> bytes:
         await trio.lowlevel.wait_readable(sock)
         return await sock.recv(size, _stdsocket.MSG_PEEK)
     except OSError as exc:
-        raise ConnectionLost("connection", _why(exc)) from exc
+        raise ConnectionLost("connection", describe(exc)) from exc
     finally:
         with contextlib.suppress(OSError):
             sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_RCVLOWAT, 1)
@@ -343,7 +351,7 @@ def peer_address(stream: trio.SocketStream) -> object:
     try:
         return stream.socket.getpeername()
     except OSError as exc:
-        raise ConnectionLost("connection", f"the peer was already gone ({_why(exc)})") from exc
+        raise ConnectionLost("connection", f"the peer was already gone ({describe(exc)})") from exc
 
 
 def all_acknowledged(stream: object, sent: int) -> bool | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import trio
 
 from ..errors import NcatError
-from .faults import ConnectionFaults, Direction, FaultAbort, FaultKind, FaultySink
+from .faults import ConnectionFaults, Direction, FaultAbort, FaultySink
 from .pump import STREAM_ERRORS, Side, pump, translated
 from .zerocopy import Spliced, splice_sockets
 
@@ -53,13 +53,6 @@ class Ending(enum.Enum):
     RESET_PEER = "fault-reset-peer"
     STALL = "fault-stall"
     CANCELLED = "cancelled"  # shut down from outside (drain timeout, Ctrl-C)
-
-
-_FAULT_ENDINGS = {
-    FaultKind.LIMIT_DATA: Ending.LIMIT_DATA,
-    FaultKind.RESET_PEER: Ending.RESET_PEER,
-    FaultKind.STALL: Ending.STALL,
-}
 
 
 @dataclass(frozen=True)
@@ -87,17 +80,17 @@ class RelayStatistics:
     peak_total_buffered: int  # most bytes held by all directions together
 
 
+@dataclass(eq=False)
 class RelayMeter:
     """Live counters shared by every connection of one relay (sync, same Trio run)."""
 
-    def __init__(self) -> None:
-        self.active = 0
-        self.total = 0
-        self.bytes_up = 0
-        self.bytes_down = 0
-        self.buffered = 0
-        self.peak_buffered = 0
-        self.peak_total_buffered = 0
+    active: int = 0
+    total: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    buffered: int = 0
+    peak_buffered: int = 0
+    peak_total_buffered: int = 0
 
     def hold(self, nbytes: int) -> None:
         self.buffered += nbytes
@@ -115,15 +108,7 @@ class RelayMeter:
         self.active -= 1
 
     def statistics(self) -> RelayStatistics:
-        return RelayStatistics(
-            active=self.active,
-            total=self.total,
-            bytes_up=self.bytes_up,
-            bytes_down=self.bytes_down,
-            buffered=self.buffered,
-            peak_buffered=self.peak_buffered,
-            peak_total_buffered=self.peak_total_buffered,
-        )
+        return RelayStatistics(**vars(self))  # the same fields, frozen
 
 
 class _MeteredSink(trio.abc.SendStream):
@@ -360,7 +345,8 @@ class RelayConnection:
 
     def _fault(self, exc: FaultAbort) -> None:
         self._fault_direction = exc.direction
-        self._end(_FAULT_ENDINGS[exc.kind], f"{exc.kind.value} ({exc.direction}): {exc.detail}")
+        ending = Ending(f"fault-{exc.kind.value}")  # every FaultKind has its Ending
+        self._end(ending, f"{exc.kind.value} ({exc.direction}): {exc.detail}")
 
     async def _close(self) -> None:
         ending = self._ending

@@ -16,6 +16,7 @@ import re
 import socket as _stdsocket
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
@@ -102,65 +103,50 @@ def parse_ttl(text: str) -> int:
     return _bounded_int(text, 1, 255, "--ttl")
 
 
-def _set(sock: trio.socket.SocketType, level: int, name: int, value: int, what: str) -> None:
-    try:
-        sock.setsockopt(level, name, value)
-    except OSError as exc:
-        raise ConnectError(f"cannot set {what}", (exc.strerror or str(exc)).lower()) from exc
-
-
 def apply_socket_options(sock: trio.socket.SocketType, options: SocketOptions) -> None:
     """Set ``options`` on a fresh socket (before bind/connect)."""
-    family, kind = sock.family, sock.type
-    if options.reuseport:
-        _set(sock, _stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1, "SO_REUSEPORT")
-    if options.broadcast:
-        _set(sock, _stdsocket.SOL_SOCKET, _stdsocket.SO_BROADCAST, 1, "SO_BROADCAST")
-    if options.sndbuf is not None:
-        _set(sock, _stdsocket.SOL_SOCKET, _stdsocket.SO_SNDBUF, options.sndbuf, "SO_SNDBUF")
-    if options.rcvbuf is not None:
-        _set(sock, _stdsocket.SOL_SOCKET, _stdsocket.SO_RCVBUF, options.rcvbuf, "SO_RCVBUF")
-    keepalive = options.keepalive
-    if keepalive is not None and kind == _stdsocket.SOCK_STREAM:
-        _set(sock, _stdsocket.SOL_SOCKET, _stdsocket.SO_KEEPALIVE, 1, "SO_KEEPALIVE")
-        for value, name, what in (
-            (keepalive.idle, _stdsocket.TCP_KEEPIDLE, "TCP_KEEPIDLE"),
-            (keepalive.interval, _stdsocket.TCP_KEEPINTVL, "TCP_KEEPINTVL"),
-            (keepalive.count, _stdsocket.TCP_KEEPCNT, "TCP_KEEPCNT"),
-        ):
-            if value is not None:
-                _set(sock, _stdsocket.IPPROTO_TCP, name, value, what)
-    if family == _stdsocket.AF_INET:
-        if options.tos is not None:
-            _set(sock, _stdsocket.IPPROTO_IP, _stdsocket.IP_TOS, options.tos, "IP_TOS")
-        if options.ttl is not None:
-            _set(sock, _stdsocket.IPPROTO_IP, _stdsocket.IP_TTL, options.ttl, "IP_TTL")
-    elif family == _stdsocket.AF_INET6:
-        if options.tos is not None:
-            _set(sock, _stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_TCLASS, options.tos, "IPV6_TCLASS")
-        if options.ttl is not None:
-            _set(
-                sock,
-                _stdsocket.IPPROTO_IPV6,
-                _stdsocket.IPV6_UNICAST_HOPS,
-                options.ttl,
-                "IPV6_UNICAST_HOPS",
-            )
+    S, keepalive = _stdsocket, options.keepalive
+    wanted: list[tuple[int | None, int, int, str]] = [  # (value or None, level, name, what)
+        (1 if options.reuseport else None, S.SOL_SOCKET, S.SO_REUSEPORT, "SO_REUSEPORT"),
+        (1 if options.broadcast else None, S.SOL_SOCKET, S.SO_BROADCAST, "SO_BROADCAST"),
+        (options.sndbuf, S.SOL_SOCKET, S.SO_SNDBUF, "SO_SNDBUF"),
+        (options.rcvbuf, S.SOL_SOCKET, S.SO_RCVBUF, "SO_RCVBUF"),
+    ]
+    if keepalive is not None and sock.type == S.SOCK_STREAM:
+        wanted += [
+            (1, S.SOL_SOCKET, S.SO_KEEPALIVE, "SO_KEEPALIVE"),
+            (keepalive.idle, S.IPPROTO_TCP, S.TCP_KEEPIDLE, "TCP_KEEPIDLE"),
+            (keepalive.interval, S.IPPROTO_TCP, S.TCP_KEEPINTVL, "TCP_KEEPINTVL"),
+            (keepalive.count, S.IPPROTO_TCP, S.TCP_KEEPCNT, "TCP_KEEPCNT"),
+        ]
+    if sock.family == S.AF_INET:
+        wanted += [
+            (options.tos, S.IPPROTO_IP, S.IP_TOS, "IP_TOS"),
+            (options.ttl, S.IPPROTO_IP, S.IP_TTL, "IP_TTL"),
+        ]
+    elif sock.family == S.AF_INET6:
+        wanted += [
+            (options.tos, S.IPPROTO_IPV6, S.IPV6_TCLASS, "IPV6_TCLASS"),
+            (options.ttl, S.IPPROTO_IPV6, S.IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS"),
+        ]
+    for value, level, name, what in wanted:
+        if value is not None:
+            try:
+                sock.setsockopt(level, name, value)
+            except OSError as exc:
+                raise ConnectError(
+                    f"cannot set {what}", (exc.strerror or str(exc)).lower()
+                ) from exc
+    if sock.family == S.AF_INET6:
         # A dual-stack socket also carries IPv4 (mapped) traffic, which takes the IPv4
         # options; Linux accepts them on an AF_INET6 socket (ipv6_setsockopt → ip_setsockopt).
         with contextlib.suppress(OSError):
             if options.tos is not None:
-                sock.setsockopt(_stdsocket.IPPROTO_IP, _stdsocket.IP_TOS, options.tos)
+                sock.setsockopt(S.IPPROTO_IP, S.IP_TOS, options.tos)
             if options.ttl is not None:
-                sock.setsockopt(_stdsocket.IPPROTO_IP, _stdsocket.IP_TTL, options.ttl)
+                sock.setsockopt(S.IPPROTO_IP, S.IP_TTL, options.ttl)
 
 
 def configure_with(options: SocketOptions) -> Configure | None:
     """A ``configure`` callback for :mod:`.net` / :mod:`.datagram`, or None if no options."""
-    if options == SocketOptions():
-        return None
-
-    def configure(sock: trio.socket.SocketType) -> None:
-        apply_socket_options(sock, options)
-
-    return configure
+    return None if options == SocketOptions() else partial(apply_socket_options, options=options)

@@ -80,14 +80,21 @@ def _reopen(fd: int, kind: FdKind, flags: int) -> int | None:
     return None
 
 
-class FileReceiveStream(trio.abc.ReceiveStream):
-    """Reads an fd that never blocks (regular file, /dev/null).  Does not own the fd."""
+class _FileEnd:
+    """An fd that never blocks (regular file, /dev/null).  Does not own the fd."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
 
     def fileno(self) -> int:
         return self._fd
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class FileReceiveStream(_FileEnd, trio.abc.ReceiveStream):
+    """Reads an fd that never blocks (regular file, /dev/null)."""
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         await trio.lowlevel.checkpoint()
@@ -96,18 +103,9 @@ class FileReceiveStream(trio.abc.ReceiveStream):
         except OSError as exc:
             raise trio.BrokenResourceError(f"read failed: {exc.strerror}") from exc
 
-    async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
 
-
-class FileSendStream(trio.abc.SendStream):
-    """Writes an fd that never blocks (regular file, /dev/null).  Does not own the fd."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def fileno(self) -> int:
-        return self._fd
+class FileSendStream(_FileEnd, trio.abc.SendStream):
+    """Writes an fd that never blocks (regular file, /dev/null)."""
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await trio.lowlevel.checkpoint()
@@ -120,9 +118,6 @@ class FileSendStream(trio.abc.SendStream):
                 view = view[written:]
 
     async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
 
 

@@ -24,7 +24,6 @@ Two OpenSSL details this class is built around (checked with OpenSSL 3.0):
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
 
 import trio
 
@@ -84,7 +83,15 @@ class TlsStream(trio.abc.HalfCloseableStream):
 
     async def do_handshake(self) -> None:
         """Run the handshake; ``ssl.SSLError`` (an ``OSError``) names why it failed."""
-        await self._retry(self._ssl.do_handshake)
+        while True:
+            try:
+                self._ssl.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._flush()  # it may wait for an answer to what it wrote
+                if self._transport_eof:
+                    raise ssl.SSLEOFError("the peer closed during the handshake") from None
+                await self._feed()
         await self._flush()
 
     async def _flush(self) -> None:
@@ -108,17 +115,6 @@ class TlsStream(trio.abc.HalfCloseableStream):
         else:
             self._incoming.write_eof()
             self._transport_eof = True
-
-    async def _retry(self, operation: Callable[[], object]) -> object:
-        """Run ``operation`` (the handshake) until OpenSSL needs nothing more from the peer."""
-        while True:
-            try:
-                return operation()
-            except ssl.SSLWantReadError:
-                await self._flush()  # it may wait for an answer to what it wrote
-                if self._transport_eof:
-                    raise ssl.SSLEOFError("the peer closed during the handshake") from None
-                await self._feed()
 
     # --- receiving ------------------------------------------------------------------
 
@@ -158,10 +154,9 @@ class TlsStream(trio.abc.HalfCloseableStream):
 
     def _report_eof(self) -> bytes:
         """The peer's close_notify is b""; after the TCP EOF it is a truncation."""
-        if self._eof_reported or not self._transport_eof:
-            self._eof_reported = True
+        reported, self._eof_reported = self._eof_reported, True
+        if reported or not self._transport_eof:
             return b""
-        self._eof_reported = True
         self.truncated = True
         error = TlsTruncated(
             self.peer_name,

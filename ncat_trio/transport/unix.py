@@ -17,19 +17,18 @@ import errno
 import os
 import socket as _stdsocket
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
 
 from ..errors import ConnectError
-
-Configure = Callable[[trio.socket.SocketType], None]
+from . import net
+from .sockopts import Configure
 
 
 def _why(exc: OSError, path: str) -> str:
-    text = os.strerror(exc.errno) if exc.errno else str(exc)
-    why = text[0].lower() + text[1:]
+    why = net.describe(exc)
     if exc.errno == errno.ENOENT:
         return f"{why} (no socket at {path}: is the listener running?)"
     if exc.errno == errno.ECONNREFUSED:

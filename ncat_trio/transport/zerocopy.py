@@ -39,15 +39,13 @@ import termios
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import trio
 
 from ..errors import OutOfResources
 from .pump import Side, SinkGone, describe_failure, pump, translate
 from .stdio import CHUNK, FdKind, FileReceiveStream, FileSendStream, fd_kind
-
-_T = TypeVar("_T")
 
 YIELD_EVERY = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -110,15 +108,11 @@ def _enlarge_pipe(fd: int) -> None:
 
 def _socket_on(fd: int, side: Side) -> socket.socket:
     """A socket object for calls Trio's socket has no sync form of (``recv_into`` with
-    flags, ``send`` on a view), on a dup: one made on ``fd`` itself would close it."""
-    return socket.socket(fileno=_new_fd(lambda: os.dup(fd), side))
-
-
-def _new_fd(make: Callable[[], _T], side: Side) -> _T:
-    """``make()``, which allocates fds (dup, pipe): EMFILE and friends become
-    :class:`OutOfResources` for ``side``'s connection (a server drops that client only)."""
+    flags, ``send`` on a view), on a dup: one made on ``fd`` itself would close it.
+    A failed dup (EMFILE and friends) is :class:`OutOfResources` for ``side``'s
+    connection (a server drops that client only)."""
     try:
-        return make()
+        return socket.socket(fileno=os.dup(fd))
     except OSError as exc:
         raise OutOfResources(side.name, describe_failure(exc)) from exc
 
@@ -250,11 +244,13 @@ class _KernelCopy:
         if dst.kind == "pipe":
             _enlarge_pipe(dst.fd)
         if src.kind == "file":  # → socket
-            return await self._loop(self._sendfile, self._wait_sink)
+            sendfile = functools.partial(os.sendfile, dst.fd, src.fd, None, PIPE_SIZE)
+            return await self._loop(sendfile, self._wait_sink)
         if src.kind == "pipe" and dst.kind == "socket":
             return await self._read_send()
         if "pipe" in (src.kind, dst.kind):  # socket → pipe
-            return await self._loop(self._splice, self._wait_either)
+            splice = functools.partial(os.splice, src.fd, dst.fd, PIPE_SIZE, flags=_SPLICE_FLAGS)
+            return await self._loop(splice, self._wait_either)
         if dst.kind == "null" and src.kind == "socket":
             return await self._discard()
         if dst.kind == "regfile":
@@ -262,12 +258,6 @@ class _KernelCopy:
         # socket → private pipe → file or socket: at most PIPE_SIZE bytes in flight
         ends = (src.fd, dst.fd, self.source_side, self.sink_side)
         return (await _through_pipe(*ends, PIPE_SIZE, self.on_chunk, None, fallback=False)).moved
-
-    def _splice(self) -> int:
-        return os.splice(self.src.fd, self.dst.fd, PIPE_SIZE, flags=_SPLICE_FLAGS)
-
-    def _sendfile(self) -> int:
-        return os.sendfile(self.dst.fd, self.src.fd, None, PIPE_SIZE)
 
     async def _wait_sink(self) -> None:
         await trio.lowlevel.wait_writable(self.dst.fd)
@@ -349,11 +339,9 @@ class _KernelCopy:
         without copying it anywhere (tcp(7)); the count is all that is kept.  The
         buffer is never written, so its pages are never touched."""
         sock = _socket_on(self.src.fd, self.source_side)
-        buffer = bytearray(PIPE_SIZE)
-
-        def discard() -> int:
-            return sock.recv_into(buffer, PIPE_SIZE, socket.MSG_TRUNC)
-
+        discard = functools.partial(
+            sock.recv_into, bytearray(PIPE_SIZE), PIPE_SIZE, socket.MSG_TRUNC
+        )
         with sock:
             return await self._loop(discard, self._wait_source)
 
@@ -440,12 +428,9 @@ class _KernelCopy:
         sock = _socket_on(self.src.fd, self.source_side)
         buffer = bytearray(CHUNK)
         write = functools.partial(os.write, self.dst.fd)
-
-        def receive() -> int:
-            return sock.recv_into(buffer)
-
         with sock:
             put = functools.partial(self._write_all, write, memoryview(buffer))
+            receive = functools.partial(sock.recv_into, buffer)
             return await self._loop(receive, self._wait_source, put)
 
 
