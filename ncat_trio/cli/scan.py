@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import CONN, TIME, IPv4, IPv6, JsonFile, Numeric, json_option, verbose_option
+from .common import CONN, TIME, IPv4, IPv6, JsonFile, Numeric, json_option, option, verbose_option
 from .panels import PanelledCommand
 
 
@@ -20,18 +20,16 @@ def scan(
     ],
     concurrency: Annotated[
         int,
-        typer.Option(
-            "--concurrency", metavar="N", help="At most N connects in flight.", rich_help_panel=CONN
-        ),
+        option(CONN, "--concurrency", metavar="N", help="At most N connects in flight."),
     ] = 100,
     timeout: Annotated[
         str,
-        typer.Option(
+        option(
+            TIME,
             "-w",
             "--timeout",
             metavar="SECS",
             help="Per-port connect timeout; no answer counts as not open.",
-            rich_help_panel=TIME,
         ),
     ] = "3",
     ipv4: IPv4 = False,
