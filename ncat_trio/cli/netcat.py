@@ -319,13 +319,12 @@ def listen(**v: Any) -> int:
     host = words[0] if len(words) == 2 else None
     family = address_family(v["ipv4"], v["ipv6"])
     endpoint = Endpoint(host, parse_port(words[-1], allow_zero=True), family, v["numeric"])
-    tls = flags.tls_options(v, server=True)
     options = _options(
         v,
         endpoint,
         exclusive=not v["keep_open"],  # -k: sessions share the thread
         keep_open=v["keep_open"],
-        tls=tls,
+        tls=flags.tls_options(v, server=True),
         access=access_policy(v),
     )
     return runner.run(lambda: netcat.listen_main(options))
@@ -339,7 +338,6 @@ def demo(
     """Run a real loopback demo: a listener and a client, payloads both ways, verified."""
     from .. import runner  # lazy: keeps start-up light
     from ..modes import demo as demo_mode
-    from ..parse import parse_size
 
     nbytes = parse_size(size, what="--size")
     return runner.run(lambda: demo_mode.demo_main(nbytes))
