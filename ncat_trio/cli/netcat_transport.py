@@ -109,10 +109,10 @@ def listen_words(words: list[str], unix: str | None) -> list[str]:
 def _size(text: str | None, what: str) -> int | None:
     if text is None:
         return None
-    value = parse_size(text, what=what)
-    if not 1 <= value <= 2**31 - 1:
+    size = parse_size(text, what=what)
+    if not 1 <= size <= 2**31 - 1:
         raise UsageError(f"invalid {what} {text!r}", "must be 1 byte to 2 GiB")
-    return value
+    return size
 
 
 def transport_fields(v: Mapping[str, Any]) -> dict[str, Any]:

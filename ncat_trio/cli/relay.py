@@ -227,9 +227,8 @@ def relay(
     Bounded (--buffer per direction), half-close passes through, resets propagate.
     Prints `ncat-trio: listening on ADDR:PORT` on stderr once ready.
     """
-    compat.check_command(
-        "relay", relay, {**locals(), **rules}
-    )  # a flag its mode cannot honour: exit 2
+    # a flag its mode cannot honour: exit 2
+    compat.check_command("relay", relay, {**locals(), **rules})
     from .. import runner  # lazy: keeps start-up light
     from ..modes import relay as relay_mode  # lazy: keeps start-up light
     from ..transport.faults import parse_fault  # lazy: keeps start-up light

@@ -180,9 +180,8 @@ def receive(
     the digest matched; it is never put over an existing file without --force.
     Exit 7 on a digest mismatch or a short stream.
     """
-    compat.check_command(
-        "receive", receive, {**locals(), **shared}
-    )  # -w listening, --force onto -o -
+    # -w listening, --force onto -o -
+    compat.check_command("receive", receive, {**locals(), **shared})
     from .. import runner  # lazy: keeps start-up light
     from ..modes import transfer  # lazy: keeps start-up light
     from ..modes.transfer_session import ReceiveTarget
