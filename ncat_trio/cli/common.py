@@ -138,8 +138,8 @@ def access_params(panel: str, allow: str, deny: str) -> list[inspect.Parameter]:
     """``--allow/--deny/--allowfile/--denyfile`` (listen, relay): the same rules, each
     command's words for what a client kept out gets."""
 
-    def rules(flag: str, metavar: str, text: str) -> Any:
-        return Annotated[list[str] | None, option(panel, flag, metavar=metavar, help=text)]
+    def rules(spelling: str, metavar: str, text: str) -> Any:
+        return Annotated[list[str] | None, option(panel, spelling, metavar=metavar, help=text)]
 
     return params(
         allow=rules("--allow", "CIDR", allow),
