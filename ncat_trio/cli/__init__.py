@@ -12,7 +12,6 @@ import sys
 from typing import TYPE_CHECKING, NoReturn
 
 from .argv import PROGRESS_SPELLINGS as PROGRESS_SPELLINGS
-from .argv import SUBCOMMANDS as SUBCOMMANDS
 from .argv import rewrite_shorthand as rewrite_shorthand
 from .argv import spelled_out
 

@@ -21,6 +21,7 @@ from .common import (
     JsonFile,
     Numeric,
     json_option,
+    option,
     verbose_option,
 )
 from .panels import PanelledCommand, new_app
@@ -31,34 +32,30 @@ app = new_app(
 
 Proto = Annotated[
     str,
-    typer.Option(
+    option(
+        CONN,
         "--proto",
         metavar="roundtrip|ntp",
         help="Wire format: muduo's 16-byte roundtrip frames, or SNTPv4 (RFC 4330).",
-        rich_help_panel=CONN,
     ),
 ]
 Port = Annotated[
     str | None,
-    typer.Option(
+    option(
+        CONN,
         "-p",
         "--port",
         metavar="PORT",
         help=f"Port (default: roundtrip {ROUNDTRIP_PORT}; ntp {NTP_SERVE_PORT} "
         f"to serve, {NTP_PORT} to probe).",
-        rich_help_panel=CONN,
     ),
 ]
 Tcp = Annotated[
-    bool,
-    typer.Option(
-        "--tcp", help="roundtrip over TCP (TCP_NODELAY) instead of UDP.", rich_help_panel=CONN
-    ),
+    bool, option(CONN, "--tcp", help="roundtrip over TCP (TCP_NODELAY) instead of UDP.")
 ]
 
 
 def _proto(proto: str, tcp: bool) -> str:
-
     if proto not in PROTOCOLS:
         raise UsageError(f"invalid --proto {proto!r}", "use roundtrip or ntp")
     if tcp and proto != "roundtrip":
@@ -73,13 +70,8 @@ def serve(
     tcp: Tcp = False,
     stratum: Annotated[
         int,
-        typer.Option(
-            "--stratum",
-            metavar="N",
-            min=1,
-            max=15,
-            help="ntp: the stratum we claim (1-15).",
-            rich_help_panel=OUT,
+        option(
+            OUT, "--stratum", metavar="N", min=1, max=15, help="ntp: the stratum we claim (1-15)."
         ),
     ] = 10,
     ipv4: IPv4 = False,
@@ -116,24 +108,15 @@ def probe(
     tcp: Tcp = False,
     count: Annotated[
         int,
-        typer.Option(
-            "-c", "--count", metavar="COUNT", min=1, help="Probes to send.", rich_help_panel=TIME
-        ),
+        option(TIME, "-c", "--count", metavar="COUNT", min=1, help="Probes to send."),
     ] = 8,
     interval: Annotated[
         str,
-        typer.Option(
-            "--interval", metavar="SECS", help="Time between probes.", rich_help_panel=TIME
-        ),
+        option(TIME, "--interval", metavar="SECS", help="Time between probes."),
     ] = "0.2",
     timeout: Annotated[
         str,
-        typer.Option(
-            "--timeout",
-            metavar="SECS",
-            help="How long each probe waits for its reply.",
-            rich_help_panel=TIME,
-        ),
+        option(TIME, "--timeout", metavar="SECS", help="How long each probe waits for its reply."),
     ] = "1",
     as_json: Annotated[bool, json_option("Print the summary as one JSON object.")] = False,
     json_file: JsonFile = None,

@@ -18,64 +18,72 @@ TIME = "Timeouts"
 IO = "I/O"
 OUT = "Output"
 
-IPv4 = Annotated[bool, typer.Option("-4", help="IPv4 only.", rich_help_panel=CONN)]
-IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.", rich_help_panel=CONN)]
+
+def option(panel: str, *decls: str, **extra: Any) -> Any:
+    """A typer option shown in *panel* of ``--help`` (cli/panels.py orders the panels)."""
+    return typer.Option(*decls, rich_help_panel=panel, **extra)
+
+
+def flag(panel: str, *decls: str, help: str) -> Any:
+    """``Annotated[bool, …]``: an on/off flag, for :func:`params`."""
+    return Annotated[bool, option(panel, *decls, help=help)]
+
+
+def value(panel: str, *decls: str, metavar: str, help: str) -> Any:
+    """``Annotated[str | None, …]``: a flag with a value the command parses, for :func:`params`."""
+    return Annotated[str | None, option(panel, *decls, metavar=metavar, help=help)]
+
+
+IPv4 = Annotated[bool, option(CONN, "-4", help="IPv4 only.")]
+IPv6 = Annotated[bool, option(CONN, "-6", help="IPv6 only.")]
 Numeric = Annotated[
-    bool,
-    typer.Option(
-        "-n", "--numeric", help="No DNS: hosts are literal addresses.", rich_help_panel=CONN
-    ),
+    bool, option(CONN, "-n", "--numeric", help="No DNS: hosts are literal addresses.")
 ]
 ConnectTimeout = Annotated[
     str | None,
-    typer.Option(
+    option(
+        TIME,
         "-w",
         "--connect-timeout",
         metavar="SECS",
         help="Give up connecting after SECS (exit 4).",
-        rich_help_panel=TIME,
     ),
 ]
-
 Bind = Annotated[
     str | None,
-    typer.Option(
-        "-b",
-        "--bind",
-        metavar="ADDR",
-        help="Address to bind (default: all, dual-stack).",
-        rich_help_panel=CONN,
+    option(
+        CONN, "-b", "--bind", metavar="ADDR", help="Address to bind (default: all, dual-stack)."
     ),
 ]
 NoZeroCopy = Annotated[
     bool,
-    typer.Option(
+    option(
+        IO,
         "--no-zerocopy",
         help="Copy through user space instead of splice/sendfile (debugging, comparisons).",
-        rich_help_panel=IO,
     ),
 ]
 #: relay's old spelling of --no-zerocopy, still taken.
 NoSplice = Annotated[bool, typer.Option("--no-splice", hidden=True)]
 JsonFile = Annotated[
     str | None,
-    typer.Option(
+    option(
+        OUT,
         "--json-file",
         metavar="FILE",
         help="Append the JSON summary to FILE, one object per line (docs/json.md).",
-        rich_help_panel=OUT,
     ),
 ]
 
 
 def verbose_option(help: str) -> Any:
     """``-v/--verbose``, in the Output panel; what it logs is the command's."""
-    return typer.Option("-v", "--verbose", help=help, rich_help_panel=OUT)
+    return option(OUT, "-v", "--verbose", help=help)
 
 
 def json_option(help: str) -> Any:
     """``--json``, in the Output panel; where the summary goes is the command's."""
-    return typer.Option("--json", help=help, rich_help_panel=OUT)
+    return option(OUT, "--json", help=help)
 
 
 def checked_json_file(path: str | None) -> str | None:
@@ -130,9 +138,8 @@ def access_params(panel: str, allow: str, deny: str) -> list[inspect.Parameter]:
     """``--allow/--deny/--allowfile/--denyfile`` (listen, relay): the same rules, each
     command's words for what a client kept out gets."""
 
-    def rules(flag: str, metavar: str, text: str) -> Any:
-        option = typer.Option(flag, metavar=metavar, help=text, rich_help_panel=panel)
-        return Annotated[list[str] | None, option]
+    def rules(spelling: str, metavar: str, text: str) -> Any:
+        return Annotated[list[str] | None, option(panel, spelling, metavar=metavar, help=text)]
 
     return params(
         allow=rules("--allow", "CIDR", allow),

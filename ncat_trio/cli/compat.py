@@ -18,9 +18,9 @@ The other commands (``relay``, ``scan``, ``ttcp``, ``clock``, ``send``/``receive
 declare only the flags they honour, so click refuses the rest (``--ssl`` on ``relay``:
 "No such option", exit 2); the walk checks that too.  Their own flags that mean
 something only in one of their modes are :data:`COMMAND_RULES` (``--stratum`` without
-``--proto ntp``, ``-w`` on a listening ``receive``, ``--seed`` without a fault).
-(``receive --force -o -`` is accepted as a no-op: a test pins it.)
-checked by :func:`check_command` first in each of those commands.
+``--proto ntp``, ``-w`` on a listening ``receive``, ``--seed`` without a fault), checked
+by :func:`check_command` first in each of those commands.  (``receive --force -o -`` is
+accepted as a no-op: a test pins it.)
 """
 
 from __future__ import annotations
@@ -184,26 +184,22 @@ TABLE: dict[str, Flag] = {
 #: Positional arguments: not flags.
 ARGUMENTS = frozenset({"host", "port", "address"})
 
-_TLS_FLAGS = frozenset(name for name in TABLE if name.startswith("ssl"))
+#: The flags that put an invocation on each path (TCP: neither -u nor -U).
+_SELECTED_BY: dict[Path, frozenset[str]] = {
+    Path.UDP: frozenset({"udp"}),
+    Path.UNIX: frozenset({"unix"}),
+    Path.TLS: frozenset(name for name in TABLE if name.startswith("ssl")),
+    Path.PROXY: frozenset({"proxy", "nc_proxy"}),
+    Path.EXEC: frozenset({"exec_", "sh_exec"}),
+    Path.KEEP_OPEN: frozenset({"keep_open"}),
+}
 
 
 def paths_of(given: frozenset[str]) -> frozenset[Path]:
     """The paths an invocation with these flags (parameter names) runs on."""
-    paths = set()
-    if "udp" in given:
-        paths.add(Path.UDP)
-    if "unix" in given:
-        paths.add(Path.UNIX)
-    if not paths:
+    paths = {path for path, flags in _SELECTED_BY.items() if given & flags}
+    if not paths & {Path.UDP, Path.UNIX}:
         paths.add(Path.TCP)
-    if given & _TLS_FLAGS:
-        paths.add(Path.TLS)
-    if given & {"proxy", "nc_proxy"}:
-        paths.add(Path.PROXY)
-    if given & {"exec_", "sh_exec"}:
-        paths.add(Path.EXEC)
-    if "keep_open" in given:
-        paths.add(Path.KEEP_OPEN)
     return frozenset(paths)
 
 

@@ -25,8 +25,10 @@ from .common import (
     access_policy,
     address_family,
     checked_json_file,
+    flag,
     json_option,
     params,
+    value,
     verbose_option,
     with_params,
 )
@@ -37,66 +39,46 @@ if TYPE_CHECKING:
 
 
 Verbose = Annotated[bool, verbose_option("Log connections on stderr.")]
-NoDelay = Annotated[
-    bool, typer.Option("--nodelay", help="Set TCP_NODELAY (Nagle off).", rich_help_panel=CONN)
-]
-Linger = Annotated[
-    str | None,
-    typer.Option(
-        "-q",
-        "--linger",
-        metavar="SECS",
-        help="After stdin EOF, wait at most SECS for the peer's EOF, then close (exit 0).",
-        rich_help_panel=TIME,
-    ),
-]
-Idle = Annotated[
-    str | None,
-    typer.Option(
-        "-i",
-        "--idle-timeout",
-        metavar="SECS",
-        help="Fail (exit 4) when no data moves either way for SECS.",
-        rich_help_panel=TIME,
-    ),
-]
-Shutdown = Annotated[
-    bool,
-    typer.Option(
-        "-N",
-        "--shutdown",
-        help="Send FIN at stdin EOF at once (nc.openbsd -N; --shutdown=now|idle|never).",
-        rich_help_panel=IO,
-    ),
-]
-NoShutdown = Annotated[
-    bool,
-    typer.Option(
-        "--no-shutdown",
-        help="Never send FIN; keep reading until the peer closes (--shutdown=never).",
-        rich_help_panel=IO,
-    ),
-]
-Wait = Annotated[
-    str | None,
-    typer.Option(
-        "-w",
-        "--wait",
-        metavar="SECS",
-        help="nc.openbsd's -w: give up connecting after SECS (exit 4), and end the session "
-        "(exit 0) once nothing has moved either way for SECS.",
-        rich_help_panel=TIME,
-    ),
-]
-ConnectOnly = Annotated[
-    str | None,
-    typer.Option(
-        "--connect-timeout",
-        metavar="SECS",
-        help="Give up connecting after SECS (exit 4); no effect once connected.",
-        rich_help_panel=TIME,
-    ),
-]
+NoDelay = flag(CONN, "--nodelay", help="Set TCP_NODELAY (Nagle off).")
+Linger = value(
+    TIME,
+    "-q",
+    "--linger",
+    metavar="SECS",
+    help="After stdin EOF, wait at most SECS for the peer's EOF, then close (exit 0).",
+)
+Idle = value(
+    TIME,
+    "-i",
+    "--idle-timeout",
+    metavar="SECS",
+    help="Fail (exit 4) when no data moves either way for SECS.",
+)
+Shutdown = flag(
+    IO,
+    "-N",
+    "--shutdown",
+    help="Send FIN at stdin EOF at once (nc.openbsd -N; --shutdown=now|idle|never).",
+)
+NoShutdown = flag(
+    IO,
+    "--no-shutdown",
+    help="Never send FIN; keep reading until the peer closes (--shutdown=never).",
+)
+Wait = value(
+    TIME,
+    "-w",
+    "--wait",
+    metavar="SECS",
+    help="nc.openbsd's -w: give up connecting after SECS (exit 4), and end the session "
+    "(exit 0) once nothing has moved either way for SECS.",
+)
+ConnectOnly = value(
+    TIME,
+    "--connect-timeout",
+    metavar="SECS",
+    help="Give up connecting after SECS (exit 4); no effect once connected.",
+)
 #: ``--shutdown=WHEN`` (typer cannot give the -N flag a value: cli/argv.py rewrites it).
 ShutdownWhen = Annotated[str | None, typer.Option("--shutdown-when", hidden=True)]
 #: ``--shutdown=idle`` (the default): the FIN waits until the peer has sent nothing for this
@@ -105,83 +87,30 @@ ShutdownWhen = Annotated[str | None, typer.Option("--shutdown-when", hidden=True
 #: to EOF (socat EXEC:sha256sum) answered 0.45 s later than with -N.  (An upload of
 #: modes/netcat.BULK_UPLOAD or more to a silent peer skips the wait: a file copy.)
 FIN_QUIET = 0.5
-NoStdin = Annotated[
-    bool,
-    typer.Option(
-        "-d", "--no-stdin", help="Do not read stdin (same as --recv-only).", rich_help_panel=IO
-    ),
-]
-SendOnly = Annotated[
-    bool,
-    typer.Option("--send-only", help="Only send stdin; discard what arrives.", rich_help_panel=IO),
-]
-Rate = Annotated[
-    str | None,
-    typer.Option(
-        "--rate",
-        metavar="BYTES/S",
-        help="Limit each direction to BYTES per second (K/M/G = KiB/MiB/GiB), smoothly.",
-        rich_help_panel=IO,
-    ),
-]
-Progress = Annotated[
-    bool,
-    typer.Option(
-        "-P",
-        "--progress",
-        help="Show progress on stderr (--progress=auto: only when stderr is a terminal).",
-        rich_help_panel=OUT,
-    ),
-]
+NoStdin = flag(IO, "-d", "--no-stdin", help="Do not read stdin (same as --recv-only).")
+SendOnly = flag(IO, "--send-only", help="Only send stdin; discard what arrives.")
+Rate = value(
+    IO,
+    "--rate",
+    metavar="BYTES/S",
+    help="Limit each direction to BYTES per second (K/M/G = KiB/MiB/GiB), smoothly.",
+)
+Progress = flag(
+    OUT,
+    "-P",
+    "--progress",
+    help="Show progress on stderr (--progress=auto: only when stderr is a terminal).",
+)
 ProgressAuto = Annotated[bool, typer.Option("--progress-auto", hidden=True)]
-Size = Annotated[
-    str | None,
-    typer.Option(
-        "--size",
-        metavar="BYTES",
-        help="Bytes expected on stdin, for the progress percentage and ETA.",
-        rich_help_panel=OUT,
-    ),
-]
-Stats = Annotated[
-    bool,
-    typer.Option("--stats", help="Print a summary line on stderr at the end.", rich_help_panel=OUT),
-]
+Size = value(
+    OUT,
+    "--size",
+    metavar="BYTES",
+    help="Bytes expected on stdin, for the progress percentage and ETA.",
+)
+Stats = flag(OUT, "--stats", help="Print a summary line on stderr at the end.")
 Json = Annotated[bool, json_option("Write a JSON summary on stderr at the end (docs/json.md).")]
-RecvOnly = Annotated[
-    bool,
-    typer.Option("--recv-only", help="Only receive to stdout; never send.", rich_help_panel=IO),
-]
-
-
-def _session(
-    linger: str | None,
-    idle: str | None,
-    wait: str | None,
-    fin: tuple[bool, bool, str | None],
-    no_stdin: bool,
-    send_only: bool,
-    recv_only: bool,
-    no_zerocopy: bool,
-    rate: str | None = None,
-    *,
-    exclusive: bool = False,
-) -> netcat.SessionOptions:
-    from ..modes import netcat  # lazy: keeps start-up light
-
-    if send_only and (recv_only or no_stdin):
-        raise UsageError("--send-only", "cannot be combined with --recv-only/-d")
-    return netcat.SessionOptions(
-        send=not (no_stdin or recv_only),
-        receive=not send_only,
-        **_fin_policy(*fin),
-        linger=None if linger is None else parse_duration(linger, what="linger (-q)"),
-        idle_timeout=None if idle is None else parse_duration(idle, what="idle timeout (-i)"),
-        quiet_exit=None if wait is None else parse_duration(wait, what="-w"),
-        zerocopy=not no_zerocopy,
-        rate=_rate(rate),
-        exclusive=exclusive,
-    )
+RecvOnly = flag(IO, "--recv-only", help="Only receive to stdout; never send.")
 
 
 def _fin_policy(now: bool, never: bool, when: str | None) -> dict[str, Any]:
@@ -213,49 +142,18 @@ def _connect_timeout(wait: str | None, connect_only: str | None) -> float | None
 def _rate(text: str | None) -> float | None:
     if text is None:
         return None
-    value = parse_size(text.removesuffix("/s"), what="rate (--rate)")
-    if value <= 0:
+    rate = parse_size(text.removesuffix("/s"), what="rate (--rate)")
+    if rate <= 0:
         raise UsageError(f"invalid rate (--rate) {text!r}", "must be positive")
-    return float(value)
-
-
-def _reporting(
-    progress: bool,
-    progress_auto: bool,
-    size: str | None,
-    stats: bool,
-    json: bool,
-    json_file: str | None,
-) -> netcat.ReportOptions:
-    from ..modes import netcat  # lazy: keeps start-up light
-
-    return netcat.ReportOptions(
-        progress="auto" if progress_auto else "always" if progress else "never",
-        size=None if size is None else parse_size(size, what="--size"),
-        stats=stats,
-        json=json,
-        json_file=checked_json_file(json_file),
-    )
+    return float(rate)
 
 
 Host = Annotated[
     str | None, typer.Argument(metavar="HOST", help="Host name or address to connect to.")
 ]
 Port = Annotated[str | None, typer.Argument(metavar="PORT", help="Port (1-65535).")]
-Source = Annotated[
-    str | None,
-    typer.Option(
-        "-s", "--source", metavar="ADDR", help="Local address to connect from.",
-        rich_help_panel=CONN,
-    ),
-]  # fmt: skip
-SourcePort = Annotated[
-    str | None,
-    typer.Option(
-        "-p", "--source-port", metavar="PORT", help="Local port to connect from.",
-        rich_help_panel=CONN,
-    ),
-]  # fmt: skip
+Source = value(CONN, "-s", "--source", metavar="ADDR", help="Local address to connect from.")
+SourcePort = value(CONN, "-p", "--source-port", metavar="PORT", help="Local port to connect from.")
 Address = Annotated[
     list[str] | None,
     typer.Argument(
@@ -263,27 +161,17 @@ Address = Annotated[
         help="Address to bind (default: all, dual-stack) and port (0 picks one).",
     ),
 ]
-PortOption = Annotated[
-    str | None,
-    typer.Option(
-        "-p", "--port", metavar="PORT", help="Port to listen on (nc's -l -p PORT).",
-        rich_help_panel=CONN,
-    ),
-]  # fmt: skip
-BindSource = Annotated[
-    str | None,
-    typer.Option(
-        "-s", "--source", metavar="ADDR",
-        help="Address to listen on (nc.openbsd's -l -s ADDR -p PORT).", rich_help_panel=CONN,
-    ),
-]  # fmt: skip
-KeepOpen = Annotated[
-    bool,
-    typer.Option(
-        "-k", "--keep-open", help="After a client ends, serve the next one.",
-        rich_help_panel=CONN,
-    ),
-]  # fmt: skip
+PortOption = value(
+    CONN, "-p", "--port", metavar="PORT", help="Port to listen on (nc's -l -p PORT)."
+)
+BindSource = value(
+    CONN,
+    "-s",
+    "--source",
+    metavar="ADDR",
+    help="Address to listen on (nc.openbsd's -l -s ADDR -p PORT).",
+)
+KeepOpen = flag(CONN, "-k", "--keep-open", help="After a client ends, serve the next one.")
 
 # The groups, in --help order.  Only connect: source/-p/--connect-timeout, the TLS client
 # and proxy flags; only listen: -p PORT, -s ADDR, -k, --max-conns/--sequential, --allow...
@@ -313,10 +201,6 @@ _SERVER = params(
     ssl=flags.Ssl, ssl_cert=flags.SslCert, ssl_key=flags.SslKey, ssl_ca=flags.SslCa,
     ssl_alpn=flags.SslAlpn, ssl_allow_truncation=flags.SslAllowTruncation,
 ) + flags.ACCESS_PARAMS  # fmt: skip
-_TRANSPORT = (
-    "udp", "unix", "exec_", "sh_exec", "max_conns", "sequential", "keepalive", "sndbuf",
-    "rcvbuf", "tos", "ttl", "reuseport", "broadcast",
-)  # fmt: skip
 
 
 def _options(
@@ -325,30 +209,40 @@ def _options(
     """The options connect and listen build alike from their flags *v*, plus *only* theirs."""
     from ..modes import netcat  # lazy: keeps start-up light
 
-    options = netcat.NetcatOptions(
+    if v["send_only"] and (v["recv_only"] or v["no_stdin"]):
+        raise UsageError("--send-only", "cannot be combined with --recv-only/-d")
+    linger, idle, wait, size = v["linger"], v["idle_timeout"], v["wait"], v["size"]
+    # -e/-c: the child has the connection: stdio is not ours to open
+    child = v["exec_"] is not None or v["sh_exec"] is not None
+    session = netcat.SessionOptions(
+        send=not (v["no_stdin"] or v["recv_only"] or child),
+        receive=not (v["send_only"] or child),
+        **_fin_policy(v["shutdown"], v["no_shutdown"], v["shutdown_when"]),
+        linger=None if linger is None else parse_duration(linger, what="linger (-q)"),
+        idle_timeout=None if idle is None else parse_duration(idle, what="idle timeout (-i)"),
+        quiet_exit=None if wait is None else parse_duration(wait, what="-w"),
+        zerocopy=not v["no_zerocopy"],
+        rate=_rate(v["rate"]),
+        exclusive=exclusive,
+    )
+    report = netcat.ReportOptions(
+        progress="auto" if v["progress_auto"] else "always" if v["progress"] else "never",
+        size=None if size is None else parse_size(size, what="--size"),
+        stats=v["stats"],
+        json=v["json"],
+        json_file=checked_json_file(v["json_file"]),
+    )
+    return netcat.NetcatOptions(
         endpoint=endpoint,
-        session=_session(
-            v["linger"],
-            v["idle_timeout"],
-            v["wait"],
-            (v["shutdown"], v["no_shutdown"], v["shutdown_when"]),
-            v["no_stdin"],
-            v["send_only"],
-            v["recv_only"],
-            v["no_zerocopy"],
-            v["rate"],
-            exclusive=exclusive,
-        ),
+        session=session,
         nodelay=v["nodelay"],
         verbose=v["verbose"],
-        report=_reporting(
-            v["progress"], v["progress_auto"], v["size"], v["stats"], v["json"], v["json_file"]
-        ),
+        report=report,
         crlf=v["crlf"],
         output=flags.dump_options(v["output"], v["append_output"]),
+        **transport.transport_fields(v),
         **only,
     )
-    return transport.with_transport(options, **{k: v[k] for k in _TRANSPORT if k in v})
 
 
 @with_params(
@@ -373,12 +267,7 @@ def connect(**v: Any) -> int:
         sport = 0 if sport is None else parse_port(sport, what="source port (-p)")
         src = Endpoint(v["source"], sport, family, numeric)
     endpoint = transport.connect_endpoint(v["host"], v["port"], family, numeric, v["unix"])
-    tls = flags.tls_options(
-        v["ssl"], server=False, ca=v["ssl_ca"], system_ca=v["ssl_system_ca"],
-        no_verify=v["ssl_no_verify"], cert=v["ssl_cert"], key=v["ssl_key"],
-        servername=v["ssl_servername"], alpn=v["ssl_alpn"],
-        allow_truncation=v["ssl_allow_truncation"],
-    )  # fmt: skip
+    tls = flags.tls_options(v, server=False)
     proxy = flags.proxy_settings(
         *flags.nc_proxy_spelling(v["proxy"], v["proxy_type"], v["nc_proxy"], v["nc_proxy_type"]),
         v["proxy_auth"],
@@ -430,16 +319,12 @@ def listen(**v: Any) -> int:
     host = words[0] if len(words) == 2 else None
     family = address_family(v["ipv4"], v["ipv6"])
     endpoint = Endpoint(host, parse_port(words[-1], allow_zero=True), family, v["numeric"])
-    tls = flags.tls_options(
-        v["ssl"], server=True, ca=v["ssl_ca"], cert=v["ssl_cert"], key=v["ssl_key"],
-        alpn=v["ssl_alpn"], allow_truncation=v["ssl_allow_truncation"],
-    )  # fmt: skip
     options = _options(
         v,
         endpoint,
         exclusive=not v["keep_open"],  # -k: sessions share the thread
         keep_open=v["keep_open"],
-        tls=tls,
+        tls=flags.tls_options(v, server=True),
         access=access_policy(v),
     )
     return runner.run(lambda: netcat.listen_main(options))
@@ -453,7 +338,6 @@ def demo(
     """Run a real loopback demo: a listener and a client, payloads both ways, verified."""
     from .. import runner  # lazy: keeps start-up light
     from ..modes import demo as demo_mode
-    from ..parse import parse_size
 
     nbytes = parse_size(size, what="--size")
     return runner.run(lambda: demo_mode.demo_main(nbytes))

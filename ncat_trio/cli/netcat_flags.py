@@ -8,157 +8,91 @@ value is a :class:`UsageError` (exit 2) raised before anything runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalProtocolError, UsageError
 from ..parse import parse_host_name, parse_port
 from ..proto.proxy import ProxyType, parse_proxy_auth
 from ..transport.endpoint import Endpoint
-from .common import access_params
-
-if TYPE_CHECKING:
-    from ..transport.tls import TlsOptions
-
-
-if TYPE_CHECKING:
-    pass
+from .common import access_params, flag, value
 
 if TYPE_CHECKING:
     from ..modes.netcat_layers import DumpOptions, ProxySettings
+    from ..transport.tls import TlsOptions
 
 TLS = "TLS"
 PROXY = "Proxy"
 ACCESS = "Access control"
 TEXT = "Text and debugging"
 
-Ssl = Annotated[
-    bool,
-    typer.Option(
-        "--ssl",
-        help="TLS. Clients verify the server's certificate (system CAs or --ssl-ca) and "
-        "name; listeners without --ssl-cert generate a temporary self-signed one.",
-        rich_help_panel=TLS,
-    ),
-]
-SslCa = Annotated[
-    str | None,
-    typer.Option(
-        "--ssl-ca",
-        metavar="FILE",
-        help="PEM CA certificates to trust INSTEAD of the system store, as in ncat and curl "
-        "(listen: require client certificates from them).",
-        rich_help_panel=TLS,
-    ),
-]
-SslSystemCa = Annotated[
-    bool,
-    typer.Option(
-        "--ssl-system-ca",
-        help="With --ssl-ca: trust the system store too (curl's --ca-native).",
-        rich_help_panel=TLS,
-    ),
-]
-SslNoVerify = Annotated[
-    bool,
-    typer.Option(
-        "--ssl-no-verify",
-        help="Do NOT check the server's certificate (warns on stderr).",
-        rich_help_panel=TLS,
-    ),
-]
-SslCert = Annotated[
-    str | None,
-    typer.Option(
-        "--ssl-cert",
-        metavar="FILE",
-        help="PEM certificate (chain) to present.",
-        rich_help_panel=TLS,
-    ),
-]
-SslKey = Annotated[
-    str | None,
-    typer.Option(
-        "--ssl-key",
-        metavar="FILE",
-        help="PEM private key for --ssl-cert.",
-        rich_help_panel=TLS,
-    ),
-]
-SslServername = Annotated[
-    str | None,
-    typer.Option(
-        "--ssl-servername",
-        metavar="NAME",
-        help="SNI name to send and to verify (default: HOST).",
-        rich_help_panel=TLS,
-    ),
-]
-SslAlpn = Annotated[
-    str | None,
-    typer.Option(
-        "--ssl-alpn",
-        metavar="LIST",
-        help="ALPN protocols to offer, comma-separated (e.g. h2,http/1.1).",
-        rich_help_panel=TLS,
-    ),
-]
-SslAllowTruncation = Annotated[
-    bool,
-    typer.Option(
-        "--ssl-allow-truncation",
-        help="A peer that closes without TLS close_notify (ncat does) ends its side "
-        "cleanly: one stderr line, exit 0, instead of exit 7.",
-        rich_help_panel=TLS,
-    ),
-]
-Proxy = Annotated[
-    str | None,
-    typer.Option(
-        "--proxy",
-        metavar="HOST[:PORT]",
-        help="Connect through this proxy (port default: 1080 SOCKS, 3128 HTTP).",
-        rich_help_panel=PROXY,
-    ),
-]
-ProxyTypeFlag = Annotated[
-    str | None,
-    typer.Option(
-        "--proxy-type",
-        metavar="TYPE",
-        help="http (CONNECT, the default, as in ncat), socks5 (the proxy resolves names) "
-        "or socks4 (4a for names).",
-        rich_help_panel=PROXY,
-    ),
-]
-ProxyAuth = Annotated[
-    str | None,
-    typer.Option(
-        "--proxy-auth",
-        metavar="USER:PASS",
-        help="Proxy credentials (SOCKS5 user/password, HTTP Basic; SOCKS4: the user id).",
-        rich_help_panel=PROXY,
-    ),
-]
-NcProxy = Annotated[
-    str | None,
-    typer.Option(
-        "-x",
-        metavar="ADDR[:PORT]",
-        help="nc.openbsd's proxy flag: --proxy ADDR[:PORT], SOCKS5 unless -X says otherwise.",
-        rich_help_panel=PROXY,
-    ),
-]
-NcProxyType = Annotated[
-    str | None,
-    typer.Option(
-        "-X",
-        metavar="4|5|connect",
-        help="nc.openbsd's proxy protocol for -x: 4 (socks4), 5 (socks5), connect (http).",
-        rich_help_panel=PROXY,
-    ),
-]
+Ssl = flag(
+    TLS,
+    "--ssl",
+    help="TLS. Clients verify the server's certificate (system CAs or --ssl-ca) and "
+    "name; listeners without --ssl-cert generate a temporary self-signed one.",
+)
+SslCa = value(
+    TLS,
+    "--ssl-ca",
+    metavar="FILE",
+    help="PEM CA certificates to trust INSTEAD of the system store, as in ncat and curl "
+    "(listen: require client certificates from them).",
+)
+SslSystemCa = flag(
+    TLS, "--ssl-system-ca", help="With --ssl-ca: trust the system store too (curl's --ca-native)."
+)
+SslNoVerify = flag(
+    TLS, "--ssl-no-verify", help="Do NOT check the server's certificate (warns on stderr)."
+)
+SslCert = value(TLS, "--ssl-cert", metavar="FILE", help="PEM certificate (chain) to present.")
+SslKey = value(TLS, "--ssl-key", metavar="FILE", help="PEM private key for --ssl-cert.")
+SslServername = value(
+    TLS, "--ssl-servername", metavar="NAME", help="SNI name to send and to verify (default: HOST)."
+)
+SslAlpn = value(
+    TLS,
+    "--ssl-alpn",
+    metavar="LIST",
+    help="ALPN protocols to offer, comma-separated (e.g. h2,http/1.1).",
+)
+SslAllowTruncation = flag(
+    TLS,
+    "--ssl-allow-truncation",
+    help="A peer that closes without TLS close_notify (ncat does) ends its side "
+    "cleanly: one stderr line, exit 0, instead of exit 7.",
+)
+Proxy = value(
+    PROXY,
+    "--proxy",
+    metavar="HOST[:PORT]",
+    help="Connect through this proxy (port default: 1080 SOCKS, 3128 HTTP).",
+)
+ProxyTypeFlag = value(
+    PROXY,
+    "--proxy-type",
+    metavar="TYPE",
+    help="http (CONNECT, the default, as in ncat), socks5 (the proxy resolves names) "
+    "or socks4 (4a for names).",
+)
+ProxyAuth = value(
+    PROXY,
+    "--proxy-auth",
+    metavar="USER:PASS",
+    help="Proxy credentials (SOCKS5 user/password, HTTP Basic; SOCKS4: the user id).",
+)
+NcProxy = value(
+    PROXY,
+    "-x",
+    metavar="ADDR[:PORT]",
+    help="nc.openbsd's proxy flag: --proxy ADDR[:PORT], SOCKS5 unless -X says otherwise.",
+)
+NcProxyType = value(
+    PROXY,
+    "-X",
+    metavar="4|5|connect",
+    help="nc.openbsd's proxy protocol for -x: 4 (socks4), 5 (socks5), connect (http).",
+)
 _NC_PROXY_TYPES = {"4": "socks4", "5": "socks5", "connect": "http"}
 #: listen's --allow/--deny/--allowfile/--denyfile.
 ACCESS_PARAMS = access_params(
@@ -166,49 +100,28 @@ ACCESS_PARAMS = access_params(
     allow="Serve only clients in this address or network (repeatable; IPv4/IPv6).",
     deny="Close clients from this address or network at once (repeatable; wins).",
 )
-Crlf = Annotated[
-    bool,
-    typer.Option(
-        "-C", "--crlf", help="Send line feeds as CRLF (uses the portable copy path).",
-        rich_help_panel=TEXT,
-    ),
-]  # fmt: skip
-Output = Annotated[
-    str | None,
-    typer.Option(
-        "-o",
-        "--output",
-        metavar="FILE",
-        help="Hex dump of both directions to FILE (ncat's -x layout, > sent, < received).",
-        rich_help_panel=TEXT,
-    ),
-]
-AppendOutput = Annotated[
-    bool,
-    typer.Option(
-        "--append-output", help="Append to the -o file instead of replacing it.",
-        rich_help_panel=TEXT,
-    ),
-]  # fmt: skip
+Crlf = flag(TEXT, "-C", "--crlf", help="Send line feeds as CRLF (uses the portable copy path).")
+Output = value(
+    TEXT,
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="Hex dump of both directions to FILE (ncat's -x layout, > sent, < received).",
+)
+AppendOutput = flag(TEXT, "--append-output", help="Append to the -o file instead of replacing it.")
 
 
-def tls_options(
-    ssl: bool,
-    *,
-    server: bool,
-    ca: str | None = None,
-    system_ca: bool = False,
-    no_verify: bool = False,
-    cert: str | None = None,
-    key: str | None = None,
-    servername: str | None = None,
-    alpn: str | None = None,
-    allow_truncation: bool = False,
-) -> TlsOptions | None:
-    """``--ssl`` and companions; any ``--ssl-*`` flag implies ``--ssl`` (as in ncat)."""
+def tls_options(v: Mapping[str, Any], *, server: bool) -> TlsOptions | None:
+    """``--ssl`` and companions from the flags *v* (listen has no ``--ssl-system-ca``,
+    ``--ssl-no-verify`` or ``--ssl-servername``); any ``--ssl-*`` flag implies ``--ssl``
+    (as in ncat)."""
     from ..transport.tls import TlsOptions  # lazy: keeps start-up light
 
-    wanted = ssl or ca or system_ca or no_verify or cert or key or servername or alpn
+    ca, cert, key, alpn = v["ssl_ca"], v["ssl_cert"], v["ssl_key"], v["ssl_alpn"]
+    system_ca, no_verify = v.get("ssl_system_ca", False), v.get("ssl_no_verify", False)
+    servername = v.get("ssl_servername")
+    allow_truncation = v["ssl_allow_truncation"]
+    wanted = v["ssl"] or ca or system_ca or no_verify or cert or key or servername or alpn
     if not (wanted or allow_truncation):
         return None
     if key is not None and cert is None:

@@ -1,134 +1,77 @@
 """connect/listen flags for the transport and what runs on it (issue 7, part A):
 ``-u``, ``-U``, ``-e``, ``-c``, ``--max-conns``, ``--sequential`` and socket options.
 
-typer-only declarations plus :func:`with_transport`, which folds the parsed strings
-into a :class:`~ncat_trio.modes.netcat.NetcatOptions` (``dataclasses.replace``).
+typer-only declarations plus :func:`transport_fields`, which parses their strings into
+the matching fields of :class:`~ncat_trio.modes.netcat.NetcatOptions`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import UsageError
 from ..parse import parse_port, parse_size
 from ..transport.endpoint import Endpoint
-
-if TYPE_CHECKING:
-    from ..modes.netcat import NetcatOptions
+from .common import flag, value
 
 TRANSPORT = "Transport"
 EXEC = "Exec"
 SOCKOPT = "Socket options"
 
-Udp = Annotated[
-    bool,
-    typer.Option(
-        "-u", "--udp", help="UDP (with -U: Unix datagram sockets).", rich_help_panel=TRANSPORT
-    ),
-]
-Unix = Annotated[
-    str | None,
-    typer.Option(
-        "-U",
-        "--unix",
-        metavar="PATH",
-        help="A Unix domain socket at PATH instead of HOST PORT.",
-        rich_help_panel=TRANSPORT,
-    ),
-]
-Exec = Annotated[
-    str | None,
-    typer.Option(
-        "-e",
-        "--exec",
-        metavar='"CMD ARGS"',
-        help="Attach CMD's stdin/stdout to the connection (words split, no shell).",
-        rich_help_panel=EXEC,
-    ),
-]
-ShExec = Annotated[
-    str | None,
-    typer.Option(
-        "-c",
-        "--sh-exec",
-        metavar='"CMD"',
-        help="Like -e, but CMD is run by /bin/sh -c.",
-        rich_help_panel=EXEC,
-    ),
-]
-MaxConns = Annotated[
-    str | None,
-    typer.Option(
-        "--max-conns",
-        metavar="N",
-        help="listen -k: clients served at once (default 100); more are closed at once.",
-        rich_help_panel=TRANSPORT,
-    ),
-]
-Sequential = Annotated[
-    bool,
-    typer.Option(
-        "--sequential",
-        help="listen -k: one client at a time, the next after it ends (OpenBSD nc).",
-        rich_help_panel=TRANSPORT,
-    ),
-]
-Keepalive = Annotated[
-    str | None,
-    typer.Option(
-        "--keepalive",
-        metavar="[=IDLE,INTVL,CNT]",
-        help="TCP keepalive; optionally its timers in seconds and probe count.",
-        rich_help_panel=SOCKOPT,
-    ),
-]
-SndBuf = Annotated[
-    str | None,
-    typer.Option(
-        "--sndbuf", metavar="BYTES", help="SO_SNDBUF (e.g. 256K).", rich_help_panel=SOCKOPT
-    ),
-]
-RcvBuf = Annotated[
-    str | None,
-    typer.Option(
-        "--rcvbuf", metavar="BYTES", help="SO_RCVBUF (e.g. 256K).", rich_help_panel=SOCKOPT
-    ),
-]
-Tos = Annotated[
-    str | None,
-    typer.Option(
-        "--tos",
-        metavar="TOS",
-        help="IP TOS / IPv6 traffic class: 0-255, 0x.., or lowdelay, throughput, af41, ef, ...",
-        rich_help_panel=SOCKOPT,
-    ),
-]
-Ttl = Annotated[
-    str | None,
-    typer.Option(
-        "--ttl", metavar="N", help="IP TTL / IPv6 hop limit (1-255).", rich_help_panel=SOCKOPT
-    ),
-]
-ReusePort = Annotated[
-    bool,
-    typer.Option(
-        "--reuseport",
-        help="SO_REUSEPORT: share the port with other sockets that set it (never implicit).",
-        rich_help_panel=SOCKOPT,
-    ),
-]
-Broadcast = Annotated[
-    bool,
-    typer.Option(
-        "--broadcast",
-        help="SO_BROADCAST: allow sending to broadcast addresses (UDP).",
-        rich_help_panel=SOCKOPT,
-    ),
-]
+Udp = flag(TRANSPORT, "-u", "--udp", help="UDP (with -U: Unix datagram sockets).")
+Unix = value(
+    TRANSPORT,
+    "-U",
+    "--unix",
+    metavar="PATH",
+    help="A Unix domain socket at PATH instead of HOST PORT.",
+)
+Exec = value(
+    EXEC,
+    "-e",
+    "--exec",
+    metavar='"CMD ARGS"',
+    help="Attach CMD's stdin/stdout to the connection (words split, no shell).",
+)
+ShExec = value(
+    EXEC, "-c", "--sh-exec", metavar='"CMD"', help="Like -e, but CMD is run by /bin/sh -c."
+)
+MaxConns = value(
+    TRANSPORT,
+    "--max-conns",
+    metavar="N",
+    help="listen -k: clients served at once (default 100); more are closed at once.",
+)
+Sequential = flag(
+    TRANSPORT,
+    "--sequential",
+    help="listen -k: one client at a time, the next after it ends (OpenBSD nc).",
+)
+Keepalive = value(
+    SOCKOPT,
+    "--keepalive",
+    metavar="[=IDLE,INTVL,CNT]",
+    help="TCP keepalive; optionally its timers in seconds and probe count.",
+)
+SndBuf = value(SOCKOPT, "--sndbuf", metavar="BYTES", help="SO_SNDBUF (e.g. 256K).")
+RcvBuf = value(SOCKOPT, "--rcvbuf", metavar="BYTES", help="SO_RCVBUF (e.g. 256K).")
+Tos = value(
+    SOCKOPT,
+    "--tos",
+    metavar="TOS",
+    help="IP TOS / IPv6 traffic class: 0-255, 0x.., or lowdelay, throughput, af41, ef, ...",
+)
+Ttl = value(SOCKOPT, "--ttl", metavar="N", help="IP TTL / IPv6 hop limit (1-255).")
+ReusePort = flag(
+    SOCKOPT,
+    "--reuseport",
+    help="SO_REUSEPORT: share the port with other sockets that set it (never implicit).",
+)
+Broadcast = flag(
+    SOCKOPT, "--broadcast", help="SO_BROADCAST: allow sending to broadcast addresses (UDP)."
+)
 
 
 def connect_endpoint(
@@ -166,30 +109,15 @@ def listen_words(words: list[str], unix: str | None) -> list[str]:
 def _size(text: str | None, what: str) -> int | None:
     if text is None:
         return None
-    value = parse_size(text, what=what)
-    if not 1 <= value <= 2**31 - 1:
+    size = parse_size(text, what=what)
+    if not 1 <= size <= 2**31 - 1:
         raise UsageError(f"invalid {what} {text!r}", "must be 1 byte to 2 GiB")
-    return value
+    return size
 
 
-def with_transport(
-    options: NetcatOptions,
-    *,
-    udp: bool = False,
-    unix: str | None = None,
-    exec_: str | None = None,
-    sh_exec: str | None = None,
-    max_conns: str | None = None,
-    sequential: bool = False,
-    keepalive: str | None = None,
-    sndbuf: str | None = None,
-    rcvbuf: str | None = None,
-    tos: str | None = None,
-    ttl: str | None = None,
-    reuseport: bool = False,
-    broadcast: bool = False,
-) -> NetcatOptions:
-    """``options`` with the transport flags parsed in; UsageError for bad values.
+def transport_fields(v: Mapping[str, Any]) -> dict[str, Any]:
+    """The transport fields of NetcatOptions from the flags *v* (``-k``'s ``--max-conns`` and
+    ``--sequential`` are listen's only); UsageError for bad values.
 
     Which flag works on which path (-u, -U, -k, -e ...) is cli/compat.py's table."""
     from ..transport.sockopts import (  # lazy: keeps start-up light
@@ -199,17 +127,16 @@ def with_transport(
         parse_ttl,
     )
 
+    exec_, sh_exec, unix = v["exec_"], v["sh_exec"], v["unix"]
+    max_conns, sequential = v.get("max_conns"), v.get("sequential", False)
+    keepalive, tos, ttl = v["keepalive"], v["tos"], v["ttl"]
     if exec_ is not None and sh_exec is not None:
         raise UsageError("-e and -c", "choose one")
     command = None
-    if exec_ is not None:
+    if exec_ is not None or sh_exec is not None:
         from ..modes.exec import ExecCommand  # lazy: keeps start-up light
 
-        command = ExecCommand.from_exec(exec_)
-    elif sh_exec is not None:
-        from ..modes.exec import ExecCommand  # lazy: keeps start-up light
-
-        command = ExecCommand.from_sh(sh_exec)
+        command = ExecCommand.from_sh(sh_exec) if exec_ is None else ExecCommand.from_exec(exec_)
     if unix is not None and not unix.strip():
         raise UsageError("-U", "empty path")
     conns = 100
@@ -224,23 +151,18 @@ def with_transport(
         raise UsageError("--sequential", "serves one client at a time: no --max-conns")
     socket_options = SocketOptions(
         keepalive=None if keepalive is None else parse_keepalive(keepalive),
-        sndbuf=_size(sndbuf, "--sndbuf"),
-        rcvbuf=_size(rcvbuf, "--rcvbuf"),
+        sndbuf=_size(v["sndbuf"], "--sndbuf"),
+        rcvbuf=_size(v["rcvbuf"], "--rcvbuf"),
         tos=None if tos is None else parse_tos(tos),
         ttl=None if ttl is None else parse_ttl(ttl),
-        reuseport=reuseport,
-        broadcast=broadcast,
+        reuseport=v["reuseport"],
+        broadcast=v["broadcast"],
     )
-    session = options.session
-    if command is not None:  # the child has the connection: stdio is not ours to open
-        session = dataclasses.replace(session, send=False, receive=False)
-    return dataclasses.replace(
-        options,
-        session=session,
-        udp=udp,
-        unix_path=unix,
-        exec_command=command,
-        max_conns=conns,
-        sequential=sequential,
-        socket_options=socket_options,
-    )
+    return {
+        "udp": v["udp"],
+        "unix_path": unix,
+        "exec_command": command,
+        "max_conns": conns,
+        "sequential": sequential,
+        "socket_options": socket_options,
+    }

@@ -23,6 +23,8 @@ from .common import (
     address_family,
     checked_json_file,
     json_option,
+    option,
+    params,
     verbose_option,
     with_params,
 )
@@ -58,11 +60,32 @@ def parse_host_port(
     return Endpoint(host, parse_port(port, allow_zero=allow_zero, what=f"{what} port"))
 
 
-Rules = list[str] | None
-
-
 def _fault(flag: str, metavar: str, text: str) -> Any:
-    return typer.Option(flag, metavar=metavar, help=f"{text} (repeatable).", rich_help_panel=FAULTS)
+    return Annotated[
+        list[str] | None, option(FAULTS, flag, metavar=metavar, help=f"{text} (repeatable).")
+    ]
+
+
+#: The fault flags, in --help order; each is ``parse_fault``'s kind with ``_`` for ``-``.
+_FAULTS = params(
+    latency=_fault("--latency", "[DIR:]DELAY[/JITTER]", "Delay each chunk."),
+    bandwidth=_fault("--bandwidth", "[DIR:]BYTES/S", "Cap the rate."),
+    slicer=_fault("--slicer", "[DIR:]SIZE[/VAR[/DELAY]]", "Cut data into small segments."),
+    limit_data=_fault(
+        "--limit-data", "[DIR:]BYTES", "Close the connection after BYTES in that direction."
+    ),
+    reset_peer=_fault(
+        "--reset-peer",
+        "[DIR:]SECS|BYTESB",
+        "Reset (RST) after SECS, or after BYTES with a B suffix (64KB).",
+    ),
+    stall=_fault(
+        "--stall",
+        "[DIR:]SECS",
+        "toxiproxy's timeout: forward nothing, close after SECS (0: never).",
+    ),
+    slow_close=_fault("--slow-close", "[DIR:]SECS", "Delay the forwarded FIN."),
+)
 
 
 @with_params(
@@ -73,6 +96,7 @@ def _fault(flag: str, metavar: str, text: str) -> Any:
     ),
     after="idle_timeout",
 )
+@with_params(_FAULTS, after="json_file")
 def relay(
     listen: Annotated[
         str,
@@ -90,64 +114,60 @@ def relay(
     ],
     buffer: Annotated[
         str,
-        typer.Option(
+        option(
+            IO,
             "--buffer",
             metavar="BYTES",
             help="Most bytes held in user space per direction; the reader stops while the writer lags.",
-            rich_help_panel=IO,
         ),
     ] = "256K",
     connect_timeout: Annotated[
         str,
-        typer.Option(
+        option(
+            TIME,
             "--connect-timeout",
             metavar="SECS",
             help="Give up on a target after SECS and try the next.",
-            rich_help_panel=TIME,
         ),
     ] = "10",
-    ipv4: Annotated[
-        bool, typer.Option("-4", help="Listen on IPv4 only.", rich_help_panel=CONN)
-    ] = False,
-    ipv6: Annotated[
-        bool, typer.Option("-6", help="Listen on IPv6 only.", rich_help_panel=CONN)
-    ] = False,
+    ipv4: Annotated[bool, option(CONN, "-4", help="Listen on IPv4 only.")] = False,
+    ipv6: Annotated[bool, option(CONN, "-6", help="Listen on IPv6 only.")] = False,
     no_zerocopy: NoZeroCopy = False,
     no_splice: NoSplice = False,
     max_conns: Annotated[
         int | None,
-        typer.Option(
+        option(
+            LIMITS,
             "--max-conns",
             metavar="N",
             min=1,
             help="At most N clients at once; the next waits in the listen backlog.",
-            rich_help_panel=LIMITS,
         ),
     ] = None,
     reject_over_limit: Annotated[
         bool,
-        typer.Option(
+        option(
+            LIMITS,
             "--reject-over-limit",
             help="With --max-conns: reset clients over the limit instead of making them wait.",
-            rich_help_panel=LIMITS,
         ),
     ] = False,
     idle_timeout: Annotated[
         str | None,
-        typer.Option(
+        option(
+            TIME,
             "--idle-timeout",
             metavar="SECS",
             help="Close a connection when no data moves either way for SECS.",
-            rich_help_panel=TIME,
         ),
     ] = None,
     drain_timeout: Annotated[
         str,
-        typer.Option(
+        option(
+            TIME,
             "--drain-timeout",
             metavar="SECS",
             help="On SIGTERM: stop accepting, let transfers finish for SECS, then cancel (exit 143).",
-            rich_help_panel=TIME,
         ),
     ] = "5",
     verbose: Annotated[
@@ -158,80 +178,46 @@ def relay(
     ] = False,
     stats: Annotated[
         str | None,
-        typer.Option(
+        option(
+            OUT,
             "--stats",
             metavar="SECS",
             help="Print a statistics line every SECS (SIGUSR1 prints one at any time).",
-            rich_help_panel=OUT,
         ),
     ] = None,
-    json_log: Annotated[
-        bool, typer.Option("--json-log", help="Log lines as JSON objects.", rich_help_panel=OUT)
-    ] = False,
+    json_log: Annotated[bool, option(OUT, "--json-log", help="Log lines as JSON objects.")] = False,
     json: Annotated[
         bool, json_option("At exit, write a JSON summary (totals, how it ended) on stdout.")
     ] = False,
     json_file: JsonFile = None,
-    latency: Annotated[
-        Rules, _fault("--latency", "[DIR:]DELAY[/JITTER]", "Delay each chunk.")
-    ] = None,
-    bandwidth: Annotated[Rules, _fault("--bandwidth", "[DIR:]BYTES/S", "Cap the rate.")] = None,
-    slicer: Annotated[
-        Rules, _fault("--slicer", "[DIR:]SIZE[/VAR[/DELAY]]", "Cut data into small segments.")
-    ] = None,
-    limit_data: Annotated[
-        Rules,
-        _fault(
-            "--limit-data", "[DIR:]BYTES", "Close the connection after BYTES in that direction."
-        ),
-    ] = None,
-    reset_peer: Annotated[
-        Rules,
-        _fault(
-            "--reset-peer",
-            "[DIR:]SECS|BYTESB",
-            "Reset (RST) after SECS, or after BYTES with a B suffix (64KB).",
-        ),
-    ] = None,
-    stall: Annotated[
-        Rules,
-        _fault(
-            "--stall",
-            "[DIR:]SECS",
-            "toxiproxy's timeout: forward nothing, close after SECS (0: never).",
-        ),
-    ] = None,
-    slow_close: Annotated[
-        Rules, _fault("--slow-close", "[DIR:]SECS", "Delay the forwarded FIN.")
-    ] = None,
     toxicity: Annotated[
         float,
-        typer.Option(
+        option(
+            FAULTS,
             "--toxicity",
             metavar="P",
             min=0.0,
             max=1.0,
             help="Probability that a connection gets the faults above (each decided per connection).",
-            rich_help_panel=FAULTS,
         ),
     ] = 1.0,
     workers: Annotated[
         int,
-        typer.Option(
+        option(
+            CONN,
             "--workers",
             metavar="N",
             min=1,
             help="Linux: N processes share the port (SO_REUSEPORT), one Trio run each; limits and stats are per worker.",
-            rich_help_panel=CONN,
         ),
     ] = 1,
     seed: Annotated[
         int | None,
-        typer.Option(
+        option(
+            FAULTS,
             "--seed",
             metavar="N",
             help="Seed the fault RNG (toxicity, jitter, slicer variation).",
-            rich_help_panel=FAULTS,
         ),
     ] = None,
     **rules: Any,
@@ -241,9 +227,8 @@ def relay(
     Bounded (--buffer per direction), half-close passes through, resets propagate.
     Prints `ncat-trio: listening on ADDR:PORT` on stderr once ready.
     """
-    compat.check_command(
-        "relay", relay, {**locals(), **rules}
-    )  # a flag its mode cannot honour: exit 2
+    # a flag its mode cannot honour: exit 2
+    compat.check_command("relay", relay, {**locals(), **rules})
     from .. import runner  # lazy: keeps start-up light
     from ..modes import relay as relay_mode  # lazy: keeps start-up light
     from ..transport.faults import parse_fault  # lazy: keeps start-up light
@@ -254,12 +239,11 @@ def relay(
     if size < 1:
         raise UsageError(f"invalid --buffer {buffer!r}", "must be at least 1 byte")
     faults: list[AnyFault] = []
-    for kind, values in (
-        ("latency", latency), ("bandwidth", bandwidth), ("slicer", slicer),
-        ("limit-data", limit_data), ("reset-peer", reset_peer), ("stall", stall),
-        ("slow-close", slow_close),
-    ):  # fmt: skip
-        faults.extend(parse_fault(kind, value, toxicity=toxicity) for value in values or ())
+    for param in _FAULTS:
+        kind = param.name.replace("_", "-")  # limit_data: --limit-data
+        faults.extend(
+            parse_fault(kind, text, toxicity=toxicity) for text in rules[param.name] or ()
+        )
     options = relay_mode.RelayOptions(
         listen=Endpoint(where.host, where.port, family),
         targets=tuple(parse_host_port(t, what="target") for t in targets),

@@ -5,6 +5,7 @@ to stdout and exits 0.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -58,15 +59,10 @@ def _register(app: typer.Typer, only: str | None = None) -> typer.Typer:
     return app
 
 
-_FULL_APP: typer.Typer | None = None
-
-
+@functools.cache
 def full_app() -> typer.Typer:
     """The app with every subcommand (help, completion, anything but the three below)."""
-    global _FULL_APP
-    if _FULL_APP is None:
-        _FULL_APP = _register(_new_app())
-    return _FULL_APP
+    return _register(_new_app())
 
 
 def _app_for(args: list[str]) -> typer.Typer:
@@ -133,11 +129,7 @@ def run_cli(args: list[str]) -> int:
     words = spelled_out(args)
     command = typer.main.get_command(_app_for(words))
     try:
-        result = command.main(
-            words,
-            prog_name="ncat-trio",
-            standalone_mode=False,
-        )
+        result = command.main(words, prog_name="ncat-trio", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:  # click's usage errors, vendored by typer

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import CONN, TIME, IPv4, IPv6, JsonFile, Numeric, json_option, verbose_option
+from .common import CONN, TIME, IPv4, IPv6, JsonFile, Numeric, json_option, option, verbose_option
 from .panels import PanelledCommand
 
 
@@ -20,18 +20,16 @@ def scan(
     ],
     concurrency: Annotated[
         int,
-        typer.Option(
-            "--concurrency", metavar="N", help="At most N connects in flight.", rich_help_panel=CONN
-        ),
+        option(CONN, "--concurrency", metavar="N", help="At most N connects in flight."),
     ] = 100,
     timeout: Annotated[
         str,
-        typer.Option(
+        option(
+            TIME,
             "-w",
             "--timeout",
             metavar="SECS",
             help="Per-port connect timeout; no answer counts as not open.",
-            rich_help_panel=TIME,
         ),
     ] = "3",
     ipv4: IPv4 = False,
@@ -51,23 +49,12 @@ def scan(
 
     Exit 0 if any port is open, 1 if none, 2 for bad arguments.
     """
+    flags = dict(locals())  # build() takes this command's parameters by name
     from .. import runner  # lazy: keeps start-up light
     from ..modes.scan import scan_main  # lazy: keeps start-up light
     from .scan_options import build
 
-    options = build(
-        host,
-        ports,
-        concurrency=concurrency,
-        timeout=timeout,
-        ipv4=ipv4,
-        ipv6=ipv6,
-        numeric=numeric,
-        verbose=verbose,
-        json=json,
-        json_file=json_file,
-        nc_style=nc_style,
-    )
+    options = build(**flags)
     return runner.run_blocking(lambda: scan_main(options))
 
 

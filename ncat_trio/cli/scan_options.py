@@ -7,6 +7,8 @@ goes to typer, which gives the same options or the usage error.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import NcatError, UsageError
 from ..modes.scan import ScanOptions, parse_ports
 from ..parse import parse_duration
@@ -18,7 +20,6 @@ _LONG = {"--verbose": "verbose", "--numeric": "numeric", "--json": "json"}
 _LONG |= {"--nc-style": "nc_style"}
 _VALUED = {"-w": "timeout", "--timeout": "timeout", "--concurrency": "concurrency"}
 _VALUED |= {"--json-file": "json_file"}
-_FLAGS = ("verbose", "ipv4", "ipv6", "numeric", "json", "nc_style")
 
 
 def build(
@@ -59,38 +60,30 @@ def from_argv(words: list[str]) -> ScanOptions | None:
     """``scan …`` words (nc spellings rewritten) as options, or None: let typer parse."""
     if not words or words[0] != "scan" or "--" in words:
         return None
-    flags: dict[str, bool] = {}
-    values: dict[str, str] = {}
+    given: dict[str, Any] = {}  # build()'s parameter -> True (a flag) or its text
     positional: list[str] = []
     rest = iter(words[1:])
     for word in rest:
         name, eq, attached = word.partition("=")
         if word in _LONG:
-            flags[_LONG[word]] = True
+            given[_LONG[word]] = True
         elif word in _VALUED or (eq and name in _VALUED and name.startswith("--")):
             value = attached if eq else next(rest, None)
             if value is None:
                 return None
-            values[_VALUED[name if eq else word]] = value
+            given[_VALUED[name if eq else word]] = value
         elif word.startswith("-w") and len(word) > 2:  # -w2
-            values["timeout"] = word[2:]
+            given["timeout"] = word[2:]
         elif len(word) > 1 and word[0] == "-" and all(c in _SHORT for c in word[1:]):
-            flags.update((_SHORT[c], True) for c in word[1:])
+            given.update((_SHORT[c], True) for c in word[1:])
         elif word.startswith("-") and word != "-":
             return None  # typer knows it, or says what is wrong with it
         else:
             positional.append(word)
-    concurrency = values.pop("concurrency", "100")
+    concurrency = given.pop("concurrency", "100")
     if len(positional) < 2 or not (concurrency.isascii() and concurrency.isdecimal()):
         return None
     try:
-        return build(
-            positional[0],
-            positional[1:],
-            concurrency=int(concurrency),
-            timeout=values.get("timeout", "3"),
-            json_file=values.get("json_file"),
-            **{name: flags.get(name, False) for name in _FLAGS},
-        )
+        return build(positional[0], positional[1:], concurrency=int(concurrency), **given)
     except NcatError:
         return None  # typer builds the same options and reports the error its way

@@ -26,49 +26,26 @@ from .common import (
     Numeric,
     address_family,
     checked_json_file,
+    flag,
     json_option,
+    option,
     params,
+    value,
     with_params,
 )
 from .panels import PanelledCommand
 
-Listen = Annotated[
-    bool,
-    typer.Option(
-        "--listen/--connect",
-        help="Listen for the other side, or connect to it.",
-        rich_help_panel=CONN,
-    ),
-]
-Progress = Annotated[
-    bool,
-    typer.Option("--progress", help="Live progress on stderr, as connect -P.", rich_help_panel=OUT),
-]
+Progress = flag(OUT, "--progress", help="Live progress on stderr, as connect -P.")
 Json = Annotated[bool, json_option("Print a JSON summary on stdout when verified.")]
-Quiet = Annotated[
-    bool, typer.Option("-q", "--quiet", help="No summary line on stderr.", rich_help_panel=OUT)
-]
-
-
-def _timeout(text: str | None) -> float | None:
-    return None if text is None else parse_duration(text, what="connect timeout (-w)")
-
-
-IdleTimeout = Annotated[
-    str | None,
-    typer.Option(
-        "-i",
-        "--idle-timeout",
-        metavar="SECS",
-        help="Fail (exit 4) when nothing is sent or received for SECS (a peer that hangs "
-        "without closing). Local hashing and fsync don't count. Default: wait.",
-        rich_help_panel=TIME,
-    ),
-]
-
-
-def _idle(text: str | None) -> float | None:
-    return None if text is None else parse_duration(text, what="idle timeout (-i)")
+Quiet = flag(OUT, "-q", "--quiet", help="No summary line on stderr.")
+IdleTimeout = value(
+    TIME,
+    "-i",
+    "--idle-timeout",
+    metavar="SECS",
+    help="Fail (exit 4) when nothing is sent or received for SECS (a peer that hangs "
+    "without closing). Local hashing and fsync don't count. Default: wait.",
+)
 
 
 def send_endpoint(words: list[str], *, listen: bool) -> tuple[str | None, str, str]:
@@ -104,9 +81,10 @@ def _endpoint(host: str | None, port: str, listen: bool, v: dict[str, Any]) -> E
 
 def _shared(v: dict[str, Any]) -> dict[str, Any]:
     """The fields of SendOptions and ReceiveOptions filled alike from the shared flags."""
+    w, idle = v["connect_timeout"], v["idle_timeout"]  # -w, -i
     return {
-        "connect_timeout": _timeout(v["connect_timeout"]),
-        "idle_timeout": _idle(v["idle_timeout"]),
+        "connect_timeout": None if w is None else parse_duration(w, what="connect timeout (-w)"),
+        "idle_timeout": None if idle is None else parse_duration(idle, what="idle timeout (-i)"),
         "progress": v["progress"],
         "json": v["json"],
         "json_file": checked_json_file(v["json_file"]),
@@ -125,19 +103,19 @@ def send(
     ],
     listen: Annotated[
         bool,
-        typer.Option(
+        option(
+            CONN,
             "--listen/--connect",
             help="Wait for the receiver to connect (it is behind NAT), or connect (default).",
-            rich_help_panel=CONN,
         ),
     ] = False,
     name: Annotated[
         str | None,
-        typer.Option(
+        option(
+            OUT,
             "--name",
             metavar="NAME",
             help="Name to send (default: the file's base name, or 'stdin').",
-            rich_help_panel=OUT,
         ),
     ] = None,
     **shared: Any,
@@ -174,24 +152,23 @@ def receive(
     ],
     output: Annotated[
         str | None,
-        typer.Option(
+        option(
+            OUT,
             "-o",
             "--output",
             metavar="FILE|DIR|-",
             help="Where to write: a file, a directory (the sender's name is used), or - for stdout. Default: the sender's name in the current directory.",
-            rich_help_panel=OUT,
         ),
     ] = None,
-    listen: Listen = True,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing file.", rich_help_panel=OUT)
-    ] = False,
+    listen: Annotated[
+        bool,
+        option(CONN, "--listen/--connect", help="Listen for the other side, or connect to it."),
+    ] = True,
+    force: Annotated[bool, option(OUT, "--force", help="Replace an existing file.")] = False,
     resume: Annotated[
         bool,
-        typer.Option(
-            "--resume",
-            help="Keep a partial file when cut, and continue from it next time.",
-            rich_help_panel=OUT,
+        option(
+            OUT, "--resume", help="Keep a partial file when cut, and continue from it next time."
         ),
     ] = False,
     **shared: Any,
@@ -203,9 +180,8 @@ def receive(
     the digest matched; it is never put over an existing file without --force.
     Exit 7 on a digest mismatch or a short stream.
     """
-    compat.check_command(
-        "receive", receive, {**locals(), **shared}
-    )  # -w listening, --force onto -o -
+    # -w listening, --force onto -o -
+    compat.check_command("receive", receive, {**locals(), **shared})
     from .. import runner  # lazy: keeps start-up light
     from ..modes import transfer  # lazy: keeps start-up light
     from ..modes.transfer_session import ReceiveTarget

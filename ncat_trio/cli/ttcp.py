@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..parse import parse_port, parse_size
 from ..proto.ttcp import DEFAULT_LENGTH, DEFAULT_NUMBER, DEFAULT_PORT, INT32_MAX, LENGTH_LIMIT
 from ..transport.endpoint import Endpoint
-from .common import CONN, IO, Bind, JsonFile, checked_json_file, json_option
+from .common import CONN, IO, Bind, JsonFile, checked_json_file, json_option, option
 from .panels import PanelledCommand, PanelledGroup, new_app
 
 _CLASSIC_FLAGS = "rkD"  # getopt letters without a value that may be bundled: -rk
@@ -90,67 +90,39 @@ app = new_app(
 
 Json = Annotated[bool, json_option("Print one JSON object instead of the lines.")]
 Port = Annotated[
-    str,
-    typer.Option(
-        "-p",
-        "--port",
-        metavar="PORT",
-        help="TCP port (receive: 0 picks one).",
-        rich_help_panel=CONN,
-    ),
+    str, option(CONN, "-p", "--port", metavar="PORT", help="TCP port (receive: 0 picks one).")
 ]
 KeepOpen = Annotated[
     bool,
-    typer.Option(
-        "-k",
-        "--keep-open",
-        help="Serve one session after another; don't exit.",
-        rich_help_panel=CONN,
-    ),
+    option(CONN, "-k", "--keep-open", help="Serve one session after another; don't exit."),
 ]
 MaxLength = Annotated[
     str,
-    typer.Option(
+    option(
+        IO,
         "--max-length",
         metavar="BYTES",
         help="Refuse sessions with longer payloads (e.g. 1M).",
-        rich_help_panel=IO,
     ),
 ]
 Verify = Annotated[
     bool,
-    typer.Option(
-        "--verify",
-        help="Check payload data against the pattern (mismatch: exit 6).",
-        rich_help_panel=IO,
-    ),
+    option(IO, "--verify", help="Check payload data against the pattern (mismatch: exit 6)."),
 ]
 Host = Annotated[str, typer.Argument(metavar="HOST", help="The receiver's host name or address.")]
 Length = Annotated[
     str,
-    typer.Option(
-        "-l",
-        "--length",
-        metavar="BYTES",
-        help="Payload length (e.g. 1024, 64K).",
-        rich_help_panel=IO,
-    ),
+    option(IO, "-l", "--length", metavar="BYTES", help="Payload length (e.g. 1024, 64K)."),
 ]
-Number = Annotated[
-    str,
-    typer.Option("-n", "--number", metavar="N", help="Number of payloads.", rich_help_panel=IO),
-]
-NoDelay = Annotated[
-    bool,
-    typer.Option("-D", "--nodelay", help="Set TCP_NODELAY (Nagle off).", rich_help_panel=CONN),
-]
+Number = Annotated[str, option(IO, "-n", "--number", metavar="N", help="Number of payloads.")]
+NoDelay = Annotated[bool, option(CONN, "-D", "--nodelay", help="Set TCP_NODELAY (Nagle off).")]
 Window = Annotated[
     str,
-    typer.Option(
+    option(
+        IO,
         "--window",
         metavar="W",
         help="Payloads in flight before waiting for acks (1: stop-and-wait).",
-        rich_help_panel=IO,
     ),
 ]
 
