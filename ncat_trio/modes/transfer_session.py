@@ -33,9 +33,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from functools import partial
 
 import trio
 
@@ -60,8 +60,7 @@ from ..transport.pump import STREAM_ERRORS, Side, pump, run_directions, send_eof
 LINGER = 5.0
 #: How long the receiver may spend delivering its Ack (shielded from a late signal).
 ACK_TIMEOUT = 1.0
-
-_E = TypeVar("_E", covariant=True)  # the events of one protocol machine (_EventReader)
+_STDOUT = Side("stdout", local=True)
 
 
 # ---------------------------------------------------------------- sources, targets, results
@@ -127,24 +126,22 @@ class TransferStatistics:
     moved: int  # data bytes that crossed the connection
 
 
-class _Proto(Protocol[_E]):
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None: ...
-
-    def next_event(self) -> _E | wire.NeedData: ...
-
-
-class _EventReader(Generic[_E]):
+class _EventReader:
     """Pulls events from a protocol object, reading the connection when it needs data."""
 
     def __init__(
-        self, conn: trio.abc.ReceiveStream, proto: _Proto[_E], side: Side, chunk: int
+        self,
+        conn: trio.abc.ReceiveStream,
+        proto: TransferSender | TransferReceiver,
+        side: Side,
+        chunk: int,
     ) -> None:
         self._conn = conn
         self._proto = proto
         self._side = side
         self._chunk = chunk
 
-    async def next(self) -> _E:
+    async def next(self) -> wire.FromReceiver | wire.FromSender:
         while True:
             event = self._proto.next_event()
             if event is not wire.NEED_DATA:
@@ -186,8 +183,6 @@ def _failure_error(failure: wire.Failure, name: str) -> NcatError:
 
 class SendSession:
     """Send one file over ``conn``; :meth:`run` returns only after the receiver's Ack."""
-
-    _events: _EventReader[wire.FromReceiver]
 
     def __init__(
         self,
@@ -351,24 +346,8 @@ def resolve_destination(output: str | None, name: str) -> str:
     return output
 
 
-class _Sink(Protocol):
-    async def write(self, data: bytes) -> None: ...
-
-
-class _StreamSink:
-    """``-o -``: data goes out as it arrives; the exit code says whether it verified."""
-
-    def __init__(self, stream: trio.abc.SendStream) -> None:
-        self._stream = stream
-
-    async def write(self, data: bytes) -> None:
-        await _send_bytes(self._stream, data, Side("stdout", local=True))
-
-
 class ReceiveSession:
     """Receive one file from ``conn``; :meth:`run` returns once it is verified in place."""
-
-    _events: _EventReader[wire.FromSender]
 
     def __init__(
         self,
@@ -425,10 +404,9 @@ class ReceiveSession:
         return result
 
     async def _receive(self, began: float) -> TransferResult:
-        event = await self._events.next()
-        assert isinstance(event, wire.Header)
-        header = event
-        hasher, offset, sink = await self._prepare(header)
+        header = await self._events.next()
+        assert isinstance(header, wire.Header)
+        hasher, offset, write = await self._prepare(header)
         await _send_bytes(
             self._conn, self._proto.send(wire.Offer(offset, hasher.digest())), self._peer
         )
@@ -438,15 +416,10 @@ class ReceiveSession:
             hasher = hashlib.sha256()
         if self._file is not None:
             self._file.start_at(start.offset)
-        while True:
-            event = await self._events.next()
-            if isinstance(event, wire.Data):
-                hasher.update(event.data)
-                await sink.write(event.data)
-                continue
-            assert isinstance(event, wire.Trailer)
-            break
-        trailer = event
+        while isinstance(trailer := await self._events.next(), wire.Data):
+            hasher.update(trailer.data)
+            await write(trailer.data)
+        assert isinstance(trailer, wire.Trailer)
         if hasher.digest() != trailer.sha256:
             raise IntegrityError(
                 f"transfer of {header.name!r}",
@@ -493,23 +466,26 @@ class ReceiveSession:
             path=path,
         )
 
-    async def _prepare(self, header: wire.Header) -> tuple[hashlib._Hash, int, _Sink]:
-        """Open the destination; return the prefix hash and length to offer, and the sink."""
+    async def _prepare(
+        self, header: wire.Header
+    ) -> tuple[hashlib._Hash, int, Callable[[bytes], Awaitable[None]]]:
+        """Open the destination; return the prefix hash and length to offer, and the writer."""
         if self._target.output == "-":
             assert self._stdout is not None
-            return hashlib.sha256(), 0, _StreamSink(self._stdout)
+            # -o -: data goes out as it arrives; the exit code says whether it verified.
+            return hashlib.sha256(), 0, partial(_send_bytes, self._stdout, side=_STDOUT)
         path = resolve_destination(self._target.output, header.name)
         sink = files.FileSink(path, force=self._target.force, resume=self._target.resume)
         length = sink.open()
         self._file = sink
         if not self._target.resume or length == 0:
-            return hashlib.sha256(), 0, sink
+            return hashlib.sha256(), 0, sink.write
         if header.size is not None and length > header.size:
             diag.say(f"partial {sink.temp} is longer than the file: starting again")
-            return hashlib.sha256(), 0, sink
+            return hashlib.sha256(), 0, sink.write
         diag.say(f"offering to resume {header.name!r} at {length} bytes")
         with _local_work(self._idle):
-            return await sink.hash_prefix(length), length, sink
+            return await sink.hash_prefix(length), length, sink.write
 
     async def _report(self, exc: NcatError) -> None:
         """Tell the sender why we give up (best effort), then close our direction."""
