@@ -70,13 +70,12 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+@dataclass
 class _Refuse(Exception):
     """Answer ``status`` and close: the request cannot be read."""
 
-    def __init__(self, status: int, why: str) -> None:
-        super().__init__(status, why)
-        self.status = status
-        self.why = why
+    status: int
+    why: str
 
 
 async def serve_http(

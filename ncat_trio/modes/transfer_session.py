@@ -18,8 +18,8 @@ the process around them (options, the connection, summaries) :mod:`.transfer`.
   with the same bytes skips them.
 
 :meth:`SendSession._send_file_body` (``pread`` → ``send_all``, 1 MiB chunks) is the
-one place a ``sendfile`` path would go (the digest would then need its own read of
-the page cache, e.g. through ``mmap``).
+one place a ``sendfile`` path would go: the data bytes are raw on the wire, so only the
+digest would need its own read of the page cache (e.g. through ``mmap``).
 
 Hashing is inline, in the same pass as the I/O.  Measured here (2 cores, 1 GiB on
 tmpfs, benchmarks/bench_transfer.py, two A/B runs each): inline 0.83–0.84 GB/s;
@@ -264,11 +264,8 @@ class SendSession:
         await send_eof(self._conn, self._peer)
 
     async def _send_file_body(self, source: FileSource, hasher: hashlib._Hash) -> int:
-        """pread → sha256 → send_all, from the Start offset to the announced size.
-
-        This is where a zero-copy ``os.sendfile`` path would slot in: the data bytes
-        are raw on the wire, so only the hashing would still need to read them.
-        """
+        """pread → sha256 → send_all, from the Start offset to the announced size (a
+        ``sendfile`` path would go here: see the module docstring)."""
         position = self._proto.offset
         while position < source.size:
             want = min(self._chunk, source.size - position)

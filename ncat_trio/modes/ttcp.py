@@ -423,8 +423,7 @@ async def _receive_one(conn: trio.SocketStream, opts: TtcpReceiveOptions) -> Non
 
 def _report(report: dict[str, object], result: Throughput, summary: Summary) -> None:
     """The JSON object where ``summary`` says, else (no ``--json``) the human lines."""
-    if summary.wanted:
-        summary.write(report)
+    summary.write(report)  # nothing without --json/--json-file
     if not summary.json:
         _emit(*result.human_lines())
 
