@@ -557,9 +557,7 @@ async def probe_main(opts: ProbeOptions, *, clock: WallClock = time.time_ns) -> 
             clock=clock, on_event=(lambda e: diag.say(describe_event(e))) if opts.verbose else None,
         )  # fmt: skip
     report = run.report
-    summary = Summary(opts.json, opts.json_file)
-    if summary.wanted:
-        summary.write(report_json(peer, opts, report))
+    Summary(opts.json, opts.json_file).write(report_json(peer, opts, report))
     if not opts.json:
         write_stdout("".join(line + "\n" for line in report_lines(peer, opts, report)))
     if report.replies:

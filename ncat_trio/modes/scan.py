@@ -142,9 +142,9 @@ def scan_main(options: ScanOptions) -> int:
     started = time.monotonic()
     result = scan(options, report)
     opened = len(result.open_ports)
-    summary = Summary(options.json, options.json_file)
-    if summary.wanted:
-        summary.write(scan_json(options, result, time.monotonic() - started))
+    Summary(options.json, options.json_file).write(
+        scan_json(options, result, time.monotonic() - started)
+    )
     if options.verbose:
         diag.say(f"scanned {len(result.states)} ports on {result.address}: {opened} open")
     return 0 if opened else 1
