@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import diag, report_schema
-from ..errors import NcatError, UsageError
+from ..errors import UsageError
 from ..json_summary import Summary, write_stdout
 from ..transport.endpoint import Endpoint
 from ..transport.probe import PortState, probe_ports, service_name
@@ -151,7 +151,6 @@ def scan_main(options: ScanOptions) -> int:
 
 
 __all__ = [
-    "NcatError",
     "PortState",
     "ScanOptions",
     "ScanResult",
