@@ -47,7 +47,7 @@ from ..errors import ConnectError, IntegrityError, LocalProtocolError, NcatError
 from ..transport import datagram, unix
 from ..transport.access import DatagramGate
 from ..transport.child import describe_status, open_child
-from ..transport.pump import STREAM_ERRORS, Side, run_directions, translate
+from ..transport.pump import STREAM_ERRORS, Side, run_directions, translated
 from ..transport.sockopts import configure_with
 from .exec import ExecCommand, child_environment
 from .netcat_options import NetcatOptions, SessionOptions
@@ -152,10 +152,8 @@ class DatagramSession:
                 return
             await self.peer_known.wait()
             while True:
-                try:
+                with translated(self.source_side):
                     data = await stdin.receive_some(MAX_PAYLOAD)
-                except STREAM_ERRORS as exc:
-                    raise translate(exc, self.source_side) from exc
                 if not data:
                     break
                 await self._send(bytes(data))
@@ -192,10 +190,8 @@ class DatagramSession:
                         diag.say(str(error))  # -k: one bad datagram does not end the server
                         continue
                     if sink is not None:
-                        try:
+                        with translated(self.sink_side):
                             await sink.send_all(buffer[:size])
-                        except STREAM_ERRORS as exc:
-                            raise translate(exc, self.sink_side) from exc
                     result.bytes_received += size
             if download_scope.cancelled_caught:
                 result.lingered_out = True

@@ -54,7 +54,7 @@ from ..proto.transfer import ReceiverState, ShortStream, TransferReceiver, Trans
 from ..transport import files
 from ..transport.files import CHUNK  # bytes per read and per send, measured there
 from ..transport.idle import IdleWatch
-from ..transport.pump import STREAM_ERRORS, Side, pump, run_directions, send_eof, translate
+from ..transport.pump import STREAM_ERRORS, Side, pump, run_directions, send_eof, translated
 
 #: After the last message, how long to wait for the peer's EOF before closing anyway.
 LINGER = 5.0
@@ -146,10 +146,8 @@ class _EventReader:
             event = self._proto.next_event()
             if event is not wire.NEED_DATA:
                 return event
-            try:
+            with translated(self._side):
                 data = await self._conn.receive_some(self._chunk)
-            except STREAM_ERRORS as exc:
-                raise translate(exc, self._side) from exc
             self._proto.receive_data(data)
 
 
@@ -159,12 +157,9 @@ def _local_work(idle: IdleWatch | None) -> contextlib.AbstractContextManager[Non
 
 
 async def _send_bytes(conn: trio.abc.SendStream, data: bytes, side: Side) -> None:
-    if not data:
-        return
-    try:
-        await conn.send_all(data)
-    except STREAM_ERRORS as exc:
-        raise translate(exc, side) from exc
+    if data:
+        with translated(side):
+            await conn.send_all(data)
 
 
 def _failure_error(failure: wire.Failure, name: str) -> NcatError:
@@ -283,10 +278,8 @@ class SendSession:
         side = Side(f"read {source.name!r}", local=True)
         total = 0
         while True:
-            try:
+            with translated(side):
                 data = await source.stream.receive_some(self._chunk)
-            except STREAM_ERRORS as exc:
-                raise translate(exc, side) from exc
             if not data:
                 return total
             await self._send_data(bytes(data), hasher)
