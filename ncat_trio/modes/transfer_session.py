@@ -126,29 +126,17 @@ class TransferStatistics:
     moved: int  # data bytes that crossed the connection
 
 
-class _EventReader:
-    """Pulls events from a protocol object, reading the connection when it needs data."""
-
-    def __init__(
-        self,
-        conn: trio.abc.ReceiveStream,
-        proto: TransferSender | TransferReceiver,
-        side: Side,
-        chunk: int,
-    ) -> None:
-        self._conn = conn
-        self._proto = proto
-        self._side = side
-        self._chunk = chunk
-
-    async def next(self) -> wire.FromReceiver | wire.FromSender:
-        while True:
-            event = self._proto.next_event()
-            if event is not wire.NEED_DATA:
-                return event
-            with translated(self._side):
-                data = await self._conn.receive_some(self._chunk)
-            self._proto.receive_data(data)
+async def _next_event(
+    conn: trio.abc.ReceiveStream, proto: TransferSender | TransferReceiver, side: Side, chunk: int
+) -> wire.FromReceiver | wire.FromSender:
+    """The protocol's next event, reading the connection when it needs data."""
+    while True:
+        event = proto.next_event()
+        if event is not wire.NEED_DATA:
+            return event
+        with translated(side):
+            data = await conn.receive_some(chunk)
+        proto.receive_data(data)
 
 
 def _local_work(idle: IdleWatch | None) -> contextlib.AbstractContextManager[None]:
@@ -194,7 +182,7 @@ class SendSession:
         self._chunk = chunk_size
         self._peer = Side(peer_name, local=False)
         self._proto = TransferSender()
-        self._events = _EventReader(conn, self._proto, self._peer, 4096)
+        self._next_event = partial(_next_event, conn, self._proto, self._peer, 4096)
         self._done = 0
         self._moved = 0
         self._ack: wire.Ack | None = None
@@ -210,7 +198,7 @@ class SendSession:
         mtime = source.mtime_ns if isinstance(source, FileSource) else None
         header = wire.Header(source.name, size, source.mode & 0o7777, mtime)
         await _send_bytes(self._conn, self._proto.send(header), self._peer)
-        event = await self._events.next()
+        event = await self._next_event()
         if isinstance(event, wire.Failure):
             raise _failure_error(event, source.name)
         assert isinstance(event, wire.Offer)
@@ -294,7 +282,7 @@ class SendSession:
     async def _await_ack(self) -> None:
         """Watch the receiver for the whole data phase: a Failure stops us at once."""
         while True:
-            event = await self._events.next()
+            event = await self._next_event()
             if isinstance(event, wire.Failure):
                 raise _failure_error(event, self._source.name)
             if isinstance(event, wire.Ack):
@@ -303,7 +291,7 @@ class SendSession:
                 # our close sends FIN, not RST.  The Ack itself is what counts.
                 with trio.move_on_after(LINGER):
                     while not isinstance(event, wire.Closed):
-                        event = await self._events.next()
+                        event = await self._next_event()
                 return
             assert isinstance(event, wire.Closed)  # only after a Failure or an Ack
 
@@ -362,7 +350,7 @@ class ReceiveSession:
         self._chunk = chunk_size
         self._peer = Side(peer_name, local=False)
         self._proto = TransferReceiver()
-        self._events = _EventReader(conn, self._proto, self._peer, chunk_size)
+        self._next_event = partial(_next_event, conn, self._proto, self._peer, chunk_size)
         self._file: files.FileSink | None = None
         self._on_settled = on_settled
 
@@ -394,19 +382,19 @@ class ReceiveSession:
         return result
 
     async def _receive(self, began: float) -> TransferResult:
-        header = await self._events.next()
+        header = await self._next_event()
         assert isinstance(header, wire.Header)
         hasher, offset, write = await self._prepare(header)
         await _send_bytes(
             self._conn, self._proto.send(wire.Offer(offset, hasher.digest())), self._peer
         )
-        start = await self._events.next()
+        start = await self._next_event()
         assert isinstance(start, wire.Start)
         if start.offset != offset:
             hasher = hashlib.sha256()
         if self._file is not None:
             self._file.start_at(start.offset)
-        while isinstance(trailer := await self._events.next(), wire.Data):
+        while isinstance(trailer := await self._next_event(), wire.Data):
             hasher.update(trailer.data)
             await write(trailer.data)
         assert isinstance(trailer, wire.Trailer)
@@ -418,7 +406,7 @@ class ReceiveSession:
             )
         # The trailer must be the sender's last bytes: read up to its FIN (a byte more is
         # a RemoteProtocolError) before the file may take its name.
-        end = await self._events.next()
+        end = await self._next_event()
         assert end is wire.PAUSED
         path: str | None = None
         if self._file is not None:
