@@ -60,7 +60,7 @@ from ..transport.pump import STREAM_ERRORS, Side, pump, run_directions, send_eof
 LINGER = 5.0
 #: How long the receiver may spend delivering its Ack (shielded from a late signal).
 ACK_TIMEOUT = 1.0
-_STDOUT = Side("stdout", local=True)
+_STDOUT = Side("stdout", local=True)  # -o -
 
 
 # ---------------------------------------------------------------- sources, targets, results
@@ -394,9 +394,10 @@ class ReceiveSession:
             hasher = hashlib.sha256()
         if self._file is not None:
             self._file.start_at(start.offset)
-        while isinstance(trailer := await self._next_event(), wire.Data):
-            hasher.update(trailer.data)
-            await write(trailer.data)
+        while isinstance(event := await self._next_event(), wire.Data):
+            hasher.update(event.data)
+            await write(event.data)
+        trailer = event
         assert isinstance(trailer, wire.Trailer)
         if hasher.digest() != trailer.sha256:
             raise IntegrityError(
