@@ -19,6 +19,7 @@ arrival time), so tests can drive it over memory channels with ``MockClock``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -237,40 +238,30 @@ class ClockServer:
 
 
 async def serve_main(opts: ServeOptions, *, clock: WallClock = time.time_ns) -> int:
-    """``ncat-trio clock serve``: answer until interrupted."""
+    """``ncat-trio clock serve``: answer until interrupted, then count what was done."""
     server = ClockServer(opts.proto, stratum=opts.stratum, clock=clock, verbose=opts.verbose)
-    how = f"{opts.proto} over {'tcp' if opts.tcp else 'udp'}"
-    if opts.tcp:
-        listener = await net.open_tcp_listener(opts.endpoint)
-        async with listener:
-            where = diag.format_address(net.local_address(listener))
-            await _serve_reporting(
-                server, server.serve_listener, listener, f"{where} ({how})", opts
-            )
-    else:
-        sock = await datagram.bind_udp(opts.endpoint)
-        with sock:
-            where = diag.format_address(sock.getsockname())
-            await _serve_reporting(server, server.serve_datagrams, sock, f"{where} ({how})", opts)
+    serve: Callable[..., Awaitable[None]]
+    on: trio.SocketListener | trio.socket.SocketType
+    async with contextlib.AsyncExitStack() as stack:
+        if opts.tcp:
+            on = await stack.enter_async_context(await net.open_tcp_listener(opts.endpoint))
+            serve, where = server.serve_listener, net.local_address(on)
+        else:
+            on = stack.enter_context(await datagram.bind_udp(opts.endpoint))
+            serve, where = server.serve_datagrams, on.getsockname()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve, on)
+                diag.say(f"listening on {diag.format_address(where)} ({_how(opts)})")
+        finally:
+            stats = server.statistics()
+            if opts.verbose or stats.dropped:
+                diag.say(f"answered {stats.answered} requests, dropped {stats.dropped}")
     return 0
 
 
-async def _serve_reporting(
-    server: ClockServer,
-    serve: Callable[..., Awaitable[None]],
-    on: object,
-    where: str,
-    opts: ServeOptions,
-) -> None:
-    """Start ``serve(on)``, say we listen, and count what was done when it ends."""
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(serve, on)
-            diag.say(f"listening on {where}")
-    finally:
-        stats = server.statistics()
-        if opts.verbose or stats.dropped:
-            diag.say(f"answered {stats.answered} requests, dropped {stats.dropped}")
+def _how(opts: ServeOptions | ProbeOptions) -> str:
+    return f"{opts.proto} over {'tcp' if opts.tcp else 'udp'}"
 
 
 # --------------------------------------------------------------------------------------
@@ -292,7 +283,6 @@ class StreamLink:
 
     def __init__(self, stream: trio.abc.Stream, name: str, clock: WallClock) -> None:
         self._stream = stream
-        self._name = name
         self._side = Side(name, local=False)
         self._clock = clock
         self._buffer = FrameBuffer()
@@ -307,11 +297,11 @@ class StreamLink:
             try:
                 event = self._buffer.next_event()
             except RemoteProtocolError as exc:
-                raise ConnectionLost(self._name, exc.why) from exc
+                raise ConnectionLost(self._side.name, exc.why) from exc
             if isinstance(event, RoundtripFrame):
                 return encode_frame(event), self._stamp
             if event is CLOSED:
-                raise ConnectionLost(self._name, "the server closed the connection")
+                raise ConnectionLost(self._side.name, "the server closed the connection")
             with translated(self._side):
                 data = await self._stream.receive_some(datagram.MAX_DATAGRAM)
             self._stamp = self._clock()
@@ -388,12 +378,11 @@ async def run_probes(
     def handle(data: bytes, stamp: int) -> None:
         try:
             result = client.receive_reply(data, stamp)
-        except ntp.KissOfDeath as exc:
-            stop.append(exc)
-            emit(RejectedReply(exc))
-            return
         except RemoteProtocolError as exc:
-            rejection[:] = [exc]
+            if isinstance(exc, ntp.KissOfDeath):
+                stop.append(exc)
+            else:
+                rejection[:] = [exc]
             emit(RejectedReply(exc))
             return
         deadlines.pop(result.probe, None)
@@ -498,7 +487,6 @@ def _counted(n: int, one: str, many: str = "") -> str:
 
 def report_lines(peer: str, opts: ProbeOptions, report: ClockReport) -> list[str]:
     """The human summary printed on stdout."""
-    transport = "tcp" if opts.tcp else "udp"
     stratum = ""
     if report.best is not None and report.best.stratum is not None:
         stratum = f", stratum {report.best.stratum}"
@@ -512,7 +500,7 @@ def report_lines(peer: str, opts: ProbeOptions, report: ClockReport) -> list[str
         if n
     ]
     lines = [
-        f"{peer} ({opts.proto} over {transport}{stratum}): {_counted(report.probes, 'probe')}, "
+        f"{peer} ({_how(opts)}{stratum}): {_counted(report.probes, 'probe')}, "
         f"{_counted(report.replies, 'reply', 'replies')}, {report.lost} lost"
         + (f" ({', '.join(extras)})" if extras else "")
     ]
@@ -559,11 +547,6 @@ def report_json(peer: str, opts: ProbeOptions, report: ClockReport) -> dict[str,
 async def probe_main(opts: ProbeOptions, *, clock: WallClock = time.time_ns) -> int:
     """``ncat-trio clock probe``: exit 0 if at least one valid reply arrived."""
     client = make_client(opts.proto)
-
-    def on_event(event: ProbeEvent) -> None:
-        if opts.verbose:
-            diag.say(describe_event(event))
-
     async with open_probe_link(opts, clock) as (link, peer):
         if opts.verbose:
             diag.say(
@@ -571,12 +554,10 @@ async def probe_main(opts: ProbeOptions, *, clock: WallClock = time.time_ns) -> 
             )
         run = await run_probes(
             link, client, count=opts.count, interval=opts.interval, reply_timeout=opts.timeout,
-            clock=clock, on_event=on_event,
+            clock=clock, on_event=(lambda e: diag.say(describe_event(e))) if opts.verbose else None,
         )  # fmt: skip
     report = run.report
-    summary = Summary(opts.json, opts.json_file)
-    if summary.wanted:
-        summary.write(report_json(peer, opts, report))
+    Summary(opts.json, opts.json_file).write(report_json(peer, opts, report))
     if not opts.json:
         write_stdout("".join(line + "\n" for line in report_lines(peer, opts, report)))
     if report.replies:

@@ -43,11 +43,8 @@ async def _read_ready_line(stream: trio.abc.ReceiveStream) -> int:
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _self_command() -> list[str]:

@@ -70,13 +70,12 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+@dataclass
 class _Refuse(Exception):
     """Answer ``status`` and close: the request cannot be read."""
 
-    def __init__(self, status: int, why: str) -> None:
-        super().__init__(status, why)
-        self.status = status
-        self.why = why
+    status: int
+    why: str
 
 
 async def serve_http(
@@ -188,8 +187,8 @@ async def _read_request(
             size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
             if size > MAX_HEAD:
                 raise _Refuse(431, f"request head over {MAX_HEAD} bytes")
-            length = _content_length(event)
-            if length is not None and length > MAX_BODY:
+            length = dict(event.headers).get(b"content-length")  # h11 checked: digits, one value
+            if length is not None and int(length) > MAX_BODY:
                 raise _Refuse(413, f"request body over {MAX_BODY} bytes")
         elif isinstance(event, h11.Data):
             body += event.data
@@ -207,16 +206,6 @@ async def _read_request(
             )
         elif isinstance(event, h11.ConnectionClosed):
             return None
-
-
-def _content_length(request: h11.Request) -> int | None:
-    for name, value in request.headers:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 async def _send(stream: trio.SocketStream, conn: h11.Connection, response: Response) -> None:

@@ -47,7 +47,7 @@ from ..errors import ConnectError, IntegrityError, LocalProtocolError, NcatError
 from ..transport import datagram, unix
 from ..transport.access import DatagramGate
 from ..transport.child import describe_status, open_child
-from ..transport.pump import STREAM_ERRORS, Side, run_directions, translate
+from ..transport.pump import STREAM_ERRORS, Side, run_directions, translated
 from ..transport.sockopts import configure_with
 from .exec import ExecCommand, child_environment
 from .netcat_options import NetcatOptions, SessionOptions
@@ -66,6 +66,16 @@ def name_of(address: Any) -> str:
     if address in ("", b"", None):
         return "(unnamed)"
     return diag.format_address(address)
+
+
+async def _lock_on(sock: trio.socket.SocketType, address: Any, name: str) -> None:
+    """Connect to ``address``: the kernel drops everyone else's datagrams from now on
+    (an unnamed Unix sender cannot be connected to)."""
+    if address not in ("", b"", None):
+        try:
+            await sock.connect(address)
+        except OSError as exc:
+            raise datagram.peer_error(exc, name, BROADCAST) from exc
 
 
 class DatagramSession:
@@ -142,10 +152,8 @@ class DatagramSession:
                 return
             await self.peer_known.wait()
             while True:
-                try:
+                with translated(self.source_side):
                     data = await stdin.receive_some(MAX_PAYLOAD)
-                except STREAM_ERRORS as exc:
-                    raise translate(exc, self.source_side) from exc
                 if not data:
                     break
                 await self._send(bytes(data))
@@ -182,10 +190,8 @@ class DatagramSession:
                         diag.say(str(error))  # -k: one bad datagram does not end the server
                         continue
                     if sink is not None:
-                        try:
+                        with translated(self.sink_side):
                             await sink.send_all(buffer[:size])
-                        except STREAM_ERRORS as exc:
-                            raise translate(exc, self.sink_side) from exc
                     result.bytes_received += size
             if download_scope.cancelled_caught:
                 result.lingered_out = True
@@ -211,11 +217,8 @@ class DatagramSession:
             self.name = name_of(address)
             if self.verbose:
                 diag.say(f"datagram from {self.name}")
-            if self.mode == "lock" and address not in ("", b"", None):
-                try:
-                    await self.sock.connect(address)
-                except OSError as exc:
-                    raise datagram.peer_error(exc, self.name, BROADCAST) from exc
+            if self.mode == "lock":
+                await _lock_on(self.sock, address, self.name)
             self.peer_known.set()
 
 
@@ -264,11 +267,7 @@ async def exec_over_datagrams(
     if listen:
         if opts.verbose:
             diag.say(f"datagram from {name}: starting {command.name}")
-        if peer not in ("", b"", None):
-            try:
-                await sock.connect(peer)  # the kernel drops everyone else's from now on
-            except OSError as exc:
-                raise datagram.peer_error(exc, name, BROADCAST) from exc
+        await _lock_on(sock, peer, name)
     env = child_environment(
         proto="UNIX" if opts.unix_path is not None else "UDP",
         local=sock.getsockname(),
@@ -346,16 +345,7 @@ async def connect_udp_main(opts: NetcatOptions) -> int:
         name = name_of(sock.getpeername())
         if opts.verbose:
             diag.say(f"sending datagrams to {name} from {name_of(sock.getsockname())}")
-        if opts.exec_command is not None:
-            _report(opts, await exec_over_datagrams(sock, opts, listen=False))
-            return 0
-        async with open_stdio(opts.session) as (stdin, stdout, session):
-            session_ = DatagramSession(
-                sock, session, mode="connected", name=name, verbose=opts.verbose
-            )
-            result = await session_.run(stdin, stdout)
-    _report(opts, result)
-    return 0
+        return await _run(sock, opts, mode="connected", name=name)
 
 
 async def listen_udp_main(opts: NetcatOptions) -> int:
@@ -363,19 +353,27 @@ async def listen_udp_main(opts: NetcatOptions) -> int:
     gate = DatagramGate(opts.access) if opts.access.active else None
     async with _bound(opts) as sock:
         diag.say(f"listening on {name_of(sock.getsockname())} (datagrams)")
-        if opts.exec_command is not None:
-            _report(opts, await exec_over_datagrams(sock, opts, listen=True, gate=gate))
-            return 0
+        mode = "last" if opts.keep_open else "lock"
+        return await _run(sock, opts, mode=mode, name="peer", gate=gate)
+
+
+async def _run(
+    sock: trio.socket.SocketType,
+    opts: NetcatOptions,
+    *,
+    mode: str,
+    name: str,
+    gate: DatagramGate | None = None,
+) -> int:
+    """The session on ``sock``, with a child (``-e/-c``) or stdin/stdout; ``-v`` counts."""
+    if opts.exec_command is not None:
+        result = await exec_over_datagrams(sock, opts, listen=mode != "connected", gate=gate)
+    else:
         async with open_stdio(opts.session) as (stdin, stdout, session):
-            mode = "last" if opts.keep_open else "lock"
-            session_ = DatagramSession(
-                sock, session, mode=mode, name="peer", verbose=opts.verbose, gate=gate
+            datagrams = DatagramSession(
+                sock, session, mode=mode, name=name, verbose=opts.verbose, gate=gate
             )
-            result = await session_.run(stdin, stdout)
-    _report(opts, result)
-    return 0
-
-
-def _report(opts: NetcatOptions, result: SessionResult) -> None:
+            result = await datagrams.run(stdin, stdout)
     if opts.verbose:
         diag.say(f"{result.bytes_sent} bytes sent, {result.bytes_received} received")
+    return 0

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import diag, report_schema
-from ..errors import NcatError, UsageError
+from ..errors import UsageError
 from ..json_summary import Summary, write_stdout
 from ..transport.endpoint import Endpoint
 from ..transport.probe import PortState, probe_ports, service_name
@@ -91,24 +91,22 @@ def scan(
     or in a thread."""
     family, _type, _proto, _canon, sockaddr = resolve_blocking(options.endpoint)[0]
     address = str(sockaddr[0])
-    states: dict[int, PortState] = {}
-    reasons: dict[int, str] = {}
+    answers: dict[int, tuple[PortState, str]] = {}
     ports = list(options.ports)
     printed = 0
 
     def answer(port: int, state: PortState, why: str) -> None:
         nonlocal printed
-        states[port], reasons[port] = state, why
-        while printed < len(ports) and ports[printed] in states:  # in port order
+        answers[port] = (state, why)
+        while printed < len(ports) and ports[printed] in answers:  # in port order
             if on_result is not None:
-                shown = ports[printed]
-                on_result(address, shown, states[shown], reasons[shown])
+                on_result(address, ports[printed], *answers[ports[printed]])
             printed += 1
 
     probe_ports(
         family, sockaddr, ports, answer, concurrency=options.concurrency, timeout=options.timeout
     )
-    return ScanResult(address, states)
+    return ScanResult(address, {port: state for port, (state, _why) in answers.items()})
 
 
 def scan_json(options: ScanOptions, result: ScanResult, seconds: float) -> dict[str, object]:
@@ -144,16 +142,15 @@ def scan_main(options: ScanOptions) -> int:
     started = time.monotonic()
     result = scan(options, report)
     opened = len(result.open_ports)
-    summary = Summary(options.json, options.json_file)
-    if summary.wanted:
-        summary.write(scan_json(options, result, time.monotonic() - started))
+    Summary(options.json, options.json_file).write(
+        scan_json(options, result, time.monotonic() - started)
+    )
     if options.verbose:
         diag.say(f"scanned {len(result.states)} ports on {result.address}: {opened} open")
     return 0 if opened else 1
 
 
 __all__ = [
-    "NcatError",
     "PortState",
     "ScanOptions",
     "ScanResult",

@@ -196,18 +196,15 @@ async def open_source(opts: SendOptions) -> AsyncIterator[Source]:
 
 def _summary(command: str, result: TransferResult, opts: TransferOptions) -> None:
     rate = result.bytes_moved / result.seconds / (1 << 20) if result.seconds > 0 else 0.0
-    summary = Summary(opts.json, opts.json_file)
-    if summary.wanted:
-        path = {} if command == "send" else {"path": result.path}
-        summary.write(
-            report_schema.record(
-                report_schema.SEND if command == "send" else report_schema.RECEIVE,
-                name=result.name, size=result.size, sha256=result.sha256,
-                resumed_from=result.resumed_from, bytes_moved=result.bytes_moved,
-                seconds=round(result.seconds, 6), mib_per_s=round(rate, 3), verified=True,
-                **path,
-            )
-        )  # fmt: skip
+    Summary(opts.json, opts.json_file).write(
+        report_schema.record(
+            report_schema.SEND if command == "send" else report_schema.RECEIVE,
+            name=result.name, size=result.size, sha256=result.sha256,
+            resumed_from=result.resumed_from, bytes_moved=result.bytes_moved,
+            seconds=round(result.seconds, 6), mib_per_s=round(rate, 3), verified=True,
+            **({} if command == "send" else {"path": result.path}),
+        )
+    )  # fmt: skip
     if opts.quiet:
         return
     resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""

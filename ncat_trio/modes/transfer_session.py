@@ -18,8 +18,8 @@ the process around them (options, the connection, summaries) :mod:`.transfer`.
   with the same bytes skips them.
 
 :meth:`SendSession._send_file_body` (``pread`` → ``send_all``, 1 MiB chunks) is the
-one place a ``sendfile`` path would go (the digest would then need its own read of
-the page cache, e.g. through ``mmap``).
+one place a ``sendfile`` path would go: the data bytes are raw on the wire, so only the
+digest would need its own read of the page cache (e.g. through ``mmap``).
 
 Hashing is inline, in the same pass as the I/O.  Measured here (2 cores, 1 GiB on
 tmpfs, benchmarks/bench_transfer.py, two A/B runs each): inline 0.83–0.84 GB/s;
@@ -33,9 +33,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from functools import partial
 
 import trio
 
@@ -54,14 +54,13 @@ from ..proto.transfer import ReceiverState, ShortStream, TransferReceiver, Trans
 from ..transport import files
 from ..transport.files import CHUNK  # bytes per read and per send, measured there
 from ..transport.idle import IdleWatch
-from ..transport.pump import STREAM_ERRORS, Side, pump, run_directions, send_eof, translate
+from ..transport.pump import STREAM_ERRORS, Side, pump, run_directions, send_eof, translated
 
 #: After the last message, how long to wait for the peer's EOF before closing anyway.
 LINGER = 5.0
 #: How long the receiver may spend delivering its Ack (shielded from a late signal).
 ACK_TIMEOUT = 1.0
-
-_E = TypeVar("_E", covariant=True)  # the events of one protocol machine (_EventReader)
+_STDOUT = Side("stdout", local=True)  # -o -
 
 
 # ---------------------------------------------------------------- sources, targets, results
@@ -127,33 +126,17 @@ class TransferStatistics:
     moved: int  # data bytes that crossed the connection
 
 
-class _Proto(Protocol[_E]):
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None: ...
-
-    def next_event(self) -> _E | wire.NeedData: ...
-
-
-class _EventReader(Generic[_E]):
-    """Pulls events from a protocol object, reading the connection when it needs data."""
-
-    def __init__(
-        self, conn: trio.abc.ReceiveStream, proto: _Proto[_E], side: Side, chunk: int
-    ) -> None:
-        self._conn = conn
-        self._proto = proto
-        self._side = side
-        self._chunk = chunk
-
-    async def next(self) -> _E:
-        while True:
-            event = self._proto.next_event()
-            if event is not wire.NEED_DATA:
-                return event
-            try:
-                data = await self._conn.receive_some(self._chunk)
-            except STREAM_ERRORS as exc:
-                raise translate(exc, self._side) from exc
-            self._proto.receive_data(data)
+async def _next_event(
+    conn: trio.abc.ReceiveStream, proto: TransferSender | TransferReceiver, side: Side, chunk: int
+) -> wire.FromReceiver | wire.FromSender:
+    """The protocol's next event, reading the connection when it needs data."""
+    while True:
+        event = proto.next_event()
+        if event is not wire.NEED_DATA:
+            return event
+        with translated(side):
+            data = await conn.receive_some(chunk)
+        proto.receive_data(data)
 
 
 def _local_work(idle: IdleWatch | None) -> contextlib.AbstractContextManager[None]:
@@ -162,12 +145,9 @@ def _local_work(idle: IdleWatch | None) -> contextlib.AbstractContextManager[Non
 
 
 async def _send_bytes(conn: trio.abc.SendStream, data: bytes, side: Side) -> None:
-    if not data:
-        return
-    try:
-        await conn.send_all(data)
-    except STREAM_ERRORS as exc:
-        raise translate(exc, side) from exc
+    if data:
+        with translated(side):
+            await conn.send_all(data)
 
 
 def _failure_error(failure: wire.Failure, name: str) -> NcatError:
@@ -187,8 +167,6 @@ def _failure_error(failure: wire.Failure, name: str) -> NcatError:
 class SendSession:
     """Send one file over ``conn``; :meth:`run` returns only after the receiver's Ack."""
 
-    _events: _EventReader[wire.FromReceiver]
-
     def __init__(
         self,
         conn: trio.abc.HalfCloseableStream,
@@ -204,7 +182,7 @@ class SendSession:
         self._chunk = chunk_size
         self._peer = Side(peer_name, local=False)
         self._proto = TransferSender()
-        self._events = _EventReader(conn, self._proto, self._peer, 4096)
+        self._next_event = partial(_next_event, conn, self._proto, self._peer, 4096)
         self._done = 0
         self._moved = 0
         self._ack: wire.Ack | None = None
@@ -220,7 +198,7 @@ class SendSession:
         mtime = source.mtime_ns if isinstance(source, FileSource) else None
         header = wire.Header(source.name, size, source.mode & 0o7777, mtime)
         await _send_bytes(self._conn, self._proto.send(header), self._peer)
-        event = await self._events.next()
+        event = await self._next_event()
         if isinstance(event, wire.Failure):
             raise _failure_error(event, source.name)
         assert isinstance(event, wire.Offer)
@@ -269,11 +247,8 @@ class SendSession:
         await send_eof(self._conn, self._peer)
 
     async def _send_file_body(self, source: FileSource, hasher: hashlib._Hash) -> int:
-        """pread → sha256 → send_all, from the Start offset to the announced size.
-
-        This is where a zero-copy ``os.sendfile`` path would slot in: the data bytes
-        are raw on the wire, so only the hashing would still need to read them.
-        """
+        """pread → sha256 → send_all, from the Start offset to the announced size (a
+        ``sendfile`` path would go here: see the module docstring)."""
         position = self._proto.offset
         while position < source.size:
             want = min(self._chunk, source.size - position)
@@ -291,10 +266,8 @@ class SendSession:
         side = Side(f"read {source.name!r}", local=True)
         total = 0
         while True:
-            try:
+            with translated(side):
                 data = await source.stream.receive_some(self._chunk)
-            except STREAM_ERRORS as exc:
-                raise translate(exc, side) from exc
             if not data:
                 return total
             await self._send_data(bytes(data), hasher)
@@ -309,7 +282,7 @@ class SendSession:
     async def _await_ack(self) -> None:
         """Watch the receiver for the whole data phase: a Failure stops us at once."""
         while True:
-            event = await self._events.next()
+            event = await self._next_event()
             if isinstance(event, wire.Failure):
                 raise _failure_error(event, self._source.name)
             if isinstance(event, wire.Ack):
@@ -318,7 +291,7 @@ class SendSession:
                 # our close sends FIN, not RST.  The Ack itself is what counts.
                 with trio.move_on_after(LINGER):
                     while not isinstance(event, wire.Closed):
-                        event = await self._events.next()
+                        event = await self._next_event()
                 return
             assert isinstance(event, wire.Closed)  # only after a Failure or an Ack
 
@@ -351,24 +324,8 @@ def resolve_destination(output: str | None, name: str) -> str:
     return output
 
 
-class _Sink(Protocol):
-    async def write(self, data: bytes) -> None: ...
-
-
-class _StreamSink:
-    """``-o -``: data goes out as it arrives; the exit code says whether it verified."""
-
-    def __init__(self, stream: trio.abc.SendStream) -> None:
-        self._stream = stream
-
-    async def write(self, data: bytes) -> None:
-        await _send_bytes(self._stream, data, Side("stdout", local=True))
-
-
 class ReceiveSession:
     """Receive one file from ``conn``; :meth:`run` returns once it is verified in place."""
-
-    _events: _EventReader[wire.FromSender]
 
     def __init__(
         self,
@@ -393,7 +350,7 @@ class ReceiveSession:
         self._chunk = chunk_size
         self._peer = Side(peer_name, local=False)
         self._proto = TransferReceiver()
-        self._events = _EventReader(conn, self._proto, self._peer, chunk_size)
+        self._next_event = partial(_next_event, conn, self._proto, self._peer, chunk_size)
         self._file: files.FileSink | None = None
         self._on_settled = on_settled
 
@@ -425,28 +382,23 @@ class ReceiveSession:
         return result
 
     async def _receive(self, began: float) -> TransferResult:
-        event = await self._events.next()
-        assert isinstance(event, wire.Header)
-        header = event
-        hasher, offset, sink = await self._prepare(header)
+        header = await self._next_event()
+        assert isinstance(header, wire.Header)
+        hasher, offset, write = await self._prepare(header)
         await _send_bytes(
             self._conn, self._proto.send(wire.Offer(offset, hasher.digest())), self._peer
         )
-        start = await self._events.next()
+        start = await self._next_event()
         assert isinstance(start, wire.Start)
         if start.offset != offset:
             hasher = hashlib.sha256()
         if self._file is not None:
             self._file.start_at(start.offset)
-        while True:
-            event = await self._events.next()
-            if isinstance(event, wire.Data):
-                hasher.update(event.data)
-                await sink.write(event.data)
-                continue
-            assert isinstance(event, wire.Trailer)
-            break
+        while isinstance(event := await self._next_event(), wire.Data):
+            hasher.update(event.data)
+            await write(event.data)
         trailer = event
+        assert isinstance(trailer, wire.Trailer)
         if hasher.digest() != trailer.sha256:
             raise IntegrityError(
                 f"transfer of {header.name!r}",
@@ -455,7 +407,7 @@ class ReceiveSession:
             )
         # The trailer must be the sender's last bytes: read up to its FIN (a byte more is
         # a RemoteProtocolError) before the file may take its name.
-        end = await self._events.next()
+        end = await self._next_event()
         assert end is wire.PAUSED
         path: str | None = None
         if self._file is not None:
@@ -493,23 +445,26 @@ class ReceiveSession:
             path=path,
         )
 
-    async def _prepare(self, header: wire.Header) -> tuple[hashlib._Hash, int, _Sink]:
-        """Open the destination; return the prefix hash and length to offer, and the sink."""
+    async def _prepare(
+        self, header: wire.Header
+    ) -> tuple[hashlib._Hash, int, Callable[[bytes], Awaitable[None]]]:
+        """Open the destination; return the prefix hash and length to offer, and the writer."""
         if self._target.output == "-":
             assert self._stdout is not None
-            return hashlib.sha256(), 0, _StreamSink(self._stdout)
+            # -o -: data goes out as it arrives; the exit code says whether it verified.
+            return hashlib.sha256(), 0, partial(_send_bytes, self._stdout, side=_STDOUT)
         path = resolve_destination(self._target.output, header.name)
         sink = files.FileSink(path, force=self._target.force, resume=self._target.resume)
         length = sink.open()
         self._file = sink
         if not self._target.resume or length == 0:
-            return hashlib.sha256(), 0, sink
+            return hashlib.sha256(), 0, sink.write
         if header.size is not None and length > header.size:
             diag.say(f"partial {sink.temp} is longer than the file: starting again")
-            return hashlib.sha256(), 0, sink
+            return hashlib.sha256(), 0, sink.write
         diag.say(f"offering to resume {header.name!r} at {length} bytes")
         with _local_work(self._idle):
-            return await sink.hash_prefix(length), length, sink
+            return await sink.hash_prefix(length), length, sink.write
 
     async def _report(self, exc: NcatError) -> None:
         """Tell the sender why we give up (best effort), then close our direction."""

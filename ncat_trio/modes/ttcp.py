@@ -29,9 +29,6 @@ from ..transport import net, serve
 from ..transport.blocking import Wire
 from ..transport.pump import Side, run_directions
 
-DEFAULT_PORT = ttcp.DEFAULT_PORT
-DEFAULT_LENGTH = ttcp.DEFAULT_LENGTH
-DEFAULT_NUMBER = ttcp.DEFAULT_NUMBER
 #: A windowed transmitter joins payloads into one ``send_all`` up to about this size.
 BATCH_BYTES = 256 * 1024
 MIB = 1024 * 1024
@@ -47,8 +44,8 @@ _CLOSED = ttcp.State.CLOSED
 class TransmitOptions:
     """One transmit session: ``number`` payloads of ``length`` bytes, ``window`` in flight."""
 
-    number: int = DEFAULT_NUMBER
-    length: int = DEFAULT_LENGTH
+    number: int = ttcp.DEFAULT_NUMBER
+    length: int = ttcp.DEFAULT_LENGTH
     window: int = 1  # 1 = the original stop-and-wait
 
     def __post_init__(self) -> None:
@@ -88,10 +85,6 @@ class Throughput:
     def mib_per_s(self) -> float:
         return self.mib / self.seconds if self.seconds > 0 else 0.0
 
-    @property
-    def messages_per_s(self) -> float:
-        return self.number / self.seconds if self.seconds > 0 else 0.0
-
     def human_lines(self) -> list[str]:
         """The original's three result lines."""
         return [
@@ -107,7 +100,7 @@ class Throughput:
             "messages": self.number,
             "mib": self.mib,
             "mib_per_s": self.mib_per_s,
-            "messages_per_s": self.messages_per_s,
+            "messages_per_s": self.number / self.seconds if self.seconds > 0 else 0.0,
         }
 
 
@@ -430,8 +423,7 @@ async def _receive_one(conn: trio.SocketStream, opts: TtcpReceiveOptions) -> Non
 
 def _report(report: dict[str, object], result: Throughput, summary: Summary) -> None:
     """The JSON object where ``summary`` says, else (no ``--json``) the human lines."""
-    if summary.wanted:
-        summary.write(report)
+    summary.write(report)  # nothing without --json/--json-file
     if not summary.json:
         _emit(*result.human_lines())
 
