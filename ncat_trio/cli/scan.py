@@ -49,12 +49,23 @@ def scan(
 
     Exit 0 if any port is open, 1 if none, 2 for bad arguments.
     """
-    flags = dict(locals())  # build() takes this command's parameters by name
     from .. import runner  # lazy: keeps start-up light
     from ..modes.scan import scan_main  # lazy: keeps start-up light
     from .scan_options import build
 
-    options = build(**flags)
+    options = build(
+        host,
+        ports,
+        concurrency=concurrency,
+        timeout=timeout,
+        ipv4=ipv4,
+        ipv6=ipv6,
+        numeric=numeric,
+        verbose=verbose,
+        json=json,
+        json_file=json_file,
+        nc_style=nc_style,
+    )
     return runner.run_blocking(lambda: scan_main(options))
 
 
