@@ -51,14 +51,12 @@ class DumpOptions:
 
 async def connect(
     target: net.Endpoint,
-    proxy: ProxySettings | None,
+    proxy: ProxySettings,
     *,
     source: net.Endpoint | None = None,
     nodelay: bool = False,
 ) -> trio.SocketStream:
-    """A stream to ``target``: directly, or through ``proxy`` (its DNS, for names)."""
-    if proxy is None:
-        return await net.connect_tcp(target, source=source, nodelay=nodelay)
+    """A stream to ``target`` through ``proxy`` (its DNS, for names)."""
     try:
         conn = await net.connect_tcp(proxy.endpoint, source=source, nodelay=nodelay)
     except ConnectError as exc:  # name the proxy, not just an address (issue 16 §4)
