@@ -17,10 +17,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
 
-from ..errors import LocalIOError, NcatError
+from ..errors import NcatError
 from ..transport.pump import translated
 from ..transport.serve import never_fatal, serve_connections, stdio_is_fatal
 from ..transport.stdio import CHUNK
@@ -144,34 +145,28 @@ async def serve_concurrently(
                 if client_stdin is not None:
                     await client_stdin.aclose()
 
-        async def read_stdin(nursery: trio.Nursery) -> None:
-            assert broadcast is not None
-            assert stdin is not None
+        async def ends_all(nursery: trio.Nursery, job: Callable[[], Awaitable[None]]) -> None:
             try:
-                await broadcast.run(stdin, session.chunk_size)
-            except LocalIOError as exc:
+                await job()
+            except NcatError as exc:  # stdin or stdout failed: the listener's own resources
                 fatal.append(exc)
                 nursery.cancel_scope.cancel()
 
-        async def accept_loop(nursery: trio.Nursery) -> None:
-            # With -e/-c each client has its own child and no stdio: a LocalIOError is
-            # that child's (could not start it), never the listener's.
-            try:
-                await serve_connections(
-                    listener,
-                    client,
-                    accept=accept,
-                    max_conns=max_conns,
-                    fatal=never_fatal if children else stdio_is_fatal,
-                )
-            except NcatError as exc:  # stdout failed: the listener's own resource
-                fatal.append(exc)
-                nursery.cancel_scope.cancel()
-
+        # With -e/-c each client has its own child and no stdio: a LocalIOError is
+        # that child's (could not start it), never the listener's.
+        accept_loop = partial(
+            serve_connections,
+            listener,
+            client,
+            accept=accept,
+            max_conns=max_conns,
+            fatal=never_fatal if children else stdio_is_fatal,
+        )
         async with trio.open_nursery() as nursery:
-            if broadcast is not None:
-                nursery.start_soon(read_stdin, nursery)
-            nursery.start_soon(accept_loop, nursery)
+            if broadcast is not None and stdin is not None:
+                read_stdin = partial(broadcast.run, stdin, session.chunk_size)
+                nursery.start_soon(ends_all, nursery, read_stdin)
+            nursery.start_soon(ends_all, nursery, accept_loop)
     if fatal:
         raise fatal[0]
     return 0  # unreachable in practice: only a signal or a failure ends the loop

@@ -166,15 +166,11 @@ async def connect_main(opts: NetcatOptions) -> int:
         peer_name=f"connection to {peer}",
         handshake_timeout=opts.connect_timeout,
     )
-    if opts.exec_command is not None:  # -e/-c: the child has the connection (modes/exec.py)
-        result = await _exec(stream, opts, f"connection to {peer}", conn)
-        _report(opts, result)
+    if opts.exec_command is not None:  # -e/-c: the child has the connection, not stdio
+        await run_client(conn, stream, peer, None, None, opts.session, opts, layers, "connect")
         return 0
     async with open_stdio(opts.session) as (stdin, stdout, session):
-        result = await _run_one(
-            stream, layers.stdin(stdin), stdout, session, opts, mode="connect", peer=peer
-        )
-    _report(opts, result)
+        await run_client(conn, stream, peer, stdin, stdout, session, opts, layers, "connect")
     return 0
 
 
@@ -287,34 +283,28 @@ async def run_client(
     session: SessionOptions,
     opts: NetcatOptions,
     layers: netcat_layers.Layers,
+    mode: str = "listen",
 ) -> SessionResult:
-    """The session of an established client (``stream``: ``conn`` with its layers)."""
+    """The session of an established connection (``stream``: ``conn`` with its layers);
+    ``mode``: connect or listen."""
     if opts.exec_command is not None:  # -e/-c: the child has the connection (modes/exec.py)
-        result = await _exec(stream, opts, f"connection from {peer}", conn)
+        from .exec import run_exec  # lazy: start-up of every other connect/listen
+
+        result = await run_exec(
+            stream,
+            opts.exec_command,
+            opts.session,
+            f"connection {'to' if mode == 'connect' else 'from'} {peer}",
+            conn=conn,
+            proto="UNIX" if opts.unix_path is not None else "TCP",
+            verbose=opts.verbose,
+        )
     else:
         result = await _run_one(
-            stream, layers.stdin(stdin), stdout, session, opts, mode="listen", peer=peer
+            stream, layers.stdin(stdin), stdout, session, opts, mode=mode, peer=peer
         )
     _report(opts, result)
     return result
-
-
-async def _exec(
-    stream: Stream, opts: NetcatOptions, peer_name: str, conn: trio.SocketStream
-) -> SessionResult:
-    """The -e/-c session: the child has the connection (modes/exec.py)."""
-    from .exec import run_exec  # lazy: start-up of every other connect/listen
-
-    assert opts.exec_command is not None
-    return await run_exec(
-        stream,
-        opts.exec_command,
-        opts.session,
-        peer_name,
-        conn=conn,
-        proto="UNIX" if opts.unix_path is not None else "TCP",
-        verbose=opts.verbose,
-    )
 
 
 def _report(opts: NetcatOptions, result: SessionResult) -> None:
