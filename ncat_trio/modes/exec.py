@@ -132,7 +132,6 @@ async def exec_session(
     )
     to_child_scope = trio.CancelScope()
     watch_scope = trio.CancelScope()
-    to_child_done, from_child_done = trio.Event(), trio.Event()
 
     def activity(_n: int) -> None:
         if idle_timeout is not None:
@@ -161,27 +160,19 @@ async def exec_session(
                                on_chunk=received, zerocopy=zerocopy)  # fmt: skip
                 result.peer_eof = True
                 await child_stdin.aclose()  # the child reads EOF
-            to_child_done.set()
-            if from_child_done.is_set():
-                watch_scope.cancel()
+            watch_scope.cancel()  # nothing left to stop
 
         async def from_child() -> None:
             await copy(child_stdout, conn, source_side=child_out, sink_side=peer,
                        on_chunk=sent, zerocopy=zerocopy)  # fmt: skip
             result.stdin_eof = True
             await send_eof(conn, peer)  # the child closed its stdout: FIN
-            from_child_done.set()
-            if to_child_done.is_set():
-                watch_scope.cancel()
-
-        async def stop_reading_once_child_is_gone() -> None:
-            with watch_scope:
+            with watch_scope:  # once the child is gone too, stop reading from the peer
                 await proc.wait()
-                await from_child_done.wait()
                 to_child_scope.cancel()
 
         with idle_scope:
-            failure = await run_directions(to_child, from_child, stop_reading_once_child_is_gone)
+            failure = await run_directions(to_child, from_child)
         if failure is None and not idle_scope.cancelled_caught:
             # Both directions are done: give the child its grace period to exit by itself.
             with trio.move_on_after(command.grace):

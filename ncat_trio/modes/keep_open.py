@@ -21,8 +21,7 @@ from functools import partial
 
 import trio
 
-from ..errors import NcatError
-from ..transport.pump import translated
+from ..transport.pump import run_directions, translated
 from ..transport.serve import never_fatal, serve_connections, stdio_is_fatal
 from ..transport.stdio import CHUNK
 from .netcat_options import SessionOptions
@@ -130,7 +129,6 @@ async def serve_concurrently(
     stdio_options = session_options
     if children:  # each client has its own child: no stdio
         stdio_options = SessionOptions(send=False, receive=False)
-    fatal: list[NcatError] = []
     async with open_stdio(stdio_options) as (stdin, stdout, session):
         if children:
             session = session_options
@@ -145,13 +143,6 @@ async def serve_concurrently(
                 if client_stdin is not None:
                     await client_stdin.aclose()
 
-        async def ends_all(nursery: trio.Nursery, job: Callable[[], Awaitable[None]]) -> None:
-            try:
-                await job()
-            except NcatError as exc:  # stdin or stdout failed: the listener's own resources
-                fatal.append(exc)
-                nursery.cancel_scope.cancel()
-
         # With -e/-c each client has its own child and no stdio: a LocalIOError is
         # that child's (could not start it), never the listener's.
         accept_loop = partial(
@@ -162,11 +153,11 @@ async def serve_concurrently(
             max_conns=max_conns,
             fatal=never_fatal if children else stdio_is_fatal,
         )
-        async with trio.open_nursery() as nursery:
-            if broadcast is not None and stdin is not None:
-                read_stdin = partial(broadcast.run, stdin, session.chunk_size)
-                nursery.start_soon(ends_all, nursery, read_stdin)
-            nursery.start_soon(ends_all, nursery, accept_loop)
-    if fatal:
-        raise fatal[0]
+        jobs: list[Callable[[], Awaitable[None]]] = [accept_loop]
+        if broadcast is not None and stdin is not None:
+            jobs.insert(0, partial(broadcast.run, stdin, session.chunk_size))
+        # stdin or stdout failed (the listener's own resources): the first failure ends all
+        fatal = await run_directions(*jobs)
+    if fatal is not None:
+        raise fatal
     return 0  # unreachable in practice: only a signal or a failure ends the loop
