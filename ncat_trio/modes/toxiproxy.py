@@ -85,8 +85,6 @@ class Proxy:
     toxics: list[Toxic] = field(default_factory=list)
     plan: FaultPlan = field(default_factory=FaultPlan)
     server: RelayServer | None = None
-    _scope: trio.CancelScope | None = None
-    _stopped: trio.Event | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -188,18 +186,8 @@ class ToxiproxyApi:
         server = RelayServer(
             options, proxy.plan, log=prefixed(f"proxy {diag.printable(proxy.name)}: ", self._log)
         )
-        scope = trio.CancelScope()
-        stopped = trio.Event()
-
-        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            try:
-                with scope:
-                    await server.serve(listener, task_status=task_status)
-            finally:
-                stopped.set()
-
-        await self._nursery.start(run)
-        proxy.server, proxy._scope, proxy._stopped = server, scope, stopped
+        await self._nursery.start(server.serve, listener)
+        proxy.server = server
         proxy.listen = diag.format_address(listener.socket.getsockname())
         proxy.enabled = True
 
@@ -208,10 +196,10 @@ class ToxiproxyApi:
         if not proxy.enabled:
             return
         proxy.enabled = False
-        if proxy._scope is not None and proxy._stopped is not None:
-            proxy._scope.cancel()
-            await proxy._stopped.wait()
-        proxy.server = proxy._scope = proxy._stopped = None
+        if proxy.server is not None:
+            await proxy.server.drain(0)  # the listener is closed at once
+            await proxy.server.wait_quiet()
+        proxy.server = None
 
     async def _differs(self, proxy: Proxy, listen: str, upstream: str) -> bool:
         """toxiproxy's Proxy.Differs: the upstream text changed, or the listen address
