@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import json
 import resource
 import signal
@@ -449,8 +448,9 @@ async def _serve_until_signal(
                     server.report()
                 elif not draining:
                     draining = True
-                    drain = functools.partial(_drain, server, opts.drain_timeout, say)
-                    nursery.start_soon(drain, nursery.cancel_scope)
+                    nursery.start_soon(
+                        _drain, server, opts.drain_timeout, say, nursery.cancel_scope
+                    )
                 else:  # a second SIGTERM: stop now
                     nursery.cancel_scope.cancel()
     if worker is None:  # a worker's parent says it once for all
