@@ -109,19 +109,20 @@ def child_environment(
 async def exec_session(
     conn: trio.abc.HalfCloseableStream,
     command: ExecCommand,
+    session: SessionOptions = SessionOptions(),
     *,
     env: Mapping[str, str] | None = None,
     peer_name: str = "connection",
-    idle_timeout: float | None = None,
     verbose: bool = False,
-    zerocopy: bool = True,
 ) -> SessionResult:
     """Run ``command`` with its stdin/stdout attached to ``conn`` until both are done.
 
-    ``zerocopy=False`` (``--no-zerocopy``) copies through user space, as stdio does.
+    Of ``session``, ``idle_timeout`` (-i) and ``zerocopy`` apply (``--no-zerocopy``
+    copies through user space, as stdio does).
 
     Raises :class:`NcatError` (never a group).  Does not close ``conn``.
     """
+    idle_timeout, zerocopy = session.idle_timeout, session.zerocopy
     peer = Side(peer_name, local=False)
     child_in = Side(f"{command.name} (stdin)", local=True)
     child_out = Side(f"{command.name} (stdout)", local=True)
@@ -205,13 +206,7 @@ async def run_exec(
     result: SessionResult | None = None
     try:
         result = await exec_session(
-            stream,
-            command,
-            env=env,
-            peer_name=peer_name,
-            idle_timeout=session.idle_timeout,
-            verbose=verbose,
-            zerocopy=session.zerocopy,
+            stream, command, session, env=env, peer_name=peer_name, verbose=verbose
         )
     finally:
         await close_gracefully(stream, result)
