@@ -109,19 +109,20 @@ def child_environment(
 async def exec_session(
     conn: trio.abc.HalfCloseableStream,
     command: ExecCommand,
+    session: SessionOptions = SessionOptions(),
     *,
     env: Mapping[str, str] | None = None,
     peer_name: str = "connection",
-    idle_timeout: float | None = None,
     verbose: bool = False,
-    zerocopy: bool = True,
 ) -> SessionResult:
     """Run ``command`` with its stdin/stdout attached to ``conn`` until both are done.
 
-    ``zerocopy=False`` (``--no-zerocopy``) copies through user space, as stdio does.
+    Of ``session``, ``idle_timeout`` (-i) and ``zerocopy`` apply (``--no-zerocopy``
+    copies through user space, as stdio does).
 
     Raises :class:`NcatError` (never a group).  Does not close ``conn``.
     """
+    idle_timeout, zerocopy = session.idle_timeout, session.zerocopy
     peer = Side(peer_name, local=False)
     child_in = Side(f"{command.name} (stdin)", local=True)
     child_out = Side(f"{command.name} (stdout)", local=True)
@@ -132,7 +133,6 @@ async def exec_session(
     )
     to_child_scope = trio.CancelScope()
     watch_scope = trio.CancelScope()
-    to_child_done, from_child_done = trio.Event(), trio.Event()
 
     def activity(_n: int) -> None:
         if idle_timeout is not None:
@@ -161,27 +161,19 @@ async def exec_session(
                                on_chunk=received, zerocopy=zerocopy)  # fmt: skip
                 result.peer_eof = True
                 await child_stdin.aclose()  # the child reads EOF
-            to_child_done.set()
-            if from_child_done.is_set():
-                watch_scope.cancel()
+            watch_scope.cancel()  # nothing left to stop
 
         async def from_child() -> None:
             await copy(child_stdout, conn, source_side=child_out, sink_side=peer,
                        on_chunk=sent, zerocopy=zerocopy)  # fmt: skip
             result.stdin_eof = True
             await send_eof(conn, peer)  # the child closed its stdout: FIN
-            from_child_done.set()
-            if to_child_done.is_set():
-                watch_scope.cancel()
-
-        async def stop_reading_once_child_is_gone() -> None:
-            with watch_scope:
+            with watch_scope:  # once the child is gone too, stop reading from the peer
                 await proc.wait()
-                await from_child_done.wait()
                 to_child_scope.cancel()
 
         with idle_scope:
-            failure = await run_directions(to_child, from_child, stop_reading_once_child_is_gone)
+            failure = await run_directions(to_child, from_child)
         if failure is None and not idle_scope.cancelled_caught:
             # Both directions are done: give the child its grace period to exit by itself.
             with trio.move_on_after(command.grace):
@@ -214,13 +206,7 @@ async def run_exec(
     result: SessionResult | None = None
     try:
         result = await exec_session(
-            stream,
-            command,
-            env=env,
-            peer_name=peer_name,
-            idle_timeout=session.idle_timeout,
-            verbose=verbose,
-            zerocopy=session.zerocopy,
+            stream, command, session, env=env, peer_name=peer_name, verbose=verbose
         )
     finally:
         await close_gracefully(stream, result)

@@ -17,11 +17,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
 
-from ..errors import LocalIOError, NcatError
-from ..transport.pump import translated
+from ..transport.pump import run_directions, translated
 from ..transport.serve import never_fatal, serve_connections, stdio_is_fatal
 from ..transport.stdio import CHUNK
 from .netcat_options import SessionOptions
@@ -129,7 +129,6 @@ async def serve_concurrently(
     stdio_options = session_options
     if children:  # each client has its own child: no stdio
         stdio_options = SessionOptions(send=False, receive=False)
-    fatal: list[NcatError] = []
     async with open_stdio(stdio_options) as (stdin, stdout, session):
         if children:
             session = session_options
@@ -144,34 +143,21 @@ async def serve_concurrently(
                 if client_stdin is not None:
                     await client_stdin.aclose()
 
-        async def read_stdin(nursery: trio.Nursery) -> None:
-            assert broadcast is not None
-            assert stdin is not None
-            try:
-                await broadcast.run(stdin, session.chunk_size)
-            except LocalIOError as exc:
-                fatal.append(exc)
-                nursery.cancel_scope.cancel()
-
-        async def accept_loop(nursery: trio.Nursery) -> None:
-            # With -e/-c each client has its own child and no stdio: a LocalIOError is
-            # that child's (could not start it), never the listener's.
-            try:
-                await serve_connections(
-                    listener,
-                    client,
-                    accept=accept,
-                    max_conns=max_conns,
-                    fatal=never_fatal if children else stdio_is_fatal,
-                )
-            except NcatError as exc:  # stdout failed: the listener's own resource
-                fatal.append(exc)
-                nursery.cancel_scope.cancel()
-
-        async with trio.open_nursery() as nursery:
-            if broadcast is not None:
-                nursery.start_soon(read_stdin, nursery)
-            nursery.start_soon(accept_loop, nursery)
-    if fatal:
-        raise fatal[0]
+        # With -e/-c each client has its own child and no stdio: a LocalIOError is
+        # that child's (could not start it), never the listener's.
+        accept_loop = partial(
+            serve_connections,
+            listener,
+            client,
+            accept=accept,
+            max_conns=max_conns,
+            fatal=never_fatal if children else stdio_is_fatal,
+        )
+        jobs: list[Callable[[], Awaitable[None]]] = [accept_loop]
+        if broadcast is not None and stdin is not None:
+            jobs.insert(0, partial(broadcast.run, stdin, session.chunk_size))
+        # stdin or stdout failed (the listener's own resources): the first failure ends all
+        fatal = await run_directions(*jobs)
+    if fatal is not None:
+        raise fatal
     return 0  # unreachable in practice: only a signal or a failure ends the loop

@@ -60,7 +60,9 @@ async def _run_one(
     try:
         async with trio.open_nursery() as nursery:
             if _progress_wanted(opts.report.progress):
-                total = opts.report.size if opts.report.size is not None else _stdin_size(options)
+                total = opts.report.size
+                if total is None and options.send:
+                    total = bytes_left(0)  # a regular-file stdin: for a percentage
                 nursery.start_soon(
                     partial(
                         show_progress, lambda: (live.bytes_sent, live.bytes_received), total=total
@@ -88,11 +90,6 @@ def _progress_wanted(progress: str) -> bool:
     if progress == "auto":
         return sys.stderr is not None and sys.stderr.isatty()
     return progress == "always"
-
-
-def _stdin_size(options: SessionOptions) -> int | None:
-    """Bytes left on a regular-file stdin (for a percentage), else None."""
-    return bytes_left(0) if options.send else None
 
 
 def _how_it_ended(live: SessionResult) -> str:
@@ -145,17 +142,12 @@ async def connect_main(opts: NetcatOptions) -> int:
         from .netcat_udp import connect_udp_main
 
         return await connect_udp_main(opts)
-    if _progress_wanted(opts.report.progress):
-        progress.prepare()  # rich's import must not stall the transfer
+    layers = _layers(opts)
     target = opts.endpoint
-    layers = netcat_layers.Layers(
-        tls_options=opts.tls, dump=opts.output, crlf=opts.crlf, verbose=opts.verbose
-    )
-    with trio.move_on_after(_or_inf(opts.connect_timeout)) as scope:
+    timeout = math.inf if opts.connect_timeout is None else opts.connect_timeout
+    with trio.move_on_after(timeout) as scope:
         if opts.unix_path is not None or opts.proxy is None:  # socket options before connect
-            conn = await connect_stream(
-                opts.place
-            )  # TCP, or Unix with -U (modes/stream_endpoints.py)
+            conn = await connect_stream(opts.place)  # TCP, or Unix with -U
         else:
             conn = await netcat_layers.connect(
                 target, opts.proxy, source=opts.source, nodelay=opts.nodelay
@@ -174,15 +166,11 @@ async def connect_main(opts: NetcatOptions) -> int:
         peer_name=f"connection to {peer}",
         handshake_timeout=opts.connect_timeout,
     )
-    if opts.exec_command is not None:  # -e/-c: the child has the connection (modes/exec.py)
-        result = await _exec(stream, opts, f"connection to {peer}", conn)
-        _report(opts, result)
+    if opts.exec_command is not None:  # -e/-c: the child has the connection, not stdio
+        await run_client(conn, stream, peer, None, None, opts.session, opts, layers, "connect")
         return 0
     async with open_stdio(opts.session) as (stdin, stdout, session):
-        result = await _run_one(
-            stream, layers.stdin(stdin), stdout, session, opts, mode="connect", peer=peer
-        )
-    _report(opts, result)
+        await run_client(conn, stream, peer, stdin, stdout, session, opts, layers, "connect")
     return 0
 
 
@@ -199,11 +187,7 @@ async def listen_main(opts: NetcatOptions) -> int:
         from .netcat_udp import listen_udp_main
 
         return await listen_udp_main(opts)
-    if _progress_wanted(opts.report.progress):
-        progress.prepare()  # rich's import must not stall the transfer
-    layers = netcat_layers.Layers(
-        tls_options=opts.tls, dump=opts.output, crlf=opts.crlf, verbose=opts.verbose
-    )
+    layers = _layers(opts)
     # Imported before the readiness line, not after: once "listening on" is out the
     # listener must need no new file before a client comes.  Importing it there failed
     # with EMFILE (exit 70, and every queued client refused) when the fd limit was
@@ -211,12 +195,10 @@ async def listen_main(opts: NetcatOptions) -> int:
     from .keep_open import serve_concurrently
 
     backlog = 128 if opts.keep_open else 1  # without -k nc serves one client
-    async with open_stream_listener(
-        opts.place, backlog=backlog
-    ) as listener:  # TCP, or Unix with -U
+    async with open_stream_listener(opts.place, backlog=backlog) as listener:  # TCP, or -U
         diag.say(f"listening on {diag.format_address(net.local_address(listener))}")
+        accept = partial(accept_client, listener, opts)
         if opts.keep_open and not opts.sequential:
-            accept = partial(accept_client, listener, opts)
             return await serve_concurrently(
                 listener,
                 opts.session,
@@ -226,7 +208,6 @@ async def listen_main(opts: NetcatOptions) -> int:
                 children=opts.exec_command is not None,
             )
         async with open_stdio(opts.session) as (stdin, stdout, session):
-            accept = partial(accept_client, listener, opts)
             start = partial(establish, opts=opts, layers=layers)
 
             async def run(conn: trio.SocketStream, established: tuple[Stream, str]) -> None:
@@ -302,34 +283,28 @@ async def run_client(
     session: SessionOptions,
     opts: NetcatOptions,
     layers: netcat_layers.Layers,
+    mode: str = "listen",
 ) -> SessionResult:
-    """The session of an established client (``stream``: ``conn`` with its layers)."""
+    """The session of an established connection (``stream``: ``conn`` with its layers);
+    ``mode``: connect or listen."""
     if opts.exec_command is not None:  # -e/-c: the child has the connection (modes/exec.py)
-        result = await _exec(stream, opts, f"connection from {peer}", conn)
+        from .exec import run_exec  # lazy: start-up of every other connect/listen
+
+        result = await run_exec(
+            stream,
+            opts.exec_command,
+            opts.session,
+            f"connection {'to' if mode == 'connect' else 'from'} {peer}",
+            conn=conn,
+            proto="UNIX" if opts.unix_path is not None else "TCP",
+            verbose=opts.verbose,
+        )
     else:
         result = await _run_one(
-            stream, layers.stdin(stdin), stdout, session, opts, mode="listen", peer=peer
+            stream, layers.stdin(stdin), stdout, session, opts, mode=mode, peer=peer
         )
     _report(opts, result)
     return result
-
-
-async def _exec(
-    stream: Stream, opts: NetcatOptions, peer_name: str, conn: trio.SocketStream
-) -> SessionResult:
-    """The -e/-c session: the child has the connection (modes/exec.py)."""
-    from .exec import run_exec  # lazy: start-up of every other connect/listen
-
-    assert opts.exec_command is not None
-    return await run_exec(
-        stream,
-        opts.exec_command,
-        opts.session,
-        peer_name,
-        conn=conn,
-        proto="UNIX" if opts.unix_path is not None else "TCP",
-        verbose=opts.verbose,
-    )
 
 
 def _report(opts: NetcatOptions, result: SessionResult) -> None:
@@ -338,8 +313,13 @@ def _report(opts: NetcatOptions, result: SessionResult) -> None:
         diag.say(f"{how}: {result.bytes_sent} bytes sent, {result.bytes_received} received")
 
 
-def _or_inf(seconds: float | None) -> float:
-    return math.inf if seconds is None else seconds
+def _layers(opts: NetcatOptions) -> netcat_layers.Layers:
+    """The TLS context, the ``-o`` file and ``-C``, before any connection."""
+    if _progress_wanted(opts.report.progress):
+        progress.prepare()  # rich's import must not stall the transfer
+    return netcat_layers.Layers(
+        tls_options=opts.tls, dump=opts.output, crlf=opts.crlf, verbose=opts.verbose
+    )
 
 
 __all__ = [

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -51,14 +51,12 @@ class DumpOptions:
 
 async def connect(
     target: net.Endpoint,
-    proxy: ProxySettings | None,
+    proxy: ProxySettings,
     *,
     source: net.Endpoint | None = None,
     nodelay: bool = False,
 ) -> trio.SocketStream:
-    """A stream to ``target``: directly, or through ``proxy`` (its DNS, for names)."""
-    if proxy is None:
-        return await net.connect_tcp(target, source=source, nodelay=nodelay)
+    """A stream to ``target`` through ``proxy`` (its DNS, for names)."""
     try:
         conn = await net.connect_tcp(proxy.endpoint, source=source, nodelay=nodelay)
     except ConnectError as exc:  # name the proxy, not just an address (issue 16 §4)
@@ -101,6 +99,7 @@ async def proxy_handshake(conn: trio.abc.Stream, proxy: ProxySettings, target: n
         machine.receive_data(data)
 
 
+@dataclass(kw_only=True)
 class Layers:
     """The per-process part of TLS, ``-o`` and ``-C``, applied to each connection.
 
@@ -110,24 +109,18 @@ class Layers:
     path fails at start (exit 5).  Each connection then appends to it.
     """
 
-    def __init__(
-        self,
-        *,
-        tls_options: tls.TlsOptions | None = None,
-        dump: DumpOptions | None = None,
-        crlf: bool = False,
-        verbose: bool = False,
-    ) -> None:
-        self.tls_options = tls_options
-        self.crlf = crlf
-        self.verbose = verbose
-        self.dump = dump
-        self.context: ssl.SSLContext | None = None
-        if tls_options is not None:
-            make = tls.server_context if tls_options.server else tls.client_context
-            self.context = make(tls_options)
-        if dump is not None:
-            HexDumpFile(dump.path, append=dump.append).close()
+    tls_options: tls.TlsOptions | None = None
+    dump: DumpOptions | None = None
+    crlf: bool = False
+    verbose: bool = False
+    context: ssl.SSLContext | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.tls_options is not None:
+            make = tls.server_context if self.tls_options.server else tls.client_context
+            self.context = make(self.tls_options)
+        if self.dump is not None:
+            HexDumpFile(self.dump.path, append=self.dump.append).close()
 
     async def wrap(
         self,

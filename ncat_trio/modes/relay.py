@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import json
 import resource
 import signal
@@ -51,6 +50,7 @@ from ..transport.relay import (
     RelayConnection,
     RelayMeter,
     RelayResult,
+    RelayStatistics,
     abort,
 )
 
@@ -80,16 +80,10 @@ class RelayOptions:
 
 
 @dataclass(frozen=True)
-class ServerStatistics:
-    """A snapshot of a relay server (the ``--stats`` line, ``Relay.statistics()``)."""
+class ServerStatistics(RelayStatistics):
+    """A snapshot of a relay server (the ``--stats`` line, ``Relay.statistics()``): its
+    connections' meter (bytes up = client → target), then the clients refused."""
 
-    active: int  # connections being relayed now
-    total: int  # connections relayed (reached a target)
-    bytes_up: int  # client → target
-    bytes_down: int  # target → client
-    buffered: int  # bytes in user space now (all directions)
-    peak_buffered: int  # most one direction ever held: never above the buffer
-    peak_total_buffered: int
     accepted: int  # clients accepted (including denied/rejected/unreachable)
     denied: int  # refused by --allow/--deny
     rejected: int  # refused by --max-conns with --reject-over-limit
@@ -133,12 +127,9 @@ class RelayServer:
         return dict(self._endings)
 
     def statistics(self) -> ServerStatistics:
-        s = self.meter.statistics()
         return ServerStatistics(
-            active=s.active, total=s.total, bytes_up=s.bytes_up, bytes_down=s.bytes_down,
-            buffered=s.buffered, peak_buffered=s.peak_buffered,
-            peak_total_buffered=s.peak_total_buffered, accepted=self._accepted,
-            denied=self._denied, rejected=self._rejected, unreachable=self._unreachable,
+            **asdict(self.meter.statistics()), accepted=self._accepted, denied=self._denied,
+            rejected=self._rejected, unreachable=self._unreachable,
         )  # fmt: skip
 
     async def serve(
@@ -413,7 +404,7 @@ async def relay_main(opts: RelayOptions, worker: WorkerSetup | None = None) -> i
     """``ncat-trio relay``: serve until a signal; SIGTERM drains (exit 143)."""
     raise_fd_limit()
     plan = FaultPlan(opts.faults, seed=opts.seed) if opts.faults else None
-    say = diag.say if worker is None else _prefixed(f"worker {worker.index}: ")
+    say = diag.say if worker is None else prefixed(f"worker {worker.index}: ")
     server = RelayServer(opts, plan, log=_json_line if opts.json_log else say)
     endpoint = opts.listen if worker is None else worker.listen
     listener = await net.open_tcp_listener(
@@ -457,8 +448,9 @@ async def _serve_until_signal(
                     server.report()
                 elif not draining:
                     draining = True
-                    drain = functools.partial(_drain, server, opts.drain_timeout, say)
-                    nursery.start_soon(drain, nursery.cancel_scope)
+                    nursery.start_soon(
+                        _drain, server, opts.drain_timeout, say, nursery.cancel_scope
+                    )
                 else:  # a second SIGTERM: stop now
                     nursery.cancel_scope.cancel()
     if worker is None:  # a worker's parent says it once for all
@@ -514,9 +506,11 @@ async def _drain(
     everything.cancel()
 
 
-def _prefixed(prefix: str) -> Callable[[str], None]:
+def prefixed(prefix: str, log: Callable[[str], None] = diag.say) -> Callable[[str], None]:
+    """``log`` with ``prefix`` before each line (a worker's, a toxiproxy proxy's)."""
+
     def say(message: str) -> None:
-        diag.say(prefix + message)
+        log(prefix + message)
 
     return say
 

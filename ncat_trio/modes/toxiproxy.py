@@ -46,17 +46,13 @@ from ..errors import ConnectError, UsageError
 from ..transport import net
 from ..transport.endpoint import Endpoint
 from ..transport.faults import FaultPlan
-from .http_server import Request, Response
-from .relay import RelayOptions, RelayServer
+from .http_server import Request, Response, serve_http
+from .relay import RelayOptions, RelayServer, prefixed, raise_fd_limit
 from .toxiproxy_toxics import ApiError, Toxic, bad_body, new_toxic, updated_toxic
 
 #: What ``GET /version`` answers: the toxiproxy API version spoken, with ours as semver
 #: build metadata (ignored when versions are compared).
 VERSION = f"2.12.0+ncat-trio.{__version__}"
-
-
-def _not_found_proxy() -> ApiError:
-    return ApiError(404, "proxy not found")
 
 
 # ---- proxies ---------------------------------------------------------------------
@@ -89,8 +85,6 @@ class Proxy:
     toxics: list[Toxic] = field(default_factory=list)
     plan: FaultPlan = field(default_factory=FaultPlan)
     server: RelayServer | None = None
-    _scope: trio.CancelScope | None = None
-    _stopped: trio.Event | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -106,8 +100,12 @@ class Proxy:
         ordered = sorted(self.toxics, key=lambda t: t.stream != "upstream")
         return [t.to_json() for t in ordered]
 
-    def find(self, name: str) -> Toxic | None:
-        return next((t for t in self.toxics if t.name == name), None)
+    def toxic(self, name: str) -> Toxic:
+        """The toxic called ``name``; 404 if there is none."""
+        toxic = next((t for t in self.toxics if t.name == name), None)
+        if toxic is None:
+            raise ApiError(404, "toxic not found")
+        return toxic
 
     def apply_toxics(self) -> None:
         """Hand the toxics to the relay: live connections see them at their next chunk."""
@@ -120,22 +118,23 @@ def _proxy_fields(body: object, base: Proxy | None) -> tuple[str, str, str, bool
     defaults of an update (toxiproxy decodes onto the existing proxy)."""
     if not isinstance(body, dict):
         raise bad_body("expected a JSON object")
-    values: dict[str, Any] = {
-        "name": base.name if base else "",
-        "listen": base.listen if base else "",
-        "upstream": base.upstream if base else "",
-        "enabled": base.enabled if base else True,
-    }
-    for key in ("name", "listen", "upstream"):
+    values: list[Any] = ["", "", "", True]
+    if base is not None:
+        values = [base.name, base.listen, base.upstream, base.enabled]
+    for i, (key, kind, what) in enumerate(_PROXY_FIELDS):
         if body.get(key) is not None:
-            if not isinstance(body[key], str):
-                raise bad_body(f"{key} must be a string")
-            values[key] = body[key]
-    if body.get("enabled") is not None:
-        if not isinstance(body["enabled"], bool):
-            raise bad_body("enabled must be true or false")
-        values["enabled"] = body["enabled"]
-    return values["name"], values["listen"], values["upstream"], values["enabled"]
+            if not isinstance(body[key], kind):
+                raise bad_body(f"{key} must be {what}")
+            values[i] = body[key]
+    return values[0], values[1], values[2], values[3]
+
+
+_PROXY_FIELDS = (
+    ("name", str, "a string"),
+    ("listen", str, "a string"),
+    ("upstream", str, "a string"),
+    ("enabled", bool, "true or false"),
+)
 
 
 def _check_new(name: str, upstream: str, where: str = "") -> None:
@@ -184,19 +183,11 @@ class ToxiproxyApi:
         options = RelayOptions(
             listen=Endpoint(host, port), targets=(target,), verbose=self._verbose
         )
-        server = RelayServer(options, proxy.plan, log=self._prefixed(proxy.name))
-        scope = trio.CancelScope()
-        stopped = trio.Event()
-
-        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            try:
-                with scope:
-                    await server.serve(listener, task_status=task_status)
-            finally:
-                stopped.set()
-
-        await self._nursery.start(run)
-        proxy.server, proxy._scope, proxy._stopped = server, scope, stopped
+        server = RelayServer(
+            options, proxy.plan, log=prefixed(f"proxy {diag.printable(proxy.name)}: ", self._log)
+        )
+        await self._nursery.start(server.serve, listener)
+        proxy.server = server
         proxy.listen = diag.format_address(listener.socket.getsockname())
         proxy.enabled = True
 
@@ -205,10 +196,10 @@ class ToxiproxyApi:
         if not proxy.enabled:
             return
         proxy.enabled = False
-        if proxy._scope is not None and proxy._stopped is not None:
-            proxy._scope.cancel()
-            await proxy._stopped.wait()
-        proxy.server = proxy._scope = proxy._stopped = None
+        if proxy.server is not None:
+            await proxy.server.drain(0)  # the listener is closed at once
+            await proxy.server.wait_quiet()
+        proxy.server = None
 
     async def _differs(self, proxy: Proxy, listen: str, upstream: str) -> bool:
         """toxiproxy's Proxy.Differs: the upstream text changed, or the listen address
@@ -241,6 +232,9 @@ class ToxiproxyApi:
         if name in self.proxies:
             raise ApiError(409, "proxy already exists")
         split_host_port(upstream, "upstream")
+        return await self._add(name, listen, upstream, enabled)
+
+    async def _add(self, name: str, listen: str, upstream: str, enabled: bool) -> Proxy:
         proxy = Proxy(name, listen, upstream, plan=FaultPlan(seed=self._seed))
         if enabled:
             await self._start(proxy)
@@ -294,37 +288,28 @@ class ToxiproxyApi:
                         continue
                     await self._stop(existing)
                     del self.proxies[name]
-                proxy = Proxy(name, listen, upstream, plan=FaultPlan(seed=self._seed))
-                if enabled:
-                    await self._start(proxy)
-                self.proxies[name] = proxy
-                done.append(proxy)
+                done.append(await self._add(name, listen, upstream, enabled))
             except ApiError as exc:
                 return done, exc
         return done, None
 
     def add_toxic(self, proxy: Proxy, body: object) -> Toxic:
         toxic = new_toxic(body)
-        if proxy.find(toxic.name) is not None:
+        if any(t.name == toxic.name for t in proxy.toxics):
             raise ApiError(409, "toxic already exists")
         proxy.toxics.append(toxic)
         proxy.apply_toxics()
         return toxic
 
     def update_toxic(self, proxy: Proxy, name: str, body: object) -> Toxic:
-        toxic = proxy.find(name)
-        if toxic is None:
-            raise ApiError(404, "toxic not found")
+        toxic = proxy.toxic(name)
         new = updated_toxic(toxic, body)
         proxy.toxics[proxy.toxics.index(toxic)] = new
         proxy.apply_toxics()
         return new
 
     def remove_toxic(self, proxy: Proxy, name: str) -> None:
-        toxic = proxy.find(name)
-        if toxic is None:
-            raise ApiError(404, "toxic not found")
-        proxy.toxics.remove(toxic)
+        proxy.toxics.remove(proxy.toxic(name))
         proxy.apply_toxics()
 
     # -- HTTP ----------------------------------------------------------------------
@@ -353,7 +338,7 @@ class ToxiproxyApi:
         if body is None:
             return Response(status)
         if isinstance(body, _Plain):
-            return Response(status, body.text, "text/plain; charset=utf-8")
+            return Response(status, body, "text/plain; charset=utf-8")
         if isinstance(body, bytes):
             return Response(status, body, "application/json; charset=utf-8")
         return Response(status, json.dumps(body, separators=(",", ":")).encode() + b"\n")
@@ -377,16 +362,14 @@ class ToxiproxyApi:
                 return 200, {name: p.to_json() for name, p in self.proxies.items()}
             if method == "POST":
                 return 201, (await self.create(_decode(request.body))).to_json()
-            return _not_allowed()
-        if len(parts) < 2 or parts[0] != "proxies" or len(parts) > 4:
-            return _page_not_found()
-        if len(parts) >= 3 and parts[2] != "toxics":
-            return _page_not_found()
+            return _NOT_ALLOWED
+        if parts[0] != "proxies" or not 2 <= len(parts) <= 4 or parts[2:3] not in ([], ["toxics"]):
+            return _PAGE_NOT_FOUND
         if len(parts) == 2 and method not in ("GET", "POST", "PATCH", "DELETE"):
-            return _not_allowed()
+            return _NOT_ALLOWED
         proxy = self.proxies.get(parts[1])
         if proxy is None:
-            raise _not_found_proxy()
+            raise ApiError(404, "proxy not found")
         if len(parts) == 2:
             if method == "GET":
                 return 200, proxy.to_json()
@@ -399,40 +382,24 @@ class ToxiproxyApi:
                 return 200, proxy.toxics_json()
             if method == "POST":
                 return 200, self.add_toxic(proxy, _decode(request.body)).to_json()
-            return _not_allowed()
+            return _NOT_ALLOWED
         name = parts[3]
         if method == "GET":
-            toxic = proxy.find(name)
-            if toxic is None:
-                raise ApiError(404, "toxic not found")
-            return 200, toxic.to_json()
+            return 200, proxy.toxic(name).to_json()
         if method in ("POST", "PATCH"):
             return 200, self.update_toxic(proxy, name, _decode(request.body)).to_json()
         if method == "DELETE":
             self.remove_toxic(proxy, name)
             return 204, None
-        return _not_allowed()
-
-    def _prefixed(self, name: str) -> Callable[[str], None]:
-        def log(line: str) -> None:
-            self._log(f"proxy {diag.printable(name)}: {line}")
-
-        return log
+        return _NOT_ALLOWED
 
 
-@dataclass(frozen=True)
-class _Plain:
+class _Plain(bytes):
     """A text/plain answer (gorilla/mux's 404 and 405 pages)."""
 
-    text: bytes
 
-
-def _not_allowed() -> tuple[int, object]:
-    return 405, _Plain(b"")
-
-
-def _page_not_found() -> tuple[int, object]:
-    return 404, _Plain(b"404 page not found\n")
+_NOT_ALLOWED: tuple[int, object] = (405, _Plain(b""))
+_PAGE_NOT_FOUND: tuple[int, object] = (404, _Plain(b"404 page not found\n"))
 
 
 def _decode(body: bytes) -> object:
@@ -466,8 +433,6 @@ async def serve_toxiproxy(
 ) -> None:
     """Serve the API on ``listener`` until cancelled; with ``config`` (populate JSON)
     the proxies are created first (an error is raised as :class:`ConnectError`)."""
-    from .http_server import serve_http
-
     async with trio.open_nursery() as nursery:
         api = ToxiproxyApi(nursery, seed=seed, verbose=verbose, log=log)
         try:
@@ -491,8 +456,6 @@ async def toxiproxy_main(
     where: Endpoint, config: list[object], *, seed: int | None = None, verbose: bool = False
 ) -> int:
     """``ncat-trio toxiproxy``: serve until a signal (the runner maps it to an exit code)."""
-    from .relay import raise_fd_limit
-
     raise_fd_limit()
     listener = await net.open_tcp_listener(where)
     async with trio.open_nursery() as nursery:

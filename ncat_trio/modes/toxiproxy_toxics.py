@@ -155,13 +155,8 @@ def new_toxic(body: object) -> Toxic:
     name = body.get("name") or f"{kind}_{stream}"
     if not isinstance(name, str):
         raise bad_body("name must be a string")
-    toxicity = 1.0 if body.get("toxicity") is None else _toxicity(body["toxicity"])
     zero = dict.fromkeys(TOXIC_ATTRIBUTES[kind], 0)
-    toxic = Toxic(
-        name, kind, stream, toxicity, _merge_attributes(kind, zero, body.get("attributes"))
-    )
-    toxic.fault()  # validate now: a bad value is a 400 before anything changes
-    return toxic
+    return updated_toxic(Toxic(name, kind, stream, 1.0, zero), body)
 
 
 def updated_toxic(toxic: Toxic, body: object) -> Toxic:
@@ -171,7 +166,7 @@ def updated_toxic(toxic: Toxic, body: object) -> Toxic:
     toxicity = toxic.toxicity if body.get("toxicity") is None else _toxicity(body["toxicity"])
     attributes = _merge_attributes(toxic.type, toxic.attributes, body.get("attributes"))
     new = Toxic(toxic.name, toxic.type, toxic.stream, toxicity, attributes)
-    new.fault()
+    new.fault()  # validate now: a bad value is a 400 before anything changes
     return new
 
 
