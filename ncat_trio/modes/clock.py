@@ -168,7 +168,7 @@ class ClockServer:
             except OSError as exc:
                 if exc.errno in datagram.PEER_ERRNOS:  # an ICMP error for an earlier reply
                     continue
-                raise LocalIOError("clock server socket", datagram.describe(exc)) from exc
+                raise LocalIOError("clock server socket", net.describe(exc)) from exc
             if truncated:
                 self._drop(f"a {len(data)}-byte datagram", peer, "truncated (oversized)")
                 continue
@@ -181,8 +181,8 @@ class ClockServer:
                 await sock.sendto(reply, peer)
             except OSError as exc:
                 if exc.errno not in datagram.PEER_ERRNOS:
-                    raise LocalIOError("clock server socket", datagram.describe(exc)) from exc
-                self._drop(f"a reply to {len(data)} bytes", peer, datagram.describe(exc))
+                    raise LocalIOError("clock server socket", net.describe(exc)) from exc
+                self._drop(f"a reply to {len(data)} bytes", peer, net.describe(exc))
                 continue
             self._answered += 1
 
@@ -245,7 +245,7 @@ async def serve_main(opts: ServeOptions, *, clock: WallClock = time.time_ns) -> 
     async with contextlib.AsyncExitStack() as stack:
         if opts.tcp:
             on = await stack.enter_async_context(await net.open_tcp_listener(opts.endpoint))
-            serve, where = server.serve_listener, net.local_address(on)
+            serve, where = server.serve_listener, on.socket.getsockname()
         else:
             on = stack.enter_context(await datagram.bind_udp(opts.endpoint))
             serve, where = server.serve_datagrams, on.getsockname()

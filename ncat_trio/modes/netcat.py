@@ -159,7 +159,7 @@ async def connect_main(opts: NetcatOptions) -> int:
         )
     peer = diag.format_address(net.peer_address(conn))
     if opts.verbose:
-        diag.say(f"connected to {peer} from {diag.format_address(net.local_address(conn))}")
+        diag.say(f"connected to {peer} from {diag.format_address(conn.socket.getsockname())}")
     stream = await layers.wrap(
         conn,
         host=target.host,
@@ -196,7 +196,7 @@ async def listen_main(opts: NetcatOptions) -> int:
 
     backlog = 128 if opts.keep_open else 1  # without -k nc serves one client
     async with open_stream_listener(opts.place, backlog=backlog) as listener:  # TCP, or -U
-        diag.say(f"listening on {diag.format_address(net.local_address(listener))}")
+        diag.say(f"listening on {diag.format_address(listener.socket.getsockname())}")
         accept = partial(accept_client, listener, opts)
         if opts.keep_open and not opts.sequential:
             return await serve_concurrently(

@@ -96,7 +96,7 @@ async def open_transfer_connection(
     if listen:
         listener = await net.open_tcp_listener(endpoint, backlog=8)
         async with listener:
-            diag.say(f"listening on {diag.format_address(net.local_address(listener))}")
+            diag.say(f"listening on {diag.format_address(listener.socket.getsockname())}")
             conn, peer = await serve.first_session(
                 partial(net.accept, listener),
                 partial(_greeted, sender=expect_sender, idle_timeout=idle_timeout),

@@ -390,7 +390,7 @@ async def receive_main(opts: TtcpReceiveOptions) -> int:
     """Listen, print the readiness lines, serve one session (or, with -k, many)."""
     listener = await net.open_tcp_listener(opts.endpoint, backlog=128 if opts.keep_open else 1)
     async with listener:
-        address = net.local_address(listener)
+        address = listener.socket.getsockname()
         if not opts.json:
             _emit(f"port = {address[1] if isinstance(address, tuple) else address}")
         diag.say(f"listening on {diag.format_address(address)}")

@@ -23,8 +23,7 @@ import trio
 from ..errors import ConnectError
 from .access import DatagramGate
 from .endpoint import IPSockAddr
-from .net import Endpoint, bind_listening, connect_socket, resolve
-from .net import describe as describe  # re-exported: modes.clock uses datagram.describe
+from .net import Endpoint, bind_listening, connect_socket, describe, resolve
 from .sockopts import Configure
 
 WallClock = Callable[[], int]  # ns since the Unix epoch

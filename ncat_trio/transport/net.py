@@ -341,10 +341,6 @@ def _unmapped(host: str) -> str:
     return host[7:] if host.startswith("::ffff:") and "." in host else host
 
 
-def local_address(stream: trio.SocketStream | trio.SocketListener) -> object:
-    return stream.socket.getsockname()
-
-
 def peer_address(stream: trio.SocketStream) -> object:
     """The peer's address.  A peer that reset the connection before we looked (e.g.
     while it waited in the accept queue) makes getpeername fail with ENOTCONN."""
