@@ -226,7 +226,7 @@ class ClockServer:
         (transport/serve.py: no client's failure, EMFILE included, ends the server)."""
 
         async def client(conn: trio.SocketStream) -> None:
-            conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, True)
+            net.set_nodelay(conn, True)
             peer = diag.format_address(net.peer_address(conn))  # reset: ConnectionLost
             if self._verbose:
                 diag.say(f"connection from {peer}")

@@ -243,7 +243,7 @@ async def establish(
 ) -> tuple[trio.abc.HalfCloseableStream, str]:
     """Name an accepted client and wrap it (TLS handshake, -o): (stream, peer)."""
     if opts.unix_path is None:
-        conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, opts.nodelay)
+        net.set_nodelay(conn, opts.nodelay)
     peer = diag.format_address(net.peer_address(conn))  # reset already: ConnectionLost
     if opts.verbose:
         diag.say(f"connection from {peer}")

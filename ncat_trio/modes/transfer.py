@@ -93,6 +93,8 @@ async def open_transfer_connection(
     With ``idle_timeout`` (``-i``) a client silent that long ends the receive (exit 4),
     as ``-i`` promises.
     """
+    # Every write is a whole message or a big chunk: Nagle would only delay the
+    # small control messages (offer, start, trailer, ack).
     if listen:
         listener = await net.open_tcp_listener(endpoint, backlog=8)
         async with listener:
@@ -104,6 +106,7 @@ async def open_transfer_connection(
                 within=GREETING_TIMEOUT if idle_timeout is None else idle_timeout + 1,
                 fatal=_idle_or_stdio,
             )
+        net.set_nodelay(conn, True)
     else:
         timeout = math.inf if connect_timeout is None else connect_timeout
         with trio.move_on_after(timeout) as scope:
@@ -111,9 +114,6 @@ async def open_transfer_connection(
         if scope.cancelled_caught:
             raise NcatTimeout(f"connect to {endpoint}", f"timed out after {timeout:g} s (-w)")
         peer = f"connection to {diag.format_address(net.peer_address(conn))}"
-    # Every write is a whole message or a big chunk: Nagle would only delay the
-    # small control messages (offer, start, trailer, ack).
-    conn.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, True)
     try:
         yield conn, peer
     except BaseException:

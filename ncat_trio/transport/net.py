@@ -108,9 +108,13 @@ async def connect_tcp(
             "connected to itself (local address equals peer address)",
         )
     stream = trio.SocketStream(sock)
-    # trio turns Nagle off on every SocketStream; nc leaves it on unless asked.
-    stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, nodelay)
+    set_nodelay(stream, nodelay)
     return stream
+
+
+def set_nodelay(stream: trio.SocketStream, on: bool) -> None:
+    """TCP_NODELAY: trio turns Nagle off on every SocketStream; nc leaves it on unless asked."""
+    stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, on)
 
 
 async def bind_source(
