@@ -34,7 +34,6 @@ from ..transport import files, net, serve
 from ..transport.idle import IdleWatch, WatchedStream
 from ..transport.stdio import FdKind, fd_kind, open_stdin, open_stdout
 from .transfer_session import (
-    LINGER,
     FileSource,
     ReceiveSession,
     ReceiveTarget,
@@ -114,13 +113,8 @@ async def open_transfer_connection(
         if scope.cancelled_caught:
             raise NcatTimeout(f"connect to {endpoint}", f"timed out after {timeout:g} s (-w)")
         peer = f"connection to {diag.format_address(net.peer_address(conn))}"
-    try:
+    async with net.closing(conn):
         yield conn, peer
-    except BaseException:
-        await trio.aclose_forcefully(conn)
-        raise
-    with trio.move_on_after(LINGER, shield=True):
-        await conn.aclose()
 
 
 async def _as_is(conn: trio.SocketStream, peer: str) -> tuple[trio.SocketStream, str]:

@@ -140,7 +140,7 @@ async def transmit_session(
     wire = Wire(stream, Side(peer_name, local=False), exclusive=exclusive)
     proto = ttcp.Transmitter()
     start = trio.current_time()
-    try:
+    async with net.closing(stream):
         with wire:
             if options.window == 1:
                 rtt_sum = await _stop_and_wait(wire, proto, options)
@@ -148,10 +148,6 @@ async def transmit_session(
                 rtt_sum = await _windowed(wire, proto, options)
             else:
                 rtt_sum = await _pipelined(wire, proto, options)
-    except BaseException:
-        await trio.aclose_forcefully(stream)
-        raise
-    await stream.aclose()
     return TransmitResult(
         number=options.number,
         length=options.length,
@@ -301,7 +297,7 @@ async def receive_session(
     proto = ttcp.Receiver(max_length=options.max_length, verify=options.verify)
     started = finished = trio.current_time()
     owed = 0
-    try:
+    async with net.closing(stream):
         with wire:
             # The session message (and whatever came with it) goes through the events ...
             while proto.state is ttcp.State.AWAIT_SESSION:
@@ -327,10 +323,6 @@ async def receive_session(
                 elif proto.state is _CLOSED:
                     break
                 owed = receive_payloads(await receive())  # b"": EOF, CLOSED or raises
-    except BaseException:
-        await trio.aclose_forcefully(stream)
-        raise
-    await stream.aclose()
     stats = proto.statistics()
     return ReceiveResult(
         number=stats.number,

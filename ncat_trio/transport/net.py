@@ -10,7 +10,7 @@ import contextlib
 import errno
 import os
 import socket as _stdsocket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import trio
 
@@ -110,6 +110,20 @@ async def connect_tcp(
     stream = trio.SocketStream(sock)
     set_nodelay(stream, nodelay)
     return stream
+
+
+@contextlib.asynccontextmanager
+async def closing(stream: trio.abc.AsyncResource) -> AsyncIterator[None]:
+    """Close ``stream`` when the block ends: gracefully if it ended normally (``aclose``,
+    shielded, at most 5 s), forcefully if it raised or was cancelled (no waiting; an
+    RST is possible), as modes.session.close_gracefully does for a netcat session."""
+    try:
+        yield
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    with trio.move_on_after(5, shield=True):
+        await stream.aclose()
 
 
 def set_nodelay(stream: trio.SocketStream, on: bool) -> None:
