@@ -29,7 +29,7 @@ import contextlib
 import json
 import resource
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import trio
@@ -284,7 +284,9 @@ class RelayServer:
                 continue
             with trio.move_on_after(self.options.connect_timeout):
                 try:
-                    stream = await self._connect(endpoint)
+                    stream = await net.connect_tcp(
+                        endpoint, nodelay=True, on_pressure=self._waiting_for_fd
+                    )
                 except ConnectError as exc:
                     failures.append(f"{endpoint}: {exc.why}")
                     continue
@@ -314,28 +316,20 @@ class RelayServer:
             self._loops[endpoint] = known
         return known
 
-    async def _connect(self, endpoint: net.Endpoint) -> trio.SocketStream:
-        """Connect, waiting out fd exhaustion (EMFILE...) as accept does: the client
-        waits instead of being reset as unreachable, and while any client waits here
+    @contextlib.contextmanager
+    def _waiting_for_fd(self, why: str) -> Iterator[None]:
+        """A client waits out fd exhaustion (EMFILE...) to connect to its target, as
+        accept does, instead of being reset as unreachable; while any client waits here
         the accept loop takes nobody new (they would only hold more of the scarce fds)."""
-        delay = 0.005
-        while True:
-            try:
-                return await net.connect_tcp(endpoint, nodelay=True)
-            except ConnectError as exc:
-                cause = exc.__cause__
-                if not (isinstance(cause, OSError) and cause.errno in net.ACCEPT_PRESSURE):
-                    raise
+        if self._fd_waiters == 0:
+            self._no_fd_waiters = trio.Event()
+        self._fd_waiters += 1
+        try:
+            yield
+        finally:
+            self._fd_waiters -= 1
             if self._fd_waiters == 0:
-                self._no_fd_waiters = trio.Event()
-            self._fd_waiters += 1
-            try:
-                await trio.sleep(delay)  # a backoff: until a connection ends and frees fds
-            finally:
-                self._fd_waiters -= 1
-                if self._fd_waiters == 0:
-                    self._no_fd_waiters.set()
-            delay = min(delay * 2, 0.1)
+                self._no_fd_waiters.set()
 
     # -- logging -------------------------------------------------------------------
 

@@ -88,14 +88,31 @@ async def connect_tcp(
     source: Endpoint | None = None,
     nodelay: bool = False,
     configure: Callable[[trio.socket.SocketType], None] | None = None,
+    on_pressure: Callable[[str], contextlib.AbstractContextManager[object]] | None = None,
 ) -> trio.SocketStream:
     """Connect to ``target`` (every resolved address in turn), optionally from ``source``.
 
     A connection whose local address equals its peer address (TCP simultaneous open
     onto itself, possible when the source port equals the target port on loopback)
     is closed and reported as a connect failure.
+
+    ``on_pressure``: running out of fds or memory (:data:`ACCEPT_PRESSURE`) is waited
+    out with accept's backoff, inside ``on_pressure(why)`` (entered at the first failure).
     """
-    sock, sockaddr = await connect_socket(target, source=source, configure=configure)
+    with contextlib.ExitStack() as waiting:
+        delay = 0.005
+        while True:
+            try:
+                sock, sockaddr = await connect_socket(target, source=source, configure=configure)
+                break
+            except ConnectError as exc:
+                cause = exc.__cause__
+                if on_pressure is None or getattr(cause, "errno", None) not in ACCEPT_PRESSURE:
+                    raise
+                if delay == 0.005:
+                    waiting.enter_context(on_pressure(exc.why))
+            await trio.sleep(delay)  # a backoff: until a connection ends and frees fds
+            delay = min(delay * 2, 0.1)
     try:
         itself = sock.getsockname() == sock.getpeername()
     except OSError as exc:  # reset between connect() and here: ENOTCONN

@@ -8,18 +8,30 @@
 * ``first_session``: a client stalled in its handshake holds nobody up; failures are
   logged and do not consume the server; the winner's ``run`` result is returned.
 * ``net.accept``: a client that reset in the backlog is skipped with one line.
+* ``net.connect_tcp(on_pressure=...)``: EMFILE is waited out inside ``on_pressure``
+  (entered once, left before the stream is returned); without it, or for any other
+  error, the ConnectError is raised at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import socket
 import struct
+from collections.abc import Iterator
 from functools import partial
 
 import pytest
 import trio
 
-from ncat_trio.errors import ConnectionLost, LocalIOError, OutOfResources, RemoteProtocolError
+from ncat_trio.errors import (
+    ConnectError,
+    ConnectionLost,
+    LocalIOError,
+    OutOfResources,
+    RemoteProtocolError,
+)
 from ncat_trio.transport import net, serve
 
 LOCAL = net.Endpoint("127.0.0.1", 0)
@@ -150,3 +162,45 @@ async def test_accept_skips_a_client_that_reset_in_the_backlog() -> None:
                 assert await conn.receive_some(1) == b"x"  # the live one, not the dead
     assert len(lines) == 1
     assert "not connected" in lines[0]
+
+
+async def test_connect_tcp_waits_out_fd_pressure_inside_on_pressure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = net.connect_socket
+    failures = [2]
+
+    async def exhausted(*args: object, **kwargs: object) -> object:
+        if failures[0]:
+            failures[0] -= 1
+            await trio.lowlevel.checkpoint()
+            error = ConnectError("connect to 127.0.0.1", "too many open files")
+            raise error from OSError(errno.EMFILE, "Too many open files")
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(net, "connect_socket", exhausted)
+    waits: list[str] = []
+    inside: list[bool] = []
+
+    @contextlib.contextmanager
+    def on_pressure(why: str) -> Iterator[None]:
+        waits.append(why)
+        inside.append(True)
+        yield
+        inside.append(False)
+
+    listener, port = await _listener()
+    async with listener:
+        target = net.Endpoint("127.0.0.1", port)
+        with trio.fail_after(20):
+            with pytest.raises(ConnectError, match="too many open files"):
+                await net.connect_tcp(target)  # no hook: fails at once
+            assert failures == [1]
+            stream = await net.connect_tcp(target, on_pressure=on_pressure)
+            await stream.aclose()
+        assert failures == [0]
+        assert waits == ["too many open files"]  # entered once for the burst
+        assert inside == [True, False]  # and left before the stream came back
+    with pytest.raises(ConnectError, match="refused"):  # not pressure: raised at once
+        await net.connect_tcp(target, on_pressure=on_pressure)  # (the listener closed)
+    assert waits == ["too many open files"]
