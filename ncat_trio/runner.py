@@ -35,7 +35,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from . import diag, errors
-from .errors import SIGNAL_EXIT_CODES, ExitCode, NcatError, interrupt_startup, leaves
+from .errors import ExitCode, NcatError, interrupt_startup, leaves
 
 if TYPE_CHECKING:
     import trio
@@ -254,4 +254,4 @@ def _signal_exit(signum: int, state: _RunState) -> int:
         diag.say(f"{name} after {state.settled_why}: exit {state.settled}")
         return state.settled
     diag.say(f"interrupted by {name}")
-    return int(SIGNAL_EXIT_CODES.get(signum, 128 + signum))
+    return 128 + signum
