@@ -179,17 +179,17 @@ def run(main: MainFn) -> int:
         result = trio.run(_supervise, main, state, signums)
     except BaseException as exc:  # unwrap groups here and only here
         if state.signum is not None and all(isinstance(leaf, NcatError) for leaf in leaves(exc)):
-            code: int = _signal_exit(state.signum, state)
+            code: int = signal_exit(state.signum, state)
         else:
             code = exit_code_for(exc)
     else:
-        code = _signal_exit(state.signum, state) if state.signum is not None else int(result or 0)
+        code = signal_exit(state.signum, state) if state.signum is not None else int(result or 0)
     # From here to the process exit: the handlers we found, or (settled) nothing may
     # change the exit code any more.
     for watched, handler in state.previous.items():
         signal.signal(watched, handler if state.settled is None else signal.SIG_IGN)
     if state.signum is None and state.late_signum is not None:
-        _signal_exit(state.late_signum, state)
+        signal_exit(state.late_signum, state)
     _current = None
     quiet_stdout_on_exit()
     return code
@@ -223,7 +223,7 @@ def run_blocking(main: Callable[[], int]) -> int:
     that unwinds is the default action."""
     ensure_std_fds()
     if errors.startup_interrupted:
-        return _signal_exit(signal.SIGINT, _RunState())
+        return signal_exit(signal.SIGINT)
     previous: dict[int, Any] = {}
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -236,9 +236,9 @@ def run_blocking(main: Callable[[], int]) -> int:
         previous.update(_take_signals(signums, stop))
         code = int(main() or 0)
     except _Stopped as exc:
-        code = _signal_exit(exc.signum, _RunState())
+        code = signal_exit(exc.signum)
     except errors.Interrupted:  # a start-up Ctrl-C swallowed on its way up
-        code = _signal_exit(signal.SIGINT, _RunState())
+        code = signal_exit(signal.SIGINT)
     except BaseException as exc:
         code = exit_code_for(exc)
     finally:
@@ -248,9 +248,11 @@ def run_blocking(main: Callable[[], int]) -> int:
     return code
 
 
-def _signal_exit(signum: int, state: _RunState) -> int:
+def signal_exit(signum: int, state: _RunState | None = None) -> int:
+    """After signal ``signum``: ``interrupted by NAME`` and 128 + signum (also relay
+    --workers' parent), or once :func:`settle` was called, the settled code and a note."""
     name = signal.Signals(signum).name
-    if state.settled is not None:
+    if state is not None and state.settled is not None:
         diag.say(f"{name} after {state.settled_why}: exit {state.settled}")
         return state.settled
     diag.say(f"interrupted by {name}")

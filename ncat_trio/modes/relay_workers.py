@@ -123,7 +123,4 @@ def _supervise(
         pipe.close()
     if first_failure is not None:
         return first_failure
-    if received:
-        diag.say(f"interrupted by {signal.Signals(received[0]).name}")
-        return 128 + received[0]
-    return 0
+    return runner.signal_exit(received[0]) if received else 0
