@@ -101,7 +101,7 @@ def ensure_std_fds() -> None:
                 os.close(new)
 
 
-async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signals]) -> int | None:
+async def _supervise(main: MainFn, state: _RunState) -> int | None:
     import trio
 
     main_scope = trio.CancelScope()
@@ -109,7 +109,7 @@ async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signal
     async def watch_signals(
         *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        with trio.open_signal_receiver(*signums) as receiver:
+        with trio.open_signal_receiver(*state.previous) as receiver:
             state.watching = True  # from now on _outside_watcher is the hard stop
             task_status.started()
             if state.signum is None:  # else one came while Trio was starting
@@ -120,7 +120,7 @@ async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signal
         # Leaving the receiver put _outside_watcher back: a second signal is a hard stop.
 
     async with trio.open_nursery() as nursery:
-        if signums:
+        if state.previous:  # the signals we took (none: all ignored, e.g. nohup)
             await nursery.start(watch_signals)
         with main_scope:
             result = await main()
@@ -169,14 +169,13 @@ def run(main: MainFn) -> int:
 
     global _current
     ensure_std_fds()
-    signums = [s for s in _WATCHED if signal.getsignal(s) is not signal.SIG_IGN]
-    # Our watcher owns these signals; under it (_outside_watcher): recorded while Trio
+    # Our watcher owns the signals; under it (_outside_watcher): recorded while Trio
     # starts, the hard stop once it has seen one (a second Ctrl-C kills at once, and the
     # exec children with us).
     state = _current = _RunState(signum=signal.SIGINT if errors.startup_interrupted else None)
-    state.previous = _take_signals(signums, _outside_watcher)
+    state.previous = _take_signals(_outside_watcher)
     try:
-        result = trio.run(_supervise, main, state, signums)
+        result = trio.run(_supervise, main, state)
     except BaseException as exc:  # unwrap groups here and only here
         if state.signum is not None and all(isinstance(leaf, NcatError) for leaf in leaves(exc)):
             code: int = signal_exit(state.signum, state)
@@ -195,12 +194,15 @@ def run(main: MainFn) -> int:
     return code
 
 
-def _take_signals(signums: list[signal.Signals], handler: Any) -> dict[int, Any]:
-    """Install ``handler`` for ``signums``; return the handlers to put back afterwards
-    (Python's Ctrl-C handler, or ours from start-up, as the default action)."""
+def _take_signals(handler: Any) -> dict[int, Any]:
+    """Install ``handler`` for the watched signals not ignored at start (they stay ignored);
+    return the handlers to put back (Python's Ctrl-C handler, or ours from start-up, as the
+    default action)."""
     previous: dict[int, Any] = {}
-    for signum in signums:
+    for signum in _WATCHED:
         found = signal.getsignal(signum)
+        if found is signal.SIG_IGN:
+            continue
         if found in (signal.default_int_handler, interrupt_startup):
             found = signal.SIG_DFL  # Python's Ctrl-C: after the run, the default action
         previous[signum] = found
@@ -231,9 +233,8 @@ def run_blocking(main: Callable[[], int]) -> int:
             signal.signal(watched, handler)
         raise _Stopped(signum)
 
-    signums = [s for s in _WATCHED if signal.getsignal(s) is not signal.SIG_IGN]
     try:
-        previous.update(_take_signals(signums, stop))
+        previous.update(_take_signals(stop))
         code = int(main() or 0)
     except _Stopped as exc:
         code = signal_exit(exc.signum)
