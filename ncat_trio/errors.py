@@ -109,13 +109,6 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.SIGTERM: "interrupted by SIGTERM, after cleanup",
 }
 
-#: Exit code for a process ended by a signal after cleanup (128 + signum).
-SIGNAL_EXIT_CODES: dict[int, ExitCode] = {
-    1: ExitCode.SIGHUP,
-    2: ExitCode.SIGINT,
-    15: ExitCode.SIGTERM,
-}
-
 
 class Interrupted(BaseException):
     """SIGINT during start-up (imports, option parsing), before the runner owns signals.

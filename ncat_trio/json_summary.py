@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,6 +46,13 @@ class Summary:
             diag.write_raw(json_line(record))
         elif self.json:
             write_stdout(json_line(record))
+
+    def write_result(self, record: Mapping[str, object], lines: Iterable[str]) -> None:
+        """A mode's result (ttcp, clock): the object as :meth:`write` puts it, and on stdout
+        the human ``lines``, unless ``--json`` put the object there instead."""
+        self.write(record)
+        if not self.json:
+            write_stdout("".join(line + "\n" for line in lines))
 
     def write_at_end(self, record: Mapping[str, object], say: Callable[[str], None]) -> None:
         """For an object written as a connection or a server ends (connect, listen, relay):

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import NcatError
+
 Schema = dict[str, Any]
 
 
@@ -248,6 +250,17 @@ def record(schema: Schema, **fields: Any) -> dict[str, Any]:
         missing, unknown = properties.keys() - values, values.keys() - properties.keys()
         raise ValueError(f"{schema['title']}: missing {sorted(missing)}, unknown {sorted(unknown)}")
     return {name: values[name] for name in properties}
+
+
+def ending(error: NcatError | None, cancelled: bool, ended: str, exit_code: int) -> dict[str, Any]:
+    """The ``ended``, ``exit_code`` and ``error`` fields (:func:`_ending`) for :func:`record`:
+    an error wins (``error``, its exit code, its one line), then a signal's cancellation
+    (``cancelled``, null), else the mode's own ending ``ended`` with ``exit_code``."""
+    if error is not None:
+        return {"ended": "error", "exit_code": int(error.exit_code), "error": str(error)}
+    if cancelled:
+        return {"ended": "cancelled", "exit_code": None, "error": None}
+    return {"ended": ended, "exit_code": exit_code, "error": None}
 
 
 def schema_for(record: Mapping[str, Any]) -> Schema:

@@ -35,7 +35,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from . import diag, errors
-from .errors import SIGNAL_EXIT_CODES, ExitCode, NcatError, interrupt_startup, leaves
+from .errors import ExitCode, NcatError, interrupt_startup, leaves
 
 if TYPE_CHECKING:
     import trio
@@ -101,7 +101,7 @@ def ensure_std_fds() -> None:
                 os.close(new)
 
 
-async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signals]) -> int | None:
+async def _supervise(main: MainFn, state: _RunState) -> int | None:
     import trio
 
     main_scope = trio.CancelScope()
@@ -109,7 +109,7 @@ async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signal
     async def watch_signals(
         *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        with trio.open_signal_receiver(*signums) as receiver:
+        with trio.open_signal_receiver(*state.previous) as receiver:
             state.watching = True  # from now on _outside_watcher is the hard stop
             task_status.started()
             if state.signum is None:  # else one came while Trio was starting
@@ -120,7 +120,7 @@ async def _supervise(main: MainFn, state: _RunState, signums: list[signal.Signal
         # Leaving the receiver put _outside_watcher back: a second signal is a hard stop.
 
     async with trio.open_nursery() as nursery:
-        if signums:
+        if state.previous:  # the signals we took (none: all ignored, e.g. nohup)
             await nursery.start(watch_signals)
         with main_scope:
             result = await main()
@@ -169,38 +169,40 @@ def run(main: MainFn) -> int:
 
     global _current
     ensure_std_fds()
-    signums = [s for s in _WATCHED if signal.getsignal(s) is not signal.SIG_IGN]
-    # Our watcher owns these signals; under it (_outside_watcher): recorded while Trio
+    # Our watcher owns the signals; under it (_outside_watcher): recorded while Trio
     # starts, the hard stop once it has seen one (a second Ctrl-C kills at once, and the
     # exec children with us).
     state = _current = _RunState(signum=signal.SIGINT if errors.startup_interrupted else None)
-    state.previous = _take_signals(signums, _outside_watcher)
+    state.previous = _take_signals(_outside_watcher)
     try:
-        result = trio.run(_supervise, main, state, signums)
+        result = trio.run(_supervise, main, state)
     except BaseException as exc:  # unwrap groups here and only here
         if state.signum is not None and all(isinstance(leaf, NcatError) for leaf in leaves(exc)):
-            code: int = _signal_exit(state.signum, state)
+            code: int = signal_exit(state.signum, state)
         else:
             code = exit_code_for(exc)
     else:
-        code = _signal_exit(state.signum, state) if state.signum is not None else int(result or 0)
+        code = signal_exit(state.signum, state) if state.signum is not None else int(result or 0)
     # From here to the process exit: the handlers we found, or (settled) nothing may
     # change the exit code any more.
     for watched, handler in state.previous.items():
         signal.signal(watched, handler if state.settled is None else signal.SIG_IGN)
     if state.signum is None and state.late_signum is not None:
-        _signal_exit(state.late_signum, state)
+        signal_exit(state.late_signum, state)
     _current = None
     quiet_stdout_on_exit()
     return code
 
 
-def _take_signals(signums: list[signal.Signals], handler: Any) -> dict[int, Any]:
-    """Install ``handler`` for ``signums``; return the handlers to put back afterwards
-    (Python's Ctrl-C handler, or ours from start-up, as the default action)."""
+def _take_signals(handler: Any) -> dict[int, Any]:
+    """Install ``handler`` for the watched signals not ignored at start (they stay ignored);
+    return the handlers to put back (Python's Ctrl-C handler, or ours from start-up, as the
+    default action)."""
     previous: dict[int, Any] = {}
-    for signum in signums:
+    for signum in _WATCHED:
         found = signal.getsignal(signum)
+        if found is signal.SIG_IGN:
+            continue
         if found in (signal.default_int_handler, interrupt_startup):
             found = signal.SIG_DFL  # Python's Ctrl-C: after the run, the default action
         previous[signum] = found
@@ -223,7 +225,7 @@ def run_blocking(main: Callable[[], int]) -> int:
     that unwinds is the default action."""
     ensure_std_fds()
     if errors.startup_interrupted:
-        return _signal_exit(signal.SIGINT, _RunState())
+        return signal_exit(signal.SIGINT)
     previous: dict[int, Any] = {}
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -231,14 +233,13 @@ def run_blocking(main: Callable[[], int]) -> int:
             signal.signal(watched, handler)
         raise _Stopped(signum)
 
-    signums = [s for s in _WATCHED if signal.getsignal(s) is not signal.SIG_IGN]
     try:
-        previous.update(_take_signals(signums, stop))
+        previous.update(_take_signals(stop))
         code = int(main() or 0)
     except _Stopped as exc:
-        code = _signal_exit(exc.signum, _RunState())
+        code = signal_exit(exc.signum)
     except errors.Interrupted:  # a start-up Ctrl-C swallowed on its way up
-        code = _signal_exit(signal.SIGINT, _RunState())
+        code = signal_exit(signal.SIGINT)
     except BaseException as exc:
         code = exit_code_for(exc)
     finally:
@@ -248,10 +249,12 @@ def run_blocking(main: Callable[[], int]) -> int:
     return code
 
 
-def _signal_exit(signum: int, state: _RunState) -> int:
+def signal_exit(signum: int, state: _RunState | None = None) -> int:
+    """After signal ``signum``: ``interrupted by NAME`` and 128 + signum (also relay
+    --workers' parent), or once :func:`settle` was called, the settled code and a note."""
     name = signal.Signals(signum).name
-    if state.settled is not None:
+    if state is not None and state.settled is not None:
         diag.say(f"{name} after {state.settled_why}: exit {state.settled}")
         return state.settled
     diag.say(f"interrupted by {name}")
-    return int(SIGNAL_EXIT_CODES.get(signum, 128 + signum))
+    return 128 + signum

@@ -38,7 +38,7 @@ from ..errors import (
     RemoteProtocolError,
     UsageError,
 )
-from ..json_summary import Summary, write_stdout
+from ..json_summary import Summary
 from ..proto import ntp
 from ..proto.roundtrip import (
     CLOSED,
@@ -557,9 +557,9 @@ async def probe_main(opts: ProbeOptions, *, clock: WallClock = time.time_ns) -> 
             clock=clock, on_event=(lambda e: diag.say(describe_event(e))) if opts.verbose else None,
         )  # fmt: skip
     report = run.report
-    Summary(opts.json, opts.json_file).write(report_json(peer, opts, report))
-    if not opts.json:
-        write_stdout("".join(line + "\n" for line in report_lines(peer, opts, report)))
+    Summary(opts.json, opts.json_file).write_result(
+        report_json(peer, opts, report), report_lines(peer, opts, report)
+    )
     if report.replies:
         if run.stopped is not None:
             diag.say(f"stopped early: {run.stopped}")

@@ -116,22 +116,16 @@ def _summaries(
     finished: bool,
 ) -> None:
     """--stats (one line on stderr) and --json/--json-file (json_summary.Summary, docs/json.md)."""
-    if failure is not None:
-        ended, code = "error", int(failure.exit_code)
-    elif not finished:
-        ended, code = "cancelled", None
-    else:
-        ended, code = _how_it_ended(live), 0
+    end = report_schema.ending(failure, not finished, _how_it_ended(live), 0)
     if opts.report.stats:
         line = summary_line(live.bytes_sent, live.bytes_received, seconds)
-        diag.say(f"{peer_name}: {line} ({ended})")
+        diag.say(f"{peer_name}: {line} ({end['ended']})")
     summary = Summary(opts.report.json, opts.report.json_file, stream="stderr")  # stdout: data
     if summary.wanted:
         record = report_schema.record(
             report_schema.NETCAT, mode=mode, peer=peer, bytes_sent=live.bytes_sent,
             bytes_received=live.bytes_received, seconds=round(seconds, 6),
-            stdin_eof=live.stdin_eof, peer_eof=live.peer_eof, ended=ended, exit_code=code,
-            error=None if failure is None else str(failure),
+            stdin_eof=live.stdin_eof, peer_eof=live.peer_eof, **end,
         )  # fmt: skip
         summary.write_at_end(record, diag.say)
 

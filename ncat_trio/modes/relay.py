@@ -461,14 +461,9 @@ def relay_summary(
     failure: BaseException | None,
 ) -> dict[str, object]:
     """The ``--json`` object (schema: report_schema.RELAY)."""
-    error = _first_ncat_error(failure)
-    if error is not None:
-        ended, code = "error", int(error.exit_code)
-    elif failure is not None:  # SIGINT/SIGHUP: the runner cancelled us
-        ended, code = "cancelled", None
-    else:
-        ended = "drained" if server.drain_finished else "drain timeout"
-        code = int(ExitCode.SIGTERM)
+    error = _first_ncat_error(failure)  # None with a failure: SIGINT/SIGHUP cancelled us
+    drained = "drained" if server.drain_finished else "drain timeout"
+    end = report_schema.ending(error, failure is not None, drained, int(ExitCode.SIGTERM))
     s = server.statistics()
     return report_schema.record(
         report_schema.RELAY,
@@ -477,8 +472,7 @@ def relay_summary(
         accepted=s.accepted, connections=s.total, denied=s.denied,
         rejected=s.rejected, unreachable=s.unreachable, endings=server.endings(),
         bytes_up=s.bytes_up, bytes_down=s.bytes_down, peak_buffered=s.peak_buffered,
-        peak_total_buffered=s.peak_total_buffered,
-        ended=ended, exit_code=code, error=None if error is None else str(error),
+        peak_total_buffered=s.peak_total_buffered, **end,
     )  # fmt: skip
 
 

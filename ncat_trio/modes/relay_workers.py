@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable
 
 from .. import diag, runner
-from ..errors import SIGNAL_EXIT_CODES, UsageError
+from ..errors import UsageError
 from ..transport import net
 from ..transport.readiness import ReadyPipe
 from .relay import RelayOptions, WorkerSetup, relay_main
@@ -123,7 +123,4 @@ def _supervise(
         pipe.close()
     if first_failure is not None:
         return first_failure
-    if received:
-        diag.say(f"interrupted by {signal.Signals(received[0]).name}")
-        return int(SIGNAL_EXIT_CODES.get(received[0], 128 + received[0]))
-    return 0
+    return runner.signal_exit(received[0]) if received else 0

@@ -374,7 +374,7 @@ async def transmit_main(opts: TtcpTransmitOptions) -> int:
     report = report_schema.record(
         report_schema.TTCP_TRANSMIT, peer=peer, nodelay=opts.nodelay, **result.as_dict()
     )
-    _report(report, result, Summary(opts.json, opts.json_file))
+    Summary(opts.json, opts.json_file).write_result(report, result.human_lines())
     return 0
 
 
@@ -410,14 +410,7 @@ async def _receive_one(conn: trio.SocketStream, opts: TtcpReceiveOptions) -> Non
     finally:
         await trio.aclose_forcefully(conn)
     report = report_schema.record(report_schema.TTCP_RECEIVE, peer=peer, **result.as_dict())
-    _report(report, result, Summary(opts.json, opts.json_file))
-
-
-def _report(report: dict[str, object], result: Throughput, summary: Summary) -> None:
-    """The JSON object where ``summary`` says, else (no ``--json``) the human lines."""
-    summary.write(report)  # nothing without --json/--json-file
-    if not summary.json:
-        _emit(*result.human_lines())
+    Summary(opts.json, opts.json_file).write_result(report, result.human_lines())
 
 
 def _print_session(session: ttcp.Session) -> None:

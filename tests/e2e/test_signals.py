@@ -81,6 +81,19 @@ def test_signal_while_accepting(signum: signal.Signals, code: int) -> None:
     assert_ends_promptly(proc, signum, code)
 
 
+def test_a_signal_ignored_at_start_stays_ignored() -> None:
+    """``nohup ncat-trio listen``: SIGHUP was ignored when it started, so it stays ignored
+    (the runner takes only the signals it finds live); a SIGTERM after it ends the run."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # inherited across exec, as nohup
+    try:
+        proc, _port = spawn_listener(["listen", "127.0.0.1", "0"])
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    # Were SIGHUP watched, it would be pending first and win: exit 129, "SIGHUP" in the line.
+    proc.send_signal(signal.SIGHUP)
+    assert_ends_promptly(proc, signal.SIGTERM, 143)
+
+
 def signal_leaves_stdin_blocking(
     silent_server: socket.socket, stdin: int, signum: signal.Signals, code: int
 ) -> None:
