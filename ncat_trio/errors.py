@@ -51,6 +51,13 @@ class NcatError(Exception):
         return f"{self.what}: {self.why}" if self.why else self.what
 
 
+def reason(exc: OSError) -> str:
+    """The *why* of an OSError in a one-line message: its words, lower-cased in front as
+    every line of ours is (``cannot open x: no such file or directory``)."""
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
+
+
 class UsageError(NcatError, exit_code=ExitCode.USAGE):
     """Bad command-line input (ports, hosts, flags, values)."""
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import LocalIOError
+from .errors import LocalIOError, reason
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def check_appendable(path: str) -> None:
             raise LocalIOError(what, "permission denied") from None
         return
     except OSError as exc:
-        raise LocalIOError(what, (exc.strerror or str(exc)).lower()) from exc
+        raise LocalIOError(what, reason(exc)) from exc
     os.close(fd)
 
 
@@ -114,4 +114,4 @@ def append_json(path: str, record: Mapping[str, object]) -> None:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise LocalIOError(f"--json-file {path}", (exc.strerror or str(exc)).lower()) from exc
+        raise LocalIOError(f"--json-file {path}", reason(exc)) from exc

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import LocalIOError
+from ..errors import LocalIOError, reason
 from ..parse import parse_port
 from ..transport.endpoint import Endpoint
 from .common import CONN, OUT, verbose_option
@@ -76,7 +76,7 @@ def toxiproxy(
             with open(config, encoding="utf-8") as file:
                 text = file.read()
         except OSError as exc:
-            raise LocalIOError(f"--config {config}", exc.strerror or str(exc)) from exc
+            raise LocalIOError(f"--config {config}", reason(exc)) from exc
         proxies = toxiproxy_mode.load_config(text)
     return runner.run(
         lambda: toxiproxy_mode.toxiproxy_main(where, proxies, seed=seed, verbose=verbose)

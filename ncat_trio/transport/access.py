@@ -28,7 +28,7 @@ from typing import Any
 import trio
 
 from .. import diag
-from ..errors import UsageError
+from ..errors import UsageError, reason
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,7 +86,7 @@ def _read_bounded(path: str, flag: str) -> str:
         # O_NONBLOCK: opening a FIFO nobody writes to must not hang the start.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise UsageError(what, (exc.strerror or str(exc)).lower()) from exc
+        raise UsageError(what, reason(exc)) from exc
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
@@ -106,7 +106,7 @@ def _read_bounded(path: str, flag: str) -> str:
     except UnicodeDecodeError as exc:
         raise UsageError(what, "not UTF-8 text") from exc
     except OSError as exc:
-        raise UsageError(what, (exc.strerror or str(exc)).lower()) from exc
+        raise UsageError(what, reason(exc)) from exc
     finally:
         os.close(fd)
 

@@ -22,7 +22,7 @@ import io
 
 import trio
 
-from ..errors import LocalIOError
+from ..errors import LocalIOError, reason
 
 SENT = ">"
 RECEIVED = "<"
@@ -55,9 +55,7 @@ class HexDumpFile:
                 path, "a" if append else "w", encoding="ascii", buffering=1
             )
         except OSError as exc:
-            raise LocalIOError(
-                f"cannot open --output {path}", (exc.strerror or str(exc)).lower()
-            ) from exc
+            raise LocalIOError(f"cannot open --output {path}", reason(exc)) from exc
         self.offsets = {SENT: 0, RECEIVED: 0}
 
     def record(self, direction: str, data: bytes | bytearray | memoryview) -> None:
@@ -67,13 +65,13 @@ class HexDumpFile:
         try:
             self._file.write("".join(line + "\n" for line in format_lines(direction, offset, data)))
         except OSError as exc:
-            raise LocalIOError(f"--output {self.path}", (exc.strerror or str(exc)).lower()) from exc
+            raise LocalIOError(f"--output {self.path}", reason(exc)) from exc
 
     def close(self) -> None:
         try:
             self._file.close()
         except OSError as exc:
-            raise LocalIOError(f"--output {self.path}", (exc.strerror or str(exc)).lower()) from exc
+            raise LocalIOError(f"--output {self.path}", reason(exc)) from exc
 
 
 class TappedStream(trio.abc.HalfCloseableStream):

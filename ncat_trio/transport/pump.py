@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ..errors import ConnectionLost, LocalIOError, NcatError
+from ..errors import ConnectionLost, LocalIOError, NcatError, reason
 from .stdio import CHUNK
 
 
@@ -31,7 +31,7 @@ def describe_failure(exc: BaseException) -> str:
     while cause is not None and not isinstance(cause, OSError):
         cause = cause.__cause__
     if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror[0].lower() + cause.strerror[1:]
+        return reason(cause)
     if isinstance(exc, trio.ClosedResourceError):
         return "closed"
     return str(exc) or type(exc).__name__

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 
-from ..errors import ConnectError
+from ..errors import ConnectError, reason
 from .endpoint import Endpoint
 
 AddrInfo = tuple[
@@ -44,7 +44,7 @@ def lookup_failed(endpoint: Endpoint, exc: OSError | UnicodeError) -> ConnectErr
     """The one line for a failed lookup."""
     if isinstance(exc, UnicodeError):
         return ConnectError(f"cannot resolve {endpoint.host}", "invalid host name")
-    why = (exc.strerror or str(exc)).lower()
+    why = reason(exc)
     if endpoint.numeric and isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_NONAME:
         why = "not a numeric address (-n forbids DNS)"
     return ConnectError(f"cannot resolve {endpoint.host}", why)

@@ -20,7 +20,7 @@ from functools import partial
 
 import trio
 
-from ..errors import ConnectError, UsageError
+from ..errors import ConnectError, UsageError, reason
 
 #: Called on each fresh socket before bind/connect (see :func:`configure_with`).
 Configure = Callable[[trio.socket.SocketType], None]
@@ -134,9 +134,7 @@ def apply_socket_options(sock: trio.socket.SocketType, options: SocketOptions) -
             try:
                 sock.setsockopt(level, name, value)
             except OSError as exc:
-                raise ConnectError(
-                    f"cannot set {what}", (exc.strerror or str(exc)).lower()
-                ) from exc
+                raise ConnectError(f"cannot set {what}", reason(exc)) from exc
     if sock.family == S.AF_INET6:
         # A dual-stack socket also carries IPv4 (mapped) traffic, which takes the IPv4
         # options; Linux accepts them on an AF_INET6 socket (ipv6_setsockopt → ip_setsockopt).
