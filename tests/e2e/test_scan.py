@@ -3,6 +3,7 @@ exit 0 if any is open and 1 if none, exit 2 for a bad port list.  Loopback only.
 
 from __future__ import annotations
 
+import random
 import resource
 import signal
 import socket
@@ -48,6 +49,25 @@ def open_ports() -> Iterator[list[int]]:
         sockets.append(sock)
     try:
         yield sorted(s.getsockname()[1] for s in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture
+def private_ports() -> Iterator[tuple[str, list[int]]]:
+    """Three listeners on a loopback address of this test's own (all of 127/8 is local),
+    for scans of a port *range*: 150 ports of 127.0.0.1 are other tests' listeners when
+    suites run side by side (a stray connect once counted as a relay's extra client)."""
+    host = f"127.{random.randrange(64, 255)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+    sockets = []
+    for _ in range(3):
+        sock = socket.socket()
+        sock.bind((host, 0))
+        sock.listen(16)
+        sockets.append(sock)
+    try:
+        yield host, sorted(s.getsockname()[1] for s in sockets)
     finally:
         for sock in sockets:
             sock.close()
@@ -101,12 +121,13 @@ def test_a_range_with_nothing_open_is_exit_1() -> None:
     assert (done.returncode, done.stdout, done.stderr) == (1, b"", b"")
 
 
-def test_a_range_through_the_concurrency_bound(open_ports: list[int]) -> None:
+def test_a_range_through_the_concurrency_bound(private_ports: tuple[str, list[int]]) -> None:
     """More ports than workers: every port answered once, the open ones found."""
-    low = max(1, open_ports[0] - 150)
-    done = run(["scan", "--concurrency", "8", "127.0.0.1", f"{low}-{open_ports[0]}"])
-    assert done.returncode == 0
-    assert f"127.0.0.1 {open_ports[0]} open" in done.stdout.decode().splitlines()
+    host, ports = private_ports
+    low = max(1, ports[0] - 150)
+    done = run(["scan", "--concurrency", "8", host, f"{low}-{ports[0]}"])
+    assert done.returncode == 0, done.stderr
+    assert f"{host} {ports[0]} open" in done.stdout.decode().splitlines()
 
 
 @pytest.mark.parametrize(
@@ -177,23 +198,26 @@ def test_a_signal_mid_scan_is_one_line_and_its_exit_code(
     assert rest == f"ncat-trio: interrupted by {signal.Signals(signum).name}\n"
 
 
-def test_out_of_fds_the_scan_waits_for_a_connect_to_finish(open_ports: list[int]) -> None:
+def test_out_of_fds_the_scan_waits_for_a_connect_to_finish(
+    private_ports: tuple[str, list[int]],
+) -> None:
     """``ulimit -n 24`` and 400 connects allowed in flight: socket() fails with EMFILE
     long before that; the scan goes on as connects finish, every port answered."""
+    host, open_ports = private_ports
     low = max(1, open_ports[0] - 300)
 
     def few_fds() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (24, 24))
 
     done = subprocess.run(
-        [*NCAT, "scan", "--concurrency", "400", "127.0.0.1", f"{low}-{open_ports[-1]}"],
+        [*NCAT, "scan", "--concurrency", "400", host, f"{low}-{open_ports[-1]}"],
         capture_output=True,
         timeout=60,
         check=False,
         preexec_fn=few_fds,
     )
     assert (done.returncode, done.stderr) == (0, b""), done.stderr
-    assert [f"127.0.0.1 {p} open" for p in open_ports] == [
+    assert [f"{host} {p} open" for p in open_ports] == [
         line for line in done.stdout.decode().splitlines() if int(line.split()[1]) in open_ports
     ]
 
