@@ -205,14 +205,10 @@ async def close_gracefully(
     A lingered-out session counts as finished: for TCP the two closes are the same
     ``close()``, and TLS must still send its ``close_notify`` (its only EOF signal).
     """
-    if result is not None and (
+    finished = result is not None and (
         result.peer_eof or result.lingered_out or result.stdout_gone or result.quiet_out
-    ):
-        with trio.move_on_after(5) as scope:
-            scope.shield = True
-            await conn.aclose()
-            return
-    await trio.aclose_forcefully(conn)
+    )
+    await net.close(conn, graceful=finished)
 
 
 @asynccontextmanager

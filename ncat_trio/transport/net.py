@@ -129,18 +129,27 @@ async def connect_tcp(
     return stream
 
 
+async def close(stream: trio.abc.AsyncResource, *, graceful: bool) -> None:
+    """The one close of a connection: ``graceful``, an ``aclose`` (TLS sends its
+    close_notify) shielded from cancellation and bounded to 5 s, forceful after that;
+    else forceful at once (no waiting; an RST is possible)."""
+    if graceful:
+        with trio.move_on_after(5, shield=True):
+            await stream.aclose()
+            return
+    await trio.aclose_forcefully(stream)
+
+
 @contextlib.asynccontextmanager
 async def closing(stream: trio.abc.AsyncResource) -> AsyncIterator[None]:
-    """Close ``stream`` when the block ends: gracefully if it ended normally (``aclose``,
-    shielded, at most 5 s), forcefully if it raised or was cancelled (no waiting; an
-    RST is possible), as modes.session.close_gracefully does for a netcat session."""
+    """:func:`close` ``stream`` when the block ends: gracefully if it ended normally,
+    forcefully if it raised or was cancelled."""
     try:
         yield
     except BaseException:
-        await trio.aclose_forcefully(stream)
+        await close(stream, graceful=False)
         raise
-    with trio.move_on_after(5, shield=True):
-        await stream.aclose()
+    await close(stream, graceful=True)
 
 
 def set_nodelay(stream: trio.SocketStream, on: bool) -> None:
