@@ -10,6 +10,7 @@ Anything else that escapes is a bug and keeps its traceback (exit 70).
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any, ClassVar, NoReturn
@@ -51,11 +52,15 @@ class NcatError(Exception):
         return f"{self.what}: {self.why}" if self.why else self.what
 
 
-def reason(exc: OSError) -> str:
+def reason(exc: OSError, *, by_errno: bool = False) -> str:
     """The *why* of an OSError in a one-line message: its words, lower-cased in front as
-    every line of ours is (``cannot open x: no such file or directory``)."""
-    text = exc.strerror or str(exc)
-    return text[:1].lower() + text[1:]
+    every line of ours is (``cannot open x: no such file or directory``).
+
+    ``by_errno``: the errno's own words instead of the exception's text, for socket calls
+    (Trio's connect() wraps them: "Error connecting to (...): Connection refused"); not for
+    getaddrinfo, whose errno is an EAI_ code that ``os.strerror`` does not know."""
+    text = os.strerror(exc.errno) if by_errno and exc.errno else exc.strerror or str(exc)
+    return text[:1].lower() + text[1:] if text else "failed"
 
 
 class UsageError(NcatError, exit_code=ExitCode.USAGE):

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import socket as _stdsocket
 from collections.abc import AsyncIterator, Callable
 
 import trio
 
 from ..diag import format_address, say
-from ..errors import ConnectError, ConnectionLost
+from ..errors import ConnectError, ConnectionLost, reason
 from .endpoint import Endpoint as Endpoint  # re-exported: callers import it from here
 from .resolve import AddrInfo as AddrInfo  # re-exported
 from .resolve import checked, lookup_args, lookup_failed, resolve_blocking
@@ -35,11 +34,9 @@ async def resolve(
 
 
 def describe(exc: OSError) -> str:
-    """The human *why* of an OSError, the one wording of it (datagram, unix, child too)."""
-    # Trio's connect() wraps the reason ("Error connecting to (...): Connection refused");
-    # the errno's own text is the one line a user needs.
-    text = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
-    return text[0].lower() + text[1:] if text else "failed"
+    """The *why* of a failed socket call (datagram, unix, child too): :func:`errors.reason`
+    in the errno's own words."""
+    return reason(exc, by_errno=True)
 
 
 async def connect_socket(
